@@ -1,1 +1,3 @@
 //! ecs-power-operator: keeps OTC / Huawei Cloud ECS servers stopped as `EcsPowerPolicy` resources declare.
+
+pub mod ecs;
