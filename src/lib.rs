@@ -5,3 +5,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod telemetry;
+pub mod fleet;
+pub mod controller;
+pub mod operator;

@@ -1,0 +1,162 @@
+//! Cloud credentials from the Secret a policy names, in the policy's own namespace only.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use secrecy::SecretString;
+
+pub const ACCESS_KEY: &str = "accessKey";
+pub const SECRET_KEY: &str = "secretKey";
+
+/// An access key and its secret. Debug never shows the secret.
+#[derive(Clone)]
+pub struct CloudCredentials {
+    pub access_key: String,
+    pub secret_key: SecretString,
+}
+
+impl std::fmt::Debug for CloudCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudCredentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What is wrong with a credentials Secret, in words that name the Secret and key but
+/// never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("Secret {namespace}/{name} (spec.cloud.credentialsSecretRef.name) does not exist")]
+    SecretNotFound { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} has no key `{key}`")]
+    KeyMissing {
+        namespace: String,
+        name: String,
+        key: &'static str,
+    },
+    #[error("key `{key}` of Secret {namespace}/{name} is empty or not UTF-8")]
+    KeyInvalid {
+        namespace: String,
+        name: String,
+        key: &'static str,
+    },
+    #[error("reading Secret {namespace}/{name}: {source}")]
+    Kubernetes {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl CredentialsError {
+    /// The CamelCase reason of the Degraded condition and the Event.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CredentialsError::SecretNotFound { .. } => "SecretNotFound",
+            CredentialsError::KeyMissing { .. } => "SecretKeyMissing",
+            CredentialsError::KeyInvalid { .. } => "SecretKeyInvalid",
+            CredentialsError::Kubernetes { .. } => "SecretUnreadable",
+        }
+    }
+}
+
+pub async fn load(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<CloudCredentials, CredentialsError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|source| CredentialsError::Kubernetes {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| CredentialsError::SecretNotFound {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })?;
+    from_secret(&secret, namespace, name)
+}
+
+fn from_secret(
+    secret: &Secret,
+    namespace: &str,
+    name: &str,
+) -> Result<CloudCredentials, CredentialsError> {
+    let value = |key: &'static str| -> Result<String, CredentialsError> {
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .map(|b| b.0.clone())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|data| data.get(key))
+                    .map(|s| s.clone().into_bytes())
+            })
+            .ok_or_else(|| CredentialsError::KeyMissing {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                key,
+            })?;
+        String::from_utf8(bytes)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| CredentialsError::KeyInvalid {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                key,
+            })
+    };
+    Ok(CloudCredentials {
+        access_key: value(ACCESS_KEY)?,
+        secret_key: SecretString::from(value(SECRET_KEY)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
+
+    fn secret(entries: &[(&str, &str)]) -> Secret {
+        Secret {
+            data: Some(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn both_keys_give_credentials_whose_debug_hides_the_secret() {
+        let creds = from_secret(&secret(&[("accessKey", "AK1"), ("secretKey", "s3cr3t-value")]), "ns", "c").unwrap();
+        assert_eq!(creds.access_key, "AK1");
+        assert!(!format!("{creds:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn a_missing_key_is_named() {
+        let error = from_secret(&secret(&[("accessKey", "AK1")]), "ns", "c").unwrap_err();
+        assert_eq!(error.reason(), "SecretKeyMissing");
+        assert_eq!(error.to_string(), "Secret ns/c has no key `secretKey`");
+    }
+
+    #[test]
+    fn an_empty_key_is_refused() {
+        let error = from_secret(&secret(&[("accessKey", " "), ("secretKey", "x")]), "ns", "c").unwrap_err();
+        assert_eq!(error.reason(), "SecretKeyInvalid");
+    }
+}

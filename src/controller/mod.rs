@@ -1,0 +1,153 @@
+//! The EcsPowerPolicy controller: watches policies and the Secrets they name, and
+//! reconciles each policy through its project's fleet.
+
+mod credentials;
+mod events;
+mod reconcile;
+mod status;
+
+pub use credentials::{ACCESS_KEY, CloudCredentials, CredentialsError, SECRET_KEY};
+pub use reconcile::{Error, reconcile};
+
+use crate::fleet::FleetRegistry;
+use crate::metrics::Metrics;
+use crate::plan::Backoff;
+use crate::policy::EcsPowerPolicy;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const CONTROLLER_NAME: &str = "ecs-power-operator";
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Only this namespace, or every namespace.
+    pub namespace: Option<String>,
+    /// Requeue while stops are queued or running.
+    pub active_requeue: Duration,
+    /// Re-check for drift (a server started by hand) once everything is stopped.
+    pub drift_interval: Duration,
+    /// Oldest inventory a sync may use.
+    pub inventory_max_age: Duration,
+    /// Backoff between stop attempts of a server whose stop failed.
+    pub retry_backoff: Backoff,
+    /// Backoff between syncs of a policy that cannot be synced (bad Secret, rejected
+    /// credentials, API unreachable): doubles from `min` up to `max`.
+    pub error_backoff: Backoff,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            active_requeue: Duration::from_secs(2),
+            drift_interval: Duration::from_secs(60),
+            inventory_max_age: Duration::from_secs(2),
+            retry_backoff: Backoff {
+                base: Duration::from_secs(10),
+                max: Duration::from_secs(600),
+            },
+            error_backoff: Backoff {
+                base: Duration::from_secs(5),
+                max: Duration::from_secs(300),
+            },
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub fleets: FleetRegistry,
+    pub config: ControllerConfig,
+    /// Consecutive failed syncs per policy, for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        fleets: FleetRegistry,
+        config: ControllerConfig,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: CONTROLLER_NAME.into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            fleets,
+            config,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The delay before the next try of a policy that failed to sync `n` times in a row.
+    fn failed_sync(&self, policy: &str) -> Duration {
+        let mut failures = self.failures.lock().expect("failure counts lock poisoned");
+        let count = failures.entry(policy.to_owned()).or_default();
+        *count += 1;
+        self.config.error_backoff.delay(*count)
+    }
+
+    fn synced(&self, policy: &str) {
+        self.failures
+            .lock()
+            .expect("failure counts lock poisoned")
+            .remove(policy);
+    }
+}
+
+fn error_policy(policy: Arc<EcsPowerPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = reconcile::policy_key(&policy);
+    ctx.metrics.error(error.kind());
+    let delay = ctx.failed_sync(&key);
+    tracing::warn!(policy = %key, %error, retry_in = ?delay, "sync failed");
+    Action::requeue(delay)
+}
+
+/// Runs the controller until `shutdown` resolves; reconciles under way then finish.
+pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let (policies, secrets): (Api<EcsPowerPolicy>, Api<Secret>) = match &ctx.config.namespace {
+        Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    let controller = Controller::new(policies, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller
+        // A fixed Secret should not wait for the error backoff: reconcile every
+        // policy that names it, right away.
+        .watches(secrets, watcher::Config::default(), move |secret: Secret| {
+            let namespace = secret.namespace();
+            let name = secret.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|policy| {
+                    policy.namespace() == namespace
+                        && policy.spec.cloud.credentials_secret_ref.name == name
+                })
+                .map(|policy| ObjectRef::from_obj(&*policy))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .await;
+}

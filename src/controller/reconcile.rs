@@ -1,0 +1,298 @@
+//! One sync of one policy: observe, plan, act, report.
+
+use super::credentials::{self, CredentialsError};
+use super::events::{self, Notice};
+use super::status::{self, Problem, SyncReport};
+use super::Context;
+use crate::ecs::endpoint;
+use crate::ecs::error::{EcsError, ErrorKind};
+use crate::ecs::wire::PowerActionType;
+use crate::fleet::{CloudTarget, Fleet};
+use crate::plan::{Mode, ObservedPower, PlanInput, PlanOutcome, plan_stops};
+use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, StopType};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::Event;
+use kube::{Api, Resource, ResourceExt};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Errors that make a sync fail outright (and retry with backoff). Configuration and
+/// cloud errors a person must fix are not here: they become a Degraded condition.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing status of {policy}: {source}")]
+    StatusPatch {
+        policy: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("ECS API: {0}")]
+    Ecs(#[from] EcsError),
+    #[error("{0}")]
+    Credentials(#[from] CredentialsError),
+}
+
+impl Error {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::StatusPatch { .. } => "kubernetes",
+            Error::Ecs(error) => error.kind().as_str(),
+            Error::Credentials(_) => "kubernetes",
+        }
+    }
+}
+
+pub fn policy_key(policy: &EcsPowerPolicy) -> String {
+    format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())
+}
+
+pub async fn reconcile(policy: Arc<EcsPowerPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = policy_key(&policy);
+    let started = Instant::now();
+    let span = tracing::info_span!("reconcile", policy = %key);
+    let result = sync(&policy, &ctx, &key).instrument(span).await;
+    let label = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics.reconciled(label, started.elapsed());
+    result
+}
+
+/// Why a policy cannot be synced, for the cases a person has to fix.
+fn problem_of(error: &EcsError) -> Option<Problem> {
+    let reason = match error.kind() {
+        ErrorKind::Auth if error.status() == Some(403) => "Forbidden",
+        ErrorKind::Auth => "AuthenticationFailed",
+        ErrorKind::Config => "InvalidCloudConfig",
+        _ => return None,
+    };
+    Some(Problem {
+        reason,
+        message: error.to_string(),
+    })
+}
+
+fn target_of(policy: &EcsPowerPolicy, creds: credentials::CloudCredentials) -> Result<CloudTarget, EcsError> {
+    let cloud = &policy.spec.cloud;
+    let endpoint = match &cloud.endpoint {
+        Some(url) => {
+            let url = url::Url::parse(url)
+                .map_err(|e| EcsError::Config(format!("spec.cloud.endpoint `{url}`: {e}")))?;
+            endpoint::validate(&url)?;
+            url
+        }
+        None => endpoint::default_ecs_endpoint(&cloud.region)?,
+    };
+    Ok(CloudTarget {
+        endpoint,
+        project_id: cloud.project_id.clone(),
+        access_key: creds.access_key,
+        secret_key: creds.secret_key,
+    })
+}
+
+async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Action, Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let previous = policy.status.clone().unwrap_or_default();
+    let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
+
+    let creds = match credentials::load(&ctx.client, &namespace, secret_name).await {
+        Ok(creds) => creds,
+        Err(CredentialsError::Kubernetes { source, .. }) if !is_not_found(&source) => {
+            return Err(Error::Credentials(CredentialsError::Kubernetes {
+                namespace,
+                name: secret_name.clone(),
+                source,
+            }));
+        }
+        Err(error) => {
+            let problem = Problem {
+                reason: error.reason(),
+                message: error.to_string(),
+            };
+            return report_problem(policy, ctx, key, &previous, problem).await;
+        }
+    };
+    let fleet = match target_of(policy, creds).and_then(|t| ctx.fleets.fleet_for(&t)) {
+        Ok(fleet) => fleet,
+        Err(error) => return handle_ecs_error(policy, ctx, key, &previous, error).await,
+    };
+
+    fleet.adopt_jobs(
+        key,
+        previous
+            .jobs
+            .iter()
+            .filter(|job| job.status.in_flight())
+            .map(|job| (job.job_id.clone(), job.submitted_at.0)),
+    );
+    let observed = observe(&fleet, ctx).await;
+    let (inventory, in_flight) = match observed {
+        Ok(observed) => observed,
+        Err(error) => return handle_ecs_error(policy, ctx, key, &previous, error).await,
+    };
+
+    let desired: Vec<String> = policy.spec.servers.iter().map(|s| s.id.clone()).collect();
+    let desired_set: HashSet<String> = desired.iter().cloned().collect();
+    let retries = fleet.retry_states(&desired_set);
+    let mode = if policy.spec.suspend {
+        Mode::Suspend
+    } else if policy.spec.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Act
+    };
+    let now = jiff::Timestamp::now();
+    let outcome = plan_stops(&PlanInput {
+        desired: &desired,
+        observed: &inventory.servers,
+        in_flight: &in_flight,
+        retries: &retries,
+        now,
+        mode,
+        backoff: ctx.config.retry_backoff,
+    });
+
+    let stop_type = match policy.spec.stop_type {
+        StopType::Soft => PowerActionType::Soft,
+        StopType::Hard => PowerActionType::Hard,
+    };
+    fleet.enqueue(key, outcome.to_stop.clone(), stop_type);
+
+    let jobs = fleet.jobs_of(key, &desired_set);
+    let failing: HashMap<_, _> = retries
+        .into_iter()
+        .filter(|(id, _)| inventory.servers.get(id) != Some(&ObservedPower::Stopped))
+        .collect();
+    let problem = fleet.last_submit_failure().and_then(|failure| {
+        matches!(failure.kind, "auth" | "config" | "invalid").then(|| Problem {
+            reason: "StopCallRefused",
+            message: failure.message,
+        })
+    });
+    let next = status::from_sync(
+        &previous,
+        &SyncReport {
+            generation: policy.meta().generation,
+            outcome: &outcome,
+            jobs: &jobs,
+            failing: &failing,
+            dry_run: mode == Mode::DryRun,
+            problem,
+            now,
+        },
+    );
+    write_status(policy, ctx, key, &previous, next).await?;
+    ctx.synced(key);
+    Ok(Action::requeue(next_sync_in(ctx, &outcome, &jobs)))
+}
+
+/// Jobs first, then the listing: a job seen finished invalidates older listings, so
+/// its servers are never seen as still running once they leave the in-flight set.
+async fn observe(
+    fleet: &Fleet,
+    ctx: &Context,
+) -> Result<(Arc<crate::fleet::Inventory>, HashSet<String>), EcsError> {
+    fleet.refresh_jobs().await?;
+    let inventory = fleet.inventory(ctx.config.inventory_max_age).await?;
+    let in_flight = fleet.in_flight_ids(inventory.fetched_at);
+    Ok((inventory, in_flight))
+}
+
+fn next_sync_in(ctx: &Context, outcome: &PlanOutcome, jobs: &[crate::fleet::JobView]) -> std::time::Duration {
+    let active = !outcome.to_stop.is_empty()
+        || outcome.summary.stopping > 0
+        || jobs.iter().any(|job| !job.status.is_terminal());
+    let base = if active {
+        ctx.config.active_requeue
+    } else {
+        ctx.config.drift_interval
+    };
+    outcome.next_retry_in.map_or(base, |retry| retry.min(base))
+}
+
+fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+async fn handle_ecs_error(
+    policy: &EcsPowerPolicy,
+    ctx: &Context,
+    key: &str,
+    previous: &EcsPowerPolicyStatus,
+    error: EcsError,
+) -> Result<Action, Error> {
+    match problem_of(&error) {
+        Some(problem) => {
+            ctx.metrics.error(error.kind().as_str());
+            report_problem(policy, ctx, key, previous, problem).await
+        }
+        None => Err(Error::Ecs(error)),
+    }
+}
+
+/// A problem a person must fix: Degraded status, a Warning Event, and a retry with
+/// backoff (a fixed Secret triggers a sync at once through the Secret watch).
+async fn report_problem(
+    policy: &EcsPowerPolicy,
+    ctx: &Context,
+    key: &str,
+    previous: &EcsPowerPolicyStatus,
+    problem: Problem,
+) -> Result<Action, Error> {
+    tracing::warn!(reason = problem.reason, message = %problem.message, "policy cannot be synced");
+    let next = status::from_problem(previous, policy.meta().generation, &problem, jiff::Timestamp::now());
+    write_status(policy, ctx, key, previous, next).await?;
+    Ok(Action::requeue(ctx.failed_sync(key)))
+}
+
+/// One server-side-apply patch of the status subresource, only when it changed;
+/// then the Events for what changed.
+async fn write_status(
+    policy: &EcsPowerPolicy,
+    ctx: &Context,
+    key: &str,
+    previous: &EcsPowerPolicyStatus,
+    next: EcsPowerPolicyStatus,
+) -> Result<(), Error> {
+    if next == *previous {
+        return Ok(());
+    }
+    let api: Api<EcsPowerPolicy> =
+        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "ecspower.dev/v1alpha1",
+        "kind": "EcsPowerPolicy",
+        "status": next,
+    });
+    api.patch_status(
+        &policy.name_any(),
+        &PatchParams::apply(super::CONTROLLER_NAME).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::StatusPatch {
+        policy: key.to_owned(),
+        source,
+    })?;
+    publish(policy, ctx, events::transitions(previous, &next)).await;
+    Ok(())
+}
+
+async fn publish(policy: &EcsPowerPolicy, ctx: &Context, notices: Vec<Notice>) {
+    let reference = policy.object_ref(&());
+    for notice in notices {
+        let event = Event {
+            type_: notice.type_,
+            reason: notice.reason,
+            note: Some(notice.note),
+            action: notice.action.into(),
+            secondary: None,
+        };
+        // An Event is a courtesy: failing to record one must not fail the sync.
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, "could not record an Event");
+        }
+    }
+}

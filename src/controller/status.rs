@@ -1,0 +1,293 @@
+//! The policy's next status, built from one sync's observations: pure, so that what
+//! users read in `kubectl describe` is covered by plain unit tests.
+
+use crate::ecs::wire::JobStatus;
+use crate::fleet::JobView;
+use crate::plan::{PlanOutcome, RetryState};
+use crate::policy::conditions::{self, ConditionType, ConditionUpdate};
+use crate::policy::{
+    DRY_RUN_SAMPLE_SIZE, DryRunReport, EcsPowerPolicyStatus, JobRecord, JobState,
+    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, ServerFailure,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::{HashMap, HashSet};
+
+/// Something that stops the policy from being synced at all (a missing Secret,
+/// rejected credentials): shown as Degraded with this reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+pub struct SyncReport<'a> {
+    pub generation: Option<i64>,
+    pub outcome: &'a PlanOutcome,
+    pub jobs: &'a [JobView],
+    /// Retry state of the policy's servers that are not stopped.
+    pub failing: &'a HashMap<String, RetryState>,
+    pub dry_run: bool,
+    /// A stop-call failure no retry fixes by itself, shown on every policy of the project.
+    pub problem: Option<Problem>,
+    pub now: jiff::Timestamp,
+}
+
+fn job_state(status: JobStatus) -> JobState {
+    match status {
+        JobStatus::Init => JobState::Init,
+        JobStatus::Running | JobStatus::PendingPayment => JobState::Running,
+        JobStatus::Success => JobState::Success,
+        JobStatus::Fail => JobState::Fail,
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Fleet views replace the records of the same jobs; older finished records stay as
+/// history. Newest first, every unfinished job kept, finished ones up to the bound.
+fn merge_jobs(previous: &[JobRecord], views: &[JobView]) -> Vec<JobRecord> {
+    let mut records: Vec<JobRecord> = views
+        .iter()
+        .map(|view| JobRecord {
+            job_id: view.job_id.clone(),
+            servers: count(view.servers),
+            status: job_state(view.status),
+            succeeded: count(view.succeeded),
+            failed: count(view.failed),
+            submitted_at: Time(view.submitted_at),
+            completed_at: view.completed_at.map(Time),
+        })
+        .collect();
+    let known: HashSet<String> = records.iter().map(|r| r.job_id.clone()).collect();
+    records.extend(
+        previous
+            .iter()
+            .filter(|r| !known.contains(&r.job_id))
+            .cloned(),
+    );
+    records.sort_by(|a, b| {
+        b.submitted_at
+            .0
+            .cmp(&a.submitted_at.0)
+            .then_with(|| a.job_id.cmp(&b.job_id))
+    });
+    let unfinished = records.iter().filter(|r| r.status.in_flight()).count();
+    let mut finished_room = MAX_JOBS_IN_STATUS.saturating_sub(unfinished);
+    records.retain(|r| {
+        if r.status.in_flight() {
+            return true;
+        }
+        let keep = finished_room > 0;
+        finished_room = finished_room.saturating_sub(1);
+        keep
+    });
+    records
+}
+
+fn failures(failing: &HashMap<String, RetryState>) -> Vec<ServerFailure> {
+    let mut list: Vec<ServerFailure> = failing
+        .iter()
+        .map(|(id, retry)| ServerFailure {
+            server_id: id.clone(),
+            code: retry.code.clone(),
+            message: retry.message.clone(),
+            attempts: retry.attempts,
+            last_attempt_at: Time(retry.last_failure_at),
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        b.last_attempt_at
+            .0
+            .cmp(&a.last_attempt_at.0)
+            .then_with(|| a.server_id.cmp(&b.server_id))
+    });
+    list.truncate(MAX_FAILURES_IN_STATUS);
+    list
+}
+
+fn apply_conditions(
+    status: &mut EcsPowerPolicyStatus,
+    updates: impl IntoIterator<Item = ConditionUpdate>,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
+    for update in updates {
+        conditions::set(&mut status.conditions, update, generation, now);
+    }
+}
+
+fn degraded_by(problem: &Problem) -> [ConditionUpdate; 3] {
+    [
+        ConditionUpdate::new(ConditionType::Ready, false, problem.reason, &problem.message),
+        ConditionUpdate::new(
+            ConditionType::Progressing,
+            false,
+            problem.reason,
+            "nothing can be stopped until this is fixed",
+        ),
+        ConditionUpdate::new(ConditionType::Degraded, true, problem.reason, &problem.message),
+    ]
+}
+
+pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> EcsPowerPolicyStatus {
+    let mut status = previous.clone();
+    status.observed_generation = report.generation;
+    status.summary = report.outcome.summary;
+    status.jobs = merge_jobs(&previous.jobs, report.jobs);
+    status.failures = failures(report.failing);
+    status.dry_run = report.dry_run.then(|| DryRunReport {
+        would_stop: count(report.outcome.would_stop.len()),
+        sample: report
+            .outcome
+            .would_stop
+            .iter()
+            .take(DRY_RUN_SAMPLE_SIZE)
+            .cloned()
+            .collect(),
+    });
+    match &report.problem {
+        Some(problem) => {
+            status.phase = Some(Phase::Degraded);
+            apply_conditions(&mut status, degraded_by(problem), report.generation, report.now);
+        }
+        None => {
+            status.phase = Some(report.outcome.phase);
+            let updates = conditions::from_progress(report.outcome.phase, &report.outcome.summary);
+            apply_conditions(&mut status, updates, report.generation, report.now);
+        }
+    }
+    stamp_if_changed(previous, status, report.now)
+}
+
+/// For a sync that could not observe anything: the last counts stay, the phase and
+/// conditions say why nothing moves.
+pub fn from_problem(
+    previous: &EcsPowerPolicyStatus,
+    generation: Option<i64>,
+    problem: &Problem,
+    now: jiff::Timestamp,
+) -> EcsPowerPolicyStatus {
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+    status.phase = Some(Phase::Degraded);
+    apply_conditions(&mut status, degraded_by(problem), generation, now);
+    stamp_if_changed(previous, status, now)
+}
+
+/// `lastSyncTime` moves only with a real change, so an idle policy causes no writes
+/// (and no diff noise in GitOps tools).
+fn stamp_if_changed(
+    previous: &EcsPowerPolicyStatus,
+    mut status: EcsPowerPolicyStatus,
+    now: jiff::Timestamp,
+) -> EcsPowerPolicyStatus {
+    status.last_sync_time = previous.last_sync_time.clone();
+    if status != *previous {
+        status.last_sync_time = Some(Time(now));
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Summary;
+
+    fn ts(secs: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(secs).unwrap()
+    }
+
+    fn record(id: &str, at: i64, status: JobState) -> JobRecord {
+        JobRecord {
+            job_id: id.into(),
+            servers: 1,
+            status,
+            succeeded: 0,
+            failed: 0,
+            submitted_at: Time(ts(at)),
+            completed_at: None,
+        }
+    }
+
+    fn outcome(phase: Phase, summary: Summary) -> PlanOutcome {
+        PlanOutcome {
+            to_stop: vec![],
+            would_stop: vec![],
+            summary,
+            next_retry_in: None,
+            phase,
+        }
+    }
+
+    #[test]
+    fn job_history_keeps_unfinished_jobs_and_the_newest_finished_ones() {
+        let mut previous: Vec<JobRecord> = (0..30).map(|i| record(&format!("done-{i}"), i, JobState::Success)).collect();
+        previous.push(record("running-old", -5, JobState::Running));
+        let merged = merge_jobs(&previous, &[]);
+        assert_eq!(merged.len(), MAX_JOBS_IN_STATUS);
+        assert!(merged.iter().any(|r| r.job_id == "running-old"));
+        assert_eq!(merged[0].job_id, "done-29");
+    }
+
+    #[test]
+    fn fleet_view_replaces_the_record_of_the_same_job() {
+        let previous = vec![record("j", 1, JobState::Running)];
+        let view = JobView {
+            job_id: "j".into(),
+            servers: 3,
+            status: JobStatus::Success,
+            succeeded: 3,
+            failed: 0,
+            submitted_at: ts(1),
+            completed_at: Some(ts(9)),
+        };
+        let merged = merge_jobs(&previous, &[view]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!((merged[0].status, merged[0].succeeded), (JobState::Success, 3));
+    }
+
+    #[test]
+    fn an_unchanged_sync_leaves_last_sync_time_alone() {
+        let summary = Summary { desired: 2, stopped: 2, ..Summary::default() };
+        let plan = outcome(Phase::Stopped, summary);
+        let report = SyncReport {
+            generation: Some(1),
+            outcome: &plan,
+            jobs: &[],
+            failing: &HashMap::new(),
+            dry_run: false,
+            problem: None,
+            now: ts(100),
+        };
+        let first = from_sync(&EcsPowerPolicyStatus::default(), &report);
+        assert_eq!(first.last_sync_time, Some(Time(ts(100))));
+        let later = SyncReport { now: ts(200), ..report };
+        assert_eq!(from_sync(&first, &later), first);
+    }
+
+    #[test]
+    fn a_problem_makes_the_policy_degraded_with_its_reason() {
+        let problem = Problem { reason: "SecretNotFound", message: "Secret ns/x does not exist".into() };
+        let status = from_problem(&EcsPowerPolicyStatus::default(), Some(3), &problem, ts(5));
+        assert_eq!(status.phase, Some(Phase::Degraded));
+        let degraded = conditions::find(&status.conditions, ConditionType::Degraded).unwrap();
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "SecretNotFound"));
+        let ready = conditions::find(&status.conditions, ConditionType::Ready).unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(status.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn failures_are_newest_first_and_bounded() {
+        let failing: HashMap<String, RetryState> = (0..60)
+            .map(|i| {
+                (format!("s{i:02}"), RetryState { attempts: 1, last_failure_at: ts(i), code: "Ecs.0100".into(), message: "m".into() })
+            })
+            .collect();
+        let list = failures(&failing);
+        assert_eq!(list.len(), MAX_FAILURES_IN_STATUS);
+        assert_eq!(list[0].server_id, "s59");
+    }
+}

@@ -1,0 +1,245 @@
+//! Stop jobs as the fleet tracks them, and what each policy sees of them.
+
+use super::PolicyKey;
+use crate::ecs::wire::{Job, JobStatus, SubJob};
+use std::collections::{BTreeSet, HashSet};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct TrackedJob {
+    pub job_id: String,
+    /// Known at submission; for a job adopted from a policy's status, learnt from its sub-jobs.
+    ids: Vec<String>,
+    pub policies: BTreeSet<PolicyKey>,
+    pub submitted_at: jiff::Timestamp,
+    last: Option<Job>,
+    completed: Option<(jiff::Timestamp, Instant)>,
+}
+
+/// What a job's first observation as finished taught: processed exactly once.
+#[derive(Debug, Default)]
+pub struct JobOutcome {
+    pub finished: bool,
+    pub succeeded: Vec<String>,
+    /// Server id, the cloud's code and message.
+    pub failed: Vec<(String, String, String)>,
+}
+
+/// One job as one policy's status shows it: counted over that policy's servers only,
+/// since a coalesced job may carry several policies' servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobView {
+    pub job_id: String,
+    pub servers: usize,
+    pub status: JobStatus,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub submitted_at: jiff::Timestamp,
+    pub completed_at: Option<jiff::Timestamp>,
+}
+
+fn sub_jobs(job: &Job) -> &[SubJob] {
+    job.entities.sub_jobs.as_deref().unwrap_or_default()
+}
+
+fn sub_job_server(sub: &SubJob) -> Option<&str> {
+    sub.entities.server_id.as_deref()
+}
+
+impl TrackedJob {
+    pub fn submitted(
+        job_id: String,
+        ids: Vec<String>,
+        policies: BTreeSet<PolicyKey>,
+        submitted_at: jiff::Timestamp,
+    ) -> Self {
+        Self {
+            job_id,
+            ids,
+            policies,
+            submitted_at,
+            last: None,
+            completed: None,
+        }
+    }
+
+    pub fn adopted(job_id: String, submitted_at: jiff::Timestamp) -> Self {
+        Self::submitted(job_id, Vec::new(), BTreeSet::new(), submitted_at)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.completed.is_some()
+    }
+
+    /// Whether its servers must still be kept out of planning for an inventory
+    /// listed at `observed_at`.
+    pub fn in_flight_for(&self, observed_at: Instant) -> bool {
+        match self.completed {
+            None => true,
+            Some((_, completed)) => completed > observed_at,
+        }
+    }
+
+    pub fn server_ids(&self) -> impl Iterator<Item = &String> {
+        self.ids.iter()
+    }
+
+    pub fn update(&mut self, job: Job, now: jiff::Timestamp) -> JobOutcome {
+        if self.ids.is_empty() {
+            self.ids = sub_jobs(&job)
+                .iter()
+                .filter_map(sub_job_server)
+                .map(str::to_owned)
+                .collect();
+        }
+        let mut outcome = JobOutcome::default();
+        if job.status.is_terminal() && self.completed.is_none() {
+            self.completed = Some((now, Instant::now()));
+            outcome.finished = true;
+            for sub in sub_jobs(&job) {
+                let Some(server) = sub_job_server(sub) else {
+                    continue;
+                };
+                match sub.status {
+                    JobStatus::Success => outcome.succeeded.push(server.to_owned()),
+                    _ => outcome.failed.push((
+                        server.to_owned(),
+                        sub.error_code.clone().unwrap_or_else(|| "unknown".into()),
+                        sub.entities
+                            .errorcode_message
+                            .clone()
+                            .or_else(|| sub.fail_reason.clone())
+                            .unwrap_or_else(|| "the sub-job failed without a reason".into()),
+                    )),
+                }
+            }
+            // A failed job without sub-jobs still failed for every server it carried.
+            if sub_jobs(&job).is_empty() && job.status == JobStatus::Fail {
+                let code = job.error_code.clone().unwrap_or_else(|| "unknown".into());
+                let message = job
+                    .fail_reason
+                    .clone()
+                    .unwrap_or_else(|| "the job failed without a reason".into());
+                outcome.failed = self
+                    .ids
+                    .iter()
+                    .map(|id| (id.clone(), code.clone(), message.clone()))
+                    .collect();
+            }
+        }
+        self.last = Some(job);
+        outcome
+    }
+
+    pub fn view(&self, desired: &HashSet<String>) -> Option<JobView> {
+        let servers = self.ids.iter().filter(|id| desired.contains(*id)).count();
+        if servers == 0 && !self.ids.is_empty() {
+            return None;
+        }
+        let (mut succeeded, mut failed) = (0, 0);
+        if let Some(job) = &self.last {
+            for sub in sub_jobs(job) {
+                if !sub_job_server(sub).is_some_and(|id| desired.contains(id)) {
+                    continue;
+                }
+                match sub.status {
+                    JobStatus::Success => succeeded += 1,
+                    JobStatus::Fail => failed += 1,
+                    _ => {}
+                }
+            }
+        }
+        Some(JobView {
+            job_id: self.job_id.clone(),
+            servers,
+            status: self.last.as_ref().map_or(JobStatus::Init, |job| job.status),
+            succeeded,
+            failed,
+            submitted_at: self.submitted_at,
+            completed_at: self.completed.map(|(at, _)| at),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::wire::{JobEntities, SubJobEntities};
+
+    fn sub(server: &str, status: JobStatus, code: Option<&str>) -> SubJob {
+        SubJob {
+            status,
+            entities: SubJobEntities {
+                server_id: Some(server.into()),
+                nic_id: None,
+                errorcode_message: code.map(|c| format!("{c} message")),
+            },
+            job_id: None,
+            job_type: None,
+            begin_time: None,
+            end_time: None,
+            error_code: code.map(str::to_owned),
+            fail_reason: None,
+        }
+    }
+
+    fn job(status: JobStatus, subs: Vec<SubJob>) -> Job {
+        Job {
+            status,
+            entities: JobEntities {
+                server_id: None,
+                sub_jobs_total: Some(subs.len() as u32),
+                sub_jobs: Some(subs),
+            },
+            job_id: Some("j".into()),
+            job_type: None,
+            begin_time: None,
+            end_time: None,
+            error_code: None,
+            fail_reason: None,
+        }
+    }
+
+    #[test]
+    fn outcome_is_reported_once_when_the_job_finishes() {
+        let ids = vec!["a".to_string(), "b".to_string()];
+        let mut tracked = TrackedJob::submitted("j".into(), ids, BTreeSet::new(), jiff::Timestamp::UNIX_EPOCH);
+        let running = job(JobStatus::Running, vec![sub("a", JobStatus::Success, None), sub("b", JobStatus::Running, None)]);
+        assert!(!tracked.update(running, jiff::Timestamp::UNIX_EPOCH).finished);
+        let failed = job(JobStatus::Fail, vec![sub("a", JobStatus::Success, None), sub("b", JobStatus::Fail, Some("Ecs.0605"))]);
+        let outcome = tracked.update(failed.clone(), jiff::Timestamp::UNIX_EPOCH);
+        assert!(outcome.finished);
+        assert_eq!(outcome.succeeded, vec!["a".to_string()]);
+        assert_eq!(outcome.failed[0].0, "b");
+        assert_eq!(outcome.failed[0].1, "Ecs.0605");
+        let again = tracked.update(failed, jiff::Timestamp::UNIX_EPOCH);
+        assert!(!again.finished && again.succeeded.is_empty() && again.failed.is_empty());
+    }
+
+    #[test]
+    fn adopted_job_learns_its_servers_from_sub_jobs() {
+        let mut tracked = TrackedJob::adopted("j".into(), jiff::Timestamp::UNIX_EPOCH);
+        tracked.update(job(JobStatus::Running, vec![sub("a", JobStatus::Running, None)]), jiff::Timestamp::UNIX_EPOCH);
+        assert_eq!(tracked.server_ids().collect::<Vec<_>>(), vec!["a"]);
+        assert!(tracked.in_flight_for(Instant::now()));
+    }
+
+    #[test]
+    fn view_counts_only_the_policys_servers() {
+        let ids = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let mut tracked = TrackedJob::submitted("j".into(), ids, BTreeSet::new(), jiff::Timestamp::UNIX_EPOCH);
+        tracked.update(
+            job(JobStatus::Running, vec![
+                sub("a", JobStatus::Success, None),
+                sub("b", JobStatus::Fail, Some("Ecs.0100")),
+                sub("c", JobStatus::Success, None),
+            ]),
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        let mine: HashSet<String> = ["a", "b"].map(String::from).into();
+        let view = tracked.view(&mine).unwrap();
+        assert_eq!((view.servers, view.succeeded, view.failed), (2, 1, 1));
+        let none: HashSet<String> = ["z"].map(String::from).into();
+        assert!(tracked.view(&none).is_none());
+    }
+}

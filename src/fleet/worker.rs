@@ -1,0 +1,137 @@
+//! The fleet's stop worker: the only caller of the batch stop API.
+//!
+//! A batch goes out when it is full (`max_per_call` ids) or when its oldest id has
+//! lingered long enough for other policies to join, and only when the per-minute
+//! budget covers all of it: waiting for a full budget beats splitting a call, since
+//! the budget counts servers, not calls.
+
+use super::{Fleet, SubmitFailure, TrackedJob};
+use crate::ecs::error::EcsError;
+use crate::ecs::wire::PowerActionType;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const TICK: Duration = Duration::from_millis(100);
+
+pub(super) async fn run(fleet: Arc<Fleet>) {
+    loop {
+        tokio::select! {
+            _ = fleet.shutdown.cancelled() => return,
+            _ = fleet.wake.notified() => {}
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        for stop_type in [PowerActionType::Soft, PowerActionType::Hard] {
+            while let Some(batch) = next_due_batch(&fleet, stop_type) {
+                submit(&fleet, stop_type, batch).await;
+            }
+        }
+    }
+}
+
+struct DueBatch {
+    ids: Vec<String>,
+    policies: std::collections::BTreeSet<String>,
+}
+
+fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch> {
+    let mut state = fleet.lock();
+    let now = Instant::now();
+    if state.throttled_until.is_some_and(|until| until > now) {
+        return None;
+    }
+    let queued = state.queues.get(&stop_type).map_or(0, |q| q.len());
+    if queued == 0 {
+        return None;
+    }
+    let wanted = queued.min(fleet.config.max_per_call);
+    let lingered = state
+        .queued_since
+        .get(&stop_type)
+        .is_some_and(|since| now.duration_since(*since) >= fleet.config.linger);
+    if wanted < fleet.config.max_per_call && !lingered {
+        return None;
+    }
+    if fleet.budget.available(now) < wanted {
+        return None;
+    }
+    let queue = state.queues.get_mut(&stop_type)?;
+    let batch = queue.take_batch(wanted);
+    if queue.len() == 0 {
+        state.queued_since.remove(&stop_type);
+    } else {
+        state.queued_since.insert(stop_type, now);
+    }
+    Some(DueBatch {
+        ids: batch.ids,
+        policies: batch.policies,
+    })
+}
+
+async fn submit(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatch) {
+    let submitted_at = jiff::Timestamp::now();
+    match fleet.api.stop_servers(&batch.ids, stop_type).await {
+        Ok(job_id) => {
+            fleet.metrics.stop_calls.inc();
+            tracing::info!(%job_id, servers = batch.ids.len(), ?stop_type, "stop job submitted");
+            let mut state = fleet.lock();
+            state.last_submit_failure = None;
+            state.jobs.insert(
+                job_id.clone(),
+                TrackedJob::submitted(job_id, batch.ids, batch.policies, submitted_at),
+            );
+        }
+        Err(error) => handle_submit_error(fleet, stop_type, batch, error),
+    }
+}
+
+fn handle_submit_error(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatch, error: EcsError) {
+    let kind = error.kind().as_str();
+    fleet.metrics.error(kind);
+    let now = Instant::now();
+    let mut state = fleet.lock();
+    match error.kind() {
+        // Not accepted: the same servers go back to the front of the queue.
+        crate::ecs::error::ErrorKind::Throttled | crate::ecs::error::ErrorKind::Transient => {
+            tracing::warn!(%error, servers = batch.ids.len(), "stop call refused for now; will retry");
+            state.throttled_until = Some(now + fleet.config.throttle_backoff);
+            let queue = state.queues.entry(stop_type).or_default();
+            for policy in &batch.policies {
+                queue.push_front(policy, batch.ids.clone());
+            }
+            state.queued_since.entry(stop_type).or_insert(now);
+        }
+        // Maybe accepted: never re-send blindly; the servers' own state decides.
+        crate::ecs::error::ErrorKind::OutcomeUnknown => {
+            tracing::warn!(%error, servers = batch.ids.len(), "stop call outcome unknown; re-observing before any retry");
+            let until = now + fleet.config.outcome_unknown_grace;
+            for id in batch.ids {
+                state.outcome_unknown.insert(id, until);
+            }
+            drop(state);
+            fleet.inventory.invalidate();
+        }
+        _ => {
+            tracing::warn!(%error, servers = batch.ids.len(), "stop call failed");
+            let at = jiff::Timestamp::now();
+            let (code, message) = (error.code().unwrap_or(kind).to_owned(), error.to_string());
+            for id in &batch.ids {
+                let attempts = state.retry.get(id).map_or(0, |r| r.attempts) + 1;
+                state.retry.insert(
+                    id.clone(),
+                    crate::plan::RetryState {
+                        attempts,
+                        last_failure_at: at,
+                        code: code.clone(),
+                        message: message.clone(),
+                    },
+                );
+            }
+            state.last_submit_failure = Some(SubmitFailure {
+                kind,
+                message,
+                at,
+            });
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `ecs-power-operator run`: wires the controller, the fleets, leader election, the
+//! HTTP endpoints and signal handling together.
+
+use crate::controller::{self, Context, ControllerConfig};
+use crate::ecs::budget::{ActionBudget, BudgetLimits, BudgetRegistry};
+use crate::ecs::client::{ClientConfig, Credentials, EcsApi, HttpEcsClient};
+use crate::ecs::error::EcsError;
+use crate::ecs::observer::{RequestEvent, RequestObserver};
+use crate::fleet::{CloudTarget, Connector, FleetConfig, FleetRegistry};
+use crate::http::{self, Readiness};
+use crate::leader::{LeaseConfig, Leadership};
+use crate::metrics::{Metrics, RequestLabels};
+use crate::plan::Backoff;
+use crate::telemetry::LogFormat;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "EPO_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Watch policies (and Secrets) of this namespace only; all namespaces when unset.
+    #[arg(long, env = "EPO_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    #[arg(long, value_enum, env = "EPO_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// Reconcile only while holding a coordination.k8s.io Lease.
+    #[arg(long)]
+    pub leader_election: bool,
+    #[arg(long, default_value = "ecs-power-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease; the pod's own namespace in a cluster.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "ecs-power-operator-system")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease; the pod name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// A follower takes over at most this long after the leader is gone.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_secs: u64,
+    /// Servers the operator stops per project and window (the API allows 1000 a minute).
+    #[arg(long, default_value_t = 1000)]
+    pub budget_servers: usize,
+    #[arg(long, default_value_t = 60_000)]
+    pub budget_window_ms: u64,
+    /// Requeue interval while stops run.
+    #[arg(long, default_value_t = 2_000)]
+    pub active_requeue_ms: u64,
+    /// Re-check for drift (servers started by hand) this often once all is stopped.
+    #[arg(long, default_value_t = 60_000)]
+    pub drift_interval_ms: u64,
+    /// Oldest server listing a sync may use.
+    #[arg(long, default_value_t = 2_000)]
+    pub inventory_max_age_ms: u64,
+    /// How long a partial stop batch waits for other policies' servers to join it.
+    #[arg(long, default_value_t = 500)]
+    pub linger_ms: u64,
+    #[arg(long, default_value_t = 1_000)]
+    pub job_poll_interval_ms: u64,
+    /// Timeout of each ECS API request.
+    #[arg(long, default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// First retry delay of a server whose stop failed; doubles up to 10 minutes.
+    #[arg(long, default_value_t = 10_000)]
+    pub retry_backoff_ms: u64,
+}
+
+/// Feeds the ECS client's request events into Prometheus.
+#[derive(Debug)]
+struct MetricsObserver(Arc<Metrics>);
+
+impl RequestObserver for MetricsObserver {
+    fn observe(&self, event: &RequestEvent) {
+        let code = match (event.status, event.error) {
+            (Some(status), _) => status.to_string(),
+            (None, Some(kind)) => kind.as_str().to_owned(),
+            (None, None) => "none".to_owned(),
+        };
+        self.0
+            .ecs_requests
+            .get_or_create(&RequestLabels {
+                operation: event.operation.to_owned(),
+                code,
+            })
+            .inc();
+        self.0
+            .ecs_request_duration
+            .observe(event.duration.as_secs_f64());
+        if !event.waited.is_zero() {
+            self.0.waited("ecs", event.waited);
+        }
+    }
+}
+
+struct HttpConnector {
+    limits: BudgetLimits,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Connector for HttpConnector {
+    fn connect(&self, target: &CloudTarget) -> Result<(Arc<dyn EcsApi>, Arc<ActionBudget>), EcsError> {
+        let budget = BudgetRegistry::global().budget(target.endpoint.as_str(), &target.project_id, self.limits);
+        let mut config = ClientConfig::new(
+            target.endpoint.clone(),
+            target.project_id.clone(),
+            Credentials::aksk(target.access_key.clone(), target.secret_key.clone()),
+        );
+        config.request_timeout = self.timeout;
+        config.budget = Some(Arc::clone(&budget));
+        config.observer = Arc::new(MetricsObserver(Arc::clone(&self.metrics)));
+        let client = HttpEcsClient::new(config)?;
+        Ok((Arc::new(client), budget))
+    }
+}
+
+impl RunArgs {
+    fn controller_config(&self) -> ControllerConfig {
+        ControllerConfig {
+            namespace: self.watch_namespace.clone(),
+            active_requeue: millis(self.active_requeue_ms),
+            drift_interval: millis(self.drift_interval_ms),
+            inventory_max_age: millis(self.inventory_max_age_ms),
+            retry_backoff: Backoff {
+                base: millis(self.retry_backoff_ms),
+                max: Duration::from_secs(600).max(millis(self.retry_backoff_ms)),
+            },
+            ..ControllerConfig::default()
+        }
+    }
+
+    fn fleet_config(&self) -> FleetConfig {
+        FleetConfig {
+            linger: millis(self.linger_ms),
+            job_poll_interval: millis(self.job_poll_interval_ms),
+            ..FleetConfig::default()
+        }
+    }
+}
+
+async fn terminate_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::default());
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            terminate_signal().await;
+            tracing::info!("termination signal received; shutting down");
+            shutdown.cancel();
+        });
+    }
+    let server = http::serve(
+        args.http_addr,
+        http::router(Arc::clone(&metrics), Arc::clone(&readiness)),
+        shutdown.clone().cancelled_owned(),
+    )
+    .await?;
+    tracing::info!(addr = %args.http_addr, "serving /metrics, /healthz and /readyz");
+
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("ecs-power-operator-{}", std::process::id()));
+    let connector = HttpConnector {
+        limits: BudgetLimits {
+            servers_per_window: args.budget_servers,
+            window: millis(args.budget_window_ms),
+        },
+        timeout: millis(args.request_timeout_ms),
+        metrics: Arc::clone(&metrics),
+    };
+    let fleets = FleetRegistry::new(Box::new(connector), args.fleet_config(), Arc::clone(&metrics), shutdown.child_token());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::clone(&metrics),
+        fleets,
+        args.controller_config(),
+        Some(identity.clone()),
+    ));
+    readiness.set(true);
+
+    let mut exit_error = None;
+    if args.leader_election {
+        let lease = LeaseConfig {
+            lease_name: args.lease_name.clone(),
+            namespace: args.lease_namespace.clone(),
+            identity: identity.clone(),
+            duration: Duration::from_secs(args.lease_duration_secs),
+            grace: Duration::from_secs((args.lease_duration_secs / 3).max(1)),
+        };
+        let mut leadership = Leadership::join(client, &lease).await?;
+        tracing::info!(identity, lease = %lease.lease_name, "waiting for leadership");
+        tokio::select! {
+            _ = leadership.acquired() => {}
+            _ = shutdown.cancelled() => {
+                leadership.release().await;
+                return finish(server, readiness).await;
+            }
+        }
+        tracing::info!(identity, "leading: reconciling");
+        let stop = shutdown.clone();
+        let lost = CancellationToken::new();
+        let controller_stop = {
+            let (stop, lost) = (stop.clone(), lost.clone());
+            async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = lost.cancelled() => {}
+                }
+            }
+        };
+        let run = controller::run(ctx, controller_stop);
+        tokio::pin!(run);
+        tokio::select! {
+            _ = &mut run => {}
+            _ = leadership.lost() => {
+                tracing::error!("leadership lost; stopping reconciles and exiting so a new term starts clean");
+                lost.cancel();
+                run.await;
+                exit_error = Some(anyhow::anyhow!("leadership lost"));
+            }
+        }
+        shutdown.cancel();
+        leadership.release().await;
+    } else {
+        controller::run(ctx, shutdown.clone().cancelled_owned()).await;
+        shutdown.cancel();
+    }
+    finish(server, readiness).await?;
+    exit_error.map_or(Ok(()), Err)
+}
+
+async fn finish(
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    readiness: Arc<Readiness>,
+) -> anyhow::Result<()> {
+    readiness.set(false);
+    server.await??;
+    tracing::info!("stopped");
+    Ok(())
+}
