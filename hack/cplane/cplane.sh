@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds the cplane harness (cached by source hash) and runs it.
+#   hack/cplane/cplane.sh build
+#   hack/cplane/cplane.sh up --dir /tmp/x [--port N] [--timeout 90s]
+#   hack/cplane/cplane.sh down --dir /tmp/x
+#   hack/cplane/cplane.sh kubectl-path
+# Works from any cwd. Cache: ${EPO_CACHE:-$HOME/.cache/ecs-power-operator}/bin/
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="${EPO_CACHE:-$HOME/.cache/ecs-power-operator}"
+if [[ -z "${GO:-}" ]]; then
+  GO="$(command -v go 2>/dev/null || true)"
+  [[ -n "$GO" ]] || GO=/usr/local/go/bin/go
+fi
+export GO EPO_CACHE="$CACHE" CPLANE_SRC="$HERE"
+
+hash="$(cd "$HERE" && cat go.mod ./*.go | sha256sum | cut -c1-16)"
+bin="$CACHE/bin/cplane/cplane-$hash"
+if [[ ! -x "$bin" ]]; then
+  mkdir -p "$CACHE/bin/cplane"
+  tmp="$(mktemp "$CACHE/bin/cplane/.cplane-XXXXXX")"
+  trap 'rm -f "$tmp"' EXIT
+  (cd "$HERE" && GOWORK=off CGO_ENABLED=0 "$GO" build -trimpath -o "$tmp" .)
+  mv -f "$tmp" "$bin"
+  trap - EXIT
+fi
+exec "$bin" "$@"

@@ -1,0 +1,3 @@
+module ecs-power-operator/hack/cplane
+
+go 1.24.0
