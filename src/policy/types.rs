@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 /// batch API (at most 1,000 per call), follows the jobs to the end and reports here.
 /// It never starts a server: deleting the policy leaves the servers as they are.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Several printcolumns share `type_ = "integer"`, which clippy mistakes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "ecspower.dev",
     version = "v1alpha1",
