@@ -4,6 +4,8 @@ pub mod ecs;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod plan;
+pub mod policy;
 pub mod telemetry;
 pub mod fleet;
 pub mod controller;
