@@ -25,7 +25,7 @@ use crate::ecs::error::EcsError;
 use crate::ecs::wire::PowerActionType;
 use crate::metrics::Metrics;
 use crate::plan::{RetryState, StopQueue};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -73,7 +73,7 @@ pub struct SubmitFailure {
 
 #[derive(Default)]
 struct FleetState {
-    queues: HashMap<PowerActionType, StopQueue>,
+    queues: HashMap<PowerActionType, StopQueue<PolicyKey>>,
     /// When the oldest id of each queue was enqueued, for the linger rule.
     queued_since: HashMap<PowerActionType, Instant>,
     jobs: HashMap<String, TrackedJob>,
@@ -204,7 +204,7 @@ impl Fleet {
         let mut ids: HashSet<String> = state
             .queues
             .values()
-            .flat_map(|queue| queue.ids().cloned())
+            .flat_map(|queue| queue.ids().map(str::to_owned))
             .collect();
         for job in state.jobs.values() {
             if job.in_flight_for(observed_at) {
@@ -237,7 +237,11 @@ impl Fleet {
         {
             let mut state = self.lock();
             state.queued_since.entry(stop_type).or_insert_with(Instant::now);
-            state.queues.entry(stop_type).or_default().push(policy, ids);
+            state
+                .queues
+                .entry(stop_type)
+                .or_default()
+                .push(policy.to_owned(), ids);
         }
         self.wake.notify_one();
     }
@@ -270,12 +274,7 @@ impl Fleet {
             .jobs
             .retain(|_, job| !(job.policies.is_empty() && job.is_finished()));
         for queue in state.queues.values_mut() {
-            queue.remove_policy(policy);
+            queue.remove_policy(&policy.to_owned());
         }
-    }
-
-    #[cfg(test)]
-    fn policies_of(&self, job_id: &str) -> BTreeSet<String> {
-        self.lock().jobs[job_id].policies.clone()
     }
 }

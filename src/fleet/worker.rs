@@ -29,10 +29,7 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
     }
 }
 
-struct DueBatch {
-    ids: Vec<String>,
-    policies: std::collections::BTreeSet<String>,
-}
+type DueBatch = crate::plan::Batch<super::PolicyKey>;
 
 fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch> {
     let mut state = fleet.lock();
@@ -57,28 +54,27 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch>
     }
     let queue = state.queues.get_mut(&stop_type)?;
     let batch = queue.take_batch(wanted);
-    if queue.len() == 0 {
+    if queue.is_empty() {
         state.queued_since.remove(&stop_type);
     } else {
         state.queued_since.insert(stop_type, now);
     }
-    Some(DueBatch {
-        ids: batch.ids,
-        policies: batch.policies,
-    })
+    Some(batch)
 }
 
 async fn submit(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatch) {
     let submitted_at = jiff::Timestamp::now();
-    match fleet.api.stop_servers(&batch.ids, stop_type).await {
+    let ids: Vec<String> = batch.ids().map(str::to_owned).collect();
+    match fleet.api.stop_servers(&ids, stop_type).await {
         Ok(job_id) => {
             fleet.metrics.stop_calls.inc();
-            tracing::info!(%job_id, servers = batch.ids.len(), ?stop_type, "stop job submitted");
+            tracing::info!(%job_id, servers = ids.len(), ?stop_type, "stop job submitted");
+            let policies = batch.entries.into_iter().flat_map(|e| e.policies).collect();
             let mut state = fleet.lock();
             state.last_submit_failure = None;
             state.jobs.insert(
                 job_id.clone(),
-                TrackedJob::submitted(job_id, batch.ids, batch.policies, submitted_at),
+                TrackedJob::submitted(job_id, ids, policies, submitted_at),
             );
         }
         Err(error) => handle_submit_error(fleet, stop_type, batch, error),
@@ -93,32 +89,35 @@ fn handle_submit_error(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatc
     match error.kind() {
         // Not accepted: the same servers go back to the front of the queue.
         crate::ecs::error::ErrorKind::Throttled | crate::ecs::error::ErrorKind::Transient => {
-            tracing::warn!(%error, servers = batch.ids.len(), "stop call refused for now; will retry");
+            tracing::warn!(%error, servers = batch.len(), "stop call refused for now; will retry");
             state.throttled_until = Some(now + fleet.config.throttle_backoff);
+            // Back in the queue (at its end: order matters less than not losing them).
             let queue = state.queues.entry(stop_type).or_default();
-            for policy in &batch.policies {
-                queue.push_front(policy, batch.ids.clone());
+            for entry in batch.entries {
+                for policy in entry.policies {
+                    queue.push(policy, [entry.id.clone()]);
+                }
             }
             state.queued_since.entry(stop_type).or_insert(now);
         }
         // Maybe accepted: never re-send blindly; the servers' own state decides.
         crate::ecs::error::ErrorKind::OutcomeUnknown => {
-            tracing::warn!(%error, servers = batch.ids.len(), "stop call outcome unknown; re-observing before any retry");
+            tracing::warn!(%error, servers = batch.len(), "stop call outcome unknown; re-observing before any retry");
             let until = now + fleet.config.outcome_unknown_grace;
-            for id in batch.ids {
-                state.outcome_unknown.insert(id, until);
+            for entry in batch.entries {
+                state.outcome_unknown.insert(entry.id, until);
             }
             drop(state);
             fleet.inventory.invalidate();
         }
         _ => {
-            tracing::warn!(%error, servers = batch.ids.len(), "stop call failed");
+            tracing::warn!(%error, servers = batch.len(), "stop call failed");
             let at = jiff::Timestamp::now();
             let (code, message) = (error.code().unwrap_or(kind).to_owned(), error.to_string());
-            for id in &batch.ids {
+            for id in batch.ids() {
                 let attempts = state.retry.get(id).map_or(0, |r| r.attempts) + 1;
                 state.retry.insert(
-                    id.clone(),
+                    id.to_owned(),
                     crate::plan::RetryState {
                         attempts,
                         last_failure_at: at,

@@ -116,6 +116,13 @@ impl<K: Clone + PartialEq> StopQueue<K> {
         self.policies.is_empty()
     }
 
+    /// Every queued id (an id queued by two policies appears twice).
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.policies
+            .iter()
+            .flat_map(|q| q.ids.iter().map(String::as_str))
+    }
+
     /// How many ids the policy has queued.
     pub fn queued(&self, policy: &K) -> usize {
         self.policies
