@@ -4,4 +4,5 @@ pub mod ecs;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod sim;
 pub mod telemetry;
