@@ -108,7 +108,9 @@ impl Client {
         .await
     }
 
-    pub async fn send(&self, mut request: Request) -> Reply {
+    /// Signs `request` into a ready HTTP request; the load test replays it as is
+    /// (a signature stays valid for the 15 minutes of allowed clock skew).
+    pub fn prepare(&self, mut request: Request) -> reqwest::Request {
         request.headers.push((
             "X-Sdk-Date".into(),
             request.date.strftime(sign::DATE_FORMAT).to_string(),
@@ -137,7 +139,18 @@ impl Client {
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let response = builder.send().await.expect("request reaches the simulator");
+        builder.build().unwrap()
+    }
+
+    pub async fn execute(&self, request: reqwest::Request) -> reqwest::Response {
+        self.http
+            .execute(request)
+            .await
+            .expect("request reaches the simulator")
+    }
+
+    pub async fn send(&self, request: Request) -> Reply {
+        let response = self.execute(self.prepare(request)).await;
         let status = response.status().as_u16();
         let request_id = response
             .headers()
