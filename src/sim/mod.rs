@@ -196,16 +196,11 @@ impl Sim {
     }
 
     fn stats(&self) -> SimStats {
-        let (by_status, servers, jobs) = {
+        let (by_status, jobs) = {
             let (state, _) = self.state();
-            (
-                state.servers_by_status(),
-                state.server_ids().len(),
-                state.job_count(),
-            )
+            (state.servers_by_status(), state.job_count())
         };
-        self.counters()
-            .snapshot(by_status, servers as u64, jobs as u64)
+        self.counters().snapshot(by_status, jobs as u64)
     }
 }
 

@@ -58,12 +58,7 @@ impl Counters {
         self.injected_errors += 1;
     }
 
-    pub fn snapshot(
-        &self,
-        servers_by_status: BTreeMap<String, u64>,
-        servers: u64,
-        jobs: u64,
-    ) -> SimStats {
+    pub fn snapshot(&self, servers_by_status: BTreeMap<String, u64>, jobs: u64) -> SimStats {
         SimStats {
             requests: self
                 .requests
@@ -81,7 +76,7 @@ impl Counters {
             signature_failures: self.signature_failures,
             injected_errors: self.injected_errors,
             jobs,
-            servers,
+            servers: servers_by_status.values().sum(),
             servers_by_status,
         }
     }
