@@ -6,4 +6,5 @@ pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod policy;
+pub mod sim;
 pub mod telemetry;

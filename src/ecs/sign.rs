@@ -257,8 +257,11 @@ where
     let auth = parse_authorization(header)?;
     let date = header_value(parts.headers, "x-sdk-date").ok_or(SignatureError::MissingDate)?;
     if let Some(check) = date_check {
+        // The trailing `Z` of the format is a literal, not a parsed offset, so the
+        // broken-down time has no offset of its own: it is read as UTC explicitly.
         let signed_at = jiff::fmt::strtime::parse(DATE_FORMAT, date)
-            .and_then(|t| t.to_timestamp())
+            .and_then(|t| t.to_datetime())
+            .and_then(|dt| jiff::tz::TimeZone::UTC.to_timestamp(dt))
             .map_err(|_| SignatureError::MalformedDate(date.to_owned()))?;
         let skew = check.now.duration_since(signed_at).unsigned_abs();
         if skew > check.max_skew {
@@ -316,6 +319,39 @@ mod tests {
     fn debug_hides_the_secret_key() {
         let signer = Signer::new("AK", SecretString::from("very-secret-value"));
         assert!(!format!("{signer:?}").contains("very-secret-value"));
+    }
+
+    #[test]
+    fn date_check_accepts_the_sdk_format_within_the_skew() {
+        let headers = vec![
+            ("Host".to_owned(), "h".to_owned()),
+            (DATE_HEADER.to_owned(), "20240115T083000Z".to_owned()),
+        ];
+        let signer = Signer::new("AK", SecretString::from("SK"));
+        let mut parts = RequestParts {
+            method: "GET",
+            path: "/",
+            query: &[],
+            headers: &headers,
+            body: b"",
+        };
+        let authorization = signer.authorization(&parts).unwrap();
+        let mut signed = headers.clone();
+        signed.push(("Authorization".to_owned(), authorization));
+        parts.headers = &signed;
+        let check = |now: &str| DateCheck {
+            now: now.parse().unwrap(),
+            max_skew: std::time::Duration::from_secs(900),
+        };
+        let secret = |_: &str| Some(SecretString::from("SK"));
+        assert_eq!(
+            verify(&parts, Some(check("2024-01-15T08:44:59Z")), secret),
+            Ok("AK".to_owned())
+        );
+        assert_eq!(
+            verify(&parts, Some(check("2024-01-15T08:45:01Z")), secret),
+            Err(SignatureError::DateSkew("20240115T083000Z".to_owned()))
+        );
     }
 
     #[test]
