@@ -241,3 +241,93 @@ async fn fetch_token(
         expires_at,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::observer::NoopObserver;
+    use crate::ecs::sign;
+    use std::sync::Arc;
+
+    const SECRET: &str = "SKtestExampleSecretKey0123456789abcdefXYZ";
+
+    #[tokio::test]
+    async fn aksk_requests_verify_with_the_shared_canonicalisation() {
+        let transport = Transport::new(Duration::from_secs(1), Arc::new(NoopObserver)).unwrap();
+        let auth = Authenticator::new(
+            Credentials::aksk("AKTESTEXAMPLE0000001", SecretString::from(SECRET)),
+            "0123456789abcdef0123456789abcdef".into(),
+        )
+        .unwrap();
+        let url = Url::parse("https://ecs.example.com:8443/v1/p/cloudservers/detail").unwrap();
+        let mut request = Outgoing::get(url, vec![("name".into(), "web server/01".into())]);
+        assert_eq!(
+            auth.authorize(&transport, &mut request).await.unwrap(),
+            None
+        );
+
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no {name} header"))
+        };
+        assert_eq!(header("Host"), "ecs.example.com:8443");
+        assert_eq!(header("Content-Type"), "application/json");
+        assert_eq!(header("X-Project-Id"), "0123456789abcdef0123456789abcdef");
+        let authorization = header("Authorization");
+        let parsed = sign::parse_authorization(&authorization).unwrap();
+        assert_eq!(
+            parsed.signed_headers,
+            [
+                "content-type",
+                "host",
+                "user-agent",
+                "x-project-id",
+                "x-sdk-date"
+            ]
+        );
+        let verified = sign::verify(
+            &RequestParts {
+                method: "GET",
+                path: request.url.path(),
+                query: &request.query,
+                headers: &request.headers,
+                body: &request.body,
+            },
+            Some(sign::DateCheck {
+                now: jiff::Timestamp::now(),
+                max_skew: Duration::from_secs(60),
+            }),
+            |_| Some(SecretString::from(SECRET)),
+        );
+        assert_eq!(verified.unwrap(), "AKTESTEXAMPLE0000001");
+    }
+
+    #[tokio::test]
+    async fn invalidating_a_stale_generation_keeps_the_current_token() {
+        let auth = Authenticator::new(
+            Credentials::Password(PasswordCredentials {
+                iam_endpoint: Url::parse("https://iam.example.com").unwrap(),
+                user_name: "u".into(),
+                domain_name: "d".into(),
+                password: SecretString::from("p"),
+                refresh_after: DEFAULT_TOKEN_REFRESH_AFTER,
+            }),
+            "p".into(),
+        )
+        .unwrap();
+        *auth.token.lock().await = Some(CachedToken {
+            token: SecretString::from("t2"),
+            refresh_at: Instant::now() + Duration::from_secs(60),
+            generation: 2,
+        });
+        assert!(!auth.invalidate(None).await);
+        assert!(auth.invalidate(Some(1)).await);
+        assert!(auth.token.lock().await.is_some());
+        assert!(auth.invalidate(Some(2)).await);
+        assert!(auth.token.lock().await.is_none());
+    }
+}
