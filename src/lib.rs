@@ -1,3 +1,8 @@
 //! ecs-power-operator: keeps OTC / Huawei Cloud ECS servers stopped as `EcsPowerPolicy` resources declare.
 
 pub mod ecs;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod sim;
+pub mod telemetry;

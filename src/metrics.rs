@@ -1,0 +1,173 @@
+//! Prometheus metrics, served as text on `/metrics`.
+//!
+//! One registry per process. The families are what an on-call engineer asks first:
+//! is it reconciling, is the cloud refusing us, how much is waiting on throttling.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub operation: String,
+    /// HTTP status code, or the error kind when no answer came.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WaitLabels {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub ecs_requests: Family<RequestLabels, Counter>,
+    pub ecs_request_duration: Histogram,
+    pub servers_stopped: Counter,
+    pub stop_calls: Counter,
+    pub jobs_in_flight: Gauge,
+    pub wait_seconds: Family<WaitLabels, Counter<f64, AtomicU64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ecs_power_operator");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let ecs_requests = Family::<RequestLabels, Counter>::default();
+        let ecs_request_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let servers_stopped = Counter::default();
+        let stop_calls = Counter::default();
+        let jobs_in_flight = Gauge::default();
+        let wait_seconds = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles of EcsPowerPolicy, by result",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "errors",
+            "Reconcile errors by kind (auth, throttled, transient, config, kubernetes, ...)",
+            errors.clone(),
+        );
+        registry.register(
+            "ecs_requests",
+            "ECS API requests by operation and HTTP status code",
+            ecs_requests.clone(),
+        );
+        registry.register(
+            "ecs_request_duration_seconds",
+            "Time one ECS API request took",
+            ecs_request_duration.clone(),
+        );
+        registry.register(
+            "servers_stopped",
+            "Servers whose stop sub-job succeeded",
+            servers_stopped.clone(),
+        );
+        registry.register(
+            "stop_calls",
+            "Batch stop calls accepted by the ECS API",
+            stop_calls.clone(),
+        );
+        registry.register(
+            "jobs_in_flight",
+            "ECS stop jobs submitted and not yet finished",
+            jobs_in_flight.clone(),
+        );
+        registry.register(
+            "wait_seconds",
+            "Time spent waiting on the per-minute budget or on throttling",
+            wait_seconds.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            errors,
+            ecs_requests,
+            ecs_request_duration,
+            servers_stopped,
+            stop_calls,
+            jobs_in_flight,
+            wait_seconds,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn reconciled(&self, result: &'static str, took: Duration) {
+        self.reconciles
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn error(&self, kind: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn waited(&self, reason: &'static str, took: Duration) {
+        self.wait_seconds
+            .get_or_create(&WaitLabels { reason })
+            .inc_by(took.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format_names_every_family() {
+        let metrics = Metrics::default();
+        metrics.reconciled("ok", Duration::from_millis(20));
+        metrics.error("auth");
+        metrics.waited("budget", Duration::from_millis(1500));
+        let text = metrics.encode();
+        for name in [
+            "ecs_power_operator_reconciles_total{result=\"ok\"} 1",
+            "ecs_power_operator_errors_total{kind=\"auth\"} 1",
+            "ecs_power_operator_wait_seconds_total{reason=\"budget\"} 1.5",
+            "ecs_power_operator_jobs_in_flight 0",
+            "# EOF",
+        ] {
+            assert!(text.contains(name), "missing `{name}` in:\n{text}");
+        }
+    }
+}
