@@ -47,6 +47,14 @@ impl Ledger {
         }
     }
 
+    /// Move `n` servers taken at `from` to `to`, keeping the entries in time order.
+    fn restamp(&mut self, from: Instant, n: usize, to: Instant) {
+        if let Some(entry) = self.taken.iter_mut().find(|e| **e == (from, n)) {
+            entry.0 = entry.0.max(to);
+            self.taken.make_contiguous().sort_by_key(|&(at, _)| at);
+        }
+    }
+
     fn used(&self) -> usize {
         self.taken.iter().map(|(_, n)| n).sum()
     }
@@ -66,6 +74,15 @@ impl Ledger {
         // Unreachable for n <= the limit: once every entry expired, used is 0.
         now + limits.window
     }
+}
+
+/// Servers taken by [`ActionBudget::wait_and_take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// How long the caller waited for the budget.
+    pub waited: Duration,
+    at: Instant,
+    servers: usize,
 }
 
 #[derive(Debug)]
@@ -124,9 +141,9 @@ impl ActionBudget {
         self.try_take_at(n, Instant::now())
     }
 
-    /// Take `n`, sleeping until they fit. Returns how long it waited. More than the
-    /// whole window's budget can never fit and is refused rather than waited on forever.
-    pub async fn wait_and_take(&self, n: usize) -> Result<Duration, EcsError> {
+    /// Take `n`, sleeping until they fit. More than the whole window's budget can
+    /// never fit and is refused rather than waited on forever.
+    pub async fn wait_and_take(&self, n: usize) -> Result<Taken, EcsError> {
         if n > self.limits.servers_per_window {
             return Err(EcsError::TooManyServers {
                 count: n,
@@ -134,7 +151,16 @@ impl ActionBudget {
             });
         }
         let started = Instant::now();
-        let _turn = self.queue.lock().await;
+        // Zero, not a few microseconds of locking, when nothing was waited for:
+        // callers log and report non-zero waits. Queueing behind another waiter counts.
+        let mut slept = false;
+        let _turn = match self.queue.try_lock() {
+            Ok(turn) => turn,
+            Err(_) => {
+                slept = true;
+                self.queue.lock().await
+            }
+        };
         loop {
             let now = Instant::now();
             let wake = {
@@ -145,12 +171,27 @@ impl ActionBudget {
                     if n > 0 {
                         ledger.taken.push_back((now, n));
                     }
-                    return Ok(now - started);
+                    return Ok(Taken {
+                        waited: if slept { now - started } else { Duration::ZERO },
+                        at: now,
+                        servers: n,
+                    });
                 }
                 at
             };
+            slept = true;
             tokio::time::sleep_until(wake).await;
         }
+    }
+}
+
+impl ActionBudget {
+    /// Count `taken` from `at` on instead of from when it was taken. The cloud
+    /// counts servers when the request arrives, somewhere between our take and
+    /// its answer; counting from the answer keeps our window from closing before
+    /// the cloud's, which would earn a `Common.1503` refusal.
+    pub fn settle(&self, taken: &Taken, at: Instant) {
+        self.ledger().restamp(taken.at, taken.servers, at);
     }
 }
 
@@ -230,6 +271,28 @@ mod tests {
     }
 
     #[test]
+    fn settling_counts_from_the_answer() {
+        let budget = ActionBudget::new(limits(10, 60));
+        let t0 = Instant::now();
+        assert!(budget.try_take_at(4, t0));
+        let taken = Taken {
+            waited: Duration::ZERO,
+            at: t0 + Duration::from_secs(1),
+            servers: 6,
+        };
+        assert!(budget.try_take_at(6, taken.at));
+        budget.settle(&taken, t0 + Duration::from_secs(3));
+        // Four leave at 60 s, the six settled at 3 s leave at 63 s, not 61 s.
+        assert_eq!(budget.available(t0 + Duration::from_secs(62)), 4);
+        assert_eq!(budget.available(t0 + Duration::from_secs(63)), 10);
+        // Settling earlier than the take never shortens the hold.
+        let mut ledger = Ledger::default();
+        ledger.taken.push_back((t0, 1));
+        ledger.restamp(t0, 1, t0 - Duration::from_secs(1));
+        assert_eq!(ledger.taken[0].0, t0);
+    }
+
+    #[test]
     fn zero_is_always_available_and_leaves_no_entry() {
         let budget = ActionBudget::new(limits(1, 60));
         let t0 = Instant::now();
@@ -246,7 +309,7 @@ mod tests {
         });
         assert!(budget.try_take(4));
         assert!(!budget.try_take(1));
-        let waited = budget.wait_and_take(3).await.unwrap();
+        let waited = budget.wait_and_take(3).await.unwrap().waited;
         assert!(waited >= Duration::from_millis(100), "waited {waited:?}");
         assert!(waited < Duration::from_secs(2), "waited {waited:?}");
         assert_eq!(budget.available(Instant::now()), 1);

@@ -165,20 +165,17 @@ impl HttpEcsClient {
     /// A batch action: checked, paid for from the budget, sent exactly once.
     async fn act(&self, action: BatchAction) -> Result<String, EcsError> {
         let operation = action.operation();
-        let waited = self.budget.wait_and_take(action.servers().len()).await?;
-        if !waited.is_zero() {
-            tracing::info!(
-                operation,
-                ?waited,
-                "waited for the per-project action budget"
-            );
+        let taken = self.budget.wait_and_take(action.servers().len()).await?;
+        if !taken.waited.is_zero() {
+            tracing::info!(operation, waited = ?taken.waited, "waited for the per-project action budget");
         }
         let body = serde_json::to_vec(&action).expect("batch actions always serialise");
         let request = Outgoing::post(self.url(&["cloudservers", "action"]), body);
-        let answer = self
-            .send_authorised(operation, request, false, waited, 1)
-            .await?;
-        job_id_of(operation, &answer)
+        let result = self
+            .send_authorised(operation, request, false, taken.waited, 1)
+            .await;
+        self.budget.settle(&taken, tokio::time::Instant::now());
+        job_id_of(operation, &result?)
     }
 }
 

@@ -13,7 +13,7 @@ pub mod sign;
 pub mod wire;
 
 pub use auth::{Credentials, PasswordCredentials};
-pub use budget::{ActionBudget, BudgetLimits, BudgetRegistry};
+pub use budget::{ActionBudget, BudgetLimits, BudgetRegistry, Taken};
 pub use client::{EcsApi, HttpEcsClient, ServerFilter};
 pub use config::EcsClientConfig;
 pub use error::{ApiFailure, EcsError, ErrorKind};
