@@ -6,6 +6,7 @@ pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod policy;
+pub mod sim;
 pub mod telemetry;
 pub mod fleet;
 pub mod controller;

@@ -234,6 +234,16 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, SignatureEr
     }
 }
 
+/// `X-Sdk-Date` as a timestamp. The trailing `Z` of the format is a literal to
+/// strtime, not an offset, so the civil time is read as UTC explicitly.
+pub fn parse_sdk_date(date: &str) -> Result<jiff::Timestamp, SignatureError> {
+    jiff::fmt::strtime::parse(DATE_FORMAT, date)
+        .and_then(|t| t.to_datetime())
+        .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
+        .map(|zoned| zoned.timestamp())
+        .map_err(|_| SignatureError::MalformedDate(date.to_owned()))
+}
+
 /// Clock-skew rule for [`verify`]: `None` accepts any date (for fixed test vectors).
 #[derive(Debug, Clone, Copy)]
 pub struct DateCheck {
@@ -257,9 +267,7 @@ where
     let auth = parse_authorization(header)?;
     let date = header_value(parts.headers, "x-sdk-date").ok_or(SignatureError::MissingDate)?;
     if let Some(check) = date_check {
-        let signed_at = jiff::fmt::strtime::parse(DATE_FORMAT, date)
-            .and_then(|t| t.to_timestamp())
-            .map_err(|_| SignatureError::MalformedDate(date.to_owned()))?;
+        let signed_at = parse_sdk_date(date)?;
         let skew = check.now.duration_since(signed_at).unsigned_abs();
         if skew > check.max_skew {
             return Err(SignatureError::DateSkew(date.to_owned()));
@@ -316,6 +324,21 @@ mod tests {
     fn debug_hides_the_secret_key() {
         let signer = Signer::new("AK", SecretString::from("very-secret-value"));
         assert!(!format!("{signer:?}").contains("very-secret-value"));
+    }
+
+    #[test]
+    fn sdk_dates_are_utc() {
+        let date = jiff::Timestamp::now().strftime(DATE_FORMAT).to_string();
+        let parsed = parse_sdk_date(&date).unwrap();
+        assert!(
+            jiff::Timestamp::now().duration_since(parsed).unsigned_abs()
+                < std::time::Duration::from_secs(5)
+        );
+        assert_eq!(
+            parse_sdk_date("20240115T083000Z").unwrap(),
+            "2024-01-15T08:30:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        assert!(parse_sdk_date("2024-01-15").is_err());
     }
 
     #[test]

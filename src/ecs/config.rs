@@ -1,0 +1,101 @@
+//! How an [`HttpEcsClient`](super::client::HttpEcsClient) is set up, and the checks
+//! that refuse a setup that cannot work before any request is made.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use super::auth::Credentials;
+use super::budget::{ActionBudget, BudgetLimits, BudgetRegistry};
+use super::endpoint;
+use super::error::EcsError;
+use super::observer::{NoopObserver, RequestObserver};
+use super::retry::RetryPolicy;
+use super::wire::MAX_PAGE_SIZE;
+
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct EcsClientConfig {
+    /// ECS endpoint, e.g. `https://ecs.eu-de.otc.t-systems.com`; a path prefix is kept.
+    pub endpoint: Url,
+    pub project_id: String,
+    pub credentials: Credentials,
+    /// Whole exchange, connect to last body byte.
+    pub request_timeout: Duration,
+    /// `limit` of each listing page, 1..=1000.
+    pub page_size: u32,
+    /// Backoff for reads; batch actions are never retried.
+    pub retry: RetryPolicy,
+    /// Servers per window for stop/start, normally shared by the whole process.
+    pub budget: Arc<ActionBudget>,
+    pub observer: Arc<dyn RequestObserver>,
+}
+
+impl EcsClientConfig {
+    /// Defaults for everything else; the budget is this project's process-wide one.
+    pub fn new(endpoint: Url, project_id: impl Into<String>, credentials: Credentials) -> Self {
+        let project_id = project_id.into();
+        let budget = BudgetRegistry::global().budget(
+            endpoint.as_str(),
+            &project_id,
+            BudgetLimits::default(),
+        );
+        Self {
+            endpoint,
+            project_id,
+            credentials,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            page_size: MAX_PAGE_SIZE,
+            retry: RetryPolicy::default(),
+            budget,
+            observer: Arc::new(NoopObserver),
+        }
+    }
+
+    /// The OTC endpoint of `region` (`https://ecs.{region}.otc.t-systems.com`).
+    pub fn for_region(
+        region: &str,
+        project_id: impl Into<String>,
+        credentials: Credentials,
+    ) -> Result<Self, EcsError> {
+        Ok(Self::new(
+            endpoint::default_ecs_endpoint(region)?,
+            project_id,
+            credentials,
+        ))
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), EcsError> {
+        endpoint::validate(&self.endpoint)?;
+        // The project id goes into every path; refuse anything that could change
+        // the path's shape rather than trusting percent-encoding to neutralise it.
+        let id_ok = !self.project_id.is_empty()
+            && self
+                .project_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(EcsError::Config(format!(
+                "project id `{}` must be non-empty and alphanumeric",
+                self.project_id
+            )));
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(EcsError::Config(format!(
+                "page size {} is outside 1..={MAX_PAGE_SIZE}",
+                self.page_size
+            )));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(EcsError::Config("request timeout must be positive".into()));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(EcsError::Config(
+                "retry policy needs at least one attempt".into(),
+            ));
+        }
+        Ok(())
+    }
+}

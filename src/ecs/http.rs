@@ -1,0 +1,371 @@
+//! One HTTP exchange: the request exactly as it will be signed and sent, and the
+//! answer turned into bytes or a classified error. No retries here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::time::Instant;
+use url::Url;
+
+use super::endpoint;
+use super::error::{ApiFailure, EcsError, ErrorKind, classify};
+use super::observer::{RequestEvent, RequestObserver};
+use super::retry::parse_retry_after;
+use super::sign::canonical_query;
+use super::wire;
+
+pub const USER_AGENT: &str = concat!("ecs-power-operator/", env!("CARGO_PKG_VERSION"));
+/// What the SDK sends on the batch-action POST.
+const JSON_UTF8: &str = "application/json;charset=utf-8";
+/// What the SDK sends on GETs.
+const JSON: &str = "application/json";
+/// Raw bodies quoted in error messages are cut here: an HTML error page from a
+/// proxy says all it has to say in its first lines.
+const MAX_QUOTED_BODY: usize = 300;
+
+/// A request as the signature sees it. Headers set here are all signed, so the
+/// ones the SDK signs (Host, Content-Type, User-Agent) are set explicitly rather
+/// than left to the HTTP library.
+pub(crate) struct Outgoing {
+    pub method: Method,
+    /// Scheme, host, port and path; the query lives in `query`.
+    pub url: Url,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Outgoing {
+    fn new(method: Method, url: Url, content_type: &str) -> Self {
+        let headers = vec![
+            ("Host".to_owned(), endpoint::host_header(&url)),
+            ("Content-Type".to_owned(), content_type.to_owned()),
+            ("User-Agent".to_owned(), USER_AGENT.to_owned()),
+        ];
+        Self {
+            method,
+            url,
+            query: Vec::new(),
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    pub fn get(url: Url, query: Vec<(String, String)>) -> Self {
+        Self {
+            query,
+            ..Self::new(Method::GET, url, JSON)
+        }
+    }
+
+    pub fn post(url: Url, body: Vec<u8>) -> Self {
+        Self {
+            body,
+            ..Self::new(Method::POST, url, JSON_UTF8)
+        }
+    }
+
+    /// Set a header, replacing any of the same name (case-insensitive).
+    pub fn set_header(&mut self, name: &str, value: String) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_owned(), value));
+    }
+
+    /// The URL to send: the query is the canonical one, byte for byte what was signed.
+    fn full_url(&self) -> Url {
+        let mut url = self.url.clone();
+        if self.query.is_empty() {
+            url.set_query(None);
+        } else {
+            url.set_query(Some(&canonical_query(&self.query)));
+        }
+        url
+    }
+
+    fn header_map(&self) -> Result<HeaderMap, EcsError> {
+        let mut map = HeaderMap::new();
+        for (name, value) in &self.headers {
+            // The value is not quoted: it may be a token.
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| EcsError::Config(format!("invalid header name `{name}`")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| EcsError::Config(format!("invalid value for header `{name}`")))?;
+            map.insert(name, value);
+        }
+        Ok(map)
+    }
+}
+
+/// A 2xx answer.
+pub(crate) struct Answer {
+    pub status: u16,
+    pub request_id: Option<String>,
+    headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[cfg(test)]
+impl Answer {
+    pub fn for_test(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            request_id: None,
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Text of the body for an error message, cut at a character boundary.
+fn quote_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(MAX_QUOTED_BODY) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// The error for an answer: the cloud's code and message as the SDK finds them,
+/// else the raw body.
+pub(crate) fn error_from_answer(
+    operation: &'static str,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> EcsError {
+    let (code, message) = match wire::error_code_and_message(body) {
+        Some((code, message)) => (Some(code), message),
+        None => (None, quote_body(body)),
+    };
+    let kind = classify(status, code.as_deref());
+    let retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
+    EcsError::from_failure(
+        kind,
+        operation,
+        ApiFailure {
+            status: Some(status),
+            code,
+            message,
+            request_id: request_id(headers),
+        },
+        retry_after,
+    )
+}
+
+/// reqwest's Display says only "error sending request"; the cause is in the chain.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// No answer at all. A connection that was never made carried nothing, so that
+/// is transient for any request; anything later (a timeout, a reset) may have
+/// come after the server read the request, so for a non-idempotent request the
+/// outcome is unknown.
+fn error_without_answer(
+    operation: &'static str,
+    error: reqwest::Error,
+    idempotent: bool,
+) -> EcsError {
+    let kind = if idempotent || error.is_connect() {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::OutcomeUnknown
+    };
+    let message = if error.is_timeout() {
+        format!("timed out: {}", describe(&error.without_url()))
+    } else {
+        describe(&error.without_url())
+    };
+    EcsError::from_failure(
+        kind,
+        operation,
+        ApiFailure {
+            status: None,
+            code: None,
+            message,
+            request_id: None,
+        },
+        None,
+    )
+}
+
+/// Sends requests with a timeout and reports each exchange to the observer.
+#[derive(Debug, Clone)]
+pub(crate) struct Transport {
+    client: reqwest::Client,
+    timeout: Duration,
+    observer: Arc<dyn RequestObserver>,
+}
+
+impl Transport {
+    pub fn new(timeout: Duration, observer: Arc<dyn RequestObserver>) -> Result<Self, EcsError> {
+        let client = reqwest::Client::builder()
+            // A redirect would carry a signature or token to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .build()
+            .map_err(|e| EcsError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            timeout,
+            observer,
+        })
+    }
+
+    /// Send once. `waited` and `attempt` are only reported to the observer.
+    pub async fn send(
+        &self,
+        operation: &'static str,
+        request: &Outgoing,
+        idempotent: bool,
+        waited: Duration,
+        attempt: u32,
+    ) -> Result<Answer, EcsError> {
+        let started = Instant::now();
+        let result = self.exchange(operation, request, idempotent).await;
+        let status = match &result {
+            Ok(answer) => Some(answer.status),
+            Err(error) => error.failure().and_then(|f| f.status),
+        };
+        self.observer.observe(&RequestEvent {
+            operation,
+            status,
+            error: result.as_ref().err().map(EcsError::kind),
+            duration: started.elapsed(),
+            waited,
+            attempt,
+        });
+        result
+    }
+
+    async fn exchange(
+        &self,
+        operation: &'static str,
+        request: &Outgoing,
+        idempotent: bool,
+    ) -> Result<Answer, EcsError> {
+        let response = self
+            .client
+            .request(request.method.clone(), request.full_url())
+            .headers(request.header_map()?)
+            .body(request.body.clone())
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| error_without_answer(operation, e, idempotent))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        // The status arrived, but a body cut short leaves a 2xx unreadable: for a
+        // batch action that is as unknown as no answer at all.
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| error_without_answer(operation, e, idempotent))?;
+        if !(200..300).contains(&status) {
+            return Err(error_from_answer(operation, status, &headers, &body));
+        }
+        Ok(Answer {
+            status,
+            request_id: request_id(&headers),
+            headers,
+            body: body.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_of_every_shape_are_classified() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", HeaderValue::from_static("req-9"));
+        headers.insert("retry-after", HeaderValue::from_static("2"));
+        let err = error_from_answer(
+            "list-servers",
+            429,
+            &headers,
+            br#"{"error_code":"APIGW.0308","error_msg":"over ratelimit","request_id":"x"}"#,
+        );
+        assert_eq!(err.kind(), ErrorKind::Throttled);
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+        let failure = err.failure().unwrap();
+        assert_eq!(failure.code.as_deref(), Some("APIGW.0308"));
+        assert_eq!(failure.request_id.as_deref(), Some("req-9"));
+
+        let err = error_from_answer(
+            "os-stop",
+            400,
+            &HeaderMap::new(),
+            br#"{"error":{"code":"Ecs.0118","message":"too many"}}"#,
+        );
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert_eq!(err.failure().unwrap().message, "too many");
+
+        let err = error_from_answer(
+            "get-job",
+            502,
+            &HeaderMap::new(),
+            b"<html>bad gateway</html>",
+        );
+        assert_eq!(err.kind(), ErrorKind::Transient);
+        assert_eq!(err.failure().unwrap().code, None);
+        assert_eq!(err.failure().unwrap().message, "<html>bad gateway</html>");
+    }
+
+    #[test]
+    fn quoted_bodies_are_cut() {
+        let long = "é".repeat(1000);
+        let quoted = quote_body(long.as_bytes());
+        assert_eq!(quoted.chars().count(), MAX_QUOTED_BODY + 1);
+    }
+
+    #[test]
+    fn requests_carry_the_signed_headers_and_canonical_query() {
+        let url = Url::parse("http://127.0.0.1:8080/v1/p/cloudservers/detail").unwrap();
+        let mut get = Outgoing::get(
+            url,
+            vec![
+                ("offset".into(), "1".into()),
+                ("name".into(), "web server/01".into()),
+            ],
+        );
+        get.set_header("content-type", JSON.into());
+        assert_eq!(
+            get.full_url().as_str(),
+            "http://127.0.0.1:8080/v1/p/cloudservers/detail?name=web%20server%2F01&offset=1"
+        );
+        let names: Vec<&str> = get.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Host", "User-Agent", "content-type"]);
+        assert_eq!(get.headers[0].1, "127.0.0.1:8080");
+        assert!(get.headers[1].1.starts_with("ecs-power-operator/"));
+    }
+}

@@ -1,0 +1,857 @@
+//! The simulated project: servers, jobs, the action budget and the request-rate bucket.
+//!
+//! Pure state with explicit `now`, no HTTP and no timers: a power action schedules
+//! its completion in a min-heap and every operation first applies the transitions
+//! that fell due ([`State::advance`]). That keeps 100,000 servers cheap, since idle
+//! servers cost nothing and each request does work proportional to what it touches.
+
+use super::{Faults, ServerErrorMode, SimConfig, SimError};
+use crate::ecs::wire::{
+    self, BatchAction, JobEntities, JobStatus, MAX_SERVERS_PER_ACTION, PowerActionType,
+    ServerDetail, SubJobEntities,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// An error as the API reports it: HTTP status, ECS code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub http: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(http: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            http,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+// Codes and messages from the OTC error-code appendix (otc-ecs-error-codes.rst).
+pub fn invalid_parameter(why: impl std::fmt::Display) -> Failure {
+    Failure::new(
+        400,
+        "Ecs.0005",
+        format!("Invalid parameter values. Contact customer service. ({why})"),
+    )
+}
+pub fn not_found() -> Failure {
+    Failure::new(404, "Ecs.0114", "The ECS does not exist.")
+}
+fn wrong_status() -> Failure {
+    Failure::new(
+        400,
+        "Ecs.0100",
+        "The ECS status does not meet requirements. Make the ECS in the required status and try again.",
+    )
+}
+fn locked() -> Failure {
+    Failure::new(400, "Ecs.0605", "ECS locked.")
+}
+fn busy() -> Failure {
+    Failure::new(
+        501,
+        "Ecs.0603",
+        "The commands are being executed. Try again later.",
+    )
+}
+fn injected_subjob_failure() -> Failure {
+    Failure::new(
+        400,
+        "Ecs.0002",
+        "A system exception occurred. Try again later or contact customer service.",
+    )
+}
+fn interrupted() -> Failure {
+    Failure::new(
+        400,
+        "Ecs.0100",
+        "The ECS status was changed by another operation while the job ran.",
+    )
+}
+/// Top-level code of a job that has a failed sub-job.
+const JOB_FAILED: (&str, &str) = ("Common.0021", "Subjob fails.");
+
+/// Server status as the API spells it, derived from vm_state and task_state
+/// (appendix "ECS Statuses").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Active,
+    Shutoff,
+    Reboot,
+    HardReboot,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "ACTIVE",
+            Status::Shutoff => "SHUTOFF",
+            Status::Reboot => "REBOOT",
+            Status::HardReboot => "HARD_REBOOT",
+            Status::Error => "ERROR",
+        }
+    }
+}
+
+/// Every status value the OTC docs list; a `status` filter outside it is a client bug.
+const DOCUMENTED_STATUSES: &[&str] = &[
+    "BUILD",
+    "REBOOT",
+    "HARD_REBOOT",
+    "REBUILD",
+    "MIGRATING",
+    "RESIZE",
+    "ACTIVE",
+    "SHUTOFF",
+    "REVERT_RESIZE",
+    "VERIFY_RESIZE",
+    "ERROR",
+    "DELETED",
+    "SHELVED",
+    "SHELVED_OFFLOADED",
+    "UNKNOWN",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VmState {
+    Active,
+    Stopped,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    PoweringOff,
+    PoweringOn,
+    Rebooting,
+    RebootingHard,
+}
+
+impl Task {
+    fn as_str(self) -> &'static str {
+        match self {
+            Task::PoweringOff => "powering-off",
+            Task::PoweringOn => "powering-on",
+            Task::Rebooting => "rebooting",
+            Task::RebootingHard => "rebooting_hard",
+        }
+    }
+}
+
+/// An action in flight on one server: which sub-job it answers and how it ends.
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    job: usize,
+    sub: usize,
+    target: VmState,
+    /// Decided at submission from the seeded RNG, so runs are reproducible.
+    fails: bool,
+}
+
+#[derive(Debug)]
+struct Server {
+    id: String,
+    name: String,
+    vm: VmState,
+    task: Option<Task>,
+    locked: bool,
+    created: String,
+    updated: String,
+    az: &'static str,
+    pending: Option<Pending>,
+}
+
+impl Server {
+    fn status(&self) -> Status {
+        match (self.vm, self.task) {
+            (VmState::Active, Some(Task::Rebooting)) => Status::Reboot,
+            (VmState::Active, Some(Task::RebootingHard)) => Status::HardReboot,
+            (VmState::Active, _) => Status::Active,
+            (VmState::Stopped, _) => Status::Shutoff,
+            (VmState::Error, _) => Status::Error,
+        }
+    }
+
+    fn detail(&self, project_id: &str) -> ServerDetail {
+        let (vm_state, power_state) = match self.vm {
+            VmState::Active => ("active", 1),
+            VmState::Stopped => ("stopped", 4),
+            VmState::Error => ("error", 0),
+        };
+        ServerDetail {
+            id: self.id.clone(),
+            name: Some(self.name.clone()),
+            status: Some(self.status().as_str().to_owned()),
+            vm_state: Some(vm_state.to_owned()),
+            task_state: self.task.map(|t| t.as_str().to_owned()),
+            power_state: Some(power_state),
+            locked: Some(self.locked),
+            fault: None,
+            metadata: Some(BTreeMap::new()),
+            tags: Some(Vec::new()),
+            updated: Some(self.updated.clone()),
+            created: Some(self.created.clone()),
+            tenant_id: Some(project_id.to_owned()),
+            availability_zone: Some(self.az.to_owned()),
+        }
+    }
+
+    /// Status filter with the doc's note that a value also covers related
+    /// intermediate states (`ACTIVE` covers `REBOOT` and `HARD_REBOOT`).
+    fn matches_status(&self, filter: &str) -> bool {
+        let status = self.status();
+        status.as_str() == filter
+            || (filter == "ACTIVE" && matches!(status, Status::Reboot | Status::HardReboot))
+    }
+}
+
+#[derive(Debug)]
+struct SubJob {
+    id: String,
+    server_id: String,
+    status: JobStatus,
+    begin: String,
+    end: Option<String>,
+    failure: Option<Failure>,
+}
+
+#[derive(Debug)]
+struct Job {
+    id: String,
+    job_type: &'static str,
+    sub_job_type: &'static str,
+    begin: String,
+    end: Option<String>,
+    subs: Vec<SubJob>,
+    running: usize,
+    failed: usize,
+}
+
+impl Job {
+    fn status(&self) -> JobStatus {
+        match (self.running, self.failed) {
+            (0, 0) => JobStatus::Success,
+            (0, _) => JobStatus::Fail,
+            _ => JobStatus::Running,
+        }
+    }
+
+    fn finish_sub(&mut self, sub: usize, failure: Option<Failure>, at: &str) {
+        let sub_job = &mut self.subs[sub];
+        sub_job.status = if failure.is_some() {
+            self.failed += 1;
+            JobStatus::Fail
+        } else {
+            JobStatus::Success
+        };
+        sub_job.failure = failure;
+        sub_job.end = Some(at.to_owned());
+        self.running -= 1;
+        if self.running == 0 {
+            self.end = Some(at.to_owned());
+        }
+    }
+
+    fn to_wire(&self) -> wire::Job {
+        let status = self.status();
+        let (error_code, fail_reason) = match status {
+            JobStatus::Fail => (Some(JOB_FAILED.0.to_owned()), Some(JOB_FAILED.1.to_owned())),
+            _ => (None, None),
+        };
+        let sub_jobs = self
+            .subs
+            .iter()
+            .map(|s| wire::SubJob {
+                status: s.status,
+                entities: SubJobEntities {
+                    server_id: Some(s.server_id.clone()),
+                    nic_id: None,
+                    errorcode_message: s.failure.as_ref().map(|f| f.message.clone()),
+                },
+                job_id: Some(s.id.clone()),
+                job_type: Some(self.sub_job_type.to_owned()),
+                begin_time: Some(s.begin.clone()),
+                end_time: s.end.clone(),
+                error_code: s.failure.as_ref().map(|f| f.code.to_owned()),
+                fail_reason: s.failure.as_ref().map(|f| f.message.clone()),
+            })
+            .collect();
+        wire::Job {
+            status,
+            entities: JobEntities {
+                server_id: None,
+                sub_jobs_total: Some(self.subs.len() as u32),
+                sub_jobs: Some(sub_jobs),
+            },
+            job_id: Some(self.id.clone()),
+            job_type: Some(self.job_type.to_owned()),
+            begin_time: Some(self.begin.clone()),
+            end_time: self.end.clone(),
+            error_code,
+            fail_reason,
+        }
+    }
+}
+
+/// What one batch action asks of each server.
+struct ActionKind {
+    job_type: &'static str,
+    sub_job_type: &'static str,
+    from: VmState,
+    task: Task,
+    target: VmState,
+}
+
+fn action_kind(action: &BatchAction) -> ActionKind {
+    match action {
+        BatchAction::Stop(_) => ActionKind {
+            job_type: "batchStopServers",
+            sub_job_type: "stopServer",
+            from: VmState::Active,
+            task: Task::PoweringOff,
+            target: VmState::Stopped,
+        },
+        BatchAction::Start(_) => ActionKind {
+            job_type: "batchStartServers",
+            sub_job_type: "startServer",
+            from: VmState::Stopped,
+            task: Task::PoweringOn,
+            target: VmState::Active,
+        },
+        BatchAction::Reboot(body) => ActionKind {
+            job_type: "batchRebootServers",
+            sub_job_type: "rebootServer",
+            from: VmState::Active,
+            task: match body.reboot_type {
+                PowerActionType::Soft => Task::Rebooting,
+                PowerActionType::Hard => Task::RebootingHard,
+            },
+            target: VmState::Active,
+        },
+    }
+}
+
+/// Sliding window over the servers acted on, per project.
+#[derive(Debug)]
+struct Budget {
+    events: VecDeque<(Instant, usize)>,
+    used: usize,
+}
+
+impl Budget {
+    fn try_take(&mut self, now: Instant, n: usize, limit: usize, window: Duration) -> bool {
+        while let Some(&(at, count)) = self.events.front() {
+            if now.duration_since(at) < window {
+                break;
+            }
+            self.used -= count;
+            self.events.pop_front();
+        }
+        if self.used + n > limit {
+            return false;
+        }
+        self.used += n;
+        self.events.push_back((now, n));
+        true
+    }
+}
+
+/// Token bucket for `throttle_rps`; holds one second's worth of tokens.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Wall-clock times of monotonic instants, so a lazily applied transition carries
+/// the time it was due, not the time somebody looked.
+#[derive(Debug)]
+struct Clock {
+    start: Instant,
+    start_wall: jiff::Timestamp,
+}
+
+impl Clock {
+    fn wall(&self, at: Instant) -> jiff::Timestamp {
+        let since = at.saturating_duration_since(self.start);
+        self.start_wall
+            .checked_add(since)
+            .expect("simulated time stays in jiff's range")
+    }
+    /// Job times: `2016-04-25T20:04:47.591Z`.
+    fn job_time(&self, at: Instant) -> String {
+        self.wall(at).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    }
+    /// Server times: `2018-05-10T02:48:26Z`.
+    fn server_time(&self, at: Instant) -> String {
+        self.wall(at).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+}
+
+/// Query of `GET .../cloudservers/detail`, already validated.
+#[derive(Debug, Default)]
+pub struct ListQuery {
+    /// 1-based page number.
+    pub page: usize,
+    pub limit: usize,
+    pub status: Option<String>,
+    pub name: Option<String>,
+}
+
+impl ListQuery {
+    pub fn check_status(status: &str) -> Result<(), Failure> {
+        if DOCUMENTED_STATUSES.contains(&status) {
+            Ok(())
+        } else {
+            Err(invalid_parameter(format!("unknown status `{status}`")))
+        }
+    }
+}
+
+const AVAILABILITY_ZONES: [&str; 3] = ["eu-de-01", "eu-de-02", "eu-de-03"];
+
+pub struct State {
+    project_id: String,
+    servers: Vec<Server>,
+    index: HashMap<String, usize>,
+    due: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    next_seq: u64,
+    jobs: Vec<Job>,
+    job_index: HashMap<String, usize>,
+    budget: Budget,
+    bucket: Bucket,
+    pub faults: Faults,
+    stop_duration: Duration,
+    servers_per_window: usize,
+    budget_window: Duration,
+    server_errors: ServerErrorMode,
+    /// Server ids come from their own stream so they depend on the seed alone,
+    /// never on the traffic the simulator has seen.
+    id_rng: StdRng,
+    rng: StdRng,
+    clock: Clock,
+}
+
+impl State {
+    pub fn new(config: &SimConfig, now: Instant) -> Self {
+        let mut state = Self {
+            project_id: config.project_id.clone(),
+            servers: Vec::with_capacity(config.servers),
+            index: HashMap::with_capacity(config.servers),
+            due: BinaryHeap::new(),
+            next_seq: 0,
+            jobs: Vec::new(),
+            job_index: HashMap::new(),
+            budget: Budget {
+                events: VecDeque::new(),
+                used: 0,
+            },
+            bucket: Bucket {
+                tokens: config.throttle_rps.unwrap_or(0.0).max(1.0),
+                last: now,
+            },
+            faults: config.faults(),
+            stop_duration: config.stop_duration,
+            servers_per_window: config.servers_per_window,
+            budget_window: config.budget_window,
+            server_errors: config.server_errors,
+            id_rng: StdRng::seed_from_u64(config.seed),
+            rng: StdRng::seed_from_u64(config.seed ^ 0x5eed_fa17_5eed_fa17),
+            clock: Clock {
+                start: now,
+                start_wall: jiff::Timestamp::now(),
+            },
+        };
+        state.add_servers(config.servers, now);
+        state
+    }
+
+    fn random_hex(&mut self) -> String {
+        let mut bytes = [0u8; 16];
+        self.rng.fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    }
+
+    /// Appends `n` ACTIVE servers with seed-derived ids; returns their ids.
+    pub fn add_servers(&mut self, n: usize, now: Instant) -> Vec<String> {
+        let created = self.clock.server_time(now);
+        (0..n)
+            .map(|_| {
+                let mut bytes = [0u8; 16];
+                self.id_rng.fill_bytes(&mut bytes);
+                let id = uuid::Builder::from_random_bytes(bytes)
+                    .into_uuid()
+                    .to_string();
+                let number = self.servers.len();
+                self.index.insert(id.clone(), number);
+                self.servers.push(Server {
+                    id: id.clone(),
+                    name: format!("sim-{number:06}"),
+                    vm: VmState::Active,
+                    task: None,
+                    locked: false,
+                    created: created.clone(),
+                    updated: created.clone(),
+                    az: AVAILABILITY_ZONES[number % AVAILABILITY_ZONES.len()],
+                    pending: None,
+                });
+                id
+            })
+            .collect()
+    }
+
+    pub fn server_ids(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.id.clone()).collect()
+    }
+
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn servers_by_status(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for server in &self.servers {
+            *counts
+                .entry(server.status().as_str().to_owned())
+                .or_default() += 1;
+        }
+        counts
+    }
+
+    /// Applies every transition due at `now`, in due order.
+    pub fn advance(&mut self, now: Instant) {
+        while let Some(&Reverse((due, seq, server))) = self.due.peek() {
+            if due > now {
+                break;
+            }
+            self.due.pop();
+            // A pending entry replaced or cancelled since (admin set-state) is stale.
+            if self.servers[server]
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.seq == seq)
+            {
+                self.complete(server, due);
+            }
+        }
+    }
+
+    fn complete(&mut self, server: usize, at: Instant) {
+        let time = self.clock.server_time(at);
+        let s = &mut self.servers[server];
+        let pending = s.pending.take().expect("caller checked pending");
+        s.task = None;
+        let failure = if pending.fails {
+            Some(injected_subjob_failure())
+        } else {
+            s.vm = pending.target;
+            s.updated = time;
+            None
+        };
+        self.jobs[pending.job].finish_sub(pending.sub, failure, &self.clock.job_time(at));
+    }
+
+    /// Admission control for `throttle_rps`: false when the request is over the rate.
+    pub fn take_request_token(&mut self, now: Instant) -> bool {
+        let Some(rps) = self.faults.throttle_rps else {
+            return true;
+        };
+        let burst = rps.max(1.0);
+        let elapsed = now
+            .saturating_duration_since(self.bucket.last)
+            .as_secs_f64();
+        self.bucket.tokens = (self.bucket.tokens + elapsed * rps).min(burst);
+        self.bucket.last = now;
+        if self.bucket.tokens >= 1.0 {
+            self.bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Draws from the seeded RNG: true with probability `rate`.
+    pub fn chance(&mut self, rate: f64) -> bool {
+        rate > 0.0 && self.rng.random::<f64>() < rate
+    }
+
+    /// Why `server` cannot take the action, if it cannot.
+    fn refuse(&self, id: &str, kind: &ActionKind) -> Result<usize, Failure> {
+        let &index = self.index.get(id).ok_or_else(not_found)?;
+        let server = &self.servers[index];
+        if server.locked {
+            Err(locked())
+        } else if server.task.is_some() {
+            Err(busy())
+        } else if server.vm != kind.from {
+            Err(wrong_status())
+        } else {
+            Ok(index)
+        }
+    }
+
+    /// Validates a batch action and starts its job; returns the job id.
+    pub fn submit(&mut self, action: &BatchAction, now: Instant) -> Result<String, Failure> {
+        let ids = action.servers();
+        if ids.is_empty() {
+            return Err(invalid_parameter("servers must not be empty"));
+        }
+        if ids.len() > MAX_SERVERS_PER_ACTION {
+            return Err(Failure::new(
+                400,
+                "Ecs.0118",
+                format!(
+                    "The number of ECSs exceeds the maximum allowed limit. ({} > {MAX_SERVERS_PER_ACTION})",
+                    ids.len()
+                ),
+            ));
+        }
+        let mut seen = HashSet::with_capacity(ids.len());
+        for server in ids {
+            if uuid::Uuid::try_parse(&server.id).is_err() {
+                return Err(invalid_parameter(format!(
+                    "server id `{}` is not a UUID",
+                    server.id
+                )));
+            }
+            if !seen.insert(server.id.as_str()) {
+                return Err(invalid_parameter(format!(
+                    "server id `{}` appears twice",
+                    server.id
+                )));
+            }
+        }
+        let kind = action_kind(action);
+        let checks: Vec<Result<usize, Failure>> =
+            ids.iter().map(|s| self.refuse(&s.id, &kind)).collect();
+        if self.server_errors == ServerErrorMode::Reject
+            && let Some(Err(failure)) = checks.iter().find(|c| c.is_err())
+        {
+            return Err(failure.clone());
+        }
+        if !self
+            .budget
+            .try_take(now, ids.len(), self.servers_per_window, self.budget_window)
+        {
+            return Err(Failure::new(
+                429,
+                "Common.1503",
+                format!(
+                    "Api flow control Error because more than {} ECSs were acted on within {} s in this project.",
+                    self.servers_per_window,
+                    self.budget_window.as_secs_f64()
+                ),
+            ));
+        }
+
+        let job = self.jobs.len();
+        let begin = self.clock.job_time(now);
+        let due = now + self.stop_duration;
+        let job_id = self.random_hex();
+        let mut subs = Vec::with_capacity(ids.len());
+        let (mut running, mut failed) = (0, 0);
+        for (sub, (server, check)) in ids.iter().zip(checks).enumerate() {
+            let sub_id = self.random_hex();
+            let (status, failure, end) = match check {
+                Ok(index) => {
+                    let fails = self.chance(self.faults.subjob_failure_rate);
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    let s = &mut self.servers[index];
+                    s.task = Some(kind.task);
+                    s.pending = Some(Pending {
+                        seq,
+                        job,
+                        sub,
+                        target: kind.target,
+                        fails,
+                    });
+                    self.due.push(Reverse((due, seq, index)));
+                    running += 1;
+                    (JobStatus::Running, None, None)
+                }
+                Err(failure) => {
+                    failed += 1;
+                    (JobStatus::Fail, Some(failure), Some(begin.clone()))
+                }
+            };
+            subs.push(SubJob {
+                id: sub_id,
+                server_id: server.id.clone(),
+                status,
+                begin: begin.clone(),
+                end,
+                failure,
+            });
+        }
+        self.job_index.insert(job_id.clone(), job);
+        self.jobs.push(Job {
+            id: job_id.clone(),
+            job_type: kind.job_type,
+            sub_job_type: kind.sub_job_type,
+            end: (running == 0).then(|| begin.clone()),
+            begin,
+            subs,
+            running,
+            failed,
+        });
+        Ok(job_id)
+    }
+
+    pub fn job(&self, job_id: &str) -> Option<wire::Job> {
+        self.job_index.get(job_id).map(|&j| self.jobs[j].to_wire())
+    }
+
+    pub fn server(&self, id: &str) -> Option<ServerDetail> {
+        self.index
+            .get(id)
+            .map(|&i| self.servers[i].detail(&self.project_id))
+    }
+
+    /// One page of the listing and the number of matching servers. Without
+    /// filters it is a slice of the creation order; with them, one scan.
+    pub fn list(&self, query: &ListQuery) -> wire::ServerList {
+        let skip = (query.page - 1).saturating_mul(query.limit);
+        let page = |servers: &mut dyn Iterator<Item = &Server>| -> Vec<ServerDetail> {
+            servers
+                .skip(skip)
+                .take(query.limit)
+                .map(|s| s.detail(&self.project_id))
+                .collect()
+        };
+        if query.status.is_none() && query.name.is_none() {
+            return wire::ServerList {
+                count: self.servers.len() as u64,
+                servers: page(&mut self.servers.iter()),
+            };
+        }
+        let matches = |s: &&Server| {
+            query.status.as_deref().is_none_or(|f| s.matches_status(f))
+                && query.name.as_deref().is_none_or(|n| s.name.contains(n))
+        };
+        wire::ServerList {
+            count: self.servers.iter().filter(matches).count() as u64,
+            servers: page(&mut self.servers.iter().filter(matches)),
+        }
+    }
+
+    /// Admin: puts a server into a stable status at once. An action in flight on it
+    /// ends now: its sub-job succeeds if the server landed where the action was
+    /// heading, and fails otherwise.
+    pub fn set_status(&mut self, id: &str, status: Status, now: Instant) -> Result<(), SimError> {
+        let vm = match status {
+            Status::Active => VmState::Active,
+            Status::Shutoff => VmState::Stopped,
+            Status::Error => VmState::Error,
+            Status::Reboot | Status::HardReboot => return Err(SimError::TransientStatus(status)),
+        };
+        let &index = self
+            .index
+            .get(id)
+            .ok_or_else(|| SimError::UnknownServer(id.to_owned()))?;
+        let time = self.clock.server_time(now);
+        let server = &mut self.servers[index];
+        server.vm = vm;
+        server.task = None;
+        server.updated = time;
+        if let Some(pending) = server.pending.take() {
+            let failure = (pending.target != vm).then(interrupted);
+            self.jobs[pending.job].finish_sub(pending.sub, failure, &self.clock.job_time(now));
+        }
+        Ok(())
+    }
+
+    pub fn set_locked(&mut self, id: &str, locked: bool) -> Result<(), SimError> {
+        let &index = self
+            .index
+            .get(id)
+            .ok_or_else(|| SimError::UnknownServer(id.to_owned()))?;
+        self.servers[index].locked = locked;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::wire::{ServerRef, StopBody};
+
+    fn state(servers: usize) -> (State, Instant) {
+        let now = Instant::now();
+        let config = SimConfig {
+            servers,
+            stop_duration: Duration::from_secs(10),
+            ..SimConfig::default()
+        };
+        (State::new(&config, now), now)
+    }
+
+    fn stop(ids: &[String]) -> BatchAction {
+        BatchAction::Stop(StopBody {
+            servers: ids.iter().map(|id| ServerRef { id: id.clone() }).collect(),
+            stop_type: None,
+        })
+    }
+
+    #[test]
+    fn ids_depend_on_the_seed_only() {
+        let (a, _) = state(3);
+        let (b, _) = state(3);
+        assert_eq!(a.server_ids(), b.server_ids());
+        assert!(uuid::Uuid::try_parse(&a.server_ids()[0]).is_ok());
+    }
+
+    #[test]
+    fn stop_is_powering_off_until_due_then_shutoff() {
+        let (mut s, t0) = state(2);
+        let ids = s.server_ids();
+        let job = s.submit(&stop(&ids[..1]), t0).unwrap();
+        let d = s.server(&ids[0]).unwrap();
+        assert_eq!(
+            (d.status.as_deref(), d.task_state.as_deref()),
+            (Some("ACTIVE"), Some("powering-off"))
+        );
+        assert_eq!(s.job(&job).unwrap().status, JobStatus::Running);
+        s.advance(t0 + Duration::from_secs(10));
+        let d = s.server(&ids[0]).unwrap();
+        assert_eq!(d.status.as_deref(), Some("SHUTOFF"));
+        assert_eq!(d.power_state, Some(4));
+        assert_eq!(s.job(&job).unwrap().status, JobStatus::Success);
+    }
+
+    #[test]
+    fn admin_override_ends_the_sub_job() {
+        let (mut s, t0) = state(1);
+        let ids = s.server_ids();
+        let job = s.submit(&stop(&ids), t0).unwrap();
+        s.set_status(&ids[0], Status::Active, t0).unwrap();
+        s.advance(t0 + Duration::from_secs(60));
+        let job = s.job(&job).unwrap();
+        assert_eq!(job.status, JobStatus::Fail);
+        assert_eq!(s.server(&ids[0]).unwrap().status.as_deref(), Some("ACTIVE"));
+    }
+
+    #[test]
+    fn budget_window_slides() {
+        let mut budget = Budget {
+            events: VecDeque::new(),
+            used: 0,
+        };
+        let (t0, w) = (Instant::now(), Duration::from_secs(60));
+        assert!(budget.try_take(t0, 1000, 1000, w));
+        assert!(!budget.try_take(t0 + Duration::from_secs(59), 1, 1000, w));
+        assert!(budget.try_take(t0 + w, 1000, 1000, w));
+    }
+}

@@ -1,0 +1,120 @@
+//! Counters behind `GET /_sim/stats`: what the clients did, so tests and benchmarks
+//! can assert on the traffic (never more than 1000 ids per stop, how many 429s).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    requests: BTreeMap<&'static str, BTreeMap<u16, u64>>,
+    stop_calls: u64,
+    stop_ids_total: u64,
+    stop_ids_max: u64,
+    start_calls: u64,
+    reboot_calls: u64,
+    rate_limited: u64,
+    budget_refusals: u64,
+    signature_failures: u64,
+    injected_errors: u64,
+}
+
+impl Counters {
+    pub fn request(&mut self, operation: &'static str, status: u16) {
+        *self
+            .requests
+            .entry(operation)
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    /// Every well-formed batch action, accepted or not: a client that sends
+    /// 1001 ids must show up in `stop_ids_max`.
+    pub fn action(&mut self, operation: &str, ids: usize) {
+        match operation {
+            "os-stop" => {
+                self.stop_calls += 1;
+                self.stop_ids_total += ids as u64;
+                self.stop_ids_max = self.stop_ids_max.max(ids as u64);
+            }
+            "os-start" => self.start_calls += 1,
+            _ => self.reboot_calls += 1,
+        }
+    }
+
+    pub fn rate_limited(&mut self) {
+        self.rate_limited += 1;
+    }
+
+    pub fn budget_refusal(&mut self) {
+        self.budget_refusals += 1;
+    }
+
+    pub fn signature_failure(&mut self) {
+        self.signature_failures += 1;
+    }
+
+    pub fn injected_error(&mut self) {
+        self.injected_errors += 1;
+    }
+
+    pub fn snapshot(&self, servers_by_status: BTreeMap<String, u64>, jobs: u64) -> SimStats {
+        SimStats {
+            requests: self
+                .requests
+                .iter()
+                .map(|(op, codes)| ((*op).to_owned(), codes.clone()))
+                .collect(),
+            stop_calls: self.stop_calls,
+            stop_ids_total: self.stop_ids_total,
+            stop_ids_max: self.stop_ids_max,
+            start_calls: self.start_calls,
+            reboot_calls: self.reboot_calls,
+            responses_429: self.rate_limited + self.budget_refusals,
+            rate_limited: self.rate_limited,
+            budget_refusals: self.budget_refusals,
+            signature_failures: self.signature_failures,
+            injected_errors: self.injected_errors,
+            jobs,
+            servers: servers_by_status.values().sum(),
+            servers_by_status,
+        }
+    }
+}
+
+/// `GET /_sim/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimStats {
+    /// Operation (`batch_action`, `list_servers`, `show_server`, `show_job`,
+    /// `unknown`) -> HTTP status -> count. Admin calls are not counted.
+    pub requests: BTreeMap<String, BTreeMap<u16, u64>>,
+    pub stop_calls: u64,
+    pub stop_ids_total: u64,
+    pub stop_ids_max: u64,
+    pub start_calls: u64,
+    pub reboot_calls: u64,
+    /// Every 429 sent: `rate_limited` + `budget_refusals`.
+    pub responses_429: u64,
+    /// 429 `APIGW.0308` from `throttle_rps`.
+    pub rate_limited: u64,
+    /// 429 `Common.1503` from the per-project budget.
+    pub budget_refusals: u64,
+    /// 401s: bad, missing or stale signatures and wrong tokens.
+    pub signature_failures: u64,
+    /// 500s injected by `error_rate`.
+    pub injected_errors: u64,
+    pub jobs: u64,
+    pub servers: u64,
+    pub servers_by_status: BTreeMap<String, u64>,
+}
+
+impl SimStats {
+    /// Requests of `operation` answered with `status`.
+    pub fn requests_with(&self, operation: &str, status: u16) -> u64 {
+        self.requests
+            .get(operation)
+            .and_then(|codes| codes.get(&status))
+            .copied()
+            .unwrap_or(0)
+    }
+}

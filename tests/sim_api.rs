@@ -1,0 +1,601 @@
+//! ecs-sim over real HTTP on loopback, signed as the SDK signs: every refusal path,
+//! a full 1000-server stop, partial failure, pagination and the admin surface.
+
+mod sim_support;
+
+use ecs_power_operator::ecs::sign::Signer;
+use ecs_power_operator::sim::{FaultsPatch, ServerErrorMode, SimConfig, SimStats, Status};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sim_support::{Client, config, start};
+use std::time::Duration;
+
+fn ids_body(action: &str, ids: &[String]) -> Value {
+    let servers: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
+    json!({action: {"servers": servers}})
+}
+
+#[tokio::test]
+async fn bad_signature_skewed_date_and_wrong_key_are_401_gateway_bodies() {
+    let sim = start(config(3)).await;
+    let client = Client::new(&sim);
+
+    let mut tampered = client.request("GET", "cloudservers/detail");
+    tampered.signer = Signer::new(
+        ecs_power_operator::sim::DEFAULT_ACCESS_KEY,
+        SecretString::from("not-the-secret"),
+    );
+    let mut skewed = client.request("GET", "cloudservers/detail");
+    skewed.date = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(16);
+    let mut unknown_key = client.request("GET", "cloudservers/detail");
+    unknown_key.signer = Signer::new("AKUNKNOWN", SecretString::from("x"));
+
+    for request in [tampered, skewed, unknown_key] {
+        let reply = client.send(request).await;
+        assert_eq!(reply.status, 401, "{}", reply.body);
+        assert_eq!(reply.code(), "APIGW.0301");
+        assert_eq!(
+            reply.body["request_id"].as_str(),
+            reply.request_id.as_deref(),
+            "gateway bodies repeat X-Request-Id"
+        );
+    }
+
+    // 14 minutes of skew is inside the tolerance.
+    let mut tolerated = client.request("GET", "cloudservers/detail");
+    tolerated.date = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(14);
+    assert_eq!(client.send(tolerated).await.status, 200);
+
+    // A header added after signing is fine; one changed after signing is not.
+    let mut resent = client.request("GET", "cloudservers/detail");
+    resent.headers.push(("User-Agent".into(), "signed".into()));
+    assert_eq!(client.send(resent).await.status, 200);
+
+    let unsigned = reqwest::get(format!(
+        "{}/v1/{}/cloudservers/detail",
+        sim.base_url(),
+        client.project
+    ))
+    .await
+    .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+    assert!(unsigned.headers().contains_key("x-request-id"));
+
+    assert_eq!(sim.stats().await.signature_failures, 4);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_is_accepted_only_when_configured_and_equal() {
+    let sim = start(SimConfig {
+        token: Some(SecretString::from("tok-123")),
+        ..config(2)
+    })
+    .await;
+    let url = format!(
+        "{}/v1/{}/cloudservers/detail",
+        sim.base_url(),
+        ecs_power_operator::sim::DEFAULT_PROJECT_ID
+    );
+    let http = reqwest::Client::new();
+    let with = |token: &str| http.get(&url).header("X-Auth-Token", token).send();
+    assert_eq!(with("tok-123").await.unwrap().status().as_u16(), 200);
+    assert_eq!(with("tok-124").await.unwrap().status().as_u16(), 401);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn another_project_is_refused_with_ecs_0023() {
+    let sim = start(config(2)).await;
+    let mut client = Client::new(&sim);
+    client.project = "fedcba9876543210fedcba9876543210".into();
+    let reply = client.get("cloudservers/detail", &[]).await;
+    assert_eq!((reply.status, reply.code()), (400, "Ecs.0023"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_batch_actions_are_400_and_start_nothing() {
+    let sim = start(config(1001)).await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+
+    let reply = client.stop(&ids).await;
+    assert_eq!((reply.status, reply.code()), (400, "Ecs.0118"));
+
+    let twice = vec![ids[0].clone(), ids[1].clone(), ids[0].clone()];
+    let reply = client.stop(&twice).await;
+    assert_eq!((reply.status, reply.code()), (400, "Ecs.0005"));
+
+    let reply = client.stop(&[]).await;
+    assert_eq!((reply.status, reply.code()), (400, "Ecs.0005"));
+
+    let reply = client.stop(&["not-a-uuid".to_owned()]).await;
+    assert_eq!((reply.status, reply.code()), (400, "Ecs.0005"));
+
+    let mut empty = client.request("POST", "cloudservers/action");
+    empty.body = Vec::new();
+    let reply = client.send(empty).await;
+    assert_eq!((reply.status, reply.code()), (400, "Common.0002"));
+
+    for body in [
+        json!({"os-stop": {"servers": [{"id": ids[0]}]}, "os-start": {"servers": [{"id": ids[1]}]}}),
+        json!({"os-stop": {"type": "GENTLE", "servers": [{"id": ids[0]}]}}),
+        json!({"reboot": {"servers": [{"id": ids[0]}]}}),
+        json!({"os-pause": {"servers": [{"id": ids[0]}]}}),
+    ] {
+        let reply = client.post("cloudservers/action", &body).await;
+        assert_eq!((reply.status, reply.code()), (400, "Ecs.0005"), "{body}");
+    }
+
+    let stats = sim.stats().await;
+    assert_eq!(stats.jobs, 0);
+    assert_eq!(stats.stop_ids_max, 1001, "rejected calls still count");
+    assert_eq!(stats.servers_by_status["ACTIVE"], 1001);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_job_and_unknown_server() {
+    let sim = start(config(1)).await;
+    let client = Client::new(&sim);
+    let reply = client
+        .get("jobs/ff808082889bd9690189061140c235fe", &[])
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (400, "Common.0011"),
+        "{}",
+        reply.body
+    );
+    let reply = client
+        .get("cloudservers/616fb98f-46ca-475e-917e-2563e5a8cd19", &[])
+        .await;
+    assert_eq!((reply.status, reply.code()), (404, "Ecs.0114"));
+    let reply = client.get("no/such/api", &[]).await;
+    assert_eq!((reply.status, reply.code()), (404, "APIGW.0101"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_of_1000_runs_to_success_and_reads_back_shutoff() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_millis(300),
+        ..config(1000)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+    let reply = client.stop(&ids).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let job_id = reply.body["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(job_id.len(), 32);
+
+    let running = client.get(&format!("jobs/{job_id}"), &[]).await.body;
+    assert_eq!(running["status"], "RUNNING");
+    assert!(running["end_time"].is_null());
+    let server = client
+        .get(&format!("cloudservers/{}", ids[7]), &[])
+        .await
+        .body;
+    assert_eq!(server["server"]["status"], "ACTIVE");
+    assert_eq!(server["server"]["OS-EXT-STS:task_state"], "powering-off");
+
+    let job = client.wait_job(&job_id, Duration::from_secs(10)).await;
+    assert_eq!(job["status"], "SUCCESS");
+    assert_eq!(job["entities"]["sub_jobs_total"], 1000);
+    let subs = job["entities"]["sub_jobs"].as_array().unwrap();
+    assert!(subs.iter().all(|s| s["status"] == "SUCCESS"));
+    let covered: std::collections::BTreeSet<&str> = subs
+        .iter()
+        .map(|s| s["entities"]["server_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(covered.len(), 1000);
+
+    let server = &client
+        .get(&format!("cloudservers/{}", ids[7]), &[])
+        .await
+        .body["server"];
+    assert_eq!(server["status"], "SHUTOFF");
+    assert_eq!(server["OS-EXT-STS:vm_state"], "stopped");
+    assert_eq!(server["OS-EXT-STS:power_state"], 4);
+    assert!(server["OS-EXT-STS:task_state"].is_null());
+
+    let stats: SimStats = sim.stats().await;
+    assert_eq!((stats.stop_calls, stats.stop_ids_max), (1, 1000));
+    assert_eq!(stats.servers_by_status["SHUTOFF"], 1000);
+    assert_eq!(stats.requests_with("batch_action", 200), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn partial_failure_ends_fail_with_per_sub_job_codes() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_millis(50),
+        ..config(4)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let control = sim.control();
+    let ids = sim.server_ids();
+    control.set_status(&ids[1], Status::Shutoff).unwrap();
+    control.set_locked(&ids[2], true).unwrap();
+    let unknown = "616fb98f-46ca-475e-917e-2563e5a8cd19".to_owned();
+    let batch = vec![
+        ids[0].clone(),
+        ids[1].clone(),
+        ids[2].clone(),
+        unknown.clone(),
+    ];
+
+    let reply = client.stop(&batch).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let job = client
+        .wait_job(
+            reply.body["job_id"].as_str().unwrap(),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(job["status"], "FAIL");
+    let code_of = |id: &str| {
+        let sub = job["entities"]["sub_jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["entities"]["server_id"] == id)
+            .unwrap()
+            .clone();
+        if sub["status"] == "FAIL" {
+            assert!(sub["fail_reason"].is_string());
+            assert!(sub["entities"]["errorcode_message"].is_string());
+        }
+        (
+            sub["status"].as_str().unwrap().to_owned(),
+            sub["error_code"].clone(),
+        )
+    };
+    assert_eq!(code_of(&ids[0]), ("SUCCESS".into(), Value::Null));
+    assert_eq!(code_of(&ids[1]), ("FAIL".into(), json!("Ecs.0100")));
+    assert_eq!(code_of(&ids[2]), ("FAIL".into(), json!("Ecs.0605")));
+    assert_eq!(code_of(&unknown), ("FAIL".into(), json!("Ecs.0114")));
+
+    // A second stop while the first still runs meets a busy server.
+    control.set_status(&ids[0], Status::Active).unwrap();
+    control.set_faults(FaultsPatch {
+        subjob_failure_rate: Some(1.0),
+        ..FaultsPatch::default()
+    });
+    let first = client.stop(&ids[..1]).await;
+    let second = client.stop(&ids[..1]).await;
+    let second = client
+        .wait_job(
+            second.body["job_id"].as_str().unwrap(),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(second["entities"]["sub_jobs"][0]["error_code"], "Ecs.0603");
+    let first = client
+        .wait_job(
+            first.body["job_id"].as_str().unwrap(),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(first["entities"]["sub_jobs"][0]["error_code"], "Ecs.0002");
+    let server = client
+        .get(&format!("cloudservers/{}", ids[0]), &[])
+        .await
+        .body;
+    assert_eq!(
+        server["server"]["status"], "ACTIVE",
+        "a failed stop leaves it running"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn reject_mode_refuses_synchronously() {
+    let sim = start(SimConfig {
+        server_errors: ServerErrorMode::Reject,
+        ..config(2)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let mut batch = sim.server_ids();
+    batch.push("616fb98f-46ca-475e-917e-2563e5a8cd19".into());
+    let reply = client.stop(&batch).await;
+    assert_eq!((reply.status, reply.code()), (404, "Ecs.0114"));
+    assert_eq!(sim.stats().await.jobs, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn start_and_reboot_run_the_reverse_transitions() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_millis(100),
+        ..config(2)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+    sim.control().set_status(&ids[0], Status::Shutoff).unwrap();
+
+    let start = client
+        .post("cloudservers/action", &ids_body("os-start", &ids[..1]))
+        .await;
+    let server = client
+        .get(&format!("cloudservers/{}", ids[0]), &[])
+        .await
+        .body;
+    assert_eq!(server["server"]["status"], "SHUTOFF");
+    assert_eq!(server["server"]["OS-EXT-STS:task_state"], "powering-on");
+    let reboot = client
+        .post(
+            "cloudservers/action",
+            &json!({"reboot": {"type": "HARD", "servers": [{"id": ids[1]}]}}),
+        )
+        .await;
+    let server = client
+        .get(&format!("cloudservers/{}", ids[1]), &[])
+        .await
+        .body;
+    assert_eq!(server["server"]["status"], "HARD_REBOOT");
+
+    for reply in [start, reboot] {
+        let job = client
+            .wait_job(
+                reply.body["job_id"].as_str().unwrap(),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert_eq!(job["status"], "SUCCESS");
+    }
+    for id in &ids {
+        let server = client.get(&format!("cloudservers/{id}"), &[]).await.body;
+        assert_eq!(server["server"]["status"], "ACTIVE");
+        assert_eq!(server["server"]["OS-EXT-STS:power_state"], 1);
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn budget_refuses_what_would_exceed_the_window() {
+    let sim = start(SimConfig {
+        servers_per_window: 10,
+        budget_window: Duration::from_millis(500),
+        ..config(20)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+    assert_eq!(client.stop(&ids[..8]).await.status, 200);
+    let reply = client.stop(&ids[8..11]).await;
+    assert_eq!((reply.status, reply.code()), (429, "Common.1503"));
+    let untouched = client
+        .get(&format!("cloudservers/{}", ids[8]), &[])
+        .await
+        .body;
+    assert!(
+        untouched["server"]["OS-EXT-STS:task_state"].is_null(),
+        "nothing of the refused call started"
+    );
+    assert_eq!(sim.stats().await.jobs, 1);
+    assert_eq!(client.stop(&ids[8..10]).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    assert_eq!(
+        client.stop(&ids[10..20]).await.status,
+        200,
+        "the window slid"
+    );
+    let stats = sim.stats().await;
+    assert_eq!((stats.budget_refusals, stats.responses_429), (1, 1));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_rate_over_throttle_is_429_apigw_0308() {
+    let sim = start(SimConfig {
+        throttle_rps: Some(5.0),
+        ..config(1)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        codes.push(client.get("cloudservers/detail", &[]).await);
+    }
+    let throttled: Vec<_> = codes.iter().filter(|r| r.status == 429).collect();
+    assert!(throttled.len() >= 2, "{codes:?}");
+    assert_eq!(throttled[0].code(), "APIGW.0308");
+    assert_eq!(sim.stats().await.rate_limited, throttled.len() as u64);
+
+    sim.control().set_faults(FaultsPatch {
+        throttle_rps: Some(0.0),
+        ..FaultsPatch::default()
+    });
+    assert_eq!(client.get("cloudservers/detail", &[]).await.status, 200);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn error_rate_answers_500_common_0001() {
+    let sim = start(SimConfig {
+        error_rate: 1.0,
+        ..config(1)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let reply = client.stop(&sim.server_ids()).await;
+    assert_eq!((reply.status, reply.code()), (500, "Common.0001"));
+    let stats = sim.stats().await;
+    assert_eq!((stats.injected_errors, stats.jobs), (1, 0));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn latency_delays_answers() {
+    let sim = start(SimConfig {
+        latency: Duration::from_millis(200),
+        ..config(1)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let started = std::time::Instant::now();
+    assert_eq!(client.get("cloudservers/detail", &[]).await.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn listing_pages_by_page_number_with_filters() {
+    let sim = start(config(2500)).await;
+    let client = Client::new(&sim);
+    let mut seen = Vec::new();
+    for (page, expected) in [("1", 1000), ("2", 1000), ("3", 500), ("4", 0)] {
+        let reply = client
+            .get(
+                "cloudservers/detail",
+                &[("offset", page), ("limit", "1000")],
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body["count"], 2500);
+        let servers = reply.body["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), expected, "page {page}");
+        seen.extend(servers.iter().map(|s| s["id"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(seen, sim.server_ids());
+
+    let first = client
+        .get("cloudservers/detail", &[("offset", "0")])
+        .await
+        .body;
+    assert_eq!(
+        first["servers"].as_array().unwrap().len(),
+        25,
+        "default limit 25"
+    );
+    assert_eq!(
+        first["servers"][0]["id"],
+        seen[0].as_str(),
+        "offset 0 is page 1"
+    );
+
+    let reply = client
+        .get("cloudservers/detail", &[("limit", "1001")])
+        .await;
+    assert_eq!((reply.status, reply.code()), (400, "Ecs.0005"));
+    let reply = client
+        .get("cloudservers/detail", &[("status", "STOPPED")])
+        .await;
+    assert_eq!((reply.status, reply.code()), (400, "Ecs.0005"));
+
+    let control = sim.control();
+    for id in &seen[..30] {
+        control.set_status(id, Status::Shutoff).unwrap();
+    }
+    let shutoff = client
+        .get(
+            "cloudservers/detail",
+            &[("status", "SHUTOFF"), ("limit", "20"), ("offset", "2")],
+        )
+        .await
+        .body;
+    assert_eq!(shutoff["count"], 30);
+    assert_eq!(shutoff["servers"].as_array().unwrap().len(), 10);
+    assert_eq!(shutoff["servers"][0]["id"], seen[20].as_str());
+    let named = client
+        .get(
+            "cloudservers/detail",
+            &[("name", "sim-00240"), ("limit", "1000")],
+        )
+        .await
+        .body;
+    assert_eq!(named["count"], 10, "sim-002400..sim-002409");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_over_http() {
+    let sim = start(config(2)).await;
+    let client = Client::new(&sim);
+    let http = reqwest::Client::new();
+    let admin = |path: &str| format!("{}/_sim/{path}", sim.base_url());
+    let id = sim.server_ids()[0].clone();
+
+    let added: Value = http
+        .post(admin("servers"))
+        .json(&json!({"count": 3}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(added["ids"].as_array().unwrap().len(), 3);
+    assert_eq!(sim.server_ids().len(), 5);
+
+    let set = http
+        .post(admin(&format!("servers/{id}/status")))
+        .json(&json!({"status": "SHUTOFF"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status().as_u16(), 204);
+    assert!(set.headers().contains_key("x-request-id"));
+    let server = client.get(&format!("cloudservers/{id}"), &[]).await.body;
+    assert_eq!(server["server"]["status"], "SHUTOFF");
+
+    let lock = http
+        .post(admin(&format!("servers/{id}/lock")))
+        .json(&json!({"locked": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lock.status().as_u16(), 204);
+    let server = client.get(&format!("cloudservers/{id}"), &[]).await.body;
+    assert_eq!(server["server"]["locked"], true);
+
+    let unknown = http
+        .post(admin("servers/616fb98f-46ca-475e-917e-2563e5a8cd19/lock"))
+        .json(&json!({"locked": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    let transient = http
+        .post(admin(&format!("servers/{id}/status")))
+        .json(&json!({"status": "REBOOT"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(transient.status().as_u16(), 400);
+
+    let faults: Value = http
+        .post(admin("faults"))
+        .json(&json!({"error_rate": 1.0, "latency_ms": 5}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        faults,
+        json!({"throttle_rps": null, "subjob_failure_rate": 0.0, "error_rate": 1.0, "latency_ms": 5})
+    );
+    assert_eq!(client.get("cloudservers/detail", &[]).await.status, 500);
+
+    let stats: SimStats = http
+        .get(admin("stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats.servers, 5);
+    assert_eq!(stats.servers_by_status["SHUTOFF"], 1);
+    assert_eq!(stats.requests_with("show_server", 200), 2);
+    assert_eq!(stats.requests_with("list_servers", 500), 1);
+    sim.shutdown().await;
+}
