@@ -1,13 +1,13 @@
 //! ecs-power-operator: keeps OTC / Huawei Cloud ECS servers stopped as `EcsPowerPolicy` resources declare.
 
+pub mod controller;
 pub mod ecs;
+pub mod fleet;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod operator;
 pub mod plan;
 pub mod policy;
 pub mod sim;
 pub mod telemetry;
-pub mod fleet;
-pub mod controller;
-pub mod operator;

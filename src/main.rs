@@ -1,5 +1,6 @@
 //! ecs-power-operator: keeps OTC / Huawei Cloud ECS servers stopped as `EcsPowerPolicy` resources declare.
 use clap::{Parser, Subcommand};
+use ecs_power_operator::operator::{self, RunArgs};
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -12,10 +13,18 @@ struct Cli {
 enum Command {
     /// Print the EcsPowerPolicy CustomResourceDefinition as YAML.
     Crd,
+    /// Run the operator against the cluster of KUBECONFIG (or the in-cluster config).
+    Run(Box<RunArgs>),
 }
 
-fn main() {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", ecs_power_operator::policy::crd_yaml()),
+        Command::Run(args) => {
+            ecs_power_operator::telemetry::init(args.log_format);
+            operator::run(*args).await?;
+        }
     }
+    Ok(())
 }

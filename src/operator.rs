@@ -2,13 +2,15 @@
 //! HTTP endpoints and signal handling together.
 
 use crate::controller::{self, Context, ControllerConfig};
+use crate::ecs::auth::Credentials;
 use crate::ecs::budget::{ActionBudget, BudgetLimits, BudgetRegistry};
-use crate::ecs::client::{ClientConfig, Credentials, EcsApi, HttpEcsClient};
+use crate::ecs::client::{EcsApi, HttpEcsClient};
+use crate::ecs::config::EcsClientConfig;
 use crate::ecs::error::EcsError;
 use crate::ecs::observer::{RequestEvent, RequestObserver};
 use crate::fleet::{CloudTarget, Connector, FleetConfig, FleetRegistry};
 use crate::http::{self, Readiness};
-use crate::leader::{LeaseConfig, Leadership};
+use crate::leader::{Leadership, LeaseConfig};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::plan::Backoff;
 use crate::telemetry::LogFormat;
@@ -37,7 +39,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "ecs-power-operator")]
     pub lease_name: String,
     /// Namespace of the Lease; the pod's own namespace in a cluster.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "ecs-power-operator-system")]
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "ecs-power-operator-system"
+    )]
     pub lease_namespace: String,
     /// This replica's identity in the Lease; the pod name in a cluster.
     #[arg(long, env = "POD_NAME")]
@@ -73,8 +79,13 @@ pub struct RunArgs {
 }
 
 /// Feeds the ECS client's request events into Prometheus.
-#[derive(Debug)]
 struct MetricsObserver(Arc<Metrics>);
+
+impl std::fmt::Debug for MetricsObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsObserver")
+    }
+}
 
 impl RequestObserver for MetricsObserver {
     fn observe(&self, event: &RequestEvent) {
@@ -106,15 +117,22 @@ struct HttpConnector {
 }
 
 impl Connector for HttpConnector {
-    fn connect(&self, target: &CloudTarget) -> Result<(Arc<dyn EcsApi>, Arc<ActionBudget>), EcsError> {
-        let budget = BudgetRegistry::global().budget(target.endpoint.as_str(), &target.project_id, self.limits);
-        let mut config = ClientConfig::new(
+    fn connect(
+        &self,
+        target: &CloudTarget,
+    ) -> Result<(Arc<dyn EcsApi>, Arc<ActionBudget>), EcsError> {
+        let budget = BudgetRegistry::global().budget(
+            target.endpoint.as_str(),
+            &target.project_id,
+            self.limits,
+        );
+        let mut config = EcsClientConfig::new(
             target.endpoint.clone(),
             target.project_id.clone(),
             Credentials::aksk(target.access_key.clone(), target.secret_key.clone()),
         );
         config.request_timeout = self.timeout;
-        config.budget = Some(Arc::clone(&budget));
+        config.budget = Arc::clone(&budget);
         config.observer = Arc::new(MetricsObserver(Arc::clone(&self.metrics)));
         let client = HttpEcsClient::new(config)?;
         Ok((Arc::new(client), budget))
@@ -193,7 +211,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         timeout: millis(args.request_timeout_ms),
         metrics: Arc::clone(&metrics),
     };
-    let fleets = FleetRegistry::new(Box::new(connector), args.fleet_config(), Arc::clone(&metrics), shutdown.child_token());
+    let fleets = FleetRegistry::new(
+        Box::new(connector),
+        args.fleet_config(),
+        Arc::clone(&metrics),
+        shutdown.child_token(),
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
         Arc::clone(&metrics),

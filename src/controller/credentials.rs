@@ -142,7 +142,12 @@ mod tests {
 
     #[test]
     fn both_keys_give_credentials_whose_debug_hides_the_secret() {
-        let creds = from_secret(&secret(&[("accessKey", "AK1"), ("secretKey", "s3cr3t-value")]), "ns", "c").unwrap();
+        let creds = from_secret(
+            &secret(&[("accessKey", "AK1"), ("secretKey", "s3cr3t-value")]),
+            "ns",
+            "c",
+        )
+        .unwrap();
         assert_eq!(creds.access_key, "AK1");
         assert!(!format!("{creds:?}").contains("s3cr3t-value"));
     }
@@ -156,7 +161,12 @@ mod tests {
 
     #[test]
     fn an_empty_key_is_refused() {
-        let error = from_secret(&secret(&[("accessKey", " "), ("secretKey", "x")]), "ns", "c").unwrap_err();
+        let error = from_secret(
+            &secret(&[("accessKey", " "), ("secretKey", "x")]),
+            "ns",
+            "c",
+        )
+        .unwrap_err();
         assert_eq!(error.reason(), "SecretKeyInvalid");
     }
 }

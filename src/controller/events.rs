@@ -14,7 +14,12 @@ pub struct Notice {
     pub note: String,
 }
 
-fn notice(type_: EventType, reason: impl Into<String>, action: &'static str, note: String) -> Notice {
+fn notice(
+    type_: EventType,
+    reason: impl Into<String>,
+    action: &'static str,
+    note: String,
+) -> Notice {
     Notice {
         type_,
         reason: reason.into(),
@@ -38,7 +43,10 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
                 EventType::Normal,
                 "StopSubmitted",
                 "Stop",
-                format!("stop job {} submitted for {} servers", job.job_id, job.servers),
+                format!(
+                    "stop job {} submitted for {} servers",
+                    job.job_id, job.servers
+                ),
             ));
         }
         if previous == Some(job.status) || job.status.in_flight() {
@@ -49,7 +57,10 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
                 EventType::Normal,
                 "StopSucceeded",
                 "Stop",
-                format!("stop job {} finished: {} servers stopped", job.job_id, job.succeeded),
+                format!(
+                    "stop job {} finished: {} servers stopped",
+                    job.job_id, job.succeeded
+                ),
             ),
             _ => notice(
                 EventType::Warning,
@@ -102,7 +113,10 @@ mod tests {
     }
 
     fn with_jobs(jobs: Vec<JobRecord>) -> EcsPowerPolicyStatus {
-        EcsPowerPolicyStatus { jobs, ..Default::default() }
+        EcsPowerPolicyStatus {
+            jobs,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -112,7 +126,10 @@ mod tests {
         let done = with_jobs(vec![job("j1", JobState::Success)]);
         let reasons = |n: Vec<Notice>| n.into_iter().map(|n| n.reason).collect::<Vec<_>>();
         assert_eq!(reasons(transitions(&empty, &running)), ["StopSubmitted"]);
-        assert_eq!(reasons(transitions(&running, &running)), Vec::<String>::new());
+        assert_eq!(
+            reasons(transitions(&running, &running)),
+            Vec::<String>::new()
+        );
         assert_eq!(reasons(transitions(&running, &done)), ["StopSucceeded"]);
         assert_eq!(reasons(transitions(&done, &done)), Vec::<String>::new());
     }

@@ -119,9 +119,15 @@ fn error_policy(policy: Arc<EcsPowerPolicy>, error: &Error, ctx: Arc<Context>) -
 }
 
 /// Runs the controller until `shutdown` resolves; reconciles under way then finish.
-pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let (policies, secrets): (Api<EcsPowerPolicy>, Api<Secret>) = match &ctx.config.namespace {
-        Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
     let controller = Controller::new(policies, watcher::Config::default().any_semantic());
@@ -129,19 +135,23 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     controller
         // A fixed Secret should not wait for the error backoff: reconcile every
         // policy that names it, right away.
-        .watches(secrets, watcher::Config::default(), move |secret: Secret| {
-            let namespace = secret.namespace();
-            let name = secret.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|policy| {
-                    policy.namespace() == namespace
-                        && policy.spec.cloud.credentials_secret_ref.name == name
-                })
-                .map(|policy| ObjectRef::from_obj(&*policy))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let namespace = secret.namespace();
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|policy| {
+                        policy.namespace() == namespace
+                            && policy.spec.cloud.credentials_secret_ref.name == name
+                    })
+                    .map(|policy| ObjectRef::from_obj(&*policy))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

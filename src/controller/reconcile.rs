@@ -1,9 +1,9 @@
 //! One sync of one policy: observe, plan, act, report.
 
+use super::Context;
 use super::credentials::{self, CredentialsError};
 use super::events::{self, Notice};
 use super::status::{self, Problem, SyncReport};
-use super::Context;
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind};
 use crate::ecs::wire::PowerActionType;
@@ -46,7 +46,11 @@ impl Error {
 }
 
 pub fn policy_key(policy: &EcsPowerPolicy) -> String {
-    format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())
+    format!(
+        "{}/{}",
+        policy.namespace().unwrap_or_default(),
+        policy.name_any()
+    )
 }
 
 pub async fn reconcile(policy: Arc<EcsPowerPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -62,7 +66,7 @@ pub async fn reconcile(policy: Arc<EcsPowerPolicy>, ctx: Arc<Context>) -> Result
 /// Why a policy cannot be synced, for the cases a person has to fix.
 fn problem_of(error: &EcsError) -> Option<Problem> {
     let reason = match error.kind() {
-        ErrorKind::Auth if error.status() == Some(403) => "Forbidden",
+        ErrorKind::Auth if error.failure().and_then(|f| f.status) == Some(403) => "Forbidden",
         ErrorKind::Auth => "AuthenticationFailed",
         ErrorKind::Config => "InvalidCloudConfig",
         _ => return None,
@@ -73,7 +77,10 @@ fn problem_of(error: &EcsError) -> Option<Problem> {
     })
 }
 
-fn target_of(policy: &EcsPowerPolicy, creds: credentials::CloudCredentials) -> Result<CloudTarget, EcsError> {
+fn target_of(
+    policy: &EcsPowerPolicy,
+    creds: credentials::CloudCredentials,
+) -> Result<CloudTarget, EcsError> {
     let cloud = &policy.spec.cloud;
     let endpoint = match &cloud.endpoint {
         Some(url) => {
@@ -200,7 +207,11 @@ async fn observe(
     Ok((inventory, in_flight))
 }
 
-fn next_sync_in(ctx: &Context, outcome: &PlanOutcome, jobs: &[crate::fleet::JobView]) -> std::time::Duration {
+fn next_sync_in(
+    ctx: &Context,
+    outcome: &PlanOutcome,
+    jobs: &[crate::fleet::JobView],
+) -> std::time::Duration {
     let active = !outcome.to_stop.is_empty()
         || outcome.summary.stopping > 0
         || jobs.iter().any(|job| !job.status.is_terminal());
@@ -242,7 +253,12 @@ async fn report_problem(
     problem: Problem,
 ) -> Result<Action, Error> {
     tracing::warn!(reason = problem.reason, message = %problem.message, "policy cannot be synced");
-    let next = status::from_problem(previous, policy.meta().generation, &problem, jiff::Timestamp::now());
+    let next = status::from_problem(
+        previous,
+        policy.meta().generation,
+        &problem,
+        jiff::Timestamp::now(),
+    );
     write_status(policy, ctx, key, previous, next).await?;
     Ok(Action::requeue(ctx.failed_sync(key)))
 }

@@ -120,14 +120,24 @@ fn apply_conditions(
 
 fn degraded_by(problem: &Problem) -> [ConditionUpdate; 3] {
     [
-        ConditionUpdate::new(ConditionType::Ready, false, problem.reason, &problem.message),
+        ConditionUpdate::new(
+            ConditionType::Ready,
+            false,
+            problem.reason,
+            &problem.message,
+        ),
         ConditionUpdate::new(
             ConditionType::Progressing,
             false,
             problem.reason,
             "nothing can be stopped until this is fixed",
         ),
-        ConditionUpdate::new(ConditionType::Degraded, true, problem.reason, &problem.message),
+        ConditionUpdate::new(
+            ConditionType::Degraded,
+            true,
+            problem.reason,
+            &problem.message,
+        ),
     ]
 }
 
@@ -150,7 +160,12 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
     match &report.problem {
         Some(problem) => {
             status.phase = Some(Phase::Degraded);
-            apply_conditions(&mut status, degraded_by(problem), report.generation, report.now);
+            apply_conditions(
+                &mut status,
+                degraded_by(problem),
+                report.generation,
+                report.now,
+            );
         }
         None => {
             status.phase = Some(report.outcome.phase);
@@ -223,7 +238,9 @@ mod tests {
 
     #[test]
     fn job_history_keeps_unfinished_jobs_and_the_newest_finished_ones() {
-        let mut previous: Vec<JobRecord> = (0..30).map(|i| record(&format!("done-{i}"), i, JobState::Success)).collect();
+        let mut previous: Vec<JobRecord> = (0..30)
+            .map(|i| record(&format!("done-{i}"), i, JobState::Success))
+            .collect();
         previous.push(record("running-old", -5, JobState::Running));
         let merged = merge_jobs(&previous, &[]);
         assert_eq!(merged.len(), MAX_JOBS_IN_STATUS);
@@ -245,12 +262,19 @@ mod tests {
         };
         let merged = merge_jobs(&previous, &[view]);
         assert_eq!(merged.len(), 1);
-        assert_eq!((merged[0].status, merged[0].succeeded), (JobState::Success, 3));
+        assert_eq!(
+            (merged[0].status, merged[0].succeeded),
+            (JobState::Success, 3)
+        );
     }
 
     #[test]
     fn an_unchanged_sync_leaves_last_sync_time_alone() {
-        let summary = Summary { desired: 2, stopped: 2, ..Summary::default() };
+        let summary = Summary {
+            desired: 2,
+            stopped: 2,
+            ..Summary::default()
+        };
         let plan = outcome(Phase::Stopped, summary);
         let report = SyncReport {
             generation: Some(1),
@@ -263,17 +287,26 @@ mod tests {
         };
         let first = from_sync(&EcsPowerPolicyStatus::default(), &report);
         assert_eq!(first.last_sync_time, Some(Time(ts(100))));
-        let later = SyncReport { now: ts(200), ..report };
+        let later = SyncReport {
+            now: ts(200),
+            ..report
+        };
         assert_eq!(from_sync(&first, &later), first);
     }
 
     #[test]
     fn a_problem_makes_the_policy_degraded_with_its_reason() {
-        let problem = Problem { reason: "SecretNotFound", message: "Secret ns/x does not exist".into() };
+        let problem = Problem {
+            reason: "SecretNotFound",
+            message: "Secret ns/x does not exist".into(),
+        };
         let status = from_problem(&EcsPowerPolicyStatus::default(), Some(3), &problem, ts(5));
         assert_eq!(status.phase, Some(Phase::Degraded));
         let degraded = conditions::find(&status.conditions, ConditionType::Degraded).unwrap();
-        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "SecretNotFound"));
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "SecretNotFound")
+        );
         let ready = conditions::find(&status.conditions, ConditionType::Ready).unwrap();
         assert_eq!(ready.status, "False");
         assert_eq!(status.observed_generation, Some(3));
@@ -283,7 +316,15 @@ mod tests {
     fn failures_are_newest_first_and_bounded() {
         let failing: HashMap<String, RetryState> = (0..60)
             .map(|i| {
-                (format!("s{i:02}"), RetryState { attempts: 1, last_failure_at: ts(i), code: "Ecs.0100".into(), message: "m".into() })
+                (
+                    format!("s{i:02}"),
+                    RetryState {
+                        attempts: 1,
+                        last_failure_at: ts(i),
+                        code: "Ecs.0100".into(),
+                        message: "m".into(),
+                    },
+                )
             })
             .collect();
         let list = failures(&failing);

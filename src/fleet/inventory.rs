@@ -20,7 +20,6 @@ pub struct Inventory {
 pub struct InventoryCache {
     current: tokio::sync::Mutex<Option<Arc<Inventory>>>,
     invalidated_at: Mutex<Option<Instant>>,
-    listings: std::sync::atomic::AtomicU64,
 }
 
 impl InventoryCache {
@@ -29,12 +28,11 @@ impl InventoryCache {
         *self.invalidated_at.lock().expect("inventory lock poisoned") = Some(Instant::now());
     }
 
-    /// Listings taken so far, for tests and the benchmark.
-    pub fn listings(&self) -> u64 {
-        self.listings.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub async fn get(&self, api: &dyn EcsApi, max_age: Duration) -> Result<Arc<Inventory>, EcsError> {
+    pub async fn get(
+        &self,
+        api: &dyn EcsApi,
+        max_age: Duration,
+    ) -> Result<Arc<Inventory>, EcsError> {
         let mut current = self.current.lock().await;
         let invalidated_at = *self.invalidated_at.lock().expect("inventory lock poisoned");
         if let Some(inventory) = current.as_ref() {
@@ -57,7 +55,6 @@ impl InventoryCache {
                 (detail.id, power)
             })
             .collect();
-        self.listings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let inventory = Arc::new(Inventory {
             fetched_at,
             servers,

@@ -203,10 +203,31 @@ mod tests {
     #[test]
     fn outcome_is_reported_once_when_the_job_finishes() {
         let ids = vec!["a".to_string(), "b".to_string()];
-        let mut tracked = TrackedJob::submitted("j".into(), ids, BTreeSet::new(), jiff::Timestamp::UNIX_EPOCH);
-        let running = job(JobStatus::Running, vec![sub("a", JobStatus::Success, None), sub("b", JobStatus::Running, None)]);
-        assert!(!tracked.update(running, jiff::Timestamp::UNIX_EPOCH).finished);
-        let failed = job(JobStatus::Fail, vec![sub("a", JobStatus::Success, None), sub("b", JobStatus::Fail, Some("Ecs.0605"))]);
+        let mut tracked = TrackedJob::submitted(
+            "j".into(),
+            ids,
+            BTreeSet::new(),
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        let running = job(
+            JobStatus::Running,
+            vec![
+                sub("a", JobStatus::Success, None),
+                sub("b", JobStatus::Running, None),
+            ],
+        );
+        assert!(
+            !tracked
+                .update(running, jiff::Timestamp::UNIX_EPOCH)
+                .finished
+        );
+        let failed = job(
+            JobStatus::Fail,
+            vec![
+                sub("a", JobStatus::Success, None),
+                sub("b", JobStatus::Fail, Some("Ecs.0605")),
+            ],
+        );
         let outcome = tracked.update(failed.clone(), jiff::Timestamp::UNIX_EPOCH);
         assert!(outcome.finished);
         assert_eq!(outcome.succeeded, vec!["a".to_string()]);
@@ -219,7 +240,10 @@ mod tests {
     #[test]
     fn adopted_job_learns_its_servers_from_sub_jobs() {
         let mut tracked = TrackedJob::adopted("j".into(), jiff::Timestamp::UNIX_EPOCH);
-        tracked.update(job(JobStatus::Running, vec![sub("a", JobStatus::Running, None)]), jiff::Timestamp::UNIX_EPOCH);
+        tracked.update(
+            job(JobStatus::Running, vec![sub("a", JobStatus::Running, None)]),
+            jiff::Timestamp::UNIX_EPOCH,
+        );
         assert_eq!(tracked.server_ids().collect::<Vec<_>>(), vec!["a"]);
         assert!(tracked.in_flight_for(Instant::now()));
     }
@@ -227,13 +251,21 @@ mod tests {
     #[test]
     fn view_counts_only_the_policys_servers() {
         let ids = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let mut tracked = TrackedJob::submitted("j".into(), ids, BTreeSet::new(), jiff::Timestamp::UNIX_EPOCH);
+        let mut tracked = TrackedJob::submitted(
+            "j".into(),
+            ids,
+            BTreeSet::new(),
+            jiff::Timestamp::UNIX_EPOCH,
+        );
         tracked.update(
-            job(JobStatus::Running, vec![
-                sub("a", JobStatus::Success, None),
-                sub("b", JobStatus::Fail, Some("Ecs.0100")),
-                sub("c", JobStatus::Success, None),
-            ]),
+            job(
+                JobStatus::Running,
+                vec![
+                    sub("a", JobStatus::Success, None),
+                    sub("b", JobStatus::Fail, Some("Ecs.0100")),
+                    sub("c", JobStatus::Success, None),
+                ],
+            ),
             jiff::Timestamp::UNIX_EPOCH,
         );
         let mine: HashSet<String> = ["a", "b"].map(String::from).into();

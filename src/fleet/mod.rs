@@ -132,7 +132,11 @@ impl Fleet {
 
     /// Track jobs that a policy's status lists as in flight (after an operator
     /// restart), so they are polled and their servers are not stopped twice.
-    pub fn adopt_jobs(&self, policy: &str, jobs: impl IntoIterator<Item = (String, jiff::Timestamp)>) {
+    pub fn adopt_jobs(
+        &self,
+        policy: &str,
+        jobs: impl IntoIterator<Item = (String, jiff::Timestamp)>,
+    ) {
         let mut state = self.lock();
         for (job_id, submitted_at) in jobs {
             state
@@ -181,7 +185,9 @@ impl Fleet {
                         },
                     );
                 }
-                self.metrics.servers_stopped.inc_by(outcome.succeeded.len() as u64);
+                self.metrics
+                    .servers_stopped
+                    .inc_by(outcome.succeeded.len() as u64);
                 outcome.finished
             };
             if finished {
@@ -189,7 +195,11 @@ impl Fleet {
             }
         }
         self.metrics.jobs_in_flight.set(
-            self.lock().jobs.values().filter(|j| !j.is_finished()).count() as i64,
+            self.lock()
+                .jobs
+                .values()
+                .filter(|j| !j.is_finished())
+                .count() as i64,
         );
         *last_poll = Some(Instant::now());
         Ok(())
@@ -236,7 +246,10 @@ impl Fleet {
         }
         {
             let mut state = self.lock();
-            state.queued_since.entry(stop_type).or_insert_with(Instant::now);
+            state
+                .queued_since
+                .entry(stop_type)
+                .or_insert_with(Instant::now);
             state
                 .queues
                 .entry(stop_type)
@@ -255,7 +268,7 @@ impl Fleet {
             .filter(|job| job.policies.contains(policy))
             .filter_map(|job| job.view(desired))
             .collect();
-        views.sort_by(|a, b| b.submitted_at.cmp(&a.submitted_at));
+        views.sort_by_key(|view| std::cmp::Reverse(view.submitted_at));
         views
     }
 

@@ -53,7 +53,10 @@ impl FleetKey {
 
 /// Builds the API client and finds the shared budget for a target.
 pub trait Connector: Send + Sync {
-    fn connect(&self, target: &CloudTarget) -> Result<(Arc<dyn EcsApi>, Arc<ActionBudget>), EcsError>;
+    fn connect(
+        &self,
+        target: &CloudTarget,
+    ) -> Result<(Arc<dyn EcsApi>, Arc<ActionBudget>), EcsError>;
 }
 
 pub struct FleetRegistry {

@@ -81,7 +81,12 @@ async fn submit(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatch) {
     }
 }
 
-fn handle_submit_error(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatch, error: EcsError) {
+fn handle_submit_error(
+    fleet: &Fleet,
+    stop_type: PowerActionType,
+    batch: DueBatch,
+    error: EcsError,
+) {
     let kind = error.kind().as_str();
     fleet.metrics.error(kind);
     let now = Instant::now();
@@ -113,7 +118,13 @@ fn handle_submit_error(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatc
         _ => {
             tracing::warn!(%error, servers = batch.len(), "stop call failed");
             let at = jiff::Timestamp::now();
-            let (code, message) = (error.code().unwrap_or(kind).to_owned(), error.to_string());
+            let (code, message) = (
+                error
+                    .failure()
+                    .and_then(|f| f.code.clone())
+                    .unwrap_or_else(|| kind.to_owned()),
+                error.to_string(),
+            );
             for id in batch.ids() {
                 let attempts = state.retry.get(id).map_or(0, |r| r.attempts) + 1;
                 state.retry.insert(
@@ -126,11 +137,7 @@ fn handle_submit_error(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatc
                     },
                 );
             }
-            state.last_submit_failure = Some(SubmitFailure {
-                kind,
-                message,
-                at,
-            });
+            state.last_submit_failure = Some(SubmitFailure { kind, message, at });
         }
     }
 }

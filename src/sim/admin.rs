@@ -15,7 +15,7 @@ pub(super) fn router() -> Router<Arc<Sim>> {
     Router::new()
         .route("/stats", get(stats))
         .route("/faults", get(faults).post(set_faults))
-        .route("/servers", post(add_servers))
+        .route("/servers", get(server_ids).post(add_servers))
         .route("/servers/{id}/status", post(set_status))
         .route("/servers/{id}/lock", post(set_locked))
 }
@@ -35,6 +35,11 @@ fn admin_result(result: Result<(), SimError>) -> Response {
             (status, Json(json!({"error": error.to_string()}))).into_response()
         }
     }
+}
+
+/// Every server id in creation order, so a demo or a script can write a policy.
+async fn server_ids(State(sim): State<Arc<Sim>>) -> Response {
+    Json(json!({ "ids": sim.state().0.server_ids() })).into_response()
 }
 
 async fn stats(State(sim): State<Arc<Sim>>) -> Response {
