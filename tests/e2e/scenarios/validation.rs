@@ -136,7 +136,8 @@ fn explain_fields(text: &str) -> Vec<(String, String)> {
             continue;
         }
         if let Some(rest) = line.strip_prefix("  ") {
-            if !rest.starts_with(' ') && !rest.is_empty() {
+            // A field line is `  name<TAB><type>`; `  enum: ...` and deeper lines describe it.
+            if !rest.starts_with(' ') && rest.contains("\t<") {
                 let name = rest.split_whitespace().next().unwrap_or("").to_string();
                 out.push((name, String::new()));
                 continue;
