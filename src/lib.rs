@@ -4,4 +4,6 @@ pub mod ecs;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod plan;
+pub mod policy;
 pub mod telemetry;

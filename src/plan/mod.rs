@@ -1,0 +1,14 @@
+//! Pure planning: what to stop now, and how to batch stops shared by several policies.
+//!
+//! No I/O, no async, no clock: the caller observes, passes `now`, and acts on the result.
+
+mod observed;
+mod planner;
+mod queue;
+
+#[cfg(test)]
+mod proptests;
+
+pub use observed::ObservedPower;
+pub use planner::{Backoff, Mode, PlanInput, PlanOutcome, RetryState, plan_stops};
+pub use queue::{Batch, BatchEntry, MAX_IDS_PER_CALL, StopQueue};

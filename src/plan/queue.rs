@@ -1,0 +1,287 @@
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Most server ids the ECS batch-stop API takes in one call.
+pub const MAX_IDS_PER_CALL: usize = 1000;
+
+/// A per-project queue of servers to stop, shared by the policies of that project.
+///
+/// Each policy has its own FIFO. [`StopQueue::take_batch`] coalesces them into one stop
+/// call, taking ids round-robin (one new id per policy per turn) so a policy of 10,000
+/// servers cannot starve one of ten, and an id wanted by several policies is sent once.
+#[derive(Clone, Debug)]
+pub struct StopQueue<K> {
+    /// In turn order: the first goes first in the next batch.
+    policies: Vec<PolicyQueue<K>>,
+}
+
+#[derive(Clone, Debug)]
+struct PolicyQueue<K> {
+    key: K,
+    ids: VecDeque<String>,
+    // Mirrors `ids`, so pushing the same plan twice does not queue an id twice.
+    members: HashSet<String>,
+}
+
+/// One stop call's worth of ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch<K> {
+    /// Distinct ids, in the order they were taken.
+    pub entries: Vec<BatchEntry<K>>,
+}
+
+/// One id in a batch, and every policy that had it queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchEntry<K> {
+    /// The server id.
+    pub id: String,
+    /// The policies whose queues held it, in turn order, each once.
+    pub policies: Vec<K>,
+}
+
+impl<K> Batch<K> {
+    /// The ids to send, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.id.as_str())
+    }
+
+    /// How many ids.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl<K> Default for StopQueue<K> {
+    fn default() -> Self {
+        Self {
+            policies: Vec::new(),
+        }
+    }
+}
+
+impl<K: Clone + PartialEq> StopQueue<K> {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends ids to the policy's FIFO, skipping those it already holds. A new policy
+    /// takes its turn after those already queued.
+    pub fn push(&mut self, policy: K, ids: impl IntoIterator<Item = String>) {
+        let index = match self.policies.iter().position(|q| q.key == policy) {
+            Some(index) => index,
+            None => {
+                self.policies.push(PolicyQueue {
+                    key: policy,
+                    ids: VecDeque::new(),
+                    members: HashSet::new(),
+                });
+                self.policies.len() - 1
+            }
+        };
+        let queue = &mut self.policies[index];
+        for id in ids {
+            if queue.members.insert(id.clone()) {
+                queue.ids.push_back(id);
+            }
+        }
+        self.policies.retain(|q| !q.ids.is_empty());
+    }
+
+    /// Drops everything the policy had queued (it was deleted, suspended or changed);
+    /// returns how many ids that was.
+    pub fn remove_policy(&mut self, policy: &K) -> usize {
+        let mut removed = 0;
+        self.policies.retain(|q| {
+            let keep = q.key != *policy;
+            if !keep {
+                removed = q.ids.len();
+            }
+            keep
+        });
+        removed
+    }
+
+    /// Queued (policy, id) pairs: an id queued by two policies counts twice.
+    pub fn len(&self) -> usize {
+        self.policies.iter().map(|q| q.ids.len()).sum()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// How many ids the policy has queued.
+    pub fn queued(&self, policy: &K) -> usize {
+        self.policies
+            .iter()
+            .find(|q| q.key == *policy)
+            .map_or(0, |q| q.ids.len())
+    }
+
+    /// Takes one batch of at most `min(budget, MAX_IDS_PER_CALL)` distinct ids,
+    /// round-robin across policies, and removes every id in it from every queue (so
+    /// nothing sent is sent again), attributing it to each policy that held it.
+    pub fn take_batch(&mut self, budget: usize) -> Batch<K> {
+        let limit = budget.min(MAX_IDS_PER_CALL);
+        let mut entries: Vec<BatchEntry<K>> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+
+        'turns: while entries.len() < limit && !self.is_empty() {
+            let mut took_any = false;
+            for queue in &mut self.policies {
+                // A turn ends at the first id not yet in the batch; ids another
+                // policy already contributed cost this policy nothing.
+                while let Some(id) = queue.ids.pop_front() {
+                    queue.members.remove(&id);
+                    took_any = true;
+                    match index.get(&id) {
+                        Some(&e) => attribute(&mut entries[e], &queue.key),
+                        None => {
+                            index.insert(id.clone(), entries.len());
+                            entries.push(BatchEntry {
+                                id,
+                                policies: vec![queue.key.clone()],
+                            });
+                            if entries.len() == limit {
+                                break 'turns;
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+            if !took_any {
+                break;
+            }
+        }
+
+        if !entries.is_empty() {
+            for queue in &mut self.policies {
+                queue.ids.retain(|id| match index.get(id) {
+                    Some(&e) => {
+                        attribute(&mut entries[e], &queue.key);
+                        queue.members.remove(id);
+                        false
+                    }
+                    None => true,
+                });
+            }
+            // Whoever went first this time goes last next time.
+            self.policies.rotate_left(1);
+            self.policies.retain(|q| !q.ids.is_empty());
+        }
+        Batch { entries }
+    }
+}
+
+fn attribute<K: Clone + PartialEq>(entry: &mut BatchEntry<K>, policy: &K) {
+    if !entry.policies.contains(policy) {
+        entry.policies.push(policy.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    #[test]
+    fn batch_is_capped_at_1000_and_by_budget() {
+        let mut q = StopQueue::new();
+        q.push("a", ids("a", 2500));
+        assert_eq!(q.take_batch(5000).len(), 1000);
+        assert_eq!(q.take_batch(300).len(), 300);
+        assert_eq!(q.take_batch(0).len(), 0);
+        assert_eq!(q.len(), 1200);
+    }
+
+    #[test]
+    fn three_calls_stop_2500_servers() {
+        let mut q = StopQueue::new();
+        q.push("p", ids("s", 2500));
+        let sizes: Vec<usize> = std::iter::from_fn(|| Some(q.take_batch(usize::MAX)))
+            .take_while(|b| !b.is_empty())
+            .map(|b| b.len())
+            .collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+    }
+
+    #[test]
+    fn small_policy_is_not_starved() {
+        let mut q = StopQueue::new();
+        q.push("big", ids("b", 5000));
+        q.push("small", ids("s", 10));
+        let batch = q.take_batch(1000);
+        let small = batch
+            .entries
+            .iter()
+            .filter(|e| e.policies.contains(&"small"))
+            .count();
+        assert_eq!(small, 10);
+        assert_eq!(q.queued(&"small"), 0);
+        assert_eq!(q.queued(&"big"), 4010);
+    }
+
+    #[test]
+    fn round_robin_alternates_one_id_per_turn() {
+        let mut q = StopQueue::new();
+        q.push("a", ids("a", 3));
+        q.push("b", ids("b", 3));
+        let batch = q.take_batch(4);
+        assert_eq!(batch.ids().collect::<Vec<_>>(), ["a0", "b0", "a1", "b1"]);
+        // "a" went first, so "b" goes first next time.
+        let batch = q.take_batch(2);
+        assert_eq!(batch.ids().collect::<Vec<_>>(), ["b2", "a2"]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn shared_id_is_sent_once_for_both_policies() {
+        let mut q = StopQueue::new();
+        q.push("a", vec!["x".to_string(), "y".to_string()]);
+        q.push("b", vec!["z".to_string(), "w".to_string(), "x".to_string()]);
+        let batch = q.take_batch(2);
+        assert_eq!(batch.ids().collect::<Vec<_>>(), ["x", "z"]);
+        assert_eq!(batch.entries[0].policies, ["a", "b"]);
+        assert_eq!(batch.entries[1].policies, ["b"]);
+        // x is gone from b's queue too, so it is not sent a second time.
+        assert_eq!(q.queued(&"b"), 1);
+        assert_eq!(q.queued(&"a"), 1);
+    }
+
+    #[test]
+    fn pushing_the_same_ids_twice_queues_them_once() {
+        let mut q = StopQueue::new();
+        q.push("a", ids("a", 3));
+        q.push("a", ids("a", 5));
+        assert_eq!(q.len(), 5);
+    }
+
+    #[test]
+    fn removing_a_policy_drops_its_ids_only() {
+        let mut q = StopQueue::new();
+        q.push("a", ids("a", 3));
+        q.push("b", ids("b", 2));
+        assert_eq!(q.remove_policy(&"a"), 3);
+        assert_eq!(q.remove_policy(&"a"), 0);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.take_batch(10).ids().collect::<Vec<_>>(), ["b0", "b1"]);
+    }
+
+    #[test]
+    fn empty_push_leaves_no_empty_policy_behind() {
+        let mut q: StopQueue<&str> = StopQueue::new();
+        q.push("a", Vec::new());
+        assert!(q.is_empty());
+        assert!(q.take_batch(10).is_empty());
+    }
+}

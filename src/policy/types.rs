@@ -1,0 +1,299 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Keep the listed Open Telekom Cloud / Huawei Cloud ECS servers stopped.
+///
+/// The operator lists the project's servers, stops those that run through the ECS
+/// batch API (at most 1,000 per call), follows the jobs to the end and reports here.
+/// It never starts a server: deleting the policy leaves the servers as they are.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Several printcolumns share `type_ = "integer"`, which clippy mistakes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[kube(
+    group = "ecspower.dev",
+    version = "v1alpha1",
+    kind = "EcsPowerPolicy",
+    namespaced,
+    shortname = "epp",
+    status = "EcsPowerPolicyStatus",
+    derive = "PartialEq",
+    doc = "Keeps Open Telekom Cloud / Huawei Cloud ECS servers stopped.",
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.summary.desired",
+        description = "Servers the policy names"
+    ),
+    printcolumn(
+        name = "Stopped",
+        type_ = "integer",
+        json_path = ".status.summary.stopped",
+        description = "Servers the cloud reports SHUTOFF"
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        json_path = ".status.summary.failed",
+        description = "Servers whose last stop attempt failed"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the policy stands"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsPowerPolicySpec {
+    /// The cloud project that owns the servers, and how to reach and authenticate to it.
+    pub cloud: CloudSpec,
+
+    /// The servers to keep stopped, by ECS server id (1 to 10,000 entries, each id once).
+    /// Same shape as the `servers` list of the ECS batch-stop API.
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["id".into()]))]
+    #[schemars(length(min = 1, max = crate::policy::MAX_SERVERS_PER_POLICY))]
+    pub servers: Vec<ServerRef>,
+
+    /// How to stop: Soft asks the guest OS to shut down (ACPI), Hard powers off at once.
+    /// Sent to the ECS API as SOFT or HARD.
+    #[serde(default)]
+    pub stop_type: StopType,
+
+    /// When true the operator observes and reports but stops nothing.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// When true the operator reports in status.dryRun what it would stop, and stops nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The cloud project that owns the servers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudSpec {
+    /// The project id (32 lowercase hexadecimal characters) the servers belong to.
+    #[schemars(regex(pattern = r"^[0-9a-f]{32}$"))]
+    pub project_id: String,
+
+    /// The region, for example eu-de, eu-nl or ap-southeast-1. The ECS endpoint
+    /// https://ecs.<region>.otc.t-systems.com is derived from it unless endpoint is set.
+    #[schemars(regex(pattern = r"^[a-z]{2,}(-[a-z0-9]+)+$"), length(max = 32))]
+    pub region: String,
+
+    /// Overrides the ECS endpoint derived from the region, for another cloud or a
+    /// simulator. Must be https; plain http is accepted only for a loopback host
+    /// (127.0.0.0/8, localhost, [::1]) so credentials never cross a network unencrypted.
+    // Only rule in CEL: a scalar with a bounded length keeps its cost negligible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = kube::core::Rule::new(ENDPOINT_RULE).message(ENDPOINT_MESSAGE))]
+    pub endpoint: Option<String>,
+
+    /// The Secret in this policy's namespace holding the access key pair, under the keys
+    /// accessKey and secretKey.
+    pub credentials_secret_ref: SecretRef,
+}
+
+// Regexes on `self` rather than `url(self).getHostname()`: the API server cannot bound
+// the length of a function's result, so a regex on it is estimated far over the CEL cost
+// budget, while `self` is bounded by maxLength. The loopback host must be followed by a
+// port, a path or the end, so `http://localhost@evil.example` and
+// `http://127.0.0.1.evil.example` are refused.
+const ENDPOINT_RULE: &str = concat!(
+    r"isURL(self) && (self.matches(r'^https://[^/?#]+([/?#].*)?$') || ",
+    r"self.matches(r'^http://(localhost|127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|\[::1\])(:[0-9]{1,5})?([/?#].*)?$'))"
+);
+const ENDPOINT_MESSAGE: &str = "spec.cloud.endpoint must be an https:// URL; http:// is allowed \
+    only for a loopback host (127.0.0.0/8, localhost, [::1])";
+
+/// A Secret in the policy's own namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretRef {
+    /// Name of the Secret, in the same namespace as the policy.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
+    pub name: String,
+}
+
+/// One ECS server, named by id.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ServerRef {
+    /// The ECS server id, a lowercase UUID as the ECS API reports it.
+    // Lowercase only: list-map keys compare exact strings, so accepting both cases
+    // would let the same server in twice.
+    #[schemars(regex(
+        pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    ))]
+    pub id: String,
+}
+
+/// How the ECS API stops a server.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum StopType {
+    /// Ask the guest OS to shut down.
+    #[default]
+    Soft,
+    /// Power off at once.
+    Hard,
+}
+
+/// What the operator observed and did, written by the operator only.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsPowerPolicyStatus {
+    /// The metadata.generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Where the policy stands: Pending, Stopping, Stopped, Degraded or Suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// How many of the named servers are in each state.
+    #[serde(default)]
+    pub summary: Summary,
+
+    /// The most recent stop jobs, newest first (at most 20). Jobs still INIT or RUNNING
+    /// are polled from here after an operator restart, so nothing is stopped twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::policy::MAX_JOBS_IN_STATUS))]
+    pub jobs: Vec<JobRecord>,
+
+    /// Servers whose last stop attempt failed, with the cloud's error (at most 50;
+    /// summary.failed counts all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::policy::MAX_FAILURES_IN_STATUS))]
+    pub failures: Vec<ServerFailure>,
+
+    /// Ready (every server stopped), Progressing (stops under way) and Degraded
+    /// (failures, unknown servers or configuration errors), in the metav1.Condition shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// When the operator last compared the policy with the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+
+    /// What the operator would stop, reported while spec.dryRun is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRunReport>,
+}
+
+/// Where a policy stands.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Not yet compared with the cloud, or (dry run) servers would be stopped.
+    Pending,
+    /// Stops are submitted or about to be.
+    Stopping,
+    /// Every named server is stopped.
+    Stopped,
+    /// Some servers cannot be stopped now: failures, unknown ids or a configuration error.
+    Degraded,
+    /// spec.suspend is true; nothing is acted on.
+    Suspended,
+}
+
+/// How many of the named servers are in each state. The counts other than desired
+/// add up to desired.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Distinct servers the policy names.
+    pub desired: u32,
+    /// Servers the cloud reports SHUTOFF.
+    pub stopped: u32,
+    /// Servers powering off, or in a stop job not yet finished.
+    pub stopping: u32,
+    /// Servers still to stop that have not failed yet, including those busy with
+    /// another task (reboot, resize, start, ...) that are stopped once it ends.
+    pub pending: u32,
+    /// Servers not stopped whose last stop attempt failed (retried with backoff), or
+    /// that the cloud reports in ERROR.
+    pub failed: u32,
+    /// Servers the project does not contain (wrong id, or deleted).
+    pub not_found: u32,
+}
+
+/// One ECS stop job.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    /// The job id the ECS API returned.
+    pub job_id: String,
+    /// How many servers the stop call named.
+    pub servers: u32,
+    /// The job's status as the ECS API reports it: INIT, RUNNING, SUCCESS or FAIL.
+    pub status: JobState,
+    /// Sub-jobs (one per server) that succeeded so far.
+    #[serde(default)]
+    pub succeeded: u32,
+    /// Sub-jobs (one per server) that failed so far.
+    #[serde(default)]
+    pub failed: u32,
+    /// When the stop call was accepted.
+    pub submitted_at: Time,
+    /// When the job reached SUCCESS or FAIL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+}
+
+/// ECS job status, spelled as on the wire.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobState {
+    /// Accepted, not started.
+    Init,
+    /// Sub-jobs running.
+    Running,
+    /// Every sub-job succeeded.
+    Success,
+    /// At least one sub-job failed.
+    Fail,
+}
+
+impl JobState {
+    /// Whether the job may still change, so it must be polled.
+    pub fn in_flight(self) -> bool {
+        matches!(self, JobState::Init | JobState::Running)
+    }
+}
+
+/// A server whose last stop attempt failed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerFailure {
+    /// The ECS server id.
+    pub server_id: String,
+    /// The cloud's error code, for example Ecs.0100.
+    pub code: String,
+    /// The cloud's error message.
+    pub message: String,
+    /// Stop attempts so far.
+    pub attempts: u32,
+    /// When the last attempt failed.
+    pub last_attempt_at: Time,
+}
+
+/// What the operator would stop if spec.dryRun were false.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunReport {
+    /// How many servers would be stopped now.
+    pub would_stop: u32,
+    /// Some of their ids (at most 20), in spec order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::policy::DRY_RUN_SAMPLE_SIZE))]
+    pub sample: Vec<String>,
+}
