@@ -48,12 +48,11 @@ pub fn suite_dir() -> &'static Path {
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join("target/e2e"));
         std::fs::create_dir_all(&base).expect("create target/e2e");
-        let dir = tempfile::Builder::new()
+        tempfile::Builder::new()
             .prefix("run-")
             .tempdir_in(&base)
             .expect("create e2e scratch dir")
-            .keep();
-        dir
+            .keep()
     })
 }
 
@@ -118,7 +117,10 @@ fn start() -> Result<Cluster> {
     };
     let kubectl_bin = PathBuf::from(var("KUBECTL")?);
     if !kubectl_bin.exists() {
-        bail!("kubectl {} (from cplane env) does not exist", kubectl_bin.display());
+        bail!(
+            "kubectl {} (from cplane env) does not exist",
+            kubectl_bin.display()
+        );
     }
     let kubectl = Kubectl::new(kubectl_bin, kubeconfig.clone());
     eprintln!(
@@ -143,13 +145,23 @@ fn start() -> Result<Cluster> {
         None,
     )?;
     if !established.ok() {
-        bail!("CRD ecspowerpolicies.ecspower.dev not Established:\n{}", established.stderr);
+        bail!(
+            "CRD ecspowerpolicies.ecspower.dev not Established:\n{}",
+            established.stderr
+        );
     }
 
     // The operator runs as its ServiceAccount, with a token, so deploy/'s RBAC is what
     // it gets — nothing more.
     let token = kubectl.run_sync(
-        &["create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=2h"],
+        &[
+            "create",
+            "token",
+            OPERATOR_SA,
+            "-n",
+            OPERATOR_NS,
+            "--duration=2h",
+        ],
         None,
     )?;
     if !token.ok() {
@@ -158,7 +170,10 @@ fn start() -> Result<Cluster> {
     let (server, ca_data) = server_and_ca(&kubeconfig)?;
     let operator_kubeconfig = dir.join("operator.kubeconfig");
     write_token_kubeconfig(&operator_kubeconfig, &server, &ca_data, token.stdout.trim())?;
-    eprintln!("e2e: deploy/ applied, operator token ready after {:.1}s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "e2e: deploy/ applied, operator token ready after {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(Cluster {
         dir,
         kubectl,
@@ -178,10 +193,16 @@ fn server_and_ca(kubeconfig: &Path) -> Result<(String, String)> {
     let text = std::fs::read_to_string(kubeconfig)?;
     let doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
     let cluster = &doc["clusters"][0]["cluster"];
-    let server = cluster["server"].as_str().context("kubeconfig: no server")?.to_owned();
+    let server = cluster["server"]
+        .as_str()
+        .context("kubeconfig: no server")?
+        .to_owned();
     let ca = match cluster["certificate-authority-data"].as_str() {
         Some(ca) => ca.to_owned(),
-        None => bail!("kubeconfig {} has no certificate-authority-data", kubeconfig.display()),
+        None => bail!(
+            "kubeconfig {} has no certificate-authority-data",
+            kubeconfig.display()
+        ),
     };
     Ok((server, ca))
 }
@@ -224,7 +245,10 @@ pub fn teardown() {
         .output();
     match out {
         Ok(o) if o.status.success() => {
-            eprintln!("e2e: control plane stopped in {:.1}s", t0.elapsed().as_secs_f64())
+            eprintln!(
+                "e2e: control plane stopped in {:.1}s",
+                t0.elapsed().as_secs_f64()
+            )
         }
         Ok(o) => eprintln!(
             "e2e: WARNING: cplane down failed ({}): {}",
@@ -236,7 +260,10 @@ pub fn teardown() {
     // Make sure: the pid files are gone when down succeeded.
     for name in ["kube-apiserver.pid", "etcd.pid"] {
         if dir.join(name).exists() {
-            eprintln!("e2e: WARNING: {} still present after down", dir.join(name).display());
+            eprintln!(
+                "e2e: WARNING: {} still present after down",
+                dir.join(name).display()
+            );
         }
     }
 }

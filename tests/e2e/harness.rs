@@ -62,7 +62,13 @@ impl Ctx {
         Ok(op)
     }
 
-    pub async fn secret(&self, ns: &str, name: &str, access_key: &str, secret_key: &str) -> Result<()> {
+    pub async fn secret(
+        &self,
+        ns: &str,
+        name: &str,
+        access_key: &str,
+        secret_key: &str,
+    ) -> Result<()> {
         self.k
             .apply_ok(&format!(
                 "apiVersion: v1
@@ -114,7 +120,13 @@ stringData:
         )
     }
 
-    pub async fn wait_phase(&self, ns: &str, policy: &str, phase: &str, limit: Duration) -> Result<Value> {
+    pub async fn wait_phase(
+        &self,
+        ns: &str,
+        policy: &str,
+        phase: &str,
+        limit: Duration,
+    ) -> Result<Value> {
         self.wait_status(ns, policy, limit, &format!("phase {phase}"), |s| {
             s["phase"] == phase
         })
@@ -183,10 +195,9 @@ pub fn compact_status(status: &Value) -> String {
                 }
             }
         }
-        if let Some(Value::Object(dry)) = obj.get_mut("dryRun") {
-            if let Some(Value::Array(sample)) = dry.get_mut("sample") {
-                sample.truncate(3);
-            }
+        if let Some(Value::Array(sample)) = obj.get_mut("dryRun").and_then(|d| d.get_mut("sample"))
+        {
+            sample.truncate(3);
         }
     }
     serde_json::to_string_pretty(&s).unwrap_or_default()
@@ -284,7 +295,13 @@ spec:
 
 impl Ctx {
     /// Waits until an Event with `reason` (and `type_`, if given) exists in `ns`.
-    pub async fn wait_event(&self, ns: &str, reason: &str, type_: Option<&str>, limit: Duration) -> Result<Value> {
+    pub async fn wait_event(
+        &self,
+        ns: &str,
+        reason: &str,
+        type_: Option<&str>,
+        limit: Duration,
+    ) -> Result<Value> {
         let t0 = Instant::now();
         loop {
             let events = self.k.events(ns).await?;
@@ -297,9 +314,18 @@ impl Ctx {
             if t0.elapsed() > limit {
                 let seen: Vec<String> = events
                     .iter()
-                    .map(|e| format!("{}/{}", e["type"].as_str().unwrap_or(""), e["reason"].as_str().unwrap_or("")))
+                    .map(|e| {
+                        format!(
+                            "{}/{}",
+                            e["type"].as_str().unwrap_or(""),
+                            e["reason"].as_str().unwrap_or("")
+                        )
+                    })
                     .collect();
-                bail!("no {} Event with reason {reason} in {ns} after {limit:?}; events seen: {seen:?}", type_.unwrap_or("any"));
+                bail!(
+                    "no {} Event with reason {reason} in {ns} after {limit:?}; events seen: {seen:?}",
+                    type_.unwrap_or("any")
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -324,7 +350,9 @@ where
     }
     bail!(
         "timed out after {limit:?} waiting for {what}{}",
-        last_err.map(|e| format!(" (last error: {e})")).unwrap_or_default()
+        last_err
+            .map(|e| format!(" (last error: {e})"))
+            .unwrap_or_default()
     )
 }
 

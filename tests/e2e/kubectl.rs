@@ -46,7 +46,10 @@ impl Kubectl {
     }
 
     fn cmdline(args: &[&str]) -> String {
-        let shown: Vec<&str> = args.iter().map(|a| if a.len() > 120 { "…" } else { a }).collect();
+        let shown: Vec<&str> = args
+            .iter()
+            .map(|a| if a.len() > 120 { "…" } else { a })
+            .collect();
         format!("kubectl {}", shown.join(" "))
     }
 
@@ -55,7 +58,11 @@ impl Kubectl {
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -78,7 +85,11 @@ impl Kubectl {
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -125,16 +136,24 @@ impl Kubectl {
             out.check()?;
             unreachable!();
         }
-        Ok(Some(serde_json::from_str(&out.stdout).with_context(|| {
-            format!("parsing output of kubectl get {}", args.join(" "))
-        })?))
+        Ok(Some(serde_json::from_str(&out.stdout).with_context(
+            || format!("parsing output of kubectl get {}", args.join(" ")),
+        )?))
     }
 
     /// `.status` of a policy (Null when there is none yet).
     pub async fn policy_status(&self, ns: &str, name: &str) -> Result<Value> {
         let out = self
             .run(
-                &["get", "ecspowerpolicy", name, "-n", ns, "-o", "jsonpath={.status}"],
+                &[
+                    "get",
+                    "ecspowerpolicy",
+                    name,
+                    "-n",
+                    ns,
+                    "-o",
+                    "jsonpath={.status}",
+                ],
                 None,
             )
             .await?
@@ -155,8 +174,10 @@ impl Kubectl {
     }
 
     pub async fn create_namespace(&self, ns: &str) -> Result<()> {
-        self.apply_ok(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"))
-            .await?;
+        self.apply_ok(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
+        ))
+        .await?;
         Ok(())
     }
 }

@@ -38,7 +38,9 @@ where
             .map_err(|e| Failed::from(format!("tokio runtime: {e}")))?;
         rt.block_on(async move {
             let t0 = Instant::now();
-            let ctx = Ctx::new(name).await.map_err(|e| Failed::from(format!("{e:#}")))?;
+            let ctx = Ctx::new(name)
+                .await
+                .map_err(|e| Failed::from(format!("{e:#}")))?;
             let result = tokio::time::timeout(SCENARIO_TIMEOUT, f(ctx.clone())).await;
             let took = t0.elapsed().as_secs_f64();
             let error = match result {
@@ -82,12 +84,18 @@ fn trials() -> Vec<Trial> {
 /// Ctrl-C / SIGTERM of the suite: stop the operators and the control plane, then exit.
 fn install_signal_handler() {
     std::thread::spawn(|| {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
         };
         rt.block_on(async {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
                 return;
             };
             tokio::select! {

@@ -53,7 +53,13 @@ pub struct Operator {
 impl Operator {
     /// `ecs-power-operator run --watch-namespace NS --http-addr 127.0.0.1:PORT <fast flags> <extra>`,
     /// with KUBECONFIG = the ServiceAccount token kubeconfig; stdout+stderr to `dir/name.log`.
-    pub fn spawn(cluster: &Cluster, dir: &Path, name: &str, watch_ns: &str, extra: &[String]) -> Result<Self> {
+    pub fn spawn(
+        cluster: &Cluster,
+        dir: &Path,
+        name: &str,
+        watch_ns: &str,
+        extra: &[String],
+    ) -> Result<Self> {
         let port = free_port();
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new()
@@ -71,7 +77,10 @@ impl Operator {
         let child = Command::new(BIN)
             .args(&args)
             .env("KUBECONFIG", &cluster.operator_kubeconfig)
-            .env("RUST_LOG", std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
             .stdin(Stdio::null())
@@ -244,6 +253,8 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
 /// Kills every operator still registered (used by the Ctrl-C handler).
 pub fn kill_all_live() {
     for pid in LIVE.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
     }
 }

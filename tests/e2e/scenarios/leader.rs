@@ -16,7 +16,9 @@ async fn holder(ctx: &Ctx) -> Result<Option<String>> {
         .k
         .get_json(&["leases.coordination.k8s.io", LEASE, "-n", OPERATOR_NS])
         .await?;
-    Ok(lease.and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned)).filter(|h| !h.is_empty()))
+    Ok(lease
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+        .filter(|h| !h.is_empty()))
 }
 
 async fn reconciles(op: &Operator) -> f64 {
@@ -30,7 +32,8 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(100, |_| {}).await?;
     let ids = sim.server_ids();
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
     let args = |id: &str| {
         vec![
             "--leader-election".to_string(),
@@ -47,12 +50,20 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     let mut a = ctx.operator("replica-a", ns, &a_refs).await?;
     let mut b = ctx.operator("replica-b", ns, &b_refs).await?;
 
-    ctx.k.apply_ok(&Policy::new(ns, "first", &sim, &ids[..50]).yaml()).await?;
-    ctx.wait_status(ns, "first", Duration::from_secs(40), "first policy Stopped", |s| {
-        s["phase"] == "Stopped" && summary(s, "stopped") == 50
-    })
+    ctx.k
+        .apply_ok(&Policy::new(ns, "first", &sim, &ids[..50]).yaml())
+        .await?;
+    ctx.wait_status(
+        ns,
+        "first",
+        Duration::from_secs(40),
+        "first policy Stopped",
+        |s| s["phase"] == "Stopped" && summary(s, "stopped") == 50,
+    )
     .await?;
-    let leader_id = holder(&ctx).await?.ok_or_else(|| anyhow::anyhow!("Lease {OPERATOR_NS}/{LEASE} has no holder"))?;
+    let leader_id = holder(&ctx)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("Lease {OPERATOR_NS}/{LEASE} has no holder"))?;
     let (leader, follower, follower_id) = match leader_id.as_str() {
         "replica-a" => (&mut a, &mut b, "replica-b"),
         "replica-b" => (&mut b, &mut a, "replica-a"),
@@ -64,13 +75,17 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         bail!("the Lease holder {leader_id} shows {rl} reconciles");
     }
     if rf != 0.0 {
-        bail!("the follower {follower_id} reconciled too ({rf} reconciles) while not holding the Lease");
+        bail!(
+            "the follower {follower_id} reconciled too ({rf} reconciles) while not holding the Lease"
+        );
     }
 
     // Graceful shutdown releases the Lease.
     let (took, clean) = leader.terminate(Duration::from_secs(10));
     let after_exit = holder(&ctx).await?;
-    eprintln!("e2e leader_election: leader exited in {took:?} (clean: {clean}); holder right after: {after_exit:?}");
+    eprintln!(
+        "e2e leader_election: leader exited in {took:?} (clean: {clean}); holder right after: {after_exit:?}"
+    );
     if !clean {
         bail!("the leader did not exit within 10 s of SIGTERM");
     }
@@ -78,23 +93,38 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         bail!("the Lease still names {leader_id} right after it exited: not released on SIGTERM");
     }
     let t0 = Instant::now();
-    wait_until(Duration::from_secs(LEASE_SECS + 2), "the follower to take the Lease", || async {
-        Ok(holder(&ctx).await?.as_deref() == Some(follower_id))
-    })
+    wait_until(
+        Duration::from_secs(LEASE_SECS + 2),
+        "the follower to take the Lease",
+        || async { Ok(holder(&ctx).await?.as_deref() == Some(follower_id)) },
+    )
     .await?;
-    eprintln!("e2e leader_election: {follower_id} holds the Lease {:.1}s after the leader exited", t0.elapsed().as_secs_f64() + 0.0);
+    eprintln!(
+        "e2e leader_election: {follower_id} holds the Lease {:.1}s after the leader exited",
+        t0.elapsed().as_secs_f64() + 0.0
+    );
 
-    ctx.k.apply_ok(&Policy::new(ns, "second", &sim, &ids[50..]).yaml()).await?;
-    ctx.wait_status(ns, "second", Duration::from_secs(40), "second policy Stopped by the new leader", |s| {
-        s["phase"] == "Stopped" && summary(s, "stopped") == 50
-    })
+    ctx.k
+        .apply_ok(&Policy::new(ns, "second", &sim, &ids[50..]).yaml())
+        .await?;
+    ctx.wait_status(
+        ns,
+        "second",
+        Duration::from_secs(40),
+        "second policy Stopped by the new leader",
+        |s| s["phase"] == "Stopped" && summary(s, "stopped") == 50,
+    )
     .await?;
     let rf2 = reconciles(follower).await;
     if rf2 <= 0.0 {
         bail!("the new leader {follower_id} shows {rf2} reconciles");
     }
     let stats = sim.stats().await;
-    ensure_eq!(stats.stop_ids_total, 100, "ids over all stop calls (no duplicate across the hand-over)");
+    ensure_eq!(
+        stats.stop_ids_total,
+        100,
+        "ids over all stop calls (no duplicate across the hand-over)"
+    );
     ensure_eq!(stats.stop_calls, 2, "stop calls");
     Ok(())
 }

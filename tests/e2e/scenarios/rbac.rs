@@ -21,8 +21,20 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         ("watch", "secrets", None, ns, true),
         ("create", "events.events.k8s.io", None, ns, true),
         ("get", "leases.coordination.k8s.io", None, OPERATOR_NS, true),
-        ("update", "leases.coordination.k8s.io", None, OPERATOR_NS, true),
-        ("create", "leases.coordination.k8s.io", None, OPERATOR_NS, true),
+        (
+            "update",
+            "leases.coordination.k8s.io",
+            None,
+            OPERATOR_NS,
+            true,
+        ),
+        (
+            "create",
+            "leases.coordination.k8s.io",
+            None,
+            OPERATOR_NS,
+            true,
+        ),
         ("update", epp, None, ns, false),
         ("patch", epp, None, ns, false),
         ("delete", epp, None, ns, false),
@@ -35,10 +47,28 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         ("create", "pods", None, ns, false),
         ("create", "leases.coordination.k8s.io", None, ns, false),
         ("update", "leases.coordination.k8s.io", None, ns, false),
-        ("create", "leases.coordination.k8s.io", None, "kube-system", false),
+        (
+            "create",
+            "leases.coordination.k8s.io",
+            None,
+            "kube-system",
+            false,
+        ),
         ("list", "configmaps", None, ns, false),
-        ("create", "customresourcedefinitions.apiextensions.k8s.io", None, ns, false),
-        ("create", "clusterrolebindings.rbac.authorization.k8s.io", None, ns, false),
+        (
+            "create",
+            "customresourcedefinitions.apiextensions.k8s.io",
+            None,
+            ns,
+            false,
+        ),
+        (
+            "create",
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            None,
+            ns,
+            false,
+        ),
     ];
     let mut wrong = Vec::new();
     for (verb, resource, sub, namespace, expected) in checks {
@@ -59,7 +89,11 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         let answer = out.stdout.trim();
         let yes = answer == "yes";
         if answer != "yes" && answer != "no" {
-            wrong.push(format!("{}: unexpected answer {answer:?} {}", out.cmdline, out.stderr.trim()));
+            wrong.push(format!(
+                "{}: unexpected answer {answer:?} {}",
+                out.cmdline,
+                out.stderr.trim()
+            ));
         } else if yes != *expected {
             wrong.push(format!(
                 "can {verb} {resource}{} in {namespace}: {answer}, expected {}",
@@ -70,16 +104,36 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     }
     // The token kubeconfig the operators run with really is the ServiceAccount.
     let as_operator = Kubectl::new(ctx.k.bin.clone(), ctx.cluster.operator_kubeconfig.clone());
-    let who = as_operator.run(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], None).await?;
+    let who = as_operator
+        .run(
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+            None,
+        )
+        .await?;
     if who.stdout.trim() != sa {
-        wrong.push(format!("operator kubeconfig authenticates as {:?} ({}), not {sa}", who.stdout.trim(), who.stderr.trim()));
+        wrong.push(format!(
+            "operator kubeconfig authenticates as {:?} ({}), not {sa}",
+            who.stdout.trim(),
+            who.stderr.trim()
+        ));
     }
     let forbidden = as_operator.run(&["get", "pods", "-n", ns], None).await?;
     if forbidden.ok() || !forbidden.stderr.contains("forbidden") {
-        wrong.push(format!("operator token could list pods: {} {}", forbidden.stdout, forbidden.stderr));
+        wrong.push(format!(
+            "operator token could list pods: {} {}",
+            forbidden.stdout, forbidden.stderr
+        ));
     }
     if !wrong.is_empty() {
-        bail!("RBAC of deploy/ differs from least privilege:\n  {}", wrong.join("\n  "));
+        bail!(
+            "RBAC of deploy/ differs from least privilege:\n  {}",
+            wrong.join("\n  ")
+        );
     }
     Ok(())
 }

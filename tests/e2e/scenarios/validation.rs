@@ -19,10 +19,18 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     let needles = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut p = base("bad-server-id");
     p.ids[1] = "not-a-uuid".into();
-    cases.push(("server id that is not a UUID", p, needles(&["spec.servers[1].id"])));
+    cases.push((
+        "server id that is not a UUID",
+        p,
+        needles(&["spec.servers[1].id"]),
+    ));
     let mut p = base("bad-project-id");
     p.project_id = "0123456789ABCDEF".into();
-    cases.push(("projectId that is not 32 hex", p, needles(&["spec.cloud.projectId"])));
+    cases.push((
+        "projectId that is not 32 hex",
+        p,
+        needles(&["spec.cloud.projectId"]),
+    ));
     let mut p = base("bad-stop-type");
     p.stop_type = "Gentle".into();
     cases.push(("unknown stopType", p, needles(&["spec.stopType", "Gentle"])));
@@ -35,24 +43,45 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     cases.push(("10,001 servers", p, needles(&["spec.servers", "10000"])));
     let mut p = base("http-not-loopback");
     p.endpoint = "http://ecs.example.com".into();
-    cases.push(("http endpoint that is not loopback", p, needles(&["spec.cloud.endpoint"])));
+    cases.push((
+        "http endpoint that is not loopback",
+        p,
+        needles(&["spec.cloud.endpoint"]),
+    ));
 
     let mut problems = Vec::new();
     for (what, policy, needles) in &cases {
         let out = ctx.k.apply(&policy.yaml()).await?;
         let stderr = out.stderr.trim().to_string();
         if out.ok() {
-            problems.push(format!("{what}: ACCEPTED by kubectl apply (expected refusal); stdout: {}", out.stdout.trim()));
+            problems.push(format!(
+                "{what}: ACCEPTED by kubectl apply (expected refusal); stdout: {}",
+                out.stdout.trim()
+            ));
             continue;
         }
-        let missing: Vec<&String> = needles.iter().filter(|n| !stderr.contains(n.as_str())).collect();
+        let missing: Vec<&String> = needles
+            .iter()
+            .filter(|n| !stderr.contains(n.as_str()))
+            .collect();
         if !missing.is_empty() {
-            problems.push(format!("{what}: refused, but stderr lacks {missing:?}: {}", short(&stderr)));
+            problems.push(format!(
+                "{what}: refused, but stderr lacks {missing:?}: {}",
+                short(&stderr)
+            ));
         } else {
             eprintln!("e2e validation: {what}: refused: {}", short(&stderr));
         }
-        if ctx.k.get_json(&["epp", &policy.name, "-n", &ns]).await?.is_some() {
-            problems.push(format!("{what}: policy {} exists after refusal", policy.name));
+        if ctx
+            .k
+            .get_json(&["epp", &policy.name, "-n", &ns])
+            .await?
+            .is_some()
+        {
+            problems.push(format!(
+                "{what}: policy {} exists after refusal",
+                policy.name
+            ));
         }
     }
 
@@ -63,14 +92,25 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     good.ids = uuids(10_000);
     let out = ctx.k.apply(&good.yaml()).await?;
     if !out.ok() {
-        problems.push(format!("a valid 10,000-server policy was refused: {}", short(&out.stderr)));
-    } else if ctx.k.get_json(&["epp", "valid", "-n", &ns]).await?.is_none() {
+        problems.push(format!(
+            "a valid 10,000-server policy was refused: {}",
+            short(&out.stderr)
+        ));
+    } else if ctx
+        .k
+        .get_json(&["epp", "valid", "-n", &ns])
+        .await?
+        .is_none()
+    {
         problems.push("valid policy applied but not found".into());
     }
     let small = base("valid-small");
     let out = ctx.k.apply(&small.yaml()).await?;
     if !out.ok() {
-        problems.push(format!("a valid 3-server https policy was refused: {}", short(&out.stderr)));
+        problems.push(format!(
+            "a valid 3-server https policy was refused: {}",
+            short(&out.stderr)
+        ));
     }
 
     // kubectl explain: every spec field has a description. The OpenAPI publication of
@@ -84,15 +124,20 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     if !explain.ok() {
-        problems.push(format!("kubectl explain ecspowerpolicy.spec failed: {}", explain.stderr));
+        problems.push(format!(
+            "kubectl explain ecspowerpolicy.spec failed: {}",
+            explain.stderr
+        ));
     } else {
         let fields = explain_fields(&explain.stdout);
         for want in ["cloud", "servers", "stopType", "suspend", "dryRun"] {
             match fields.iter().find(|(f, _)| f == want) {
-                None => problems.push(format!("kubectl explain ecspowerpolicy.spec lists no field `{want}`")),
-                Some((_, d)) if d.trim().is_empty() => {
-                    problems.push(format!("kubectl explain: field `{want}` has no description"))
-                }
+                None => problems.push(format!(
+                    "kubectl explain ecspowerpolicy.spec lists no field `{want}`"
+                )),
+                Some((_, d)) if d.trim().is_empty() => problems.push(format!(
+                    "kubectl explain: field `{want}` has no description"
+                )),
                 _ => {}
             }
         }
@@ -108,19 +153,30 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             .map(|(f, _)| f)
             .collect();
         if !out.ok() || !empty.is_empty() {
-            problems.push(format!("kubectl explain {path}: fields without description {empty:?} {}", out.stderr));
+            problems.push(format!(
+                "kubectl explain {path}: fields without description {empty:?} {}",
+                out.stderr
+            ));
         }
     }
 
     if !problems.is_empty() {
-        bail!("{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
+        bail!(
+            "{} problem(s):\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        );
     }
     Ok(())
 }
 
 fn short(s: &str) -> String {
     let s = s.replace('\n', " ");
-    if s.len() > 400 { format!("{}…", &s[..400]) } else { s }
+    if s.len() > 400 {
+        format!("{}…", &s[..400])
+    } else {
+        s
+    }
 }
 
 /// (field, description) pairs from the FIELDS section of `kubectl explain`.
