@@ -112,7 +112,7 @@ stringData:
                 }
                 Err(e) => last = Value::String(format!("(kubectl failed: {e:#})")),
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
         }
         bail!(
             "timed out after {limit:?} waiting for {ns}/{policy}: {what}\nlast status: {}",
@@ -327,7 +327,7 @@ impl Ctx {
                     type_.unwrap_or("any")
                 );
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }
