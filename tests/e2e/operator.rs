@@ -16,7 +16,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ecs-power-operator");
 pub const BUDGET_SERVERS: usize = 1000;
 pub const BUDGET_WINDOW_MS: u64 = 4000;
 
-/// Flags that make the operator fast enough for tests; later flags override.
+/// Flags that make the operator fast enough for tests (`--name=value` form).
 pub fn fast_flags() -> Vec<String> {
     [
         "--log-format=text",
@@ -72,7 +72,10 @@ impl Operator {
             format!("--watch-namespace={watch_ns}"),
             format!("--http-addr=127.0.0.1:{port}"),
         ];
-        args.extend(fast_flags());
+        // clap refuses a repeated option: an extra flag replaces the default of that name.
+        let key = |flag: &str| flag.split('=').next().unwrap_or(flag).to_owned();
+        let overridden: Vec<String> = extra.iter().map(|f| key(f)).collect();
+        args.extend(fast_flags().into_iter().filter(|f| !overridden.contains(&key(f))));
         args.extend(extra.iter().cloned());
         let child = Command::new(BIN)
             .args(&args)
