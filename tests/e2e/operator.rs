@@ -75,7 +75,11 @@ impl Operator {
         // clap refuses a repeated option: an extra flag replaces the default of that name.
         let key = |flag: &str| flag.split('=').next().unwrap_or(flag).to_owned();
         let overridden: Vec<String> = extra.iter().map(|f| key(f)).collect();
-        args.extend(fast_flags().into_iter().filter(|f| !overridden.contains(&key(f))));
+        args.extend(
+            fast_flags()
+                .into_iter()
+                .filter(|f| !overridden.contains(&key(f))),
+        );
         args.extend(extra.iter().cloned());
         let child = Command::new(BIN)
             .args(&args)
