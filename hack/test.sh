@@ -6,11 +6,13 @@
 #
 #   hack/test.sh            # everything
 #   E2E_THREADS=2 hack/test.sh   # fewer e2e scenarios at once on a busy machine
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+current="setup"
+trap 'rc=$?; printf "\nhack/test.sh: FAILED (exit %s) in step: %s\n" "$rc" "$current" >&2' ERR
 
 t_start=$SECONDS
-step() { printf '\n==> %s\n' "$*" >&2; }
+step() { current="$*"; printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\nhack/test.sh: ERROR: %s\n' "$*" >&2; exit 1; }
 timed() {
   local t0=$SECONDS
@@ -50,7 +52,7 @@ timed cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 timed cargo clippy --all-targets -- -D warnings
 
-step "cargo test --all-targets (unit, integration, end-to-end)"
-timed cargo test --all-targets
+step "cargo test --all-targets --no-fail-fast (unit, integration, end-to-end; every binary runs even if one fails)"
+timed cargo test --all-targets --no-fail-fast
 
 printf '\nhack/test.sh: all checks passed in %ss\n' "$((SECONDS - t_start))" >&2
