@@ -1,0 +1,5 @@
+pub mod leader;
+pub mod problems;
+pub mod rbac;
+pub mod stopping;
+pub mod validation;
