@@ -19,6 +19,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // kube and reqwest both bring rustls; the process must name one crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Crd => print!("{}", ecs_power_operator::policy::crd_yaml()),
         Command::Run(args) => {
