@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -130,8 +130,16 @@ pub async fn run(
         ),
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
-    let controller = Controller::new(policies, watcher::Config::default().any_semantic());
-    let store = controller.store();
+    // Only spec changes (a new generation) trigger a sync: the operator's own status
+    // writes must not, or a status that changes on every try (a request id in an error
+    // message) would loop without backoff. Requeues and the Secret watch do the rest.
+    let (store, writer) = reflector::store();
+    let policy_changes = watcher(policies, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let controller = Controller::for_stream(policy_changes, store.clone());
     controller
         // A fixed Secret should not wait for the error backoff: reconcile every
         // policy that names it, right away.
