@@ -53,8 +53,11 @@ impl Kubectl {
         format!("kubectl {}", shown.join(" "))
     }
 
-    pub fn run_sync(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
-        let mut child = std::process::Command::new(&self.bin)
+    /// The kubectl command line, shared by the blocking and the async runner so
+    /// both talk to the cluster the same way.
+    fn command(&self, args: &[&str], stdin: Option<&str>) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.bin);
+        command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -64,34 +67,33 @@ impl Kubectl {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn output(args: &[&str], out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            cmdline: Self::cmdline(args),
+        }
+    }
+
+    pub fn run_sync(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let mut child = self
+            .command(args, stdin)
             .spawn()
             .with_context(|| format!("cannot run {}", self.bin.display()))?;
         if let Some(input) = stdin {
             child.stdin.take().unwrap().write_all(input.as_bytes())?;
         }
-        let out = child.wait_with_output()?;
-        Ok(Output {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            cmdline: Self::cmdline(args),
-        })
+        Ok(Self::output(args, child.wait_with_output()?))
     }
 
     pub async fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
         use tokio::io::AsyncWriteExt as _;
-        let mut child = tokio::process::Command::new(&self.bin)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut child = tokio::process::Command::from(self.command(args, stdin))
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot run {}", self.bin.display()))?;
@@ -100,13 +102,7 @@ impl Kubectl {
             pipe.write_all(input.as_bytes()).await?;
             drop(pipe);
         }
-        let out = child.wait_with_output().await?;
-        Ok(Output {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            cmdline: Self::cmdline(args),
-        })
+        Ok(Self::output(args, child.wait_with_output().await?))
     }
 
     /// `kubectl apply --server-side -f -` (server-side: no 256 KiB last-applied
