@@ -275,19 +275,4 @@ impl Fleet {
     pub fn last_submit_failure(&self) -> Option<SubmitFailure> {
         self.lock().last_submit_failure.clone()
     }
-
-    /// Forget the policy's claim on jobs (when it is deleted); jobs nobody claims and
-    /// that are finished are dropped.
-    pub fn forget_policy(&self, policy: &str) {
-        let mut state = self.lock();
-        for job in state.jobs.values_mut() {
-            job.policies.remove(policy);
-        }
-        state
-            .jobs
-            .retain(|_, job| !(job.policies.is_empty() && job.is_finished()));
-        for queue in state.queues.values_mut() {
-            queue.remove_policy(&policy.to_owned());
-        }
-    }
 }

@@ -100,14 +100,4 @@ impl FleetRegistry {
         fleets.insert(key, Arc::clone(&fleet));
         Ok(fleet)
     }
-
-    /// Every fleet, for policies being deleted and for the benchmark's counters.
-    pub fn fleets(&self) -> Vec<Arc<Fleet>> {
-        self.fleets
-            .lock()
-            .expect("fleet registry lock poisoned")
-            .values()
-            .cloned()
-            .collect()
-    }
 }
