@@ -43,6 +43,7 @@ pub struct Metrics {
     pub ecs_request_duration: Histogram,
     pub servers_stopped: Counter,
     pub stop_calls: Counter,
+    pub status_writes: Counter,
     pub jobs_in_flight: Gauge,
     pub wait_seconds: Family<WaitLabels, Counter<f64, AtomicU64>>,
 }
@@ -57,6 +58,7 @@ impl Default for Metrics {
         let ecs_request_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let servers_stopped = Counter::default();
         let stop_calls = Counter::default();
+        let status_writes = Counter::default();
         let jobs_in_flight = Gauge::default();
         let wait_seconds = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
         registry.register(
@@ -95,6 +97,11 @@ impl Default for Metrics {
             stop_calls.clone(),
         );
         registry.register(
+            "status_writes",
+            "Status patches sent to the Kubernetes API (only when a status changed)",
+            status_writes.clone(),
+        );
+        registry.register(
             "jobs_in_flight",
             "ECS stop jobs submitted and not yet finished",
             jobs_in_flight.clone(),
@@ -113,6 +120,7 @@ impl Default for Metrics {
             ecs_request_duration,
             servers_stopped,
             stop_calls,
+            status_writes,
             jobs_in_flight,
             wait_seconds,
         }
@@ -165,6 +173,7 @@ mod tests {
             "ecs_power_operator_errors_total{kind=\"auth\"} 1",
             "ecs_power_operator_wait_seconds_total{reason=\"budget\"} 1.5",
             "ecs_power_operator_jobs_in_flight 0",
+            "ecs_power_operator_status_writes_total 0",
             "# EOF",
         ] {
             assert!(text.contains(name), "missing `{name}` in:\n{text}");

@@ -292,6 +292,7 @@ async fn write_status(
         policy: key.to_owned(),
         source,
     })?;
+    ctx.metrics.status_writes.inc();
     publish(policy, ctx, events::transitions(previous, &next)).await;
     Ok(())
 }

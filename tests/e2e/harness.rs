@@ -16,10 +16,7 @@ pub const PROJECT_ID: &str = sim::DEFAULT_PROJECT_ID;
 pub const ACCESS_KEY: &str = sim::DEFAULT_ACCESS_KEY;
 pub const SECRET_KEY: &str = sim::DEFAULT_SECRET_KEY;
 
-pub fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
+pub use crate::cluster::tail;
 
 /// One scenario's world: its own namespace and scratch directory.
 #[derive(Clone)]
@@ -57,7 +54,8 @@ impl Ctx {
     /// until it serves /healthz.
     pub async fn operator(&self, name: &str, ns: &str, extra: &[&str]) -> Result<Operator> {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let mut op = Operator::spawn(&self.cluster, &self.dir, name, ns, &extra)?;
+        let flags = operator::with_overrides(operator::fast_flags(), &extra);
+        let mut op = Operator::spawn(&self.cluster, &self.dir, name, ns, &flags)?;
         op.wait_healthy(Duration::from_secs(30)).await?;
         Ok(op)
     }

@@ -16,6 +16,17 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ecs-power-operator");
 pub const BUDGET_SERVERS: usize = 1000;
 pub const BUDGET_WINDOW_MS: u64 = 4000;
 
+/// `base` with every flag that `extra` names replaced by `extra`'s value (clap refuses
+/// a repeated option). Flags are in `--name=value` form.
+pub fn with_overrides(base: Vec<String>, extra: &[String]) -> Vec<String> {
+    let key = |flag: &str| flag.split('=').next().unwrap_or(flag).to_owned();
+    let overridden: Vec<String> = extra.iter().map(|f| key(f)).collect();
+    base.into_iter()
+        .filter(|f| !overridden.contains(&key(f)))
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
 /// Flags that make the operator fast enough for tests (`--name=value` form).
 pub fn fast_flags() -> Vec<String> {
     [
@@ -51,14 +62,14 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// `ecs-power-operator run --watch-namespace NS --http-addr 127.0.0.1:PORT <fast flags> <extra>`,
+    /// `ecs-power-operator run --watch-namespace NS --http-addr 127.0.0.1:PORT <flags>`,
     /// with KUBECONFIG = the ServiceAccount token kubeconfig; stdout+stderr to `dir/name.log`.
     pub fn spawn(
         cluster: &Cluster,
         dir: &Path,
         name: &str,
         watch_ns: &str,
-        extra: &[String],
+        flags: &[String],
     ) -> Result<Self> {
         let port = free_port();
         let log = dir.join(format!("{name}.log"));
@@ -72,15 +83,7 @@ impl Operator {
             format!("--watch-namespace={watch_ns}"),
             format!("--http-addr=127.0.0.1:{port}"),
         ];
-        // clap refuses a repeated option: an extra flag replaces the default of that name.
-        let key = |flag: &str| flag.split('=').next().unwrap_or(flag).to_owned();
-        let overridden: Vec<String> = extra.iter().map(|f| key(f)).collect();
-        args.extend(
-            fast_flags()
-                .into_iter()
-                .filter(|f| !overridden.contains(&key(f))),
-        );
-        args.extend(extra.iter().cloned());
+        args.extend(flags.iter().cloned());
         let child = Command::new(BIN)
             .args(&args)
             .env("KUBECONFIG", &cluster.operator_kubeconfig)
@@ -178,7 +181,7 @@ impl Operator {
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
-        crate::harness::tail(&self.log_text(), lines)
+        crate::cluster::tail(&self.log_text(), lines)
     }
 
     /// GET http://127.0.0.1:PORT/path -> (status, body).

@@ -1,0 +1,269 @@
+//! One cell of the matrix: N servers in a fresh simulator, P policies in a fresh
+//! namespace, created before the operator starts; the clock runs from the operator's
+//! start until the simulator reports every server SHUTOFF and every policy's status
+//! says Stopped.
+
+use crate::cluster::Cluster;
+use crate::operator::{self, Operator};
+use crate::report::{self, Cell, CellFigures, MAX_PER_CALL, Settings};
+use anyhow::{Context as _, Result, bail};
+use ecs_power_operator::policy::{
+    CloudSpec, EcsPowerPolicy, EcsPowerPolicySpec, MAX_SERVERS_PER_POLICY, Phase, SecretRef,
+    ServerRef, StopType,
+};
+use ecs_power_operator::sim::{self, RunningSim, SimConfig};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const SECRET_NAME: &str = "otc-credentials";
+/// Policies created at once.
+const CREATE_CONCURRENCY: usize = 16;
+
+/// A client of the control plane as its admin (the operator runs as its ServiceAccount).
+pub async fn admin_client(cluster: &Cluster) -> Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubectl.kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+pub fn sim_config(servers: usize, settings: &Settings) -> SimConfig {
+    SimConfig {
+        servers,
+        seed: servers as u64,
+        stop_duration: settings.stop,
+        servers_per_window: MAX_PER_CALL,
+        budget_window: settings.window,
+        ..SimConfig::default()
+    }
+}
+
+pub async fn run(
+    cluster: &Cluster,
+    client: &kube::Client,
+    servers: usize,
+    policies: usize,
+    settings: &Settings,
+) -> Result<Cell> {
+    if servers.div_ceil(policies) > MAX_SERVERS_PER_POLICY {
+        return Ok(Cell::NotApplicable {
+            servers,
+            policies,
+            reason: format!(
+                "a policy holds at most {MAX_SERVERS_PER_POLICY} servers (the CRD's limit, which keeps it far below etcd's object size limit)"
+            ),
+        });
+    }
+    eprintln!("bench: N={servers} P={policies}: setting up");
+    let sim = sim::start(sim_config(servers, settings), "127.0.0.1:0".parse()?).await?;
+    let ns = format!("bench-n{servers}-p{policies}");
+    cluster.kubectl.create_namespace(&ns).await?;
+    create_secret(client, &ns).await?;
+    create_policies(client, &ns, &sim, policies).await?;
+
+    let policy_api: Api<EcsPowerPolicy> = Api::namespaced(client.clone(), &ns);
+    let flags = vec![
+        "--log-format=text".to_owned(),
+        format!("--budget-servers={MAX_PER_CALL}"),
+        format!("--budget-window-ms={}", settings.window.as_millis()),
+    ];
+    let started = Instant::now();
+    let mut op = Operator::spawn(cluster, &cluster.dir, &ns, &ns, &flags)?;
+    let limit = settings.bound(servers) * 3 + Duration::from_secs(120);
+    let (all_stopped, policies_stopped) = tokio::try_join!(
+        wait_servers_stopped(&sim, servers, started, limit),
+        wait_policies_stopped(policy_api, policies, started, limit),
+    )
+    .map_err(|e| e.context(format!("operator log tail:\n{}", op.log_tail(30))))?;
+
+    let metrics = op.metrics().await?;
+    let usage = process_usage(&op)?;
+    op.terminate(Duration::from_secs(10));
+    let stats = sim.stats().await;
+    sim.shutdown().await;
+    // Free the control plane for the next cell; nobody waits for it.
+    cluster
+        .kubectl
+        .run(&["delete", "namespace", &ns, "--wait=false"], None)
+        .await?;
+
+    let metric = |name: &str| operator::metric_sum(&metrics, name).unwrap_or(0.0);
+    let list_pages: u64 = stats
+        .requests
+        .get("list_servers")
+        .map_or(0, |codes| codes.values().sum());
+    let pages_per_listing = servers.div_ceil(MAX_PER_CALL) as f64;
+    let listings = list_pages as f64 / pages_per_listing;
+    let reconciles = metric("ecs_power_operator_reconciles_total") as u64;
+    let sync_rounds = reconciles as f64 / policies as f64;
+    let bound = settings.bound(servers);
+    Ok(Cell::Measured(CellFigures {
+        servers,
+        policies,
+        stop_calls: stats.stop_calls,
+        stop_calls_bound: servers.div_ceil(MAX_PER_CALL) as u64,
+        largest_stop_call: stats.stop_ids_max,
+        listings,
+        list_pages,
+        reconciles,
+        sync_rounds,
+        listings_per_sync_round: listings / sync_rounds,
+        ecs_requests: stats.requests.values().flat_map(|c| c.values()).sum(),
+        responses_429: stats.responses_429,
+        all_stopped_s: all_stopped.as_secs_f64(),
+        all_policies_stopped_s: policies_stopped.as_secs_f64(),
+        bound_s: bound.as_secs_f64(),
+        over_bound_pct: report::percent_over(all_stopped, bound),
+        status_writes: metric("ecs_power_operator_status_writes_total") as u64,
+        peak_rss_mib: usage.peak_rss_mib,
+        cpu_s: usage.cpu_s,
+    }))
+}
+
+async fn create_secret(client: &kube::Client, ns: &str) -> Result<()> {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(SECRET_NAME.to_owned()),
+            ..Default::default()
+        },
+        string_data: Some(
+            [
+                ("accessKey".to_owned(), sim::DEFAULT_ACCESS_KEY.to_owned()),
+                ("secretKey".to_owned(), sim::DEFAULT_SECRET_KEY.to_owned()),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    Ok(())
+}
+
+/// The simulator's servers spread evenly over `count` policies, `p-0000`, `p-0001`, ...
+async fn create_policies(
+    client: &kube::Client,
+    ns: &str,
+    sim: &RunningSim,
+    count: usize,
+) -> Result<()> {
+    let t0 = Instant::now();
+    let ids = sim.server_ids();
+    let api: Api<EcsPowerPolicy> = Api::namespaced(client.clone(), ns);
+    let endpoint = sim.base_url();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let range = i * ids.len() / count..(i + 1) * ids.len() / count;
+            let spec = EcsPowerPolicySpec {
+                cloud: CloudSpec {
+                    project_id: sim::DEFAULT_PROJECT_ID.to_owned(),
+                    region: "eu-de".to_owned(),
+                    endpoint: Some(endpoint.clone()),
+                    credentials_secret_ref: SecretRef {
+                        name: SECRET_NAME.to_owned(),
+                    },
+                },
+                servers: ids[range]
+                    .iter()
+                    .map(|id| ServerRef { id: id.clone() })
+                    .collect(),
+                stop_type: StopType::Soft,
+                suspend: false,
+                dry_run: false,
+            };
+            let policy = EcsPowerPolicy::new(&format!("p-{i:04}"), spec);
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &policy).await }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .try_for_each(|_| async { Ok(()) })
+        .await
+        .context("creating policies")?;
+    eprintln!(
+        "bench: {count} policies created in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Time from `since` until the simulator reports `servers` servers SHUTOFF.
+async fn wait_servers_stopped(
+    sim: &RunningSim,
+    servers: usize,
+    since: Instant,
+    limit: Duration,
+) -> Result<Duration> {
+    loop {
+        let stats = sim.stats().await;
+        let shutoff = stats.servers_by_status.get("SHUTOFF").copied().unwrap_or(0);
+        if shutoff as usize >= servers {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > limit {
+            bail!("only {shutoff} of {servers} servers SHUTOFF after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Time from `since` until every one of `count` policies has phase Stopped, from a
+/// watch (polling a list of 1000 policies would load the control plane under test).
+async fn wait_policies_stopped(
+    api: Api<EcsPowerPolicy>,
+    count: usize,
+    since: Instant,
+    limit: Duration,
+) -> Result<Duration> {
+    let mut phases: HashMap<String, Option<Phase>> = HashMap::new();
+    let events = watcher::watcher(api, watcher::Config::default());
+    let mut objects = std::pin::pin!(events.applied_objects());
+    let watch = async {
+        while let Some(policy) = objects.try_next().await? {
+            let phase = policy.status.as_ref().and_then(|s| s.phase);
+            phases.insert(kube::ResourceExt::name_any(&policy), phase);
+            let stopped = phases
+                .values()
+                .filter(|p| **p == Some(Phase::Stopped))
+                .count();
+            if stopped == count {
+                return Ok(since.elapsed());
+            }
+        }
+        bail!("the policy watch ended")
+    };
+    match tokio::time::timeout(limit.saturating_sub(since.elapsed()), watch).await {
+        Ok(result) => result,
+        Err(_) => {
+            let stopped = phases
+                .values()
+                .filter(|p| **p == Some(Phase::Stopped))
+                .count();
+            bail!("only {stopped} of {count} policies Stopped after {limit:?}")
+        }
+    }
+}
+
+struct Usage {
+    peak_rss_mib: f64,
+    cpu_s: f64,
+}
+
+/// The operator's peak resident set (the kernel's high-water mark) and CPU time so far.
+fn process_usage(op: &Operator) -> Result<Usage> {
+    let pid = op.pid().context("the operator is not running")?;
+    let process = procfs::process::Process::new(pid as i32)?;
+    let peak_kib = process
+        .status()?
+        .vmhwm
+        .context("no VmHWM in /proc/<pid>/status")?;
+    let stat = process.stat()?;
+    let ticks = (stat.utime + stat.stime) as f64;
+    Ok(Usage {
+        peak_rss_mib: peak_kib as f64 / 1024.0,
+        cpu_s: ticks / procfs::ticks_per_second() as f64,
+    })
+}

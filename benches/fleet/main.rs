@@ -1,0 +1,159 @@
+//! Fleet benchmark: the operator binary against ecs-sim on a real kube-apiserver,
+//! for N servers spread over P policies of one project, with a shortened budget
+//! window on both sides. Prints stop calls against ceil(N/1000), listings per sync
+//! round, ECS requests, 429s, time to all-stopped against the budget's bound, status
+//! writes, and the operator's peak RSS and CPU seconds; plus a naive baseline (one
+//! server per call, waiting for each job) against an identical simulator.
+//!
+//! `hack/bench.sh [--servers 1000,10000] [--policies 1,100] [--json FILE]` (or
+//! `cargo bench --bench fleet -- ...` once `hack/cplane/cplane.sh build` has run).
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it runs one small cell and
+//! the baseline on 3 servers, and fails if the call-count targets are missed, so the
+//! benchmark itself is known to work; figures from that run mean nothing.
+
+#[allow(dead_code)] // the e2e helpers: the benchmark uses only part of them
+#[path = "../../tests/e2e/cluster.rs"]
+mod cluster;
+#[allow(dead_code)]
+#[path = "../../tests/e2e/kubectl.rs"]
+mod kubectl;
+#[allow(dead_code)]
+#[path = "../../tests/e2e/operator.rs"]
+mod operator;
+
+mod cell;
+mod naive;
+mod report;
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use report::{Report, Settings};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(about = "Fleet benchmark: the operator against ecs-sim on a local kube-apiserver")]
+struct Args {
+    /// Server counts N (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    servers: Vec<usize>,
+    /// Policy counts P (comma-separated); each cell spreads N servers evenly over P policies.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    policies: Vec<usize>,
+    /// The budget window of sim and operator (1000 servers per window; the API's is 60 s).
+    #[arg(long, default_value_t = 1000)]
+    window_ms: u64,
+    /// How long the simulator takes to stop a server.
+    #[arg(long, default_value_t = 300)]
+    stop_ms: u64,
+    /// Servers of the naive baseline (0: none).
+    #[arg(long, default_value_t = 1000)]
+    naive_servers: usize,
+    /// How often the naive baseline polls its job (generous: Terraform waits seconds).
+    #[arg(long, default_value_t = 100)]
+    naive_poll_ms: u64,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Set by `cargo bench`; without it (under `cargo test`) a short self-check runs.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+impl Args {
+    /// What `cargo test` runs: one cell of two full calls over 4 policies, and the
+    /// baseline on 3 servers.
+    fn self_check() -> Self {
+        Self {
+            servers: vec![2000],
+            policies: vec![4],
+            window_ms: 1000,
+            stop_ms: 300,
+            naive_servers: 3,
+            naive_poll_ms: 100,
+            json: None,
+            bench: false,
+        }
+    }
+}
+
+fn main() {
+    let parsed = Args::parse();
+    let args = if parsed.bench {
+        parsed
+    } else {
+        Args::self_check()
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")
+        .and_then(|rt| rt.block_on(run(&args)));
+    cluster::teardown();
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("bench: FAILED: {error:#}");
+            std::process::exit(1);
+        }
+    };
+    if let Some(dir) = cluster::started_dir() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if !args.bench {
+        let missed = report.missed_count_targets();
+        if !missed.is_empty() {
+            eprintln!(
+                "bench self-check: targets missed:\n  {}",
+                missed.join("\n  ")
+            );
+            std::process::exit(1);
+        }
+        eprintln!("bench self-check: call, listing and 429 targets met");
+    }
+}
+
+async fn run(args: &Args) -> Result<Report> {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .ok();
+    let settings = Settings {
+        window: Duration::from_millis(args.window_ms),
+        stop: Duration::from_millis(args.stop_ms),
+        naive_poll: Duration::from_millis(args.naive_poll_ms),
+    };
+    let cluster = tokio::task::spawn_blocking(cluster::get).await??;
+    let client = cell::admin_client(&cluster).await?;
+    // The baseline waits on every job, so it is slow by design: it runs beside the
+    // cells, on its own simulator with the same settings, and costs them no CPU to
+    // speak of (one request per poll interval).
+    let naive = (args.naive_servers > 0).then(|| {
+        let settings = settings.clone();
+        let servers = args.naive_servers;
+        tokio::spawn(async move { naive::run(servers, &settings).await })
+    });
+    let mut report = Report::new(&settings);
+    for &servers in &args.servers {
+        for &policies in &args.policies {
+            let cell = cell::run(&cluster, &client, servers, policies, &settings)
+                .await
+                .with_context(|| format!("cell N={servers} P={policies}"))?;
+            report::print_cell(&cell);
+            report.cells.push(cell);
+        }
+    }
+    if let Some(naive) = naive {
+        eprintln!("bench: waiting for the naive baseline");
+        let figures = naive.await??;
+        report::print_naive(&figures);
+        report.naive = Some(figures);
+    }
+    println!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: figures written to {}", path.display());
+    }
+    Ok(report)
+}

@@ -1,0 +1,217 @@
+//! The figures of one benchmark run, their targets, and how they are printed.
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// Most servers one stop call may carry.
+pub use ecs_power_operator::ecs::wire::MAX_SERVERS_PER_ACTION as MAX_PER_CALL;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub window: Duration,
+    pub stop: Duration,
+    pub naive_poll: Duration,
+}
+
+impl Settings {
+    /// The fastest any client can stop `servers` under the budget: one full call per
+    /// window, then the last job's own duration.
+    pub fn bound(&self, servers: usize) -> Duration {
+        let calls = servers.div_ceil(MAX_PER_CALL) as u32;
+        self.window * calls.saturating_sub(1) + self.stop
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CellFigures {
+    pub servers: usize,
+    pub policies: usize,
+    pub stop_calls: u64,
+    /// ceil(N/1000).
+    pub stop_calls_bound: u64,
+    pub largest_stop_call: u64,
+    /// Full listings (all pages) the simulator served.
+    pub listings: f64,
+    pub list_pages: u64,
+    pub reconciles: u64,
+    /// reconciles / P: how many times every policy was synced.
+    pub sync_rounds: f64,
+    pub listings_per_sync_round: f64,
+    /// Every request the simulator answered.
+    pub ecs_requests: u64,
+    pub responses_429: u64,
+    /// From the operator's start until the simulator reports every server SHUTOFF.
+    pub all_stopped_s: f64,
+    /// From the operator's start until every policy's status says Stopped.
+    pub all_policies_stopped_s: f64,
+    /// `Settings::bound`.
+    pub bound_s: f64,
+    /// all_stopped_s over bound_s, in percent above it.
+    pub over_bound_pct: f64,
+    pub status_writes: u64,
+    pub peak_rss_mib: f64,
+    pub cpu_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Cell {
+    Measured(CellFigures),
+    NotApplicable {
+        servers: usize,
+        policies: usize,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NaiveFigures {
+    pub servers: usize,
+    pub stop_calls: u64,
+    pub ecs_requests: u64,
+    pub responses_429: u64,
+    pub all_stopped_s: f64,
+    pub bound_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub window_ms: u64,
+    pub stop_ms: u64,
+    pub naive_poll_ms: u64,
+    pub cells: Vec<Cell>,
+    pub naive: Option<NaiveFigures>,
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl Report {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            window_ms: settings.window.as_millis() as u64,
+            stop_ms: settings.stop.as_millis() as u64,
+            naive_poll_ms: settings.naive_poll.as_millis() as u64,
+            cells: Vec::new(),
+            naive: None,
+        }
+    }
+
+    /// The targets that do not depend on timing: ceil(N/1000) full calls, at most one
+    /// listing per sync round, no 429.
+    pub fn missed_count_targets(&self) -> Vec<String> {
+        let mut missed = Vec::new();
+        for cell in &self.cells {
+            let Cell::Measured(f) = cell else { continue };
+            let at = format!("N={} P={}", f.servers, f.policies);
+            if f.stop_calls != f.stop_calls_bound {
+                missed.push(format!(
+                    "{at}: {} stop calls, bound {}",
+                    f.stop_calls, f.stop_calls_bound
+                ));
+            }
+            if f.largest_stop_call > MAX_PER_CALL as u64 {
+                missed.push(format!("{at}: a stop call of {} ids", f.largest_stop_call));
+            }
+            if f.listings_per_sync_round > 1.0 {
+                missed.push(format!(
+                    "{at}: {:.2} listings per sync round",
+                    f.listings_per_sync_round
+                ));
+            }
+            if f.responses_429 > 0 {
+                missed.push(format!("{at}: {} responses 429", f.responses_429));
+            }
+        }
+        missed
+    }
+
+    /// A Markdown table of every cell and the baseline.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "\nbudget: {} servers per {} ms window; the simulator stops a server in {} ms\n\n",
+            MAX_PER_CALL, self.window_ms, self.stop_ms
+        );
+        out += "| N | P | stop calls (bound) | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s |\n";
+        out += "|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n";
+        for cell in &self.cells {
+            out += &match cell {
+                Cell::Measured(f) => format!(
+                    "| {} | {} | {} ({}) | {:.2} ({:.0} / {:.0}) | {} | {} | {:.1} ({:.1}) | {:+.0}% | {:.1} | {} | {:.1} | {:.1} |\n",
+                    f.servers,
+                    f.policies,
+                    f.stop_calls,
+                    f.stop_calls_bound,
+                    f.listings_per_sync_round,
+                    f.listings,
+                    f.sync_rounds,
+                    f.ecs_requests,
+                    f.responses_429,
+                    f.all_stopped_s,
+                    f.bound_s,
+                    f.over_bound_pct,
+                    f.all_policies_stopped_s,
+                    f.status_writes,
+                    f.peak_rss_mib,
+                    f.cpu_s,
+                ),
+                Cell::NotApplicable {
+                    servers,
+                    policies,
+                    reason,
+                } => format!("| {servers} | {policies} | n/a: {reason} |||||||||||\n"),
+            };
+        }
+        if let Some(n) = &self.naive {
+            out += &format!(
+                "\nnaive baseline (one server per call, waits for each job): N={} → {} stop calls, {} ECS requests, {} 429, all stopped in {:.1} s (bound {:.1} s)\n",
+                n.servers,
+                n.stop_calls,
+                n.ecs_requests,
+                n.responses_429,
+                n.all_stopped_s,
+                n.bound_s
+            );
+        }
+        out
+    }
+}
+
+pub fn print_cell(cell: &Cell) {
+    match cell {
+        Cell::Measured(f) => eprintln!(
+            "bench: N={} P={}: {} stop calls (bound {}), {:.0} listings over {:.0} sync rounds, {} ECS requests, {} 429, all stopped in {:.1} s (bound {:.1} s), policies Stopped in {:.1} s, {} status writes, peak RSS {:.1} MiB, CPU {:.1} s",
+            f.servers,
+            f.policies,
+            f.stop_calls,
+            f.stop_calls_bound,
+            f.listings,
+            f.sync_rounds,
+            f.ecs_requests,
+            f.responses_429,
+            f.all_stopped_s,
+            f.bound_s,
+            f.all_policies_stopped_s,
+            f.status_writes,
+            f.peak_rss_mib,
+            f.cpu_s
+        ),
+        Cell::NotApplicable {
+            servers,
+            policies,
+            reason,
+        } => eprintln!("bench: N={servers} P={policies}: not applicable: {reason}"),
+    }
+}
+
+pub fn print_naive(f: &NaiveFigures) {
+    eprintln!(
+        "bench: naive N={}: {} stop calls, {} ECS requests, {} 429, all stopped in {:.1} s",
+        f.servers, f.stop_calls, f.ecs_requests, f.responses_429, f.all_stopped_s
+    );
+}
+
+pub fn percent_over(took: Duration, bound: Duration) -> f64 {
+    (secs(took) / secs(bound) - 1.0) * 100.0
+}
