@@ -56,6 +56,9 @@ pub struct RunArgs {
     pub budget_servers: usize,
     #[arg(long, default_value_t = 60_000)]
     pub budget_window_ms: u64,
+    /// Policies synced at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
     /// Requeue interval while stops run.
     #[arg(long, default_value_t = 2_000)]
     pub active_requeue_ms: u64,
@@ -143,6 +146,7 @@ impl RunArgs {
     fn controller_config(&self) -> ControllerConfig {
         ControllerConfig {
             namespace: self.watch_namespace.clone(),
+            concurrency: self.concurrency,
             active_requeue: millis(self.active_requeue_ms),
             drift_interval: millis(self.drift_interval_ms),
             inventory_max_age: millis(self.inventory_max_age_ms),

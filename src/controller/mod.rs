@@ -15,7 +15,7 @@ use crate::plan::Backoff;
 use crate::policy::EcsPowerPolicy;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
@@ -30,6 +30,9 @@ pub const CONTROLLER_NAME: &str = "ecs-power-operator";
 pub struct ControllerConfig {
     /// Only this namespace, or every namespace.
     pub namespace: Option<String>,
+    /// Policies synced at once. Syncs of one project share one listing and one
+    /// queue, so more would only crowd the Kubernetes API.
+    pub concurrency: u16,
     /// Requeue while stops are queued or running.
     pub active_requeue: Duration,
     /// Re-check for drift (a server started by hand) once everything is stopped.
@@ -47,6 +50,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             namespace: None,
+            concurrency: 16,
             active_requeue: Duration::from_secs(2),
             drift_interval: Duration::from_secs(60),
             inventory_max_age: Duration::from_secs(2),
@@ -139,7 +143,8 @@ pub async fn run(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
-    let controller = Controller::for_stream(policy_changes, store.clone());
+    let controller = Controller::for_stream(policy_changes, store.clone())
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
     controller
         // A fixed Secret should not wait for the error backoff: reconcile every
         // policy that names it, right away.

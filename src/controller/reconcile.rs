@@ -7,7 +7,7 @@ use super::status::{self, Problem, SyncReport};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind};
 use crate::ecs::wire::PowerActionType;
-use crate::fleet::{CloudTarget, Fleet};
+use crate::fleet::CloudTarget;
 use crate::plan::{Mode, ObservedPower, PlanInput, PlanOutcome, plan_stops};
 use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, StopType};
 use kube::api::{Patch, PatchParams};
@@ -134,13 +134,14 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
             .filter(|job| job.status.in_flight())
             .map(|job| (job.job_id.clone(), job.submitted_at.0)),
     );
-    let observed = observe(&fleet, ctx).await;
-    let (inventory, in_flight) = match observed {
+    let desired: Vec<String> = policy.spec.servers.iter().map(|s| s.id.clone()).collect();
+    let observed = fleet
+        .observe(key, &desired, ctx.config.inventory_max_age)
+        .await;
+    let observed = match observed {
         Ok(observed) => observed,
         Err(error) => return handle_ecs_error(policy, ctx, key, &previous, error).await,
     };
-
-    let desired: Vec<String> = policy.spec.servers.iter().map(|s| s.id.clone()).collect();
     let desired_set: HashSet<String> = desired.iter().cloned().collect();
     let retries = fleet.retry_states(&desired_set);
     let mode = if policy.spec.suspend {
@@ -153,8 +154,8 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
     let now = jiff::Timestamp::now();
     let outcome = plan_stops(&PlanInput {
         desired: &desired,
-        observed: &inventory.servers,
-        in_flight: &in_flight,
+        observed: &observed.servers,
+        in_flight: &observed.in_flight,
         retries: &retries,
         now,
         mode,
@@ -170,7 +171,7 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
     let jobs = fleet.jobs_of(key, &desired_set);
     let failing: HashMap<_, _> = retries
         .into_iter()
-        .filter(|(id, _)| inventory.servers.get(id) != Some(&ObservedPower::Stopped))
+        .filter(|(id, _)| observed.servers.get(id) != Some(&ObservedPower::Stopped))
         .collect();
     let problem = fleet.last_submit_failure().and_then(|failure| {
         matches!(failure.kind, "auth" | "config" | "invalid").then(|| Problem {
@@ -193,18 +194,6 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
     write_status(policy, ctx, key, &previous, next).await?;
     ctx.synced(key);
     Ok(Action::requeue(next_sync_in(ctx, &outcome, &jobs)))
-}
-
-/// Jobs first, then the listing: a job seen finished invalidates older listings, so
-/// its servers are never seen as still running once they leave the in-flight set.
-async fn observe(
-    fleet: &Fleet,
-    ctx: &Context,
-) -> Result<(Arc<crate::fleet::Inventory>, HashSet<String>), EcsError> {
-    fleet.refresh_jobs().await?;
-    let inventory = fleet.inventory(ctx.config.inventory_max_age).await?;
-    let in_flight = fleet.in_flight_ids(inventory.fetched_at);
-    Ok((inventory, in_flight))
 }
 
 fn next_sync_in(

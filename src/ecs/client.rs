@@ -38,8 +38,25 @@ pub trait EcsApi: Send + Sync {
     /// Batch start; returns the job id.
     async fn start_servers(&self, ids: &[String]) -> Result<String, EcsError>;
     async fn get_job(&self, job_id: &str) -> Result<Job, EcsError>;
-    /// Every matching server, all pages.
-    async fn list_servers(&self, filter: &ServerFilter) -> Result<Vec<ServerDetail>, EcsError>;
+    /// Every matching server, page by page as the pages arrive, so that a listing of
+    /// 100,000 servers is never held whole. A server that moves between two pages
+    /// may be handed over twice.
+    async fn for_each_server_page(
+        &self,
+        filter: &ServerFilter,
+        on_page: &mut (dyn FnMut(Vec<ServerDetail>) + Send),
+    ) -> Result<(), EcsError>;
+    /// Every matching server, all pages, each once.
+    async fn list_servers(&self, filter: &ServerFilter) -> Result<Vec<ServerDetail>, EcsError> {
+        let mut servers: Vec<ServerDetail> = Vec::new();
+        self.for_each_server_page(filter, &mut |page| servers.extend(page))
+            .await?;
+        // Servers changing state between two pages shift the pages under us; a
+        // server seen twice is kept once.
+        let mut seen = HashSet::with_capacity(servers.len());
+        servers.retain(|s| seen.insert(s.id.clone()));
+        Ok(servers)
+    }
     async fn get_server(&self, id: &str) -> Result<ServerDetail, EcsError>;
 }
 
@@ -274,9 +291,12 @@ impl EcsApi for HttpEcsClient {
         self.get("get-job", &["jobs", job_id], Vec::new()).await
     }
 
-    async fn list_servers(&self, filter: &ServerFilter) -> Result<Vec<ServerDetail>, EcsError> {
+    async fn for_each_server_page(
+        &self,
+        filter: &ServerFilter,
+        on_page: &mut (dyn FnMut(Vec<ServerDetail>) + Send),
+    ) -> Result<(), EcsError> {
         let limit = self.page_size;
-        let mut servers: Vec<ServerDetail> = Vec::new();
         let mut received = 0;
         // `offset` is a page number, from 1.
         for page in 1u64.. {
@@ -295,16 +315,12 @@ impl EcsApi for HttpEcsClient {
                 .await?;
             let page_len = list.servers.len();
             received += page_len;
-            servers.extend(list.servers);
+            on_page(list.servers);
             if listing_complete(received, list.count, page_len, limit) {
                 break;
             }
         }
-        // Servers changing state between two pages shift the pages under us; a
-        // server seen twice is kept once.
-        let mut seen = HashSet::with_capacity(servers.len());
-        servers.retain(|s| seen.insert(s.id.clone()));
-        Ok(servers)
+        Ok(())
     }
 
     async fn get_server(&self, id: &str) -> Result<ServerDetail, EcsError> {

@@ -1,65 +1,111 @@
-//! The project's servers from one paginated listing, shared by every policy.
+//! The project's servers from one paginated listing, shared by every policy, with the
+//! results of finished stop jobs folded in between listings: a job that reports its
+//! servers stopped needs no 100-page listing to show it.
 
 use crate::ecs::client::{EcsApi, ServerFilter};
 use crate::ecs::error::EcsError;
 use crate::plan::ObservedPower;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// What one policy sees of the inventory.
 #[derive(Debug)]
-pub struct Inventory {
+pub struct Observation {
+    /// When the listing behind it started: anything that finished later may be missing.
     pub fetched_at: Instant,
-    /// Every server of the project; an id absent here does not exist.
+    /// The asked-for servers that exist; an id absent here does not exist.
     pub servers: HashMap<String, ObservedPower>,
+}
+
+#[derive(Default)]
+struct State {
+    servers: HashMap<String, ObservedPower>,
+    fetched_at: Option<Instant>,
+    /// Set when a stop call's answer was lost: only a new listing tells what happened.
+    stale: bool,
+    /// Results learnt from jobs, and when: those newer than a listing's start win
+    /// over it, since the listing may have read the server before the job ended.
+    confirmed: HashMap<String, (ObservedPower, Instant)>,
+}
+
+impl State {
+    fn is_fresh(&self, max_age: Duration) -> bool {
+        !self.stale && self.fetched_at.is_some_and(|at| at.elapsed() < max_age)
+    }
 }
 
 /// Single-flight cache: concurrent callers wait for the one listing under way.
 #[derive(Default)]
 pub struct InventoryCache {
-    current: tokio::sync::Mutex<Option<Arc<Inventory>>>,
-    invalidated_at: Mutex<Option<Instant>>,
+    listing: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
 }
 
 impl InventoryCache {
-    /// Mark every listing taken before now as stale (a job just finished).
-    pub fn invalidate(&self) {
-        *self.invalidated_at.lock().expect("inventory lock poisoned") = Some(Instant::now());
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("inventory lock poisoned")
     }
 
-    pub async fn get(
-        &self,
-        api: &dyn EcsApi,
-        max_age: Duration,
-    ) -> Result<Arc<Inventory>, EcsError> {
-        let mut current = self.current.lock().await;
-        let invalidated_at = *self.invalidated_at.lock().expect("inventory lock poisoned");
-        if let Some(inventory) = current.as_ref() {
-            let fresh = inventory.fetched_at.elapsed() < max_age
-                && invalidated_at.is_none_or(|at| inventory.fetched_at > at);
-            if fresh {
-                return Ok(Arc::clone(inventory));
+    /// The next caller lists again, whatever the listing's age.
+    pub fn invalidate(&self) {
+        self.lock().stale = true;
+    }
+
+    /// What a finished job reported for its servers, effective at once.
+    pub fn confirm<'a>(&self, ids: impl IntoIterator<Item = &'a String>, power: ObservedPower) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        for id in ids {
+            state.confirmed.insert(id.clone(), (power, now));
+            if let Some(current) = state.servers.get_mut(id) {
+                *current = power;
             }
         }
+    }
+
+    /// Lists the project again unless the current listing is younger than `max_age`.
+    pub async fn refresh(&self, api: &dyn EcsApi, max_age: Duration) -> Result<(), EcsError> {
+        let _single_flight = self.listing.lock().await;
+        if self.lock().is_fresh(max_age) {
+            return Ok(());
+        }
         let fetched_at = Instant::now();
-        let servers = api
-            .list_servers(&ServerFilter::default())
-            .await?
-            .into_iter()
-            .map(|detail| {
+        let mut servers = HashMap::with_capacity(self.lock().servers.len());
+        api.for_each_server_page(&ServerFilter::default(), &mut |page| {
+            for detail in page {
                 let power = ObservedPower::from_ecs(
                     detail.status.as_deref().unwrap_or("UNKNOWN"),
                     detail.task_state.as_deref(),
                 );
-                (detail.id, power)
-            })
-            .collect();
-        let inventory = Arc::new(Inventory {
-            fetched_at,
-            servers,
-        });
-        *current = Some(Arc::clone(&inventory));
-        Ok(inventory)
+                servers.insert(detail.id, power);
+            }
+        })
+        .await?;
+        let mut state = self.lock();
+        state.confirmed.retain(|_, (_, at)| *at > fetched_at);
+        for (id, (power, _)) in &state.confirmed {
+            if let Some(current) = servers.get_mut(id) {
+                *current = *power;
+            }
+        }
+        state.servers = servers;
+        state.fetched_at = Some(fetched_at);
+        state.stale = false;
+        Ok(())
+    }
+
+    /// The asked-for servers as last listed (or confirmed by a job since). Call
+    /// [`Self::refresh`] first.
+    pub fn observe(&self, ids: &[String]) -> Observation {
+        let state = self.lock();
+        Observation {
+            fetched_at: state.fetched_at.unwrap_or_else(Instant::now),
+            servers: ids
+                .iter()
+                .filter_map(|id| state.servers.get(id).map(|power| (id.clone(), *power)))
+                .collect(),
+        }
     }
 }

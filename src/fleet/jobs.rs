@@ -2,17 +2,20 @@
 
 use super::PolicyKey;
 use crate::ecs::wire::{Job, JobStatus, SubJob};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct TrackedJob {
     pub job_id: String,
-    /// Known at submission; for a job adopted from a policy's status, learnt from its sub-jobs.
-    ids: Vec<String>,
+    /// Each server and its sub-job's last status. Known at submission; for a job
+    /// adopted from a policy's status, learnt from its sub-jobs. Only this is kept of
+    /// the job's answers: a job of 1000 sub-jobs is far bigger.
+    servers: Vec<(String, JobStatus)>,
     pub policies: BTreeSet<PolicyKey>,
     pub submitted_at: jiff::Timestamp,
-    last: Option<Job>,
+    status: JobStatus,
     completed: Option<(jiff::Timestamp, Instant)>,
 }
 
@@ -55,10 +58,10 @@ impl TrackedJob {
     ) -> Self {
         Self {
             job_id,
-            ids,
+            servers: ids.into_iter().map(|id| (id, JobStatus::Init)).collect(),
             policies,
             submitted_at,
-            last: None,
+            status: JobStatus::Init,
             completed: None,
         }
     }
@@ -71,6 +74,12 @@ impl TrackedJob {
         self.completed.is_some()
     }
 
+    /// Finished at least `age` ago.
+    pub fn finished_before(&self, age: Duration) -> bool {
+        self.completed
+            .is_some_and(|(_, completed)| completed.elapsed() >= age)
+    }
+
     /// Whether its servers must still be kept out of planning for an inventory
     /// listed at `observed_at`.
     pub fn in_flight_for(&self, observed_at: Instant) -> bool {
@@ -81,78 +90,79 @@ impl TrackedJob {
     }
 
     pub fn server_ids(&self) -> impl Iterator<Item = &String> {
-        self.ids.iter()
+        self.servers.iter().map(|(id, _)| id)
     }
 
     pub fn update(&mut self, job: Job, now: jiff::Timestamp) -> JobOutcome {
-        if self.ids.is_empty() {
-            self.ids = sub_jobs(&job)
-                .iter()
-                .filter_map(sub_job_server)
-                .map(str::to_owned)
+        let by_server: HashMap<&str, &SubJob> = sub_jobs(&job)
+            .iter()
+            .filter_map(|sub| sub_job_server(sub).map(|id| (id, sub)))
+            .collect();
+        if self.servers.is_empty() {
+            self.servers = by_server
+                .keys()
+                .map(|id| ((*id).to_owned(), JobStatus::Init))
                 .collect();
         }
-        let mut outcome = JobOutcome::default();
-        if job.status.is_terminal() && self.completed.is_none() {
-            self.completed = Some((now, Instant::now()));
-            outcome.finished = true;
-            for sub in sub_jobs(&job) {
-                let Some(server) = sub_job_server(sub) else {
-                    continue;
-                };
-                match sub.status {
-                    JobStatus::Success => outcome.succeeded.push(server.to_owned()),
-                    _ => outcome.failed.push((
-                        server.to_owned(),
-                        sub.error_code.clone().unwrap_or_else(|| "unknown".into()),
-                        sub.entities
-                            .errorcode_message
-                            .clone()
-                            .or_else(|| sub.fail_reason.clone())
-                            .unwrap_or_else(|| "the sub-job failed without a reason".into()),
-                    )),
-                }
-            }
-            // A failed job without sub-jobs still failed for every server it carried.
-            if sub_jobs(&job).is_empty() && job.status == JobStatus::Fail {
-                let code = job.error_code.clone().unwrap_or_else(|| "unknown".into());
-                let message = job
-                    .fail_reason
-                    .clone()
-                    .unwrap_or_else(|| "the job failed without a reason".into());
-                outcome.failed = self
-                    .ids
-                    .iter()
-                    .map(|id| (id.clone(), code.clone(), message.clone()))
-                    .collect();
+        for (id, status) in &mut self.servers {
+            if let Some(sub) = by_server.get(id.as_str()) {
+                *status = sub.status;
             }
         }
-        self.last = Some(job);
+        self.status = job.status;
+        let mut outcome = JobOutcome::default();
+        if !job.status.is_terminal() || self.completed.is_some() {
+            return outcome;
+        }
+        self.completed = Some((now, Instant::now()));
+        outcome.finished = true;
+        for (id, sub) in &by_server {
+            match sub.status {
+                JobStatus::Success => outcome.succeeded.push((*id).to_owned()),
+                _ => outcome.failed.push((
+                    (*id).to_owned(),
+                    sub.error_code.clone().unwrap_or_else(|| "unknown".into()),
+                    sub.entities
+                        .errorcode_message
+                        .clone()
+                        .or_else(|| sub.fail_reason.clone())
+                        .unwrap_or_else(|| "the sub-job failed without a reason".into()),
+                )),
+            }
+        }
+        // A failed job without sub-jobs still failed for every server it carried.
+        if by_server.is_empty() && job.status == JobStatus::Fail {
+            let code = job.error_code.clone().unwrap_or_else(|| "unknown".into());
+            let message = job
+                .fail_reason
+                .clone()
+                .unwrap_or_else(|| "the job failed without a reason".into());
+            outcome.failed = self
+                .server_ids()
+                .map(|id| (id.clone(), code.clone(), message.clone()))
+                .collect();
+        }
         outcome
     }
 
     pub fn view(&self, desired: &HashSet<String>) -> Option<JobView> {
-        let servers = self.ids.iter().filter(|id| desired.contains(*id)).count();
-        if servers == 0 && !self.ids.is_empty() {
-            return None;
-        }
-        let (mut succeeded, mut failed) = (0, 0);
-        if let Some(job) = &self.last {
-            for sub in sub_jobs(job) {
-                if !sub_job_server(sub).is_some_and(|id| desired.contains(id)) {
-                    continue;
-                }
-                match sub.status {
-                    JobStatus::Success => succeeded += 1,
-                    JobStatus::Fail => failed += 1,
-                    _ => {}
-                }
+        let mine = self.servers.iter().filter(|(id, _)| desired.contains(id));
+        let (mut servers, mut succeeded, mut failed) = (0, 0, 0);
+        for (_, status) in mine {
+            servers += 1;
+            match status {
+                JobStatus::Success => succeeded += 1,
+                JobStatus::Fail => failed += 1,
+                _ => {}
             }
+        }
+        if servers == 0 && !self.servers.is_empty() {
+            return None;
         }
         Some(JobView {
             job_id: self.job_id.clone(),
             servers,
-            status: self.last.as_ref().map_or(JobStatus::Init, |job| job.status),
+            status: self.status,
             succeeded,
             failed,
             submitted_at: self.submitted_at,

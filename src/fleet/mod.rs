@@ -15,7 +15,6 @@ mod jobs;
 mod registry;
 mod worker;
 
-pub use inventory::Inventory;
 pub use jobs::{JobView, TrackedJob};
 pub use registry::{CloudTarget, Connector, FleetRegistry};
 
@@ -24,7 +23,7 @@ use crate::ecs::client::EcsApi;
 use crate::ecs::error::EcsError;
 use crate::ecs::wire::PowerActionType;
 use crate::metrics::Metrics;
-use crate::plan::{RetryState, StopQueue};
+use crate::plan::{ObservedPower, RetryState, StopQueue};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +47,9 @@ pub struct FleetConfig {
     pub outcome_unknown_grace: Duration,
     /// Back-off after the API throttled a stop call.
     pub throttle_backoff: Duration,
+    /// How long a finished job is still shown to policies' syncs (their status keeps
+    /// it as history after that).
+    pub finished_job_retention: Duration,
 }
 
 impl Default for FleetConfig {
@@ -58,6 +60,7 @@ impl Default for FleetConfig {
             job_poll_interval: Duration::from_secs(1),
             outcome_unknown_grace: Duration::from_secs(30),
             throttle_backoff: Duration::from_secs(2),
+            finished_job_retention: Duration::from_secs(600),
         }
     }
 }
@@ -71,17 +74,54 @@ pub struct SubmitFailure {
     pub at: jiff::Timestamp,
 }
 
+/// When a queue's oldest waiting id arrived, and when the queue last grew.
+#[derive(Debug, Clone, Copy)]
+struct Lingering {
+    since: Instant,
+    grown_at: Instant,
+}
+
+/// A partial batch waits this many lingers at most, even while the queue keeps growing.
+const MAX_LINGERS: u32 = 10;
+
+impl Lingering {
+    fn new(now: Instant) -> Self {
+        Self {
+            since: now,
+            grown_at: now,
+        }
+    }
+
+    /// A partial batch goes once the queue has not grown for `linger` (the syncs that
+    /// were adding to it are done), or after `MAX_LINGERS` lingers in any case.
+    fn partial_batch_due(&self, now: Instant, linger: Duration) -> bool {
+        now.duration_since(self.grown_at) >= linger
+            || now.duration_since(self.since) >= linger * MAX_LINGERS
+    }
+}
+
 #[derive(Default)]
 struct FleetState {
     queues: HashMap<PowerActionType, StopQueue<PolicyKey>>,
-    /// When the oldest id of each queue was enqueued, for the linger rule.
-    queued_since: HashMap<PowerActionType, Instant>,
+    /// For the linger rule of each queue that holds ids.
+    lingering: HashMap<PowerActionType, Lingering>,
     jobs: HashMap<String, TrackedJob>,
     retry: HashMap<String, RetryState>,
     /// Ids whose stop call got no answer, and until when they count as in flight.
     outcome_unknown: HashMap<String, Instant>,
     last_submit_failure: Option<SubmitFailure>,
     throttled_until: Option<Instant>,
+}
+
+/// What a sync needs to plan one policy.
+#[derive(Debug)]
+pub struct PolicyObservation {
+    /// The policy's servers that exist, and their power state.
+    pub servers: HashMap<String, ObservedPower>,
+    /// The policy's servers that must not be planned again now: queued by it, in an
+    /// unfinished job, in a job that finished after the listing began, or whose stop
+    /// call got no answer recently.
+    pub in_flight: HashSet<String>,
 }
 
 pub struct Fleet {
@@ -124,10 +164,21 @@ impl Fleet {
         self.state.lock().expect("fleet state lock poisoned")
     }
 
-    /// The project's servers, from a listing no older than `max_age` and never older
-    /// than the last job that finished (so a finished stop is never seen as running).
-    pub async fn inventory(&self, max_age: Duration) -> Result<Arc<Inventory>, EcsError> {
-        self.inventory.get(self.api.as_ref(), max_age).await
+    /// The policy's servers as the cloud reports them, from a listing no older than
+    /// `max_age` with every job result seen since folded in; jobs are polled first.
+    pub async fn observe(
+        &self,
+        policy: &str,
+        desired: &[String],
+        max_age: Duration,
+    ) -> Result<PolicyObservation, EcsError> {
+        self.refresh_jobs().await?;
+        self.inventory.refresh(self.api.as_ref(), max_age).await?;
+        let observation = self.inventory.observe(desired);
+        Ok(PolicyObservation {
+            in_flight: self.in_flight_among(policy, desired, observation.fetched_at),
+            servers: observation.servers,
+        })
     }
 
     /// Track jobs that a policy's status lists as in flight (after an operator
@@ -149,8 +200,9 @@ impl Fleet {
     }
 
     /// Poll every unfinished job, at most once per `job_poll_interval` however many
-    /// reconciles ask. Finished jobs update retry state and invalidate the inventory.
-    pub async fn refresh_jobs(&self) -> Result<(), EcsError> {
+    /// reconciles ask. Finished jobs update retry state and the inventory, and are
+    /// forgotten `finished_job_retention` later.
+    async fn refresh_jobs(&self) -> Result<(), EcsError> {
         let mut last_poll = self.job_poll.lock().await;
         if last_poll.is_some_and(|at| at.elapsed() < self.config.job_poll_interval) {
             return Ok(());
@@ -164,7 +216,7 @@ impl Fleet {
             .collect();
         for job_id in pending {
             let job = self.api.get_job(&job_id).await?;
-            let finished = {
+            let succeeded = {
                 let mut state = self.lock();
                 let now = jiff::Timestamp::now();
                 let state = &mut *state;
@@ -188,12 +240,14 @@ impl Fleet {
                 self.metrics
                     .servers_stopped
                     .inc_by(outcome.succeeded.len() as u64);
-                outcome.finished
+                outcome.succeeded
             };
-            if finished {
-                self.inventory.invalidate();
-            }
+            self.inventory.confirm(&succeeded, ObservedPower::Stopped);
         }
+        let retention = self.config.finished_job_retention;
+        self.lock()
+            .jobs
+            .retain(|_, job| !job.finished_before(retention));
         self.metrics.jobs_in_flight.set(
             self.lock()
                 .jobs
@@ -205,29 +259,46 @@ impl Fleet {
         Ok(())
     }
 
-    /// Ids that must not be planned again now: queued, in an unfinished job, in a job
-    /// that finished after `observed_at` (the inventory does not show its result yet),
-    /// or whose stop call got no answer recently.
-    pub fn in_flight_ids(&self, observed_at: Instant) -> HashSet<String> {
+    /// Which of `desired` must not be planned again now (see [`PolicyObservation`]).
+    /// An id queued by another policy only is planned again: the queue sends it once
+    /// and attributes it to both.
+    fn in_flight_among(
+        &self,
+        policy: &str,
+        desired: &[String],
+        observed_at: Instant,
+    ) -> HashSet<String> {
         let state = self.lock();
         let now = Instant::now();
-        let mut ids: HashSet<String> = state
+        let policy = policy.to_owned();
+        let queued: Vec<&HashSet<String>> = state
             .queues
             .values()
-            .flat_map(|queue| queue.ids().map(str::to_owned))
+            .filter_map(|queue| queue.queued_ids(&policy))
             .collect();
-        for job in state.jobs.values() {
-            if job.in_flight_for(observed_at) {
-                ids.extend(job.server_ids().cloned());
-            }
+        let wanted: HashSet<&str> = desired.iter().map(String::as_str).collect();
+        let mut ids: HashSet<String> = desired
+            .iter()
+            .filter(|id| {
+                queued.iter().any(|set| set.contains(*id))
+                    || state
+                        .outcome_unknown
+                        .get(*id)
+                        .is_some_and(|until| *until > now)
+            })
+            .cloned()
+            .collect();
+        for job in state
+            .jobs
+            .values()
+            .filter(|job| job.in_flight_for(observed_at))
+        {
+            ids.extend(
+                job.server_ids()
+                    .filter(|id| wanted.contains(id.as_str()))
+                    .cloned(),
+            );
         }
-        ids.extend(
-            state
-                .outcome_unknown
-                .iter()
-                .filter(|(_, until)| **until > now)
-                .map(|(id, _)| id.clone()),
-        );
         ids
     }
 
@@ -244,19 +315,25 @@ impl Fleet {
         if ids.is_empty() {
             return;
         }
-        {
+        let now = Instant::now();
+        let grew = {
             let mut state = self.lock();
-            state
-                .queued_since
-                .entry(stop_type)
-                .or_insert_with(Instant::now);
-            state
-                .queues
-                .entry(stop_type)
-                .or_default()
-                .push(policy.to_owned(), ids);
+            let queue = state.queues.entry(stop_type).or_default();
+            let before = queue.len();
+            queue.push(policy.to_owned(), ids);
+            let grew = queue.len() > before;
+            if grew {
+                state
+                    .lingering
+                    .entry(stop_type)
+                    .and_modify(|l| l.grown_at = now)
+                    .or_insert_with(|| Lingering::new(now));
+            }
+            grew
+        };
+        if grew {
+            self.wake.notify_one();
         }
-        self.wake.notify_one();
     }
 
     /// The jobs that touch `desired`, newest first, counted over `desired` only.
@@ -274,5 +351,28 @@ impl Fleet {
 
     pub fn last_submit_failure(&self) -> Option<SubmitFailure> {
         self.lock().last_submit_failure.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_batch_waits_while_the_queue_grows_but_not_forever() {
+        let linger = Duration::from_millis(500);
+        let t0 = Instant::now();
+        let mut lingering = Lingering::new(t0);
+        assert!(!lingering.partial_batch_due(t0 + Duration::from_millis(400), linger));
+        lingering.grown_at = t0 + Duration::from_millis(400);
+        assert!(!lingering.partial_batch_due(t0 + Duration::from_millis(600), linger));
+        assert!(lingering.partial_batch_due(t0 + Duration::from_millis(900), linger));
+        // Growing every 100 ms: due after MAX_LINGERS lingers all the same.
+        lingering.grown_at = t0 + linger * MAX_LINGERS - Duration::from_millis(100);
+        assert!(
+            !lingering
+                .partial_batch_due(t0 + linger * MAX_LINGERS - Duration::from_millis(1), linger)
+        );
+        assert!(lingering.partial_batch_due(t0 + linger * MAX_LINGERS, linger));
     }
 }

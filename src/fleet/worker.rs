@@ -1,7 +1,7 @@
 //! The fleet's stop worker: the only caller of the batch stop API.
 //!
-//! A batch goes out when it is full (`max_per_call` ids) or when its oldest id has
-//! lingered long enough for other policies to join, and only when the per-minute
+//! A batch goes out when it is full (`max_per_call` ids) or when the queue has stopped
+//! growing for a linger (other policies' syncs had their chance to join), and only when the per-minute
 //! budget covers all of it: waiting for a full budget beats splitting a call, since
 //! the budget counts servers, not calls.
 
@@ -43,9 +43,9 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch>
     }
     let wanted = queued.min(fleet.config.max_per_call);
     let lingered = state
-        .queued_since
+        .lingering
         .get(&stop_type)
-        .is_some_and(|since| now.duration_since(*since) >= fleet.config.linger);
+        .is_some_and(|l| l.partial_batch_due(now, fleet.config.linger));
     if wanted < fleet.config.max_per_call && !lingered {
         return None;
     }
@@ -55,9 +55,11 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch>
     let queue = state.queues.get_mut(&stop_type)?;
     let batch = queue.take_batch(wanted);
     if queue.is_empty() {
-        state.queued_since.remove(&stop_type);
+        state.lingering.remove(&stop_type);
     } else {
-        state.queued_since.insert(stop_type, now);
+        state
+            .lingering
+            .insert(stop_type, super::Lingering::new(now));
     }
     Some(batch)
 }
@@ -103,7 +105,10 @@ fn handle_submit_error(
                     queue.push(policy, [entry.id.clone()]);
                 }
             }
-            state.queued_since.entry(stop_type).or_insert(now);
+            state
+                .lingering
+                .entry(stop_type)
+                .or_insert_with(|| super::Lingering::new(now));
         }
         // Maybe accepted: never re-send blindly; the servers' own state decides.
         crate::ecs::error::ErrorKind::OutcomeUnknown => {

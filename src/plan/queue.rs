@@ -123,6 +123,14 @@ impl<K: Clone + PartialEq> StopQueue<K> {
             .flat_map(|q| q.ids.iter().map(String::as_str))
     }
 
+    /// The ids the policy has queued.
+    pub fn queued_ids(&self, policy: &K) -> Option<&HashSet<String>> {
+        self.policies
+            .iter()
+            .find(|q| q.key == *policy)
+            .map(|q| &q.members)
+    }
+
     /// How many ids the policy has queued.
     pub fn queued(&self, policy: &K) -> usize {
         self.policies
