@@ -13,7 +13,7 @@ use crate::fleet::FleetRegistry;
 use crate::metrics::Metrics;
 use crate::plan::Backoff;
 use crate::policy::EcsPowerPolicy;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -138,9 +138,18 @@ pub async fn run(
     // writes must not, or a status that changes on every try (a request id in an error
     // message) would loop without backoff. Requeues and the Secret watch do the rest.
     let (store, writer) = reflector::store();
+    let deletions = Arc::clone(&ctx);
     let policy_changes = watcher(policies, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
+        // A deleted policy is never reconciled again: withdraw what it queued here.
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(policy) = event {
+                deletions
+                    .fleets
+                    .forget_policy(&reconcile::policy_key(policy));
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let controller = Controller::for_stream(policy_changes, store.clone())

@@ -166,6 +166,13 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
         StopType::Soft => PowerActionType::Soft,
         StopType::Hard => PowerActionType::Hard,
     };
+    // Queued ids the policy no longer wants (suspended, dry run, a server removed from
+    // its list) must not be stopped in its name.
+    if mode == Mode::Act {
+        fleet.withdraw(key, &desired_set);
+    } else {
+        fleet.withdraw(key, &HashSet::new());
+    }
     fleet.enqueue(key, outcome.to_stop.clone(), stop_type);
 
     let jobs = fleet.jobs_of(key, &desired_set);

@@ -7,9 +7,8 @@ use crate::plan::{PlanOutcome, RetryState};
 use crate::policy::conditions::{self, ConditionType, ConditionUpdate};
 use crate::policy::{
     DRY_RUN_SAMPLE_SIZE, DryRunReport, EcsPowerPolicyStatus, JobRecord, JobState,
-    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, ServerFailure,
+    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, ServerFailure, status_time,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::{HashMap, HashSet};
 
 /// Something that stops the policy from being synced at all (a missing Secret,
@@ -56,8 +55,8 @@ fn merge_jobs(previous: &[JobRecord], views: &[JobView]) -> Vec<JobRecord> {
             status: job_state(view.status),
             succeeded: count(view.succeeded),
             failed: count(view.failed),
-            submitted_at: Time(view.submitted_at),
-            completed_at: view.completed_at.map(Time),
+            submitted_at: status_time(view.submitted_at),
+            completed_at: view.completed_at.map(status_time),
         })
         .collect();
     let known: HashSet<String> = records.iter().map(|r| r.job_id.clone()).collect();
@@ -94,7 +93,7 @@ fn failures(failing: &HashMap<String, RetryState>) -> Vec<ServerFailure> {
             code: retry.code.clone(),
             message: retry.message.clone(),
             attempts: retry.attempts,
-            last_attempt_at: Time(retry.last_failure_at),
+            last_attempt_at: status_time(retry.last_failure_at),
         })
         .collect();
     list.sort_by(|a, b| {
@@ -200,7 +199,7 @@ fn stamp_if_changed(
 ) -> EcsPowerPolicyStatus {
     status.last_sync_time = previous.last_sync_time.clone();
     if status != *previous {
-        status.last_sync_time = Some(Time(now));
+        status.last_sync_time = Some(status_time(now));
     }
     status
 }
@@ -209,6 +208,7 @@ fn stamp_if_changed(
 mod tests {
     use super::*;
     use crate::policy::Summary;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn ts(secs: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(secs).unwrap()

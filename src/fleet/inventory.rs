@@ -32,7 +32,13 @@ struct State {
 
 impl State {
     fn is_fresh(&self, max_age: Duration) -> bool {
-        !self.stale && self.fetched_at.is_some_and(|at| at.elapsed() < max_age)
+        self.is_usable() && self.fetched_at.is_some_and(|at| at.elapsed() < max_age)
+    }
+
+    /// Good enough to plan with while a newer listing is under way: jobs that end in
+    /// the meantime count as in flight against its start time.
+    fn is_usable(&self) -> bool {
+        !self.stale && self.fetched_at.is_some()
     }
 }
 
@@ -66,8 +72,17 @@ impl InventoryCache {
     }
 
     /// Lists the project again unless the current listing is younger than `max_age`.
+    /// While another caller lists, the current listing serves (a 100-page listing must
+    /// not stall every sync); only a caller with no usable listing waits for it.
     pub async fn refresh(&self, api: &dyn EcsApi, max_age: Duration) -> Result<(), EcsError> {
-        let _single_flight = self.listing.lock().await;
+        if self.lock().is_fresh(max_age) {
+            return Ok(());
+        }
+        let _single_flight = match self.listing.try_lock() {
+            Ok(guard) => guard,
+            Err(_) if self.lock().is_usable() => return Ok(()),
+            Err(_) => self.listing.lock().await,
+        };
         if self.lock().is_fresh(max_age) {
             return Ok(());
         }

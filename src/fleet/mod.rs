@@ -336,6 +336,25 @@ impl Fleet {
         }
     }
 
+    /// Drops the ids `policy` queued but no longer wants (deleted, suspended, a server
+    /// left its list): nothing is stopped on behalf of a policy that no longer asks.
+    pub fn withdraw(&self, policy: &str, wanted: &HashSet<String>) {
+        let policy = policy.to_owned();
+        let mut state = self.lock();
+        let mut withdrawn = 0;
+        for queue in state.queues.values_mut() {
+            withdrawn += queue.withdraw(&policy, wanted);
+        }
+        state.queues.retain(|_, queue| !queue.is_empty());
+        let queued: HashSet<PowerActionType> = state.queues.keys().copied().collect();
+        state
+            .lingering
+            .retain(|stop_type, _| queued.contains(stop_type));
+        if withdrawn > 0 {
+            tracing::info!(%policy, withdrawn, "queued stops withdrawn");
+        }
+    }
+
     /// The jobs that touch `desired`, newest first, counted over `desired` only.
     pub fn jobs_of(&self, policy: &str, desired: &HashSet<String>) -> Vec<JobView> {
         let state = self.lock();

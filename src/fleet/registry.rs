@@ -83,6 +83,14 @@ impl FleetRegistry {
         }
     }
 
+    /// A deleted policy's queued stops are withdrawn from whichever fleet holds them.
+    pub fn forget_policy(&self, policy: &str) {
+        let fleets = self.fleets.lock().expect("fleet registry lock poisoned");
+        for fleet in fleets.values() {
+            fleet.withdraw(policy, &std::collections::HashSet::new());
+        }
+    }
+
     pub fn fleet_for(&self, target: &CloudTarget) -> Result<Arc<Fleet>, EcsError> {
         let key = FleetKey::of(target);
         let mut fleets = self.fleets.lock().expect("fleet registry lock poisoned");

@@ -92,17 +92,17 @@ impl<K: Clone + PartialEq> StopQueue<K> {
         self.policies.retain(|q| !q.ids.is_empty());
     }
 
-    /// Drops everything the policy had queued (it was deleted, suspended or changed);
-    /// returns how many ids that was.
-    pub fn remove_policy(&mut self, policy: &K) -> usize {
-        let mut removed = 0;
-        self.policies.retain(|q| {
-            let keep = q.key != *policy;
-            if !keep {
-                removed = q.ids.len();
-            }
-            keep
-        });
+    /// Drops the ids the policy had queued that it no longer wants (it was deleted or
+    /// suspended, or a server left its list); returns how many ids that was.
+    pub fn withdraw(&mut self, policy: &K, wanted: &HashSet<String>) -> usize {
+        let Some(queue) = self.policies.iter_mut().find(|q| q.key == *policy) else {
+            return 0;
+        };
+        let before = queue.ids.len();
+        queue.ids.retain(|id| wanted.contains(id));
+        queue.members.retain(|id| wanted.contains(id));
+        let removed = before - queue.ids.len();
+        self.policies.retain(|q| !q.ids.is_empty());
         removed
     }
 
@@ -282,14 +282,22 @@ mod tests {
     }
 
     #[test]
-    fn removing_a_policy_drops_its_ids_only() {
+    fn withdrawing_drops_only_what_the_policy_no_longer_wants() {
         let mut q = StopQueue::new();
         q.push("a", ids("a", 3));
         q.push("b", ids("b", 2));
-        assert_eq!(q.remove_policy(&"a"), 3);
-        assert_eq!(q.remove_policy(&"a"), 0);
-        assert_eq!(q.len(), 2);
-        assert_eq!(q.take_batch(10).ids().collect::<Vec<_>>(), ["b0", "b1"]);
+        let still_wanted: HashSet<String> = ["a1".to_string()].into();
+        assert_eq!(q.withdraw(&"a", &still_wanted), 2);
+        assert_eq!(q.withdraw(&"a", &still_wanted), 0);
+        assert_eq!(q.withdraw(&"z", &HashSet::new()), 0);
+        assert_eq!(q.len(), 3);
+        assert_eq!(
+            q.take_batch(10).ids().collect::<Vec<_>>(),
+            ["a1", "b0", "b1"]
+        );
+        q.push("a", ids("a", 1));
+        assert_eq!(q.withdraw(&"a", &HashSet::new()), 1);
+        assert!(q.is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::{Phase, Summary};
 
@@ -125,7 +125,7 @@ pub fn set(
             let before = existing.clone();
             if existing.status != status {
                 existing.status = status.to_owned();
-                existing.last_transition_time = Time(now);
+                existing.last_transition_time = super::status_time(now);
             }
             existing.reason = update.reason;
             existing.message = update.message;
@@ -139,7 +139,7 @@ pub fn set(
                 reason: update.reason,
                 message: update.message,
                 observed_generation,
-                last_transition_time: Time(now),
+                last_transition_time: super::status_time(now),
             });
             true
         }
@@ -240,6 +240,7 @@ fn phase_reason(phase: Phase) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).unwrap()

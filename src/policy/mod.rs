@@ -24,8 +24,32 @@ pub const MAX_FAILURES_IN_STATUS: usize = 50;
 /// Server ids shown in `status.dryRun.sample`; the count of all of them is `wouldStop`.
 pub const DRY_RUN_SAMPLE_SIZE: usize = 20;
 
+/// A status time as the API server stores it: whole seconds (`metav1.Time` has no
+/// fraction). A finer time would differ from the stored status on every comparison,
+/// and every sync would write status.
+pub fn status_time(at: jiff::Timestamp) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::from_second(at.as_second()).expect("a whole second of a valid time"),
+    )
+}
+
 /// The CRD of [`EcsPowerPolicy`] as YAML, exactly as checked in under `crds/`.
 pub fn crd_yaml() -> String {
     serde_yaml::to_string(&EcsPowerPolicy::crd())
         .expect("a CustomResourceDefinition always serializes to YAML")
+}
+
+#[cfg(test)]
+mod status_time_tests {
+    use super::*;
+
+    #[test]
+    fn status_time_survives_the_api_servers_round_trip() {
+        let at: jiff::Timestamp = "2026-11-29T10:15:42.987654321Z".parse().unwrap();
+        let time = status_time(at);
+        let stored: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time =
+            serde_json::from_value(serde_json::to_value(&time).unwrap()).unwrap();
+        assert_eq!(stored, time);
+        assert_eq!(serde_json::to_value(&time).unwrap(), "2026-11-29T10:15:42Z");
+    }
 }

@@ -418,6 +418,55 @@ pub async fn coalescing(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Stops queued for the budget are withdrawn when their policy is deleted or
+/// suspended before they are sent: nothing is stopped for a policy that stopped asking.
+pub async fn withdrawn(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    // A long window, so the late policies' ids surely wait in the queue.
+    let window = Duration::from_secs(12);
+    let sim = start_sim(1500, |c| c.budget_window = window).await?;
+    setup(&ctx, &sim).await?;
+    let window_flag = format!("--budget-window-ms={}", window.as_millis());
+    let _op = ctx.operator("operator", ns, &[&window_flag]).await?;
+    let ids = sim.server_ids();
+    ctx.k
+        .apply_ok(&Policy::new(ns, "first", &sim, &ids[..1000]).yaml())
+        .await?;
+    wait_until(Duration::from_secs(30), "the first stop call", || async {
+        Ok(sim.stats().await.stop_calls == 1)
+    })
+    .await?;
+    let first_call = Instant::now();
+    let late = Policy::new(ns, "late", &sim, &ids[1000..1300]);
+    let mut paused = Policy::new(ns, "paused", &sim, &ids[1300..]);
+    ctx.k
+        .apply_ok(&format!("{}---\n{}", late.yaml(), paused.yaml()))
+        .await?;
+    for name in ["late", "paused"] {
+        ctx.wait_phase(ns, name, "Stopping", Duration::from_secs(5))
+            .await?;
+    }
+    ctx.k
+        .run(&["delete", "ecspowerpolicy", "late", "-n", ns], None)
+        .await?
+        .check()?;
+    paused.suspend = true;
+    ctx.k.apply_ok(&paused.yaml()).await?;
+    if first_call.elapsed() >= window {
+        bail!("the test was too slow: the budget window passed before the withdrawal");
+    }
+    ctx.wait_phase(ns, "paused", "Suspended", Duration::from_secs(10))
+        .await?;
+    // Past the window (and a linger), the queue would have gone out.
+    tokio::time::sleep((window + Duration::from_secs(3)).saturating_sub(first_call.elapsed()))
+        .await;
+    let stats = sim.stats().await;
+    let line = stats_line(&stats);
+    ensure_eq!(stats.stop_calls, 1, "stop calls ({line})");
+    ensure_eq!(active(&stats), 500, "servers still ACTIVE ({line})");
+    Ok(())
+}
+
 /// /metrics, /healthz, /readyz.
 pub async fn metrics_health(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
