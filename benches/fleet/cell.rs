@@ -80,6 +80,7 @@ pub async fn run(
     .map_err(|e| e.context(format!("operator log tail:\n{}", op.log_tail(30))))?;
 
     let metrics = op.metrics().await?;
+    std::fs::write(cluster.dir.join(format!("{ns}.metrics")), &metrics)?;
     let usage = process_usage(&op)?;
     op.terminate(Duration::from_secs(10));
     let stats = sim.stats().await;
@@ -106,6 +107,7 @@ pub async fn run(
         stop_calls: stats.stop_calls,
         stop_calls_bound: servers.div_ceil(MAX_PER_CALL) as u64,
         largest_stop_call: stats.stop_ids_max,
+        stop_ids_sent: stats.stop_ids_total,
         listings,
         list_pages,
         reconciles,

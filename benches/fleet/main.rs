@@ -98,8 +98,13 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Operator logs and final /metrics of each cell are kept with BENCH_KEEP=1.
     if let Some(dir) = cluster::started_dir() {
-        let _ = std::fs::remove_dir_all(dir);
+        if std::env::var_os("BENCH_KEEP").is_some() {
+            eprintln!("bench: logs and metrics kept in {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     if !args.bench {
         let missed = report.missed_count_targets();

@@ -30,6 +30,8 @@ pub struct CellFigures {
     /// ceil(N/1000).
     pub stop_calls_bound: u64,
     pub largest_stop_call: u64,
+    /// Ids over all stop calls: N unless a server was stopped twice.
+    pub stop_ids_sent: u64,
     /// Full listings (all pages) the simulator served.
     pub listings: f64,
     pub list_pages: u64,
@@ -98,8 +100,8 @@ impl Report {
         }
     }
 
-    /// The targets that do not depend on timing: ceil(N/1000) full calls, at most one
-    /// listing per sync round, no 429.
+    /// The targets that do not depend on timing: ceil(N/1000) full calls, no server
+    /// sent twice, at most one listing per sync round, no 429.
     pub fn missed_count_targets(&self) -> Vec<String> {
         let mut missed = Vec::new();
         for cell in &self.cells {
@@ -109,6 +111,12 @@ impl Report {
                 missed.push(format!(
                     "{at}: {} stop calls, bound {}",
                     f.stop_calls, f.stop_calls_bound
+                ));
+            }
+            if f.stop_ids_sent != f.servers as u64 {
+                missed.push(format!(
+                    "{at}: {} ids sent in stop calls for {} servers",
+                    f.stop_ids_sent, f.servers
                 ));
             }
             if f.largest_stop_call > MAX_PER_CALL as u64 {
@@ -133,16 +141,17 @@ impl Report {
             "\nbudget: {} servers per {} ms window; the simulator stops a server in {} ms\n\n",
             MAX_PER_CALL, self.window_ms, self.stop_ms
         );
-        out += "| N | P | stop calls (bound) | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s |\n";
-        out += "|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n";
+        out += "| N | P | stop calls (bound) | ids sent | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s |\n";
+        out += "|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n";
         for cell in &self.cells {
             out += &match cell {
                 Cell::Measured(f) => format!(
-                    "| {} | {} | {} ({}) | {:.2} ({:.0} / {:.0}) | {} | {} | {:.1} ({:.1}) | {:+.0}% | {:.1} | {} | {:.1} | {:.1} |\n",
+                    "| {} | {} | {} ({}) | {} | {:.2} ({:.0} / {:.0}) | {} | {} | {:.1} ({:.1}) | {:+.0}% | {:.1} | {} | {:.1} | {:.1} |\n",
                     f.servers,
                     f.policies,
                     f.stop_calls,
                     f.stop_calls_bound,
+                    f.stop_ids_sent,
                     f.listings_per_sync_round,
                     f.listings,
                     f.sync_rounds,
@@ -160,7 +169,7 @@ impl Report {
                     servers,
                     policies,
                     reason,
-                } => format!("| {servers} | {policies} | n/a: {reason} |||||||||||\n"),
+                } => format!("| {servers} | {policies} | n/a: {reason} ||||||||||||\n"),
             };
         }
         if let Some(n) = &self.naive {

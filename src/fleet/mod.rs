@@ -109,6 +109,9 @@ struct FleetState {
     retry: HashMap<String, RetryState>,
     /// Ids whose stop call got no answer, and until when they count as in flight.
     outcome_unknown: HashMap<String, Instant>,
+    /// Ids taken from the queue for a stop call whose answer has not come yet: neither
+    /// queued nor in a tracked job, but in flight all the same.
+    submitting: HashSet<String>,
     last_submit_failure: Option<SubmitFailure>,
     throttled_until: Option<Instant>,
 }
@@ -118,8 +121,8 @@ struct FleetState {
 pub struct PolicyObservation {
     /// The policy's servers that exist, and their power state.
     pub servers: HashMap<String, ObservedPower>,
-    /// The policy's servers that must not be planned again now: queued by it, in an
-    /// unfinished job, in a job that finished after the listing began, or whose stop
+    /// The policy's servers that must not be planned again now: queued by it, in a stop
+    /// call under way, in an unfinished job, in a job that finished after the listing began, or whose stop
     /// call got no answer recently.
     pub in_flight: HashSet<String>,
 }
@@ -281,6 +284,7 @@ impl Fleet {
             .iter()
             .filter(|id| {
                 queued.iter().any(|set| set.contains(*id))
+                    || state.submitting.contains(*id)
                     || state
                         .outcome_unknown
                         .get(*id)

@@ -54,6 +54,7 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch>
     }
     let queue = state.queues.get_mut(&stop_type)?;
     let batch = queue.take_batch(wanted);
+    let sending: Vec<String> = batch.ids().map(str::to_owned).collect();
     if queue.is_empty() {
         state.lingering.remove(&stop_type);
     } else {
@@ -61,6 +62,7 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch>
             .lingering
             .insert(stop_type, super::Lingering::new(now));
     }
+    state.submitting.extend(sending);
     Some(batch)
 }
 
@@ -73,6 +75,9 @@ async fn submit(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatch) {
             tracing::info!(%job_id, servers = ids.len(), ?stop_type, "stop job submitted");
             let policies = batch.entries.into_iter().flat_map(|e| e.policies).collect();
             let mut state = fleet.lock();
+            for id in &ids {
+                state.submitting.remove(id);
+            }
             state.last_submit_failure = None;
             state.jobs.insert(
                 job_id.clone(),
@@ -93,6 +98,9 @@ fn handle_submit_error(
     fleet.metrics.error(kind);
     let now = Instant::now();
     let mut state = fleet.lock();
+    for id in batch.ids() {
+        state.submitting.remove(id);
+    }
     match error.kind() {
         // Not accepted: the same servers go back to the front of the queue.
         crate::ecs::error::ErrorKind::Throttled | crate::ecs::error::ErrorKind::Transient => {
