@@ -144,14 +144,14 @@ async fn run(args: &Args) -> Result<Report> {
             let cell = cell::run(&cluster, &client, servers, policies, &settings)
                 .await
                 .with_context(|| format!("cell N={servers} P={policies}"))?;
-            report::print_cell(&cell);
+            eprint!("bench: {}", cell.row());
             report.cells.push(cell);
         }
     }
     if let Some(naive) = naive {
         eprintln!("bench: waiting for the naive baseline");
         let figures = naive.await??;
-        report::print_naive(&figures);
+        eprintln!("bench: {}", figures.line());
         report.naive = Some(figures);
     }
     println!("{}", report.table());

@@ -144,81 +144,60 @@ impl Report {
         out += "| N | P | stop calls (bound) | ids sent | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s |\n";
         out += "|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n";
         for cell in &self.cells {
-            out += &match cell {
-                Cell::Measured(f) => format!(
-                    "| {} | {} | {} ({}) | {} | {:.2} ({:.0} / {:.0}) | {} | {} | {:.1} ({:.1}) | {:+.0}% | {:.1} | {} | {:.1} | {:.1} |\n",
-                    f.servers,
-                    f.policies,
-                    f.stop_calls,
-                    f.stop_calls_bound,
-                    f.stop_ids_sent,
-                    f.listings_per_sync_round,
-                    f.listings,
-                    f.sync_rounds,
-                    f.ecs_requests,
-                    f.responses_429,
-                    f.all_stopped_s,
-                    f.bound_s,
-                    f.over_bound_pct,
-                    f.all_policies_stopped_s,
-                    f.status_writes,
-                    f.peak_rss_mib,
-                    f.cpu_s,
-                ),
-                Cell::NotApplicable {
-                    servers,
-                    policies,
-                    reason,
-                } => format!("| {servers} | {policies} | n/a: {reason} ||||||||||||\n"),
-            };
+            out += &cell.row();
         }
-        if let Some(n) = &self.naive {
-            out += &format!(
-                "\nnaive baseline (one server per call, waits for each job): N={} → {} stop calls, {} ECS requests, {} 429, all stopped in {:.1} s (bound {:.1} s)\n",
-                n.servers,
-                n.stop_calls,
-                n.ecs_requests,
-                n.responses_429,
-                n.all_stopped_s,
-                n.bound_s
-            );
+        if let Some(naive) = &self.naive {
+            out += &format!("\n{}\n", naive.line());
         }
         out
     }
 }
 
-pub fn print_cell(cell: &Cell) {
-    match cell {
-        Cell::Measured(f) => eprintln!(
-            "bench: N={} P={}: {} stop calls (bound {}), {:.0} listings over {:.0} sync rounds, {} ECS requests, {} 429, all stopped in {:.1} s (bound {:.1} s), policies Stopped in {:.1} s, {} status writes, peak RSS {:.1} MiB, CPU {:.1} s",
-            f.servers,
-            f.policies,
-            f.stop_calls,
-            f.stop_calls_bound,
-            f.listings,
-            f.sync_rounds,
-            f.ecs_requests,
-            f.responses_429,
-            f.all_stopped_s,
-            f.bound_s,
-            f.all_policies_stopped_s,
-            f.status_writes,
-            f.peak_rss_mib,
-            f.cpu_s
-        ),
-        Cell::NotApplicable {
-            servers,
-            policies,
-            reason,
-        } => eprintln!("bench: N={servers} P={policies}: not applicable: {reason}"),
+impl Cell {
+    /// One row of the Markdown table.
+    pub fn row(&self) -> String {
+        match self {
+            Cell::Measured(f) => format!(
+                "| {} | {} | {} ({}) | {} | {:.2} ({:.0} / {:.0}) | {} | {} | {:.1} ({:.1}) | {:+.0}% | {:.1} | {} | {:.1} | {:.1} |\n",
+                f.servers,
+                f.policies,
+                f.stop_calls,
+                f.stop_calls_bound,
+                f.stop_ids_sent,
+                f.listings_per_sync_round,
+                f.listings,
+                f.sync_rounds,
+                f.ecs_requests,
+                f.responses_429,
+                f.all_stopped_s,
+                f.bound_s,
+                f.over_bound_pct,
+                f.all_policies_stopped_s,
+                f.status_writes,
+                f.peak_rss_mib,
+                f.cpu_s,
+            ),
+            Cell::NotApplicable {
+                servers,
+                policies,
+                reason,
+            } => format!("| {servers} | {policies} | n/a: {reason} ||||||||||||\n"),
+        }
     }
 }
 
-pub fn print_naive(f: &NaiveFigures) {
-    eprintln!(
-        "bench: naive N={}: {} stop calls, {} ECS requests, {} 429, all stopped in {:.1} s",
-        f.servers, f.stop_calls, f.ecs_requests, f.responses_429, f.all_stopped_s
-    );
+impl NaiveFigures {
+    pub fn line(&self) -> String {
+        format!(
+            "naive baseline (one server per call, waits for each job): N={} → {} stop calls, {} ECS requests, {} 429, all stopped in {:.1} s (bound {:.1} s)",
+            self.servers,
+            self.stop_calls,
+            self.ecs_requests,
+            self.responses_429,
+            self.all_stopped_s,
+            self.bound_s
+        )
+    }
 }
 
 pub fn percent_over(took: Duration, bound: Duration) -> f64 {

@@ -141,6 +141,9 @@ pub async fn run(
     let deletions = Arc::clone(&ctx);
     let policy_changes = watcher(policies, watcher::Config::default().any_semantic())
         .default_backoff()
+        // Managed fields list every server id again, as JSON: at 1000 policies the
+        // biggest part of the cache, and nothing here reads them.
+        .modify(|policy| policy.managed_fields_mut().clear())
         .reflect(writer)
         // A deleted policy is never reconciled again: withdraw what it queued here.
         .inspect_ok(move |event| {

@@ -5,7 +5,7 @@
 use crate::ecs::client::{EcsApi, ServerFilter};
 use crate::ecs::error::EcsError;
 use crate::plan::ObservedPower;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -25,14 +25,24 @@ struct State {
     fetched_at: Option<Instant>,
     /// Set when a stop call's answer was lost: only a new listing tells what happened.
     stale: bool,
+    /// Policies that planned with the current listing: one that has not may still use
+    /// it past `max_age`, so a sync round of many policies costs one listing.
+    seen_by: HashSet<String>,
     /// Results learnt from jobs, and when: those newer than a listing's start win
     /// over it, since the listing may have read the server before the job ended.
     confirmed: HashMap<String, (ObservedPower, Instant)>,
 }
 
 impl State {
-    fn is_fresh(&self, max_age: Duration) -> bool {
-        self.is_usable() && self.fetched_at.is_some_and(|at| at.elapsed() < max_age)
+    /// Fresh for `policy`: younger than `max_age`, or not yet seen by it and younger
+    /// than `MAX_AGE_PER_ROUND` of them.
+    fn is_fresh(&self, policy: &str, max_age: Duration) -> bool {
+        let limit = if self.seen_by.contains(policy) {
+            max_age
+        } else {
+            max_age * MAX_AGE_PER_ROUND
+        };
+        self.is_usable() && self.fetched_at.is_some_and(|at| at.elapsed() < limit)
     }
 
     /// Good enough to plan with while a newer listing is under way: jobs that end in
@@ -41,6 +51,10 @@ impl State {
         !self.stale && self.fetched_at.is_some()
     }
 }
+
+/// However slow a sync round, a policy never plans with a listing older than this many
+/// `max_age`s.
+const MAX_AGE_PER_ROUND: u32 = 10;
 
 /// Single-flight cache: concurrent callers wait for the one listing under way.
 #[derive(Default)]
@@ -71,11 +85,16 @@ impl InventoryCache {
         }
     }
 
-    /// Lists the project again unless the current listing is younger than `max_age`.
+    /// Lists the project again unless the current listing is fresh for `policy`.
     /// While another caller lists, the current listing serves (a 100-page listing must
     /// not stall every sync); only a caller with no usable listing waits for it.
-    pub async fn refresh(&self, api: &dyn EcsApi, max_age: Duration) -> Result<(), EcsError> {
-        if self.lock().is_fresh(max_age) {
+    pub async fn refresh(
+        &self,
+        api: &dyn EcsApi,
+        policy: &str,
+        max_age: Duration,
+    ) -> Result<(), EcsError> {
+        if self.lock().is_fresh(policy, max_age) {
             return Ok(());
         }
         let _single_flight = match self.listing.try_lock() {
@@ -83,7 +102,7 @@ impl InventoryCache {
             Err(_) if self.lock().is_usable() => return Ok(()),
             Err(_) => self.listing.lock().await,
         };
-        if self.lock().is_fresh(max_age) {
+        if self.lock().is_fresh(policy, max_age) {
             return Ok(());
         }
         let fetched_at = Instant::now();
@@ -108,13 +127,15 @@ impl InventoryCache {
         state.servers = servers;
         state.fetched_at = Some(fetched_at);
         state.stale = false;
+        state.seen_by.clear();
         Ok(())
     }
 
     /// The asked-for servers as last listed (or confirmed by a job since). Call
     /// [`Self::refresh`] first.
-    pub fn observe(&self, ids: &[String]) -> Observation {
-        let state = self.lock();
+    pub fn observe(&self, policy: &str, ids: &[String]) -> Observation {
+        let mut state = self.lock();
+        state.seen_by.insert(policy.to_owned());
         Observation {
             fetched_at: state.fetched_at.unwrap_or_else(Instant::now),
             servers: ids

@@ -168,7 +168,8 @@ impl Fleet {
     }
 
     /// The policy's servers as the cloud reports them, from a listing no older than
-    /// `max_age` with every job result seen since folded in; jobs are polled first.
+    /// `max_age` (or, if this policy has not planned with it yet, one from the same
+    /// sync round) with every job result seen since folded in; jobs are polled first.
     pub async fn observe(
         &self,
         policy: &str,
@@ -176,8 +177,10 @@ impl Fleet {
         max_age: Duration,
     ) -> Result<PolicyObservation, EcsError> {
         self.refresh_jobs().await?;
-        self.inventory.refresh(self.api.as_ref(), max_age).await?;
-        let observation = self.inventory.observe(desired);
+        self.inventory
+            .refresh(self.api.as_ref(), policy, max_age)
+            .await?;
+        let observation = self.inventory.observe(policy, desired);
         Ok(PolicyObservation {
             in_flight: self.in_flight_among(policy, desired, observation.fetched_at),
             servers: observation.servers,
