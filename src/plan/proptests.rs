@@ -260,6 +260,8 @@ proptest! {
         let batch = q.take_batch(budget);
         let k = batch.len();
         let got = batch.entries.iter().filter(|e| e.policies.contains(&"small")).count();
-        prop_assert!(got >= (k / 2).min(small), "k={} small got {}", k, got);
+        // Turns alternate: the big policy is at most one turn ahead.
+        let share = k.saturating_sub(IDS_PER_TURN) / 2;
+        prop_assert!(got >= share.min(small), "k={} small got {}", k, got);
     }
 }

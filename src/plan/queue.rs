@@ -2,12 +2,20 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Most server ids the ECS batch-stop API takes in one call.
 pub const MAX_IDS_PER_CALL: usize = 1000;
+/// Most new ids one policy adds to a batch before the next policy's turn.
+pub const IDS_PER_TURN: usize = 100;
 
 /// A per-project queue of servers to stop, shared by the policies of that project.
 ///
 /// Each policy has its own FIFO. [`StopQueue::take_batch`] coalesces them into one stop
-/// call, taking ids round-robin (one new id per policy per turn) so a policy of 10,000
-/// servers cannot starve one of ten, and an id wanted by several policies is sent once.
+/// call, taking ids round-robin, up to [`IDS_PER_TURN`] per policy per turn, so a
+/// policy of 10,000 servers cannot starve one of ten, and an id wanted by several
+/// policies is sent once.
+///
+/// Why not one id per turn: with 1000 policies of 100 servers, every call would carry
+/// one server of every policy, every policy would sit in every job (and get an Event
+/// and a status write for each), and all would finish only at the very end. In turns
+/// of 100, each policy is done in one call and the first are done in the first minute.
 #[derive(Clone, Debug)]
 pub struct StopQueue<K> {
     /// In turn order: the first goes first in the next batch.
@@ -150,9 +158,13 @@ impl<K: Clone + PartialEq> StopQueue<K> {
         'turns: while entries.len() < limit && !self.is_empty() {
             let mut took_any = false;
             for queue in &mut self.policies {
-                // A turn ends at the first id not yet in the batch; ids another
+                // A turn ends after IDS_PER_TURN ids not yet in the batch; ids another
                 // policy already contributed cost this policy nothing.
-                while let Some(id) = queue.ids.pop_front() {
+                let mut contributed = 0;
+                while contributed < IDS_PER_TURN {
+                    let Some(id) = queue.ids.pop_front() else {
+                        break;
+                    };
                     queue.members.remove(&id);
                     took_any = true;
                     match index.get(&id) {
@@ -166,7 +178,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
                             if entries.len() == limit {
                                 break 'turns;
                             }
-                            break;
+                            contributed += 1;
                         }
                     }
                 }
@@ -247,15 +259,36 @@ mod tests {
     }
 
     #[test]
-    fn round_robin_alternates_one_id_per_turn() {
+    fn round_robin_takes_turns_of_100_ids() {
         let mut q = StopQueue::new();
-        q.push("a", ids("a", 3));
-        q.push("b", ids("b", 3));
-        let batch = q.take_batch(4);
-        assert_eq!(batch.ids().collect::<Vec<_>>(), ["a0", "b0", "a1", "b1"]);
+        q.push("a", ids("a", 150));
+        q.push("b", ids("b", 150));
+        let batch: Vec<String> = q.take_batch(250).ids().map(str::to_owned).collect();
+        assert_eq!(batch[..100], ids("a", 100));
+        assert_eq!(batch[100..200], ids("b", 100));
+        assert_eq!(batch[200..], ids("a", 150)[100..]);
         // "a" went first, so "b" goes first next time.
-        let batch = q.take_batch(2);
-        assert_eq!(batch.ids().collect::<Vec<_>>(), ["b2", "a2"]);
+        let batch: Vec<String> = q.take_batch(1000).ids().map(str::to_owned).collect();
+        assert_eq!(batch, ids("b", 150)[100..]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn many_policies_each_fit_in_one_call() {
+        let mut q = StopQueue::new();
+        for p in 0..30 {
+            q.push(p, ids(&format!("p{p}-"), 100));
+        }
+        for call in 0..3 {
+            let batch = q.take_batch(1000);
+            let mut policies: Vec<usize> = batch
+                .entries
+                .iter()
+                .flat_map(|e| e.policies.clone())
+                .collect();
+            policies.dedup();
+            assert_eq!(policies.len(), 10, "call {call}: policies {policies:?}");
+        }
         assert!(q.is_empty());
     }
 
@@ -264,13 +297,13 @@ mod tests {
         let mut q = StopQueue::new();
         q.push("a", vec!["x".to_string(), "y".to_string()]);
         q.push("b", vec!["z".to_string(), "w".to_string(), "x".to_string()]);
-        let batch = q.take_batch(2);
-        assert_eq!(batch.ids().collect::<Vec<_>>(), ["x", "z"]);
+        let batch = q.take_batch(3);
+        assert_eq!(batch.ids().collect::<Vec<_>>(), ["x", "y", "z"]);
         assert_eq!(batch.entries[0].policies, ["a", "b"]);
-        assert_eq!(batch.entries[1].policies, ["b"]);
+        assert_eq!(batch.entries[2].policies, ["b"]);
         // x is gone from b's queue too, so it is not sent a second time.
         assert_eq!(q.queued(&"b"), 1);
-        assert_eq!(q.queued(&"a"), 1);
+        assert_eq!(q.queued(&"a"), 0);
     }
 
     #[test]
