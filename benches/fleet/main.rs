@@ -115,7 +115,7 @@ fn main() {
             );
             std::process::exit(1);
         }
-        eprintln!("bench self-check: call, listing and 429 targets met");
+        eprintln!("bench self-check: call, duplicate, listing and 429 targets met");
     }
 }
 
