@@ -2,6 +2,7 @@
 //! reconciles each policy through its project's fleet.
 
 mod credentials;
+mod credentials_cache;
 mod events;
 mod reconcile;
 mod status;
@@ -76,6 +77,8 @@ pub struct Context {
     pub config: ControllerConfig,
     /// Consecutive failed syncs per policy, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Credentials of the Secrets policies name, dropped when the Secret changes.
+    credentials: credentials_cache::CredentialsCache,
 }
 
 impl Context {
@@ -97,6 +100,7 @@ impl Context {
             fleets,
             config,
             failures: Mutex::default(),
+            credentials: Default::default(),
         }
     }
 
@@ -141,6 +145,7 @@ pub async fn run(
     // message) would loop without backoff. Requeues and the Secret watch do the rest.
     let (store, writer) = reflector::store();
     let deletions = Arc::clone(&ctx);
+    let secrets_changed = Arc::clone(&ctx);
     // Small list pages: a page is deserialised whole, managed fields included (they
     // repeat every server id), before they can be dropped; 500 policies of 100 servers
     // made the start-up list the operator's peak of memory.
@@ -172,6 +177,9 @@ pub async fn run(
             move |secret: Secret| {
                 let namespace = secret.namespace();
                 let name = secret.name_any();
+                secrets_changed
+                    .credentials
+                    .invalidate(namespace.as_deref().unwrap_or_default(), &name);
                 store
                     .state()
                     .into_iter()

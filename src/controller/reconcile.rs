@@ -104,7 +104,11 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
     let previous = policy.status.clone().unwrap_or_default();
     let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
 
-    let creds = match credentials::load(&ctx.client, &namespace, secret_name).await {
+    let creds = match ctx
+        .credentials
+        .load(&ctx.client, &namespace, secret_name)
+        .await
+    {
         Ok(creds) => creds,
         Err(CredentialsError::Kubernetes { source, .. }) if !is_not_found(&source) => {
             return Err(Error::Credentials(CredentialsError::Kubernetes {

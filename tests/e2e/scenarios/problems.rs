@@ -86,7 +86,8 @@ pub async fn missing_secret(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Wrong secret key → Degraded/AuthenticationFailed; the key is nowhere to be seen.
+/// Wrong secret key → Degraded/AuthenticationFailed; the key is nowhere to be seen;
+/// the right key in the Secret → Stopped.
 pub async fn bad_credentials(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(20, |_| {}).await?;
@@ -169,6 +170,13 @@ pub async fn bad_credentials(ctx: Ctx) -> Result<()> {
     if log.is_empty() {
         bail!("the operator log is empty: nothing to check for leaks");
     }
+
+    // Rotating the Secret to the right key: the credentials the operator kept are
+    // dropped with the change, and the policy recovers without a restart.
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    ctx.wait_phase(ns, "bad-creds", "Stopped", Duration::from_secs(30))
+        .await?;
     Ok(())
 }
 
