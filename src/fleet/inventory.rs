@@ -131,6 +131,17 @@ impl InventoryCache {
         Ok(())
     }
 
+    /// Whether every one of `ids` (at least one) is listed as stopped.
+    pub fn all_stopped<'a>(&self, mut ids: impl Iterator<Item = &'a String>) -> bool {
+        let state = self.lock();
+        let mut any = false;
+        let all = ids.all(|id| {
+            any = true;
+            state.servers.get(id) == Some(&ObservedPower::Stopped)
+        });
+        any && all
+    }
+
     /// The asked-for servers as last listed (or confirmed by a job since). Call
     /// [`Self::refresh`] first.
     pub fn observe(&self, policy: &str, ids: &[String]) -> Observation {

@@ -81,6 +81,9 @@ struct Lingering {
     grown_at: Instant,
 }
 
+/// Jobs are polled at most this often when a listing suggests one has finished.
+const EARLY_JOB_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// A partial batch waits this many lingers at most, even while the queue keeps growing.
 const MAX_LINGERS: u32 = 10;
 
@@ -176,10 +179,15 @@ impl Fleet {
         desired: &[String],
         max_age: Duration,
     ) -> Result<PolicyObservation, EcsError> {
-        self.refresh_jobs().await?;
+        self.refresh_jobs(self.config.job_poll_interval).await?;
         self.inventory
             .refresh(self.api.as_ref(), policy, max_age)
             .await?;
+        // A listing newer than the last poll may already show a job's servers stopped:
+        // poll now, or the status would say Stopped beside a job still RUNNING.
+        if self.unfinished_job_looks_done() {
+            self.refresh_jobs(EARLY_JOB_POLL_INTERVAL).await?;
+        }
         let observation = self.inventory.observe(policy, desired);
         Ok(PolicyObservation {
             in_flight: self.in_flight_among(policy, desired, observation.fetched_at),
@@ -208,9 +216,9 @@ impl Fleet {
     /// Poll every unfinished job, at most once per `job_poll_interval` however many
     /// reconciles ask. Finished jobs update retry state and the inventory, and are
     /// forgotten `finished_job_retention` later.
-    async fn refresh_jobs(&self) -> Result<(), EcsError> {
+    async fn refresh_jobs(&self, interval: Duration) -> Result<(), EcsError> {
         let mut last_poll = self.job_poll.lock().await;
-        if last_poll.is_some_and(|at| at.elapsed() < self.config.job_poll_interval) {
+        if last_poll.is_some_and(|at| at.elapsed() < interval) {
             return Ok(());
         }
         let pending: Vec<String> = self
@@ -263,6 +271,16 @@ impl Fleet {
         );
         *last_poll = Some(Instant::now());
         Ok(())
+    }
+
+    /// Whether the inventory shows every server of some unfinished job stopped.
+    fn unfinished_job_looks_done(&self) -> bool {
+        let state = self.lock();
+        state
+            .jobs
+            .values()
+            .filter(|job| !job.is_finished())
+            .any(|job| self.inventory.all_stopped(job.server_ids()))
     }
 
     /// Which of `desired` must not be planned again now (see [`PolicyObservation`]).
