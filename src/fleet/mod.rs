@@ -125,8 +125,8 @@ pub struct PolicyObservation {
     /// The policy's servers that exist, and their power state.
     pub servers: HashMap<String, ObservedPower>,
     /// The policy's servers that must not be planned again now: queued by it, in a stop
-    /// call under way, in an unfinished job, in a job that finished after the listing began, or whose stop
-    /// call got no answer recently.
+    /// call under way, in an unfinished job, in a job that finished after the listing
+    /// began, or whose stop call got no answer recently.
     pub in_flight: HashSet<String>,
 }
 
@@ -259,16 +259,12 @@ impl Fleet {
             self.inventory.confirm(&succeeded, ObservedPower::Stopped);
         }
         let retention = self.config.finished_job_retention;
-        self.lock()
-            .jobs
-            .retain(|_, job| !job.finished_before(retention));
-        self.metrics.jobs_in_flight.set(
-            self.lock()
-                .jobs
-                .values()
-                .filter(|j| !j.is_finished())
-                .count() as i64,
-        );
+        let unfinished = {
+            let mut state = self.lock();
+            state.jobs.retain(|_, job| !job.finished_before(retention));
+            state.jobs.values().filter(|j| !j.is_finished()).count()
+        };
+        self.metrics.jobs_in_flight.set(unfinished as i64);
         *last_poll = Some(Instant::now());
         Ok(())
     }
@@ -370,11 +366,11 @@ impl Fleet {
         for queue in state.queues.values_mut() {
             withdrawn += queue.withdraw(&policy, wanted);
         }
-        state.queues.retain(|_, queue| !queue.is_empty());
-        let queued: HashSet<PowerActionType> = state.queues.keys().copied().collect();
-        state
-            .lingering
-            .retain(|stop_type, _| queued.contains(stop_type));
+        let FleetState {
+            queues, lingering, ..
+        } = &mut *state;
+        queues.retain(|_, queue| !queue.is_empty());
+        lingering.retain(|stop_type, _| queues.contains_key(stop_type));
         if withdrawn > 0 {
             tracing::info!(%policy, withdrawn, "queued stops withdrawn");
         }

@@ -1,9 +1,9 @@
 //! The fleet's stop worker: the only caller of the batch stop API.
 //!
 //! A batch goes out when it is full (`max_per_call` ids) or when the queue has stopped
-//! growing for a linger (other policies' syncs had their chance to join), and only when the per-minute
-//! budget covers all of it: waiting for a full budget beats splitting a call, since
-//! the budget counts servers, not calls.
+//! growing for a linger (other policies' syncs had their chance to join), and only
+//! when the per-minute budget covers all of it: waiting for a full budget beats
+//! splitting a call, since the budget counts servers, not calls.
 
 use super::{Fleet, SubmitFailure, TrackedJob};
 use crate::ecs::error::EcsError;
@@ -54,7 +54,6 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch>
     }
     let queue = state.queues.get_mut(&stop_type)?;
     let batch = queue.take_batch(wanted);
-    let sending: Vec<String> = batch.ids().map(str::to_owned).collect();
     if queue.is_empty() {
         state.lingering.remove(&stop_type);
     } else {
@@ -62,7 +61,7 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch>
             .lingering
             .insert(stop_type, super::Lingering::new(now));
     }
-    state.submitting.extend(sending);
+    state.submitting.extend(batch.ids().map(str::to_owned));
     Some(batch)
 }
 

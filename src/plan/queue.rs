@@ -124,13 +124,6 @@ impl<K: Clone + PartialEq> StopQueue<K> {
         self.policies.is_empty()
     }
 
-    /// Every queued id (an id queued by two policies appears twice).
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.policies
-            .iter()
-            .flat_map(|q| q.ids.iter().map(String::as_str))
-    }
-
     /// The ids the policy has queued.
     pub fn queued_ids(&self, policy: &K) -> Option<&HashSet<String>> {
         self.policies
@@ -141,10 +134,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
 
     /// How many ids the policy has queued.
     pub fn queued(&self, policy: &K) -> usize {
-        self.policies
-            .iter()
-            .find(|q| q.key == *policy)
-            .map_or(0, |q| q.ids.len())
+        self.queued_ids(policy).map_or(0, HashSet::len)
     }
 
     /// Takes one batch of at most `min(budget, MAX_IDS_PER_CALL)` distinct ids,
