@@ -144,6 +144,22 @@ pub async fn run(
     // writes must not, or a status that changes on every try (a request id in an error
     // message) would loop without backoff. Requeues and the Secret watch do the rest.
     let (store, writer) = reflector::store();
+    ctx.fleets.begin_first_round();
+    let listed = store.clone();
+    let first_round = Arc::clone(&ctx);
+    // Once the policy list is read, the first round knows whom it waits for. Never
+    // ends by itself: it only ever runs beside the controller.
+    let expect_first_syncs = async move {
+        if listed.wait_until_ready().await.is_ok() {
+            let keys = listed
+                .state()
+                .iter()
+                .map(|p| reconcile::policy_key(p))
+                .collect::<Vec<_>>();
+            first_round.fleets.expect_first_syncs(keys);
+        }
+        std::future::pending::<()>().await
+    };
     let deletions = Arc::clone(&ctx);
     let secrets_changed = Arc::clone(&ctx);
     // Small list pages: a page is deserialised whole, managed fields included (they
@@ -169,7 +185,7 @@ pub async fn run(
         .predicate_filter(predicates::generation, Default::default());
     let controller = Controller::for_stream(policy_changes, store.clone())
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
-    controller
+    let controller = controller
         // A fixed Secret should not wait for the error backoff: reconcile every
         // policy that names it, right away.
         .watches(
@@ -198,6 +214,9 @@ pub async fn run(
             if let Err(error) = result {
                 tracing::debug!(%error, "controller event");
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = controller => {}
+        () = expect_first_syncs => {}
+    }
 }

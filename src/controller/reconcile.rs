@@ -58,6 +58,7 @@ pub async fn reconcile(policy: Arc<EcsPowerPolicy>, ctx: Arc<Context>) -> Result
     let started = Instant::now();
     let span = tracing::info_span!("reconcile", policy = %key);
     let result = sync(&policy, &ctx, &key).instrument(span).await;
+    ctx.fleets.first_sync_done(&key);
     let label = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics.reconciled(label, started.elapsed());
     result

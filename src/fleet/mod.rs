@@ -10,11 +10,14 @@
 //!
 //! Reconcilers observe and enqueue; only the fleet's worker calls the stop API.
 
+mod first_round;
 mod inventory;
 mod jobs;
 mod registry;
 mod worker;
 
+pub use first_round::FirstRound;
+use first_round::Gate;
 pub use jobs::{JobView, TrackedJob};
 pub use registry::{CloudTarget, Connector, FleetRegistry};
 
@@ -95,10 +98,16 @@ impl Lingering {
         }
     }
 
-    /// A partial batch goes once the queue has not grown for `linger` (the syncs that
+    /// A partial batch goes once nobody is about to add to it: not during the first
+    /// sync round; at its end if the queue has not grown since (every policy has had
+    /// its turn); after that once the queue has not grown for `linger` (the syncs that
     /// were adding to it are done), or after `MAX_LINGERS` lingers in any case.
-    fn partial_batch_due(&self, now: Instant, linger: Duration) -> bool {
-        now.duration_since(self.grown_at) >= linger
+    fn partial_batch_due(&self, now: Instant, linger: Duration, gate: Gate) -> bool {
+        let Gate::Open { round_ended_at } = gate else {
+            return false;
+        };
+        round_ended_at.is_some_and(|end| end >= self.grown_at)
+            || now.duration_since(self.grown_at) >= linger
             || now.duration_since(self.since) >= linger * MAX_LINGERS
     }
 }
@@ -138,6 +147,8 @@ pub struct Fleet {
     state: Mutex<FleetState>,
     inventory: inventory::InventoryCache,
     job_poll: tokio::sync::Mutex<Option<Instant>>,
+    /// Shared by every fleet: partial batches wait for the controller's first round.
+    first_round: Arc<first_round::FirstRound>,
     wake: Notify,
     shutdown: CancellationToken,
 }
@@ -149,6 +160,7 @@ impl Fleet {
         budget: Arc<ActionBudget>,
         config: FleetConfig,
         metrics: Arc<Metrics>,
+        first_round: Arc<first_round::FirstRound>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let fleet = Arc::new(Self {
@@ -159,6 +171,7 @@ impl Fleet {
             state: Mutex::default(),
             inventory: inventory::InventoryCache::default(),
             job_poll: tokio::sync::Mutex::new(None),
+            first_round,
             wake: Notify::new(),
             shutdown,
         });
@@ -401,18 +414,37 @@ mod tests {
     #[test]
     fn a_partial_batch_waits_while_the_queue_grows_but_not_forever() {
         let linger = Duration::from_millis(500);
+        let open = Gate::Open {
+            round_ended_at: None,
+        };
         let t0 = Instant::now();
         let mut lingering = Lingering::new(t0);
-        assert!(!lingering.partial_batch_due(t0 + Duration::from_millis(400), linger));
+        assert!(!lingering.partial_batch_due(t0 + Duration::from_millis(400), linger, open));
         lingering.grown_at = t0 + Duration::from_millis(400);
-        assert!(!lingering.partial_batch_due(t0 + Duration::from_millis(600), linger));
-        assert!(lingering.partial_batch_due(t0 + Duration::from_millis(900), linger));
+        assert!(!lingering.partial_batch_due(t0 + Duration::from_millis(600), linger, open));
+        assert!(lingering.partial_batch_due(t0 + Duration::from_millis(900), linger, open));
         // Growing every 100 ms: due after MAX_LINGERS lingers all the same.
         lingering.grown_at = t0 + linger * MAX_LINGERS - Duration::from_millis(100);
-        assert!(
-            !lingering
-                .partial_batch_due(t0 + linger * MAX_LINGERS - Duration::from_millis(1), linger)
-        );
-        assert!(lingering.partial_batch_due(t0 + linger * MAX_LINGERS, linger));
+        let almost = t0 + linger * MAX_LINGERS - Duration::from_millis(1);
+        assert!(!lingering.partial_batch_due(almost, linger, open));
+        assert!(lingering.partial_batch_due(t0 + linger * MAX_LINGERS, linger, open));
+    }
+
+    #[test]
+    fn during_the_first_round_a_partial_batch_waits_and_at_its_end_goes() {
+        let linger = Duration::from_millis(500);
+        let t0 = Instant::now();
+        let lingering = Lingering::new(t0);
+        // However quiet the queue, the first round holds it.
+        let late = t0 + linger * (MAX_LINGERS + 1);
+        assert!(!lingering.partial_batch_due(late, linger, Gate::Closed));
+        // The round ended after the queue last grew: no need to wait for a quiet spell.
+        let ended = Gate::Open {
+            round_ended_at: Some(t0 + Duration::from_millis(10)),
+        };
+        assert!(lingering.partial_batch_due(t0 + Duration::from_millis(20), linger, ended));
+        // Ids that arrived after the round ended linger as usual.
+        let grown_later = Lingering::new(t0 + Duration::from_millis(50));
+        assert!(!grown_later.partial_batch_due(t0 + Duration::from_millis(60), linger, ended));
     }
 }

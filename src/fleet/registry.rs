@@ -1,6 +1,6 @@
 //! Fleets by (endpoint, project, credentials): policies that share all three share a fleet.
 
-use super::{Fleet, FleetConfig};
+use super::{FirstRound, Fleet, FleetConfig};
 use crate::ecs::budget::ActionBudget;
 use crate::ecs::client::EcsApi;
 use crate::ecs::error::EcsError;
@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Where and as whom to call the ECS API.
@@ -64,6 +65,7 @@ pub struct FleetRegistry {
     config: FleetConfig,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    first_round: Arc<FirstRound>,
     fleets: Mutex<HashMap<FleetKey, Arc<Fleet>>>,
 }
 
@@ -79,15 +81,47 @@ impl FleetRegistry {
             config,
             metrics,
             shutdown,
+            first_round: Arc::default(),
             fleets: Mutex::default(),
         }
     }
 
-    /// A deleted policy's queued stops are withdrawn from whichever fleet holds them.
+    /// A deleted policy's queued stops are withdrawn from whichever fleet holds them,
+    /// and the first round no longer waits for it.
     pub fn forget_policy(&self, policy: &str) {
+        self.first_sync_done(policy);
         let fleets = self.fleets.lock().expect("fleet registry lock poisoned");
         for fleet in fleets.values() {
             fleet.withdraw(policy, &std::collections::HashSet::new());
+        }
+    }
+
+    /// The controller starts: partial batches wait for its first sync round (see
+    /// [`FirstRound`]).
+    pub fn begin_first_round(&self) {
+        self.first_round.begin(Instant::now());
+    }
+
+    /// The controller has read the policy list: the first round waits for these.
+    pub fn expect_first_syncs(&self, policies: impl IntoIterator<Item = String>) {
+        if self.first_round.expect(policies, Instant::now()) {
+            self.first_round_ended();
+        }
+    }
+
+    /// `policy`'s sync ended (well or not).
+    pub fn first_sync_done(&self, policy: &str) {
+        if self.first_round.synced(policy, Instant::now()) {
+            self.first_round_ended();
+        }
+    }
+
+    /// Partial batches held back by the round may go now: wake every worker.
+    fn first_round_ended(&self) {
+        tracing::info!("first sync round done: every policy synced once");
+        let fleets = self.fleets.lock().expect("fleet registry lock poisoned");
+        for fleet in fleets.values() {
+            fleet.wake.notify_one();
         }
     }
 
@@ -103,6 +137,7 @@ impl FleetRegistry {
             budget,
             self.config.clone(),
             Arc::clone(&self.metrics),
+            Arc::clone(&self.first_round),
             self.shutdown.child_token(),
         );
         fleets.insert(key, Arc::clone(&fleet));

@@ -1,9 +1,10 @@
 //! The fleet's stop worker: the only caller of the batch stop API.
 //!
 //! A batch goes out when it is full (`max_per_call` ids) or when the queue has stopped
-//! growing for a linger (other policies' syncs had their chance to join), and only
-//! when the per-minute budget covers all of it: waiting for a full budget beats
-//! splitting a call, since the budget counts servers, not calls.
+//! growing for a linger (other policies' syncs had their chance to join; during the
+//! controller's first sync round, when it ends), and only when the per-minute budget
+//! covers all of it: waiting for a full budget beats splitting a call, since the
+//! budget counts servers, not calls.
 
 use super::{Fleet, SubmitFailure, TrackedJob};
 use crate::ecs::error::EcsError;
@@ -42,10 +43,11 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch>
         return None;
     }
     let wanted = queued.min(fleet.config.max_per_call);
+    let gate = fleet.first_round.gate(now);
     let lingered = state
         .lingering
         .get(&stop_type)
-        .is_some_and(|l| l.partial_batch_due(now, fleet.config.linger));
+        .is_some_and(|l| l.partial_batch_due(now, fleet.config.linger, gate));
     if wanted < fleet.config.max_per_call && !lingered {
         return None;
     }

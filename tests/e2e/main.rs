@@ -73,6 +73,7 @@ fn trials() -> Vec<Trial> {
         scenario("dry_run", stopping::dry_run),
         scenario("suspend", stopping::suspend),
         scenario("coalescing", stopping::coalescing),
+        scenario("first_round", stopping::first_round),
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),
         scenario("missing_secret", problems::missing_secret),

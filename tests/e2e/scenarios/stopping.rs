@@ -1,5 +1,6 @@
 //! The happy paths and the ECS-side trouble: 2,500 servers, restart mid-job,
-//! throttling, drift, dryRun, suspend, coalescing, metrics.
+//! throttling, drift, dryRun, suspend, coalescing (also over a slow first round),
+//! withdrawn stops, metrics.
 
 use crate::ensure_eq;
 use crate::harness::{
@@ -415,6 +416,61 @@ pub async fn coalescing(ctx: Ctx) -> Result<()> {
     if stats.stop_ids_max > 1000 {
         bail!("a stop call carried {} ids", stats.stop_ids_max);
     }
+    Ok(())
+}
+
+/// Policies that exist when the operator starts get their first syncs one after the
+/// other, over seconds: their stops still go out in full calls. One sync at a time and
+/// a 50 ms linger (a partial batch waits 0.5 s at most) make a first round of 200
+/// policies far longer than any linger, so only the first-round gate keeps the call
+/// whole.
+pub async fn first_round(ctx: Ctx) -> Result<()> {
+    const POLICIES: usize = 200;
+    let ns = &ctx.ns;
+    let sim = start_sim(1000, |_| {}).await?;
+    setup(&ctx, &sim).await?;
+    let ids = sim.server_ids();
+    let per_policy = ids.len() / POLICIES;
+    let docs: Vec<String> = ids
+        .chunks(per_policy)
+        .enumerate()
+        .map(|(i, chunk)| Policy::new(ns, &format!("small-{i:03}"), &sim, chunk).yaml())
+        .collect();
+    ctx.k.apply_ok(&docs.join("---\n")).await?;
+    let t0 = Instant::now();
+    let op = ctx
+        .operator("operator", ns, &["--concurrency=1", "--linger-ms=50"])
+        .await?;
+    wait_until(Duration::from_secs(90), "every policy Stopped", || async {
+        let list = ctx
+            .k
+            .get_json(&["epp", "-n", ns])
+            .await?
+            .unwrap_or_default();
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        Ok(items.len() == POLICIES && items.iter().all(|p| p["status"]["phase"] == "Stopped"))
+    })
+    .await?;
+    eprintln!(
+        "e2e first_round: {POLICIES} policies Stopped {:.1}s after the operator started",
+        t0.elapsed().as_secs_f64()
+    );
+    if !op.log_text().contains("first sync round done") {
+        bail!("the operator never logged the end of its first sync round");
+    }
+    let stats = sim.stats().await;
+    let line = stats_line(&stats);
+    ensure_eq!(shutoff(&stats), 1000, "servers SHUTOFF in the sim ({line})");
+    ensure_eq!(
+        stats.stop_calls,
+        1,
+        "stop calls for 200 x 5 servers ({line})"
+    );
+    ensure_eq!(
+        stats.stop_ids_total,
+        1000,
+        "ids over all stop calls ({line})"
+    );
     Ok(())
 }
 
