@@ -156,6 +156,10 @@ pub async fn run(
                 .iter()
                 .map(|p| reconcile::policy_key(p))
                 .collect::<Vec<_>>();
+            tracing::info!(
+                policies = keys.len(),
+                "policies listed; first sync round under way"
+            );
             first_round.fleets.expect_first_syncs(keys);
         }
         std::future::pending::<()>().await

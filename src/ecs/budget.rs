@@ -116,10 +116,19 @@ impl ActionBudget {
     }
 
     /// Servers that could be acted on at `now`.
-    pub fn available(&self, now: Instant) -> usize {
+    #[cfg(test)]
+    fn available(&self, now: Instant) -> usize {
         let mut ledger = self.ledger();
         ledger.forget_before(now, self.limits.window);
         self.limits.servers_per_window.saturating_sub(ledger.used())
+    }
+
+    /// When `n` servers will fit, if nothing else is taken meanwhile: `now` if they
+    /// fit already.
+    pub fn fits_at(&self, n: usize, now: Instant) -> Instant {
+        let mut ledger = self.ledger();
+        ledger.forget_before(now, self.limits.window);
+        ledger.fits_at(n, self.limits, now)
     }
 
     /// Take `n` at `now` if they fit; `false` leaves the budget unchanged.

@@ -13,18 +13,30 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How often the worker looks at its queues when nothing wakes it earlier.
 const TICK: Duration = Duration::from_millis(100);
 
 pub(super) async fn run(fleet: Arc<Fleet>) {
+    let mut wake_at = Instant::now() + TICK;
     loop {
         tokio::select! {
             _ = fleet.shutdown.cancelled() => return,
             _ = fleet.wake.notified() => {}
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep_until(wake_at) => {}
         }
+        wake_at = Instant::now() + TICK;
         for stop_type in [PowerActionType::Soft, PowerActionType::Hard] {
-            while let Some(batch) = next_due_batch(&fleet, stop_type) {
-                submit(&fleet, stop_type, batch).await;
+            loop {
+                match next_due_batch(&fleet, stop_type) {
+                    Next::Batch(batch) => submit(&fleet, stop_type, batch).await,
+                    // On the dot, not at the next tick: over 100 calls, ticks would
+                    // add up to seconds.
+                    Next::BudgetAt(at) => {
+                        wake_at = wake_at.min(at);
+                        break;
+                    }
+                    Next::Nothing => break,
+                }
             }
         }
     }
@@ -32,15 +44,22 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
 
 type DueBatch = crate::plan::Batch<super::PolicyKey>;
 
-fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch> {
+enum Next {
+    Batch(DueBatch),
+    /// A batch is due, and the budget covers it from then on.
+    BudgetAt(Instant),
+    Nothing,
+}
+
+fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Next {
     let mut state = fleet.lock();
     let now = Instant::now();
     if state.throttled_until.is_some_and(|until| until > now) {
-        return None;
+        return Next::Nothing;
     }
     let queued = state.queues.get(&stop_type).map_or(0, |q| q.len());
     if queued == 0 {
-        return None;
+        return Next::Nothing;
     }
     let wanted = queued.min(fleet.config.max_per_call);
     let gate = fleet.first_round.gate(now);
@@ -49,12 +68,15 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch>
         .get(&stop_type)
         .is_some_and(|l| l.partial_batch_due(now, fleet.config.linger, gate));
     if wanted < fleet.config.max_per_call && !lingered {
-        return None;
+        return Next::Nothing;
     }
-    if fleet.budget.available(now) < wanted {
-        return None;
+    let fits_at = fleet.budget.fits_at(wanted, now);
+    if fits_at > now {
+        return Next::BudgetAt(fits_at);
     }
-    let queue = state.queues.get_mut(&stop_type)?;
+    let Some(queue) = state.queues.get_mut(&stop_type) else {
+        return Next::Nothing;
+    };
     let batch = queue.take_batch(wanted);
     if queue.is_empty() {
         state.lingering.remove(&stop_type);
@@ -64,7 +86,7 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Option<DueBatch>
             .insert(stop_type, super::Lingering::new(now));
     }
     state.submitting.extend(batch.ids().map(str::to_owned));
-    Some(batch)
+    Next::Batch(batch)
 }
 
 async fn submit(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatch) {
