@@ -70,6 +70,7 @@ pub async fn run(
         format!("--budget-servers={MAX_PER_CALL}"),
         format!("--budget-window-ms={}", settings.window.as_millis()),
     ];
+    let control_plane_cpu_before = control_plane_cpu_s(cluster)?;
     let started = Instant::now();
     let mut op = Operator::spawn(cluster, &cluster.dir, &ns, &ns, &flags)?;
     let limit = settings.bound(servers) * 3 + Duration::from_secs(120);
@@ -79,6 +80,7 @@ pub async fn run(
     )
     .map_err(|e| e.context(format!("operator log tail:\n{}", op.log_tail(30))))?;
 
+    let control_plane_cpu = control_plane_cpu_s(cluster)? - control_plane_cpu_before;
     let metrics = op.metrics().await?;
     std::fs::write(cluster.dir.join(format!("{ns}.metrics")), &metrics)?;
     let usage = process_usage(&op)?;
@@ -122,6 +124,7 @@ pub async fn run(
         status_writes: metric("ecs_power_operator_status_writes_total") as u64,
         peak_rss_mib: usage.peak_rss_mib,
         cpu_s: usage.cpu_s,
+        control_plane_cpu_s: control_plane_cpu,
     }))
 }
 
@@ -262,10 +265,30 @@ fn process_usage(op: &Operator) -> Result<Usage> {
         .status()?
         .vmhwm
         .context("no VmHWM in /proc/<pid>/status")?;
-    let stat = process.stat()?;
-    let ticks = (stat.utime + stat.stime) as f64;
     Ok(Usage {
         peak_rss_mib: peak_kib as f64 / 1024.0,
-        cpu_s: ticks / procfs::ticks_per_second() as f64,
+        cpu_s: cpu_s(&process)?,
     })
+}
+
+fn cpu_s(process: &procfs::process::Process) -> Result<f64> {
+    let stat = process.stat()?;
+    let ticks = (stat.utime + stat.stime) as f64;
+    Ok(ticks / procfs::ticks_per_second() as f64)
+}
+
+/// CPU seconds kube-apiserver and etcd have used so far: on one machine, the operator's
+/// syncs of many policies wait mostly for them.
+fn control_plane_cpu_s(cluster: &Cluster) -> Result<f64> {
+    let mut total = 0.0;
+    for name in ["kube-apiserver", "etcd"] {
+        let pid_file = cluster.dir.join("cplane").join(format!("{name}.pid"));
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .with_context(|| format!("reading {}", pid_file.display()))?
+            .trim()
+            .parse()
+            .with_context(|| format!("pid in {}", pid_file.display()))?;
+        total += cpu_s(&procfs::process::Process::new(pid)?)?;
+    }
+    Ok(total)
 }
