@@ -126,7 +126,7 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
             return report_problem(policy, ctx, key, &previous, problem).await;
         }
     };
-    let fleet = match target_of(policy, creds).and_then(|t| ctx.fleets.fleet_for(&t)) {
+    let fleet = match target_of(policy, creds).and_then(|t| ctx.fleets.fleet_for(key, &t)) {
         Ok(fleet) => fleet,
         Err(error) => return handle_ecs_error(policy, ctx, key, &previous, error).await,
     };

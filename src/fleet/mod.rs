@@ -402,6 +402,12 @@ impl Fleet {
         views
     }
 
+    /// Nothing queued and no stop call under way: the worker has nothing to finish.
+    fn is_idle(&self) -> bool {
+        let state = self.lock();
+        state.queues.values().all(|queue| queue.is_empty()) && state.submitting.is_empty()
+    }
+
     pub fn last_submit_failure(&self) -> Option<SubmitFailure> {
         self.lock().last_submit_failure.clone()
     }

@@ -1,13 +1,13 @@
 //! Fleets by (endpoint, project, credentials): policies that share all three share a fleet.
 
-use super::{FirstRound, Fleet, FleetConfig};
+use super::{FirstRound, Fleet, FleetConfig, PolicyKey};
 use crate::ecs::budget::ActionBudget;
 use crate::ecs::client::EcsApi;
 use crate::ecs::error::EcsError;
 use crate::metrics::Metrics;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +66,60 @@ pub struct FleetRegistry {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     first_round: Arc<FirstRound>,
-    fleets: Mutex<HashMap<FleetKey, Arc<Fleet>>>,
+    fleets: Mutex<Fleets>,
+}
+
+#[derive(Default)]
+struct Fleets {
+    by_key: HashMap<FleetKey, Arc<Fleet>>,
+    /// The fleet each policy last synced with.
+    used_by: HashMap<PolicyKey, FleetKey>,
+    /// Fleets no policy uses any more, retired once their worker is idle.
+    unused: HashSet<FleetKey>,
+}
+
+impl Fleets {
+    /// `policy` no longer uses the fleet at `key` (it was deleted, or its project or
+    /// credentials changed): nothing is sent there in its name any more.
+    fn leave(&mut self, policy: &str, key: &FleetKey) {
+        if let Some(fleet) = self.by_key.get(key) {
+            fleet.withdraw(policy, &HashSet::new());
+        }
+        if !self.used_by.values().any(|used| used == key) {
+            self.unused.insert(key.clone());
+        }
+    }
+
+    /// Stops the workers of unused fleets that have nothing queued or under way, and
+    /// drops them with their inventory (a Secret rotation must not leave a copy of
+    /// the project's listing behind each time). Their unfinished jobs live on in the
+    /// policies' status, from which the next fleet adopts them.
+    fn retire_unused(&mut self) {
+        let Self {
+            by_key,
+            used_by,
+            unused,
+        } = self;
+        unused.retain(|key| {
+            if used_by.values().any(|used| used == key) {
+                return false;
+            }
+            let Some(fleet) = by_key.get(key) else {
+                return false;
+            };
+            if !fleet.is_idle() {
+                return true;
+            }
+            fleet.shutdown.cancel();
+            by_key.remove(key);
+            tracing::info!(
+                endpoint = %key.endpoint,
+                project_id = %key.project_id,
+                "fleet retired: no policy uses it any more"
+            );
+            false
+        });
+    }
 }
 
 impl FleetRegistry {
@@ -86,14 +139,19 @@ impl FleetRegistry {
         }
     }
 
-    /// A deleted policy's queued stops are withdrawn from whichever fleet holds them,
-    /// and the first round no longer waits for it.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Fleets> {
+        self.fleets.lock().expect("fleet registry lock poisoned")
+    }
+
+    /// A deleted policy's queued stops are withdrawn, its fleet is retired if no other
+    /// policy uses it, and the first round no longer waits for it.
     pub fn forget_policy(&self, policy: &str) {
         self.first_sync_done(policy);
-        let fleets = self.fleets.lock().expect("fleet registry lock poisoned");
-        for fleet in fleets.values() {
-            fleet.withdraw(policy, &std::collections::HashSet::new());
+        let mut fleets = self.lock();
+        if let Some(key) = fleets.used_by.remove(policy) {
+            fleets.leave(policy, &key);
         }
+        fleets.retire_unused();
     }
 
     /// The controller starts: partial batches wait for its first sync round (see
@@ -119,28 +177,138 @@ impl FleetRegistry {
     /// Partial batches held back by the round may go now: wake every worker.
     fn first_round_ended(&self) {
         tracing::info!("first sync round done: every policy synced once");
-        let fleets = self.fleets.lock().expect("fleet registry lock poisoned");
-        for fleet in fleets.values() {
+        for fleet in self.lock().by_key.values() {
             fleet.wake.notify_one();
         }
     }
 
-    pub fn fleet_for(&self, target: &CloudTarget) -> Result<Arc<Fleet>, EcsError> {
+    /// The fleet `policy` syncs with now; the one it used before, if another, gets
+    /// none of its stops any more.
+    pub fn fleet_for(&self, policy: &str, target: &CloudTarget) -> Result<Arc<Fleet>, EcsError> {
         let key = FleetKey::of(target);
-        let mut fleets = self.fleets.lock().expect("fleet registry lock poisoned");
-        if let Some(fleet) = fleets.get(&key) {
-            return Ok(Arc::clone(fleet));
+        let mut fleets = self.lock();
+        let fleet = match fleets.by_key.get(&key) {
+            Some(fleet) => Arc::clone(fleet),
+            None => {
+                let (api, budget) = self.connector.connect(target)?;
+                let fleet = Fleet::start(
+                    api,
+                    budget,
+                    self.config.clone(),
+                    Arc::clone(&self.metrics),
+                    Arc::clone(&self.first_round),
+                    self.shutdown.child_token(),
+                );
+                fleets.by_key.insert(key.clone(), Arc::clone(&fleet));
+                fleet
+            }
+        };
+        let previous = fleets.used_by.insert(policy.to_owned(), key.clone());
+        if let Some(previous) = previous.filter(|previous| *previous != key) {
+            fleets.leave(policy, &previous);
         }
-        let (api, budget) = self.connector.connect(target)?;
-        let fleet = Fleet::start(
-            api,
-            budget,
-            self.config.clone(),
-            Arc::clone(&self.metrics),
-            Arc::clone(&self.first_round),
-            self.shutdown.child_token(),
-        );
-        fleets.insert(key, Arc::clone(&fleet));
+        if !fleets.unused.is_empty() {
+            fleets.retire_unused();
+        }
         Ok(fleet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::wire::PowerActionType;
+    use crate::ecs::{BudgetLimits, Credentials, EcsClientConfig, HttpEcsClient};
+
+    /// Real clients of an endpoint nobody listens on: these tests never call it.
+    struct Unreachable;
+
+    impl Connector for Unreachable {
+        fn connect(
+            &self,
+            target: &CloudTarget,
+        ) -> Result<(Arc<dyn EcsApi>, Arc<ActionBudget>), EcsError> {
+            let budget = Arc::new(ActionBudget::new(BudgetLimits::default()));
+            let mut config = EcsClientConfig::new(
+                target.endpoint.clone(),
+                target.project_id.clone(),
+                Credentials::aksk(target.access_key.clone(), target.secret_key.clone()),
+            );
+            config.budget = Arc::clone(&budget);
+            Ok((Arc::new(HttpEcsClient::new(config)?), budget))
+        }
+    }
+
+    fn registry() -> FleetRegistry {
+        FleetRegistry::new(
+            Box::new(Unreachable),
+            FleetConfig {
+                // Nothing queued here may go out while a test looks at it.
+                linger: std::time::Duration::from_secs(3600),
+                ..FleetConfig::default()
+            },
+            Arc::default(),
+            CancellationToken::new(),
+        )
+    }
+
+    fn target(secret_key: &str) -> CloudTarget {
+        CloudTarget {
+            endpoint: "http://127.0.0.1:9".parse().unwrap(),
+            project_id: "project".to_owned(),
+            access_key: "AK".to_owned(),
+            secret_key: SecretString::from(secret_key),
+        }
+    }
+
+    fn queued(fleet: &Fleet) -> usize {
+        fleet.lock().queues.values().map(|queue| queue.len()).sum()
+    }
+
+    #[tokio::test]
+    async fn policies_with_the_same_target_share_a_fleet() {
+        let registry = registry();
+        let a = registry.fleet_for("ns/a", &target("sk")).unwrap();
+        let b = registry.fleet_for("ns/b", &target("sk")).unwrap();
+        let other = registry.fleet_for("ns/c", &target("rotated")).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &other));
+    }
+
+    #[tokio::test]
+    async fn a_policy_that_moves_leaves_nothing_queued_behind_and_the_old_fleet_retires() {
+        let registry = registry();
+        let old = registry.fleet_for("ns/a", &target("sk")).unwrap();
+        old.enqueue("ns/a", vec!["s1".to_owned()], PowerActionType::Soft);
+        let shared = registry.fleet_for("ns/b", &target("sk")).unwrap();
+        shared.enqueue("ns/b", vec!["s2".to_owned()], PowerActionType::Soft);
+
+        // The Secret of ns/a was rotated: its stops go with the new credentials only.
+        let new = registry.fleet_for("ns/a", &target("rotated")).unwrap();
+        assert!(!Arc::ptr_eq(&old, &new));
+        assert_eq!(queued(&old), 1, "ns/b's stop stays queued");
+        assert!(
+            !old.shutdown.is_cancelled(),
+            "ns/b still uses the old fleet"
+        );
+
+        // ns/b moves too, with a stop still queued: withdrawn, and the fleet retires.
+        registry.fleet_for("ns/b", &target("rotated")).unwrap();
+        assert_eq!(queued(&old), 0);
+        assert!(old.shutdown.is_cancelled());
+        assert_eq!(registry.lock().by_key.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_fleet_with_a_stop_call_under_way_retires_once_it_is_done() {
+        let registry = registry();
+        let fleet = registry.fleet_for("ns/a", &target("sk")).unwrap();
+        fleet.lock().submitting.insert("s1".to_owned());
+        registry.forget_policy("ns/a");
+        assert!(!fleet.shutdown.is_cancelled(), "a call is under way");
+        fleet.lock().submitting.clear();
+        registry.fleet_for("ns/b", &target("other")).unwrap();
+        assert!(fleet.shutdown.is_cancelled());
+        assert_eq!(registry.lock().by_key.len(), 1);
     }
 }

@@ -177,6 +177,13 @@ pub async fn bad_credentials(ctx: Ctx) -> Result<()> {
         .await?;
     ctx.wait_phase(ns, "bad-creds", "Stopped", Duration::from_secs(30))
         .await?;
+    // The fleet of the rejected key has no policy left: it is dropped, not kept forever.
+    if !op
+        .log_text()
+        .contains("fleet retired: no policy uses it any more")
+    {
+        bail!("the fleet of the rotated-out credentials was not retired");
+    }
     Ok(())
 }
 
