@@ -203,8 +203,9 @@ impl FleetRegistry {
                 fleet
             }
         };
-        let previous = fleets.used_by.insert(policy.to_owned(), key.clone());
-        if let Some(previous) = previous.filter(|previous| *previous != key) {
+        if fleets.used_by.get(policy) != Some(&key)
+            && let Some(previous) = fleets.used_by.insert(policy.to_owned(), key)
+        {
             fleets.leave(policy, &previous);
         }
         if !fleets.unused.is_empty() {
