@@ -16,8 +16,7 @@ mod jobs;
 mod registry;
 mod worker;
 
-pub use first_round::FirstRound;
-use first_round::Gate;
+use first_round::{FirstRound, Gate};
 pub use jobs::{JobView, TrackedJob};
 pub use registry::{CloudTarget, Connector, FleetRegistry};
 
@@ -148,7 +147,7 @@ pub struct Fleet {
     inventory: inventory::InventoryCache,
     job_poll: tokio::sync::Mutex<Option<Instant>>,
     /// Shared by every fleet: partial batches wait for the controller's first round.
-    first_round: Arc<first_round::FirstRound>,
+    first_round: Arc<FirstRound>,
     wake: Notify,
     shutdown: CancellationToken,
 }
@@ -160,7 +159,7 @@ impl Fleet {
         budget: Arc<ActionBudget>,
         config: FleetConfig,
         metrics: Arc<Metrics>,
-        first_round: Arc<first_round::FirstRound>,
+        first_round: Arc<FirstRound>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let fleet = Arc::new(Self {
