@@ -74,6 +74,7 @@ fn trials() -> Vec<Trial> {
         scenario("suspend", stopping::suspend),
         scenario("coalescing", stopping::coalescing),
         scenario("first_round", stopping::first_round),
+        scenario("fairness", stopping::fairness),
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),
         scenario("missing_secret", problems::missing_secret),

@@ -1,6 +1,6 @@
 //! The happy paths and the ECS-side trouble: 2,500 servers, restart mid-job,
 //! throttling, drift, dryRun, suspend, coalescing (also over a slow first round),
-//! withdrawn stops, metrics.
+//! fairness, withdrawn stops, metrics.
 
 use crate::ensure_eq;
 use crate::harness::{
@@ -416,6 +416,82 @@ pub async fn coalescing(ctx: Ctx) -> Result<()> {
     if stats.stop_ids_max > 1000 {
         bail!("a stop call carried {} ids", stats.stop_ids_max);
     }
+    Ok(())
+}
+
+/// A huge policy does not starve a small one: 10 servers wanted while 4000 of another
+/// policy wait for budget ride in the next call, not the last one.
+pub async fn fairness(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let window = Duration::from_millis(1500);
+    let sim = start_sim(5010, |c| {
+        c.budget_window = window;
+        c.stop_duration = Duration::from_millis(500);
+    })
+    .await?;
+    setup(&ctx, &sim).await?;
+    let window_flag = format!("--budget-window-ms={}", window.as_millis());
+    let _op = ctx.operator("operator", ns, &[&window_flag]).await?;
+    let ids = sim.server_ids();
+    ctx.k
+        .apply_ok(&Policy::new(ns, "huge", &sim, &ids[..5000]).yaml())
+        .await?;
+    wait_until(
+        Duration::from_secs(30),
+        "the huge policy's first stop call",
+        || async { Ok(sim.stats().await.stop_calls == 1) },
+    )
+    .await?;
+    ctx.k
+        .apply_ok(&Policy::new(ns, "small", &sim, &ids[5000..]).yaml())
+        .await?;
+    let small = ctx
+        .wait_status(
+            ns,
+            "small",
+            Duration::from_secs(30),
+            "phase Stopped, 10 stopped",
+            |s| stopped_and_ready(s, 10),
+        )
+        .await?;
+    let huge = ctx
+        .wait_status(
+            ns,
+            "huge",
+            Duration::from_secs(60),
+            "phase Stopped, 5000 stopped",
+            |s| stopped_and_ready(s, 5000),
+        )
+        .await?;
+    let job_ids = |status: &Value| -> Vec<(String, String)> {
+        let mut jobs: Vec<(String, String)> = status["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|j| {
+                let field = |k: &str| j[k].as_str().unwrap_or_default().to_owned();
+                (field("submittedAt"), field("jobId"))
+            })
+            .collect();
+        jobs.sort();
+        jobs
+    };
+    let huge_jobs = job_ids(&huge);
+    let small_jobs = job_ids(&small);
+    let stats = sim.stats().await;
+    ensure_eq!(stats.stop_calls, 6, "stop calls ({})", stats_line(&stats));
+    ensure_eq!(huge_jobs.len(), 6, "jobs in huge's status: {huge_jobs:?}");
+    ensure_eq!(
+        small_jobs.len(),
+        1,
+        "jobs in small's status: {small_jobs:?}"
+    );
+    // The huge policy's calls in order: its second carried the small policy's servers.
+    ensure_eq!(
+        small_jobs[0].1,
+        huge_jobs[1].1,
+        "small's job against huge's jobs in order {huge_jobs:?}"
+    );
     Ok(())
 }
 
