@@ -28,6 +28,9 @@ use std::time::Duration;
 pub const CONTROLLER_NAME: &str = "ecs-power-operator";
 /// Policies per page of the watch's list calls.
 const POLICY_LIST_PAGE_SIZE: u32 = 10;
+/// Longest the first round may hold syncs back (an unreachable ECS API, say): its
+/// syncs then report the trouble.
+const FIRST_ROUND_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -79,6 +82,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Credentials of the Secrets policies name, dropped when the Secret changes.
     credentials: credentials_cache::CredentialsCache,
+    /// False while the first round plans every listed policy; syncs wait for it.
+    first_round_done: tokio::sync::watch::Sender<bool>,
 }
 
 impl Context {
@@ -101,7 +106,15 @@ impl Context {
             config,
             failures: Mutex::default(),
             credentials: Default::default(),
+            first_round_done: tokio::sync::watch::Sender::new(true),
         }
+    }
+
+    /// Returns once no first round is planning (at once outside one).
+    async fn first_round_done(&self) {
+        let mut done = self.first_round_done.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = done.wait_for(|done| *done).await;
     }
 
     /// The delay before the next try of a policy that failed to sync `n` times in a row.
@@ -144,24 +157,34 @@ pub async fn run(
     // writes must not, or a status that changes on every try (a request id in an error
     // message) would loop without backoff. Requeues and the Secret watch do the rest.
     let (store, writer) = reflector::store();
+    // The first round: every listed policy is planned and its stops queued before any
+    // sync starts reporting (syncs wait for it), so that stops go out in full calls
+    // within a second of start-up, not after a round of 1000 status writes.
     ctx.fleets.begin_first_round();
+    ctx.first_round_done.send_replace(false);
     let listed = store.clone();
-    let first_round = Arc::clone(&ctx);
-    // Once the policy list is read, the first round knows whom it waits for. Never
-    // ends by itself: it only ever runs beside the controller.
-    let expect_first_syncs = async move {
+    let planner = Arc::clone(&ctx);
+    let first_round = async move {
         if listed.wait_until_ready().await.is_ok() {
-            let keys = listed
-                .state()
-                .iter()
-                .map(|p| reconcile::policy_key(p))
-                .collect::<Vec<_>>();
+            let policies = listed.state();
+            let count = policies.len();
+            let started = std::time::Instant::now();
+            let planning = reconcile::plan_ahead(policies, &planner);
+            if tokio::time::timeout(FIRST_ROUND_LIMIT, planning)
+                .await
+                .is_err()
+            {
+                tracing::warn!(limit = ?FIRST_ROUND_LIMIT, "first round cut short; syncs go ahead");
+            }
             tracing::info!(
-                policies = keys.len(),
-                "policies listed; first sync round under way"
+                policies = count,
+                took_ms = started.elapsed().as_millis() as u64,
+                "first round done: the stops of every listed policy are queued"
             );
-            first_round.fleets.expect_first_syncs(keys);
         }
+        planner.fleets.end_first_round();
+        planner.first_round_done.send_replace(true);
+        // Ends only with the controller, beside which it runs.
         std::future::pending::<()>().await
     };
     let deletions = Arc::clone(&ctx);
@@ -221,6 +244,6 @@ pub async fn run(
         });
     tokio::select! {
         () = controller => {}
-        () = expect_first_syncs => {}
+        () = first_round => {}
     }
 }

@@ -7,9 +7,10 @@ use super::status::{self, Problem, SyncReport};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind};
 use crate::ecs::wire::PowerActionType;
-use crate::fleet::CloudTarget;
-use crate::plan::{Mode, ObservedPower, PlanInput, PlanOutcome, plan_stops};
+use crate::fleet::{CloudTarget, Fleet, PolicyObservation};
+use crate::plan::{Mode, ObservedPower, PlanInput, PlanOutcome, RetryState, plan_stops};
 use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, StopType};
+use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Event;
@@ -54,11 +55,12 @@ pub fn policy_key(policy: &EcsPowerPolicy) -> String {
 }
 
 pub async fn reconcile(policy: Arc<EcsPowerPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The first round may be planning this very policy: one plan at a time.
+    ctx.first_round_done().await;
     let key = policy_key(&policy);
     let started = Instant::now();
     let span = tracing::info_span!("reconcile", policy = %key);
     let result = sync(&policy, &ctx, &key).instrument(span).await;
-    ctx.fleets.first_sync_done(&key);
     let label = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics.reconciled(label, started.elapsed());
     result
@@ -100,11 +102,44 @@ fn target_of(
     })
 }
 
-async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Action, Error> {
-    let namespace = policy.namespace().unwrap_or_default();
-    let previous = policy.status.clone().unwrap_or_default();
-    let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
+/// A policy planned against its fleet, its stops queued.
+struct Planned {
+    fleet: Arc<Fleet>,
+    desired: HashSet<String>,
+    observed: PolicyObservation,
+    retries: HashMap<String, RetryState>,
+    mode: Mode,
+    outcome: PlanOutcome,
+    now: jiff::Timestamp,
+}
 
+/// What a sync found before reporting it.
+enum Prepared {
+    Planned(Box<Planned>),
+    /// Nothing could be planned until a person fixes this; `kind` is the ECS error
+    /// kind behind it, if it came from the API.
+    Problem {
+        problem: Problem,
+        kind: Option<&'static str>,
+    },
+}
+
+/// The problem a person must fix behind `error`, or the error to retry with backoff.
+fn prepared_from(error: EcsError) -> Result<Prepared, Error> {
+    match problem_of(&error) {
+        Some(problem) => Ok(Prepared::Problem {
+            problem,
+            kind: Some(error.kind().as_str()),
+        }),
+        None => Err(Error::Ecs(error)),
+    }
+}
+
+/// Observe, plan and queue the stops of one policy: everything of a sync but the
+/// report. Writes nothing to Kubernetes.
+async fn prepare(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Prepared, Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
     let creds = match ctx
         .credentials
         .load(&ctx.client, &namespace, secret_name)
@@ -123,29 +158,31 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
                 reason: error.reason(),
                 message: error.to_string(),
             };
-            return report_problem(policy, ctx, key, &previous, problem).await;
+            return Ok(Prepared::Problem {
+                problem,
+                kind: None,
+            });
         }
     };
     let fleet = match target_of(policy, creds).and_then(|t| ctx.fleets.fleet_for(key, &t)) {
         Ok(fleet) => fleet,
-        Err(error) => return handle_ecs_error(policy, ctx, key, &previous, error).await,
+        Err(error) => return prepared_from(error),
     };
 
+    let previous_jobs = policy.status.iter().flat_map(|status| &status.jobs);
     fleet.adopt_jobs(
         key,
-        previous
-            .jobs
-            .iter()
+        previous_jobs
             .filter(|job| job.status.in_flight())
             .map(|job| (job.job_id.clone(), job.submitted_at.0)),
     );
     let desired: Vec<String> = policy.spec.servers.iter().map(|s| s.id.clone()).collect();
-    let observed = fleet
+    let observed = match fleet
         .observe(key, &desired, ctx.config.inventory_max_age)
-        .await;
-    let observed = match observed {
+        .await
+    {
         Ok(observed) => observed,
-        Err(error) => return handle_ecs_error(policy, ctx, key, &previous, error).await,
+        Err(error) => return prepared_from(error),
     };
     let desired_set: HashSet<String> = desired.iter().cloned().collect();
     let retries = fleet.retry_states(&desired_set);
@@ -179,8 +216,52 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
         fleet.withdraw(key, &HashSet::new());
     }
     fleet.enqueue(key, outcome.to_stop.clone(), stop_type);
+    Ok(Prepared::Planned(Box::new(Planned {
+        fleet,
+        desired: desired_set,
+        observed,
+        retries,
+        mode,
+        outcome,
+        now,
+    })))
+}
 
-    let jobs = fleet.jobs_of(key, &desired_set);
+/// Queues the stops of every policy listed at start, before any sync reports: at
+/// 1000 policies the first round of syncs takes seconds of status writes, and the
+/// stops need none of them. Problems and errors are left to each policy's sync.
+pub async fn plan_ahead(policies: Vec<Arc<EcsPowerPolicy>>, ctx: &Context) {
+    futures::stream::iter(policies)
+        .for_each_concurrent(usize::from(ctx.config.concurrency), |policy| async move {
+            let key = policy_key(&policy);
+            if let Err(error) = prepare(&policy, ctx, &key).await {
+                tracing::debug!(policy = %key, %error, "planning ahead failed; the sync will report it");
+            }
+        })
+        .await;
+}
+
+async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Action, Error> {
+    let previous = policy.status.clone().unwrap_or_default();
+    let planned = match prepare(policy, ctx, key).await? {
+        Prepared::Planned(planned) => planned,
+        Prepared::Problem { problem, kind } => {
+            if let Some(kind) = kind {
+                ctx.metrics.error(kind);
+            }
+            return report_problem(policy, ctx, key, &previous, problem).await;
+        }
+    };
+    let Planned {
+        fleet,
+        desired,
+        observed,
+        retries,
+        mode,
+        outcome,
+        now,
+    } = *planned;
+    let jobs = fleet.jobs_of(key, &desired);
     let failing: HashMap<_, _> = retries
         .into_iter()
         .filter(|(id, _)| observed.servers.get(id) != Some(&ObservedPower::Stopped))
@@ -226,22 +307,6 @@ fn next_sync_in(
 
 fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
-}
-
-async fn handle_ecs_error(
-    policy: &EcsPowerPolicy,
-    ctx: &Context,
-    key: &str,
-    previous: &EcsPowerPolicyStatus,
-    error: EcsError,
-) -> Result<Action, Error> {
-    match problem_of(&error) {
-        Some(problem) => {
-            ctx.metrics.error(error.kind().as_str());
-            report_problem(policy, ctx, key, previous, problem).await
-        }
-        None => Err(Error::Ecs(error)),
-    }
 }
 
 /// A problem a person must fix: Degraded status, a Warning Event, and a retry with

@@ -98,8 +98,8 @@ impl Lingering {
     }
 
     /// A partial batch goes once nobody is about to add to it: not during the first
-    /// sync round; at its end if the queue has not grown since (every policy has had
-    /// its turn); after that once the queue has not grown for `linger` (the syncs that
+    /// round; at its end if the queue has not grown since (every policy has been
+    /// planned); after that once the queue has not grown for `linger` (the syncs that
     /// were adding to it are done), or after `MAX_LINGERS` lingers in any case.
     fn partial_batch_due(&self, now: Instant, linger: Duration, gate: Gate) -> bool {
         let Gate::Open { round_ended_at } = gate else {

@@ -143,10 +143,9 @@ impl FleetRegistry {
         self.fleets.lock().expect("fleet registry lock poisoned")
     }
 
-    /// A deleted policy's queued stops are withdrawn, its fleet is retired if no other
-    /// policy uses it, and the first round no longer waits for it.
+    /// A deleted policy's queued stops are withdrawn, and its fleet is retired if no
+    /// other policy uses it.
     pub fn forget_policy(&self, policy: &str) {
-        self.first_sync_done(policy);
         let mut fleets = self.lock();
         if let Some(key) = fleets.used_by.remove(policy) {
             fleets.leave(policy, &key);
@@ -154,29 +153,14 @@ impl FleetRegistry {
         fleets.retire_unused();
     }
 
-    /// The controller starts: partial batches wait for its first sync round (see
-    /// [`FirstRound`]).
+    /// The controller starts its first round: partial batches wait for it to end.
     pub fn begin_first_round(&self) {
-        self.first_round.begin(Instant::now());
+        self.first_round.begin();
     }
 
-    /// The controller has read the policy list: the first round waits for these.
-    pub fn expect_first_syncs(&self, policies: impl IntoIterator<Item = String>) {
-        if self.first_round.expect(policies, Instant::now()) {
-            self.first_round_ended();
-        }
-    }
-
-    /// `policy`'s sync ended (well or not).
-    pub fn first_sync_done(&self, policy: &str) {
-        if self.first_round.synced(policy, Instant::now()) {
-            self.first_round_ended();
-        }
-    }
-
-    /// Partial batches held back by the round may go now: wake every worker.
-    fn first_round_ended(&self) {
-        tracing::info!("first sync round done: every policy synced once");
+    /// Every listed policy has been planned: partial batches held back go now.
+    pub fn end_first_round(&self) {
+        self.first_round.end(Instant::now());
         for fleet in self.lock().by_key.values() {
             fleet.wake.notify_one();
         }

@@ -2,7 +2,7 @@
 //!
 //! A batch goes out when it is full (`max_per_call` ids) or when the queue has stopped
 //! growing for a linger (other policies' syncs had their chance to join; during the
-//! controller's first sync round, when it ends), and only when the per-minute budget
+//! controller's first round, when that ends), and only when the per-minute budget
 //! covers all of it: waiting for a full budget beats splitting a call, since the
 //! budget counts servers, not calls.
 
@@ -62,7 +62,7 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Next {
         return Next::Nothing;
     }
     let wanted = queued.min(fleet.config.max_per_call);
-    let gate = fleet.first_round.gate(now);
+    let gate = fleet.first_round.gate();
     let lingered = state
         .lingering
         .get(&stop_type)
