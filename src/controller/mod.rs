@@ -14,7 +14,7 @@ use crate::fleet::FleetRegistry;
 use crate::metrics::Metrics;
 use crate::plan::Backoff;
 use crate::policy::EcsPowerPolicy;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -164,25 +164,31 @@ pub async fn run(
     ctx.first_round_done.send_replace(false);
     let listed = store.clone();
     let planner = Arc::clone(&ctx);
+    let shutdown = shutdown.shared();
+    let stopping = shutdown.clone();
     let first_round = async move {
-        if listed.wait_until_ready().await.is_ok() {
-            let policies = listed.state();
-            let count = policies.len();
-            let started = std::time::Instant::now();
-            let planning = reconcile::plan_ahead(policies, &planner);
-            if tokio::time::timeout(FIRST_ROUND_LIMIT, planning)
-                .await
-                .is_err()
-            {
-                tracing::warn!(limit = ?FIRST_ROUND_LIMIT, "first round cut short; syncs go ahead");
+        let round = async {
+            if listed.wait_until_ready().await.is_err() {
+                tracing::warn!("the policy watch ended before its first list: no first round");
+                return;
             }
+            let started = std::time::Instant::now();
+            let planning = reconcile::plan_ahead(&listed, &planner);
+            let cut_short = tokio::time::timeout(FIRST_ROUND_LIMIT, planning)
+                .await
+                .is_err();
             tracing::info!(
-                policies = count,
                 took_ms = started.elapsed().as_millis() as u64,
-                "first round done: the stops of every listed policy are queued"
+                cut_short,
+                "first round done"
             );
+        };
+        tokio::select! {
+            () = round => planner.fleets.end_first_round(),
+            // Stopping (SIGTERM, leadership lost): held batches stay held, and the
+            // fleets' workers are cancelled once the controller has returned.
+            () = stopping => {}
         }
-        planner.fleets.end_first_round();
         planner.first_round_done.send_replace(true);
         // Ends only with the controller, beside which it runs.
         std::future::pending::<()>().await

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Event;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -124,13 +125,17 @@ enum Prepared {
     },
 }
 
+/// A policy that cannot be synced until a person acts: nothing is stopped in its name
+/// meanwhile, with credentials or a project it may no longer have.
+fn problem(ctx: &Context, key: &str, problem: Problem, kind: Option<&'static str>) -> Prepared {
+    ctx.fleets.forget_policy(key);
+    Prepared::Problem { problem, kind }
+}
+
 /// The problem a person must fix behind `error`, or the error to retry with backoff.
-fn prepared_from(error: EcsError) -> Result<Prepared, Error> {
+fn prepared_from(ctx: &Context, key: &str, error: EcsError) -> Result<Prepared, Error> {
     match problem_of(&error) {
-        Some(problem) => Ok(Prepared::Problem {
-            problem,
-            kind: Some(error.kind().as_str()),
-        }),
+        Some(found) => Ok(problem(ctx, key, found, Some(error.kind().as_str()))),
         None => Err(Error::Ecs(error)),
     }
 }
@@ -138,6 +143,18 @@ fn prepared_from(error: EcsError) -> Result<Prepared, Error> {
 /// Observe, plan and queue the stops of one policy: everything of a sync but the
 /// report. Writes nothing to Kubernetes.
 async fn prepare(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Prepared, Error> {
+    let mode = if policy.spec.suspend {
+        Mode::Suspend
+    } else if policy.spec.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Act
+    };
+    // Suspended or dry run: nothing queued earlier goes out in its name, whatever
+    // happens below (a missing Secret, an unreachable API).
+    if mode != Mode::Act {
+        ctx.fleets.withdraw_policy(key);
+    }
     let namespace = policy.namespace().unwrap_or_default();
     let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
     let creds = match ctx
@@ -154,19 +171,16 @@ async fn prepare(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Pr
             }));
         }
         Err(error) => {
-            let problem = Problem {
+            let found = Problem {
                 reason: error.reason(),
                 message: error.to_string(),
             };
-            return Ok(Prepared::Problem {
-                problem,
-                kind: None,
-            });
+            return Ok(problem(ctx, key, found, None));
         }
     };
     let fleet = match target_of(policy, creds).and_then(|t| ctx.fleets.fleet_for(key, &t)) {
         Ok(fleet) => fleet,
-        Err(error) => return prepared_from(error),
+        Err(error) => return prepared_from(ctx, key, error),
     };
 
     let previous_jobs = policy.status.iter().flat_map(|status| &status.jobs);
@@ -182,17 +196,10 @@ async fn prepare(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Pr
         .await
     {
         Ok(observed) => observed,
-        Err(error) => return prepared_from(error),
+        Err(error) => return prepared_from(ctx, key, error),
     };
     let desired_set: HashSet<String> = desired.iter().cloned().collect();
     let retries = fleet.retry_states(&desired_set);
-    let mode = if policy.spec.suspend {
-        Mode::Suspend
-    } else if policy.spec.dry_run {
-        Mode::DryRun
-    } else {
-        Mode::Act
-    };
     let now = jiff::Timestamp::now();
     let outcome = plan_stops(&PlanInput {
         desired: &desired,
@@ -208,12 +215,9 @@ async fn prepare(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Pr
         StopType::Soft => PowerActionType::Soft,
         StopType::Hard => PowerActionType::Hard,
     };
-    // Queued ids the policy no longer wants (suspended, dry run, a server removed from
-    // its list) must not be stopped in its name.
+    // Queued ids of servers removed from its list must not be stopped in its name.
     if mode == Mode::Act {
         fleet.withdraw(key, &desired_set);
-    } else {
-        fleet.withdraw(key, &HashSet::new());
     }
     fleet.enqueue(key, outcome.to_stop.clone(), stop_type);
     Ok(Prepared::Planned(Box::new(Planned {
@@ -230,12 +234,21 @@ async fn prepare(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Pr
 /// Queues the stops of every policy listed at start, before any sync reports: at
 /// 1000 policies the first round of syncs takes seconds of status writes, and the
 /// stops need none of them. Problems and errors are left to each policy's sync.
-pub async fn plan_ahead(policies: Vec<Arc<EcsPowerPolicy>>, ctx: &Context) {
+pub async fn plan_ahead(store: &Store<EcsPowerPolicy>, ctx: &Context) {
+    let policies = store.state();
+    tracing::info!(
+        policies = policies.len(),
+        "first round: planning every listed policy"
+    );
     futures::stream::iter(policies)
         .for_each_concurrent(usize::from(ctx.config.concurrency), |policy| async move {
             let key = policy_key(&policy);
             if let Err(error) = prepare(&policy, ctx, &key).await {
                 tracing::debug!(policy = %key, %error, "planning ahead failed; the sync will report it");
+            }
+            // Deleted while the round ran: its deletion found nothing to withdraw yet.
+            if store.get(&ObjectRef::from_obj(&*policy)).is_none() {
+                ctx.fleets.forget_policy(&key);
             }
         })
         .await;

@@ -92,8 +92,9 @@ impl Fleets {
 
     /// Stops the workers of unused fleets that have nothing queued or under way, and
     /// drops them with their inventory (a Secret rotation must not leave a copy of
-    /// the project's listing behind each time). Their unfinished jobs live on in the
-    /// policies' status, from which the next fleet adopts them.
+    /// the project's listing behind each time). Nobody polls an unused fleet's jobs
+    /// anyway: those recorded in a policy's status are adopted by its next fleet, and
+    /// the next listing shows what the others did.
     fn retire_unused(&mut self) {
         let Self {
             by_key,
@@ -143,8 +144,20 @@ impl FleetRegistry {
         self.fleets.lock().expect("fleet registry lock poisoned")
     }
 
-    /// A deleted policy's queued stops are withdrawn, and its fleet is retired if no
-    /// other policy uses it.
+    /// Every id `policy` has queued is withdrawn; it keeps its fleet.
+    pub fn withdraw_policy(&self, policy: &str) {
+        let fleets = self.lock();
+        if let Some(fleet) = fleets
+            .used_by
+            .get(policy)
+            .and_then(|key| fleets.by_key.get(key))
+        {
+            fleet.withdraw(policy, &HashSet::new());
+        }
+    }
+
+    /// A deleted policy's (or one that cannot be synced) queued stops are withdrawn,
+    /// and its fleet is retired if no other policy uses it.
     pub fn forget_policy(&self, policy: &str) {
         let mut fleets = self.lock();
         if let Some(key) = fleets.used_by.remove(policy) {
