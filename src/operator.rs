@@ -52,8 +52,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 15)]
     pub lease_duration_secs: u64,
     /// Servers the operator stops per project and window (the API allows 1000 a minute).
-    #[arg(long, default_value_t = 1000)]
-    pub budget_servers: usize,
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget_servers: u64,
     #[arg(long, default_value_t = 60_000)]
     pub budget_window_ms: u64,
     /// Policies synced at once.
@@ -209,7 +209,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("ecs-power-operator-{}", std::process::id()));
     let connector = HttpConnector {
         limits: BudgetLimits {
-            servers_per_window: args.budget_servers,
+            servers_per_window: usize::try_from(args.budget_servers).unwrap_or(usize::MAX),
             window: millis(args.budget_window_ms),
         },
         timeout: millis(args.request_timeout_ms),

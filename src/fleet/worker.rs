@@ -1,6 +1,7 @@
 //! The fleet's stop worker: the only caller of the batch stop API.
 //!
-//! A batch goes out when it is full (`max_per_call` ids) or when the queue has stopped
+//! A batch goes out when it is full (`max_per_call` ids, or the whole budget if that
+//! is smaller) or when the queue has stopped
 //! growing for a linger (other policies' syncs had their chance to join; during the
 //! controller's first round, when that ends), and only when the per-minute budget
 //! covers all of it: waiting for a full budget beats splitting a call, since the
@@ -61,13 +62,19 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Next {
     if queued == 0 {
         return Next::Nothing;
     }
-    let wanted = queued.min(fleet.config.max_per_call);
+    // A budget smaller than a full call (`--budget-servers` below 1000) makes smaller
+    // full calls: a batch the budget can never cover would wait forever.
+    let full = fleet
+        .config
+        .max_per_call
+        .min(fleet.budget.limits().servers_per_window);
+    let wanted = queued.min(full);
     let gate = fleet.first_round.gate();
     let lingered = state
         .lingering
         .get(&stop_type)
         .is_some_and(|l| l.partial_batch_due(now, fleet.config.linger, gate));
-    if wanted < fleet.config.max_per_call && !lingered {
+    if wanted < full && !lingered {
         return Next::Nothing;
     }
     let fits_at = fleet.budget.fits_at(wanted, now);

@@ -75,6 +75,7 @@ fn trials() -> Vec<Trial> {
         scenario("coalescing", stopping::coalescing),
         scenario("first_round", stopping::first_round),
         scenario("fairness", stopping::fairness),
+        scenario("small_budget", stopping::small_budget),
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),
         scenario("missing_secret", problems::missing_secret),

@@ -1,6 +1,6 @@
 //! The happy paths and the ECS-side trouble: 2,500 servers, restart mid-job,
 //! throttling, drift, dryRun, suspend, coalescing (also over a slow first round),
-//! fairness, withdrawn stops, metrics.
+//! fairness, a budget below a full call, withdrawn stops, metrics.
 
 use crate::ensure_eq;
 use crate::harness::{
@@ -416,6 +416,36 @@ pub async fn coalescing(ctx: Ctx) -> Result<()> {
     if stats.stop_ids_max > 1000 {
         bail!("a stop call carried {} ids", stats.stop_ids_max);
     }
+    Ok(())
+}
+
+/// A budget set below a full call (`--budget-servers=500`) makes calls of 500: a batch
+/// of 1000 that the budget can never cover would wait forever.
+pub async fn small_budget(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let window = Duration::from_millis(1500);
+    let sim = start_sim(1200, |c| c.budget_window = window).await?;
+    setup(&ctx, &sim).await?;
+    let window_flag = format!("--budget-window-ms={}", window.as_millis());
+    let _op = ctx
+        .operator("operator", ns, &["--budget-servers=500", &window_flag])
+        .await?;
+    ctx.k
+        .apply_ok(&Policy::new(ns, "fleet-1200", &sim, &sim.server_ids()).yaml())
+        .await?;
+    ctx.wait_status(
+        ns,
+        "fleet-1200",
+        Duration::from_secs(60),
+        "phase Stopped, 1200 stopped",
+        |s| stopped_and_ready(s, 1200),
+    )
+    .await?;
+    let stats = sim.stats().await;
+    let line = stats_line(&stats);
+    ensure_eq!(stats.stop_calls, 3, "stop calls of at most 500 ({line})");
+    ensure_eq!(stats.stop_ids_max, 500, "largest stop call ({line})");
+    ensure_eq!(stats.responses_429, 0, "429s ({line})");
     Ok(())
 }
 
