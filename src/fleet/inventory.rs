@@ -77,6 +77,11 @@ impl InventoryCache {
         self.state.lock().expect("inventory lock poisoned")
     }
 
+    /// Whether there is a listing syncs may plan with.
+    pub fn is_usable(&self) -> bool {
+        self.lock().is_usable()
+    }
+
     /// The next caller lists again, whatever the listing's age.
     pub fn invalidate(&self) {
         self.lock().stale = true;
@@ -187,56 +192,8 @@ impl InventoryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecs::wire::{Job, PowerActionType, ServerDetail};
-    use async_trait::async_trait;
+    use crate::fleet::fake_listings::Listings;
     use std::sync::Arc;
-
-    /// One page of a listing: (server id, status).
-    type Page = Vec<(&'static str, &'static str)>;
-
-    /// Serves one listing per call from `listings`, in pages, and runs `between_pages`
-    /// after the first page (a job ending while the listing runs).
-    struct Listings {
-        listings: Mutex<Vec<Vec<Page>>>,
-        between_pages: Box<dyn Fn() + Send + Sync>,
-    }
-
-    #[async_trait]
-    impl EcsApi for Listings {
-        async fn stop_servers(&self, _: &[String], _: PowerActionType) -> Result<String, EcsError> {
-            unreachable!("the inventory never stops servers")
-        }
-        async fn start_servers(&self, _: &[String]) -> Result<String, EcsError> {
-            unreachable!("the inventory never starts servers")
-        }
-        async fn get_job(&self, _: &str) -> Result<Job, EcsError> {
-            unreachable!("the inventory never reads jobs")
-        }
-        async fn get_server(&self, _: &str) -> Result<ServerDetail, EcsError> {
-            unreachable!("the inventory only lists")
-        }
-        async fn for_each_server_page(
-            &self,
-            _: &ServerFilter,
-            on_page: &mut (dyn FnMut(Vec<ServerDetail>) + Send),
-        ) -> Result<(), EcsError> {
-            let pages = self.listings.lock().unwrap().remove(0);
-            for (i, page) in pages.into_iter().enumerate() {
-                if i == 1 {
-                    (self.between_pages)();
-                }
-                on_page(
-                    page.into_iter()
-                        .map(|(id, status)| {
-                            serde_json::from_value(serde_json::json!({"id": id, "status": status}))
-                                .expect("a server with an id and a status")
-                        })
-                        .collect(),
-                );
-            }
-            Ok(())
-        }
-    }
 
     fn ids(names: &[&str]) -> Vec<String> {
         names.iter().map(|n| (*n).to_owned()).collect()
@@ -255,16 +212,16 @@ mod tests {
     #[tokio::test]
     async fn a_new_listing_updates_servers_and_drops_those_gone() {
         let cache = Arc::new(InventoryCache::default());
-        let api = Listings {
-            listings: Mutex::new(vec![
+        let api = Listings::new(
+            vec![
                 vec![
                     vec![("a", "ACTIVE"), ("b", "ACTIVE")],
                     vec![("c", "ACTIVE")],
                 ],
                 vec![vec![("a", "SHUTOFF")], vec![("d", "ACTIVE")]],
-            ]),
-            between_pages: Box::new(|| {}),
-        };
+            ],
+            Box::new(|| {}),
+        );
         cache.refresh(&api, "p", Duration::ZERO).await.unwrap();
         assert_eq!(seen(&cache, "p", &["a", "b", "c"]).len(), 3);
         cache.refresh(&api, "p", Duration::ZERO).await.unwrap();
@@ -281,16 +238,16 @@ mod tests {
     async fn a_job_result_newer_than_the_listing_wins_over_its_pages() {
         let cache = Arc::new(InventoryCache::default());
         let during = Arc::clone(&cache);
-        let api = Listings {
-            listings: Mutex::new(vec![vec![
+        let api = Listings::new(
+            vec![vec![
                 vec![("a", "ACTIVE")],
                 // Read before the job's end was learnt: still ACTIVE on this page.
                 vec![("b", "ACTIVE")],
-            ]]),
-            between_pages: Box::new(move || {
+            ]],
+            Box::new(move || {
                 during.confirm(&ids(&["b"]), ObservedPower::Stopped);
             }),
-        };
+        );
         cache.refresh(&api, "p", Duration::ZERO).await.unwrap();
         assert_eq!(
             seen(&cache, "p", &["a", "b"]),
@@ -307,19 +264,19 @@ mod tests {
     async fn while_a_listing_runs_syncs_see_the_last_one() {
         let cache = Arc::new(InventoryCache::default());
         let during = Arc::clone(&cache);
-        let api = Listings {
-            listings: Mutex::new(vec![
+        let api = Listings::new(
+            vec![
                 vec![vec![("a", "ACTIVE"), ("b", "ACTIVE")]],
                 vec![vec![("a", "SHUTOFF")], vec![("b", "SHUTOFF")]],
-            ]),
-            between_pages: Box::new(move || {
+            ],
+            Box::new(move || {
                 // Half-way: "a" from the new listing, "b" still from the last one, and
                 // the time to plan against is the last listing's start.
                 let observed = during.observe("q", &ids(&["a", "b"]));
                 assert_eq!(observed.servers["a"], ObservedPower::Stopped);
                 assert_eq!(observed.servers["b"], ObservedPower::Running);
             }),
-        };
+        );
         cache.refresh(&api, "p", Duration::ZERO).await.unwrap();
         let first = cache.observe("p", &[]).fetched_at;
         cache.refresh(&api, "p", Duration::ZERO).await.unwrap();

@@ -10,6 +10,8 @@
 //!
 //! Reconcilers observe and enqueue; only the fleet's worker calls the stop API.
 
+#[cfg(test)]
+mod fake_listings;
 mod first_round;
 mod inventory;
 mod jobs;
@@ -184,7 +186,8 @@ impl Fleet {
 
     /// The policy's servers as the cloud reports them, from a listing no older than
     /// `max_age` (or, if this policy has not planned with it yet, one from the same
-    /// sync round) with every job result seen since folded in; jobs are polled first.
+    /// sync round; or any, if all of them are queued or under way) with every job
+    /// result seen since folded in; jobs are polled first.
     pub async fn observe(
         &self,
         policy: &str,
@@ -192,6 +195,22 @@ impl Fleet {
         max_age: Duration,
     ) -> Result<PolicyObservation, EcsError> {
         self.refresh_jobs(self.config.job_poll_interval).await?;
+        // Everything the policy wants is queued or under way (waiting for budget, at
+        // 100,000 servers for 100 minutes): a new listing changes nothing it would
+        // plan, and its jobs' results reach the inventory without one. Listing for
+        // such syncs kept a 100-page listing going every few seconds for as long as
+        // the budget made everyone wait.
+        // (Judged as of now: a job that has finished is no reason to skip a listing.)
+        if self.inventory.is_usable() && !desired.is_empty() {
+            let waiting = self.in_flight_among(policy, desired, Instant::now());
+            if waiting.len() == desired.len() {
+                let observation = self.inventory.observe(policy, desired);
+                return Ok(PolicyObservation {
+                    servers: observation.servers,
+                    in_flight: waiting,
+                });
+            }
+        }
         self.inventory
             .refresh(self.api.as_ref(), policy, max_age)
             .await?;
@@ -415,6 +434,46 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ecs::budget::BudgetLimits;
+    use fake_listings::Listings;
+
+    fn fleet(api: Arc<Listings>) -> Arc<Fleet> {
+        Fleet::start(
+            api,
+            Arc::new(ActionBudget::new(BudgetLimits::default())),
+            FleetConfig {
+                // Nothing queued here may go out while a test looks at it.
+                linger: Duration::from_secs(3600),
+                ..FleetConfig::default()
+            },
+            Arc::default(),
+            Arc::default(),
+            CancellationToken::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_policy_waiting_for_its_queued_stops_does_not_list_again() {
+        let api = Arc::new(Listings::new(
+            vec![vec![vec![("a", "ACTIVE"), ("b", "ACTIVE")]]],
+            Box::new(|| {}),
+        ));
+        let fleet = fleet(Arc::clone(&api));
+        let desired = vec!["a".to_owned(), "b".to_owned()];
+        let first = fleet.observe("p", &desired, Duration::ZERO).await.unwrap();
+        assert!(first.in_flight.is_empty());
+        assert_eq!(api.served(), 1);
+
+        fleet.enqueue("p", desired.clone(), PowerActionType::Soft);
+        let waiting = fleet.observe("p", &desired, Duration::ZERO).await.unwrap();
+        assert_eq!(waiting.in_flight.len(), 2);
+        assert_eq!(api.served(), 1, "all of it queued: no listing");
+
+        // One server no longer queued (withdrawn): the policy plans again, afresh.
+        fleet.withdraw("p", &HashSet::from(["a".to_owned()]));
+        fleet.observe("p", &desired, Duration::ZERO).await.unwrap();
+        assert_eq!(api.served(), 2);
+    }
 
     #[test]
     fn a_partial_batch_waits_while_the_queue_grows_but_not_forever() {
