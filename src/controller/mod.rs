@@ -141,6 +141,12 @@ fn error_policy(policy: Arc<EcsPowerPolicy>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(delay)
 }
 
+/// The policy behind a key `namespace/name`.
+fn policy_ref(key: &str) -> Option<ObjectRef<EcsPowerPolicy>> {
+    let (namespace, name) = key.split_once('/')?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
 /// Runs the controller until `shutdown` resolves; reconciles under way then finish.
 pub async fn run(
     ctx: Arc<Context>,
@@ -216,8 +222,16 @@ pub async fn run(
         })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    // A policy whose stops wait in the queue is synced when they go out, not polled.
+    let batches_sent = futures::stream::unfold(ctx.fleets.take_submitted(), |rx| async move {
+        let mut rx = rx?;
+        let policy = rx.recv().await?;
+        Some((policy, Some(rx)))
+    })
+    .filter_map(|policy| std::future::ready(policy_ref(&policy)));
     let controller = Controller::for_stream(policy_changes, store.clone())
-        .with_config(controller::Config::default().concurrency(ctx.config.concurrency));
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
+        .reconcile_on(batches_sent);
     let controller = controller
         // A fixed Secret should not wait for the error backoff: reconcile every
         // policy that names it, right away.

@@ -299,18 +299,26 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
     );
     write_status(policy, ctx, key, &previous, next).await?;
     ctx.synced(key);
-    Ok(Action::requeue(next_sync_in(ctx, &outcome, &jobs)))
+    // Its stops all wait for budget: it is synced when they go out (the worker says
+    // so), not every few seconds for as long as the budget makes it wait.
+    let powering_off = observed
+        .servers
+        .values()
+        .any(|power| *power == ObservedPower::Stopping);
+    let waiting = !powering_off && fleet.only_queued(key, &desired);
+    Ok(Action::requeue(next_sync_in(ctx, &outcome, &jobs, waiting)))
 }
 
 fn next_sync_in(
     ctx: &Context,
     outcome: &PlanOutcome,
     jobs: &[crate::fleet::JobView],
+    waiting_for_budget: bool,
 ) -> std::time::Duration {
     let active = !outcome.to_stop.is_empty()
         || outcome.summary.stopping > 0
         || jobs.iter().any(|job| !job.status.is_terminal());
-    let base = if active {
+    let base = if active && !waiting_for_budget {
         ctx.config.active_requeue
     } else {
         ctx.config.drift_interval

@@ -32,6 +32,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -150,6 +151,8 @@ pub struct Fleet {
     job_poll: tokio::sync::Mutex<Option<Instant>>,
     /// Shared by every fleet: partial batches wait for the controller's first round.
     first_round: Arc<FirstRound>,
+    /// Policies whose ids just went out in a stop call, for the controller to sync.
+    submitted: UnboundedSender<PolicyKey>,
     wake: Notify,
     shutdown: CancellationToken,
 }
@@ -162,6 +165,7 @@ impl Fleet {
         config: FleetConfig,
         metrics: Arc<Metrics>,
         first_round: Arc<FirstRound>,
+        submitted: UnboundedSender<PolicyKey>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let fleet = Arc::new(Self {
@@ -173,6 +177,7 @@ impl Fleet {
             inventory: inventory::InventoryCache::default(),
             job_poll: tokio::sync::Mutex::new(None),
             first_round,
+            submitted,
             wake: Notify::new(),
             shutdown,
         });
@@ -420,6 +425,22 @@ impl Fleet {
         views
     }
 
+    /// Whether all `policy` waits for is its queued stops: none of `desired` in a call
+    /// under way, an unfinished job or a lost answer. Nothing changes for it until its
+    /// batch goes out, and the worker says when (see [`FleetRegistry::take_submitted`]).
+    pub fn only_queued(&self, policy: &str, desired: &HashSet<String>) -> bool {
+        let state = self.lock();
+        let key = policy.to_owned();
+        state.queues.values().any(|queue| queue.queued(&key) > 0)
+            && !desired
+                .iter()
+                .any(|id| state.submitting.contains(id) || state.outcome_unknown.contains_key(id))
+            && !state
+                .jobs
+                .values()
+                .any(|job| !job.is_finished() && job.policies.contains(policy))
+    }
+
     /// Nothing queued and no stop call under way: the worker has nothing to finish.
     fn is_idle(&self) -> bool {
         let state = self.lock();
@@ -448,6 +469,7 @@ mod tests {
             },
             Arc::default(),
             Arc::default(),
+            tokio::sync::mpsc::unbounded_channel().0,
             CancellationToken::new(),
         )
     }
@@ -473,6 +495,23 @@ mod tests {
         fleet.withdraw("p", &HashSet::from(["a".to_owned()]));
         fleet.observe("p", &desired, Duration::ZERO).await.unwrap();
         assert_eq!(api.served(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_policy_only_waits_while_nothing_of_it_is_under_way() {
+        let api = Arc::new(Listings::new(vec![vec![]], Box::new(|| {})));
+        let fleet = fleet(api);
+        let desired = HashSet::from(["a".to_owned(), "b".to_owned()]);
+        assert!(!fleet.only_queued("p", &desired), "nothing queued");
+        fleet.enqueue("p", vec!["a".to_owned()], PowerActionType::Soft);
+        assert!(fleet.only_queued("p", &desired));
+        assert!(
+            !fleet.only_queued("q", &desired),
+            "another policy queued it"
+        );
+        // "b" in a stop call whose answer has not come: there is news to wait for.
+        fleet.lock().submitting.insert("b".to_owned());
+        assert!(!fleet.only_queued("p", &desired));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +67,8 @@ pub struct FleetRegistry {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     first_round: Arc<FirstRound>,
+    submitted: UnboundedSender<PolicyKey>,
+    batches_sent: Mutex<Option<UnboundedReceiver<PolicyKey>>>,
     fleets: Mutex<Fleets>,
 }
 
@@ -130,14 +133,26 @@ impl FleetRegistry {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
+        let (submitted, batches_sent) = tokio::sync::mpsc::unbounded_channel();
         Self {
             connector,
             config,
             metrics,
             shutdown,
             first_round: Arc::default(),
+            submitted,
+            batches_sent: Mutex::new(Some(batches_sent)),
             fleets: Mutex::default(),
         }
+    }
+
+    /// The policies whose ids every fleet's worker sends in a stop call, as it sends
+    /// them; for the one controller (later calls get `None`).
+    pub fn take_submitted(&self) -> Option<UnboundedReceiver<PolicyKey>> {
+        self.batches_sent
+            .lock()
+            .expect("fleet registry lock poisoned")
+            .take()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Fleets> {
@@ -194,6 +209,7 @@ impl FleetRegistry {
                     self.config.clone(),
                     Arc::clone(&self.metrics),
                     Arc::clone(&self.first_round),
+                    self.submitted.clone(),
                     self.shutdown.child_token(),
                 );
                 fleets.by_key.insert(key.clone(), Arc::clone(&fleet));

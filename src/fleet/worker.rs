@@ -99,7 +99,18 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Next {
 async fn submit(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatch) {
     let submitted_at = jiff::Timestamp::now();
     let ids: Vec<String> = batch.ids().map(str::to_owned).collect();
-    match fleet.api.stop_servers(&ids, stop_type).await {
+    // Whatever the answer, these policies' status has news: a job, or a failure.
+    let mut policies: Vec<&super::PolicyKey> =
+        batch.entries.iter().flat_map(|e| &e.policies).collect();
+    policies.sort();
+    policies.dedup();
+    let to_sync: Vec<super::PolicyKey> = policies.into_iter().cloned().collect();
+    let result = fleet.api.stop_servers(&ids, stop_type).await;
+    for policy in to_sync {
+        // Nobody listening (no controller, or it stopped): nothing to tell.
+        let _ = fleet.submitted.send(policy);
+    }
+    match result {
         Ok(job_id) => {
             fleet.metrics.stop_calls.inc();
             tracing::info!(%job_id, servers = ids.len(), ?stop_type, "stop job submitted");

@@ -420,15 +420,29 @@ pub async fn coalescing(ctx: Ctx) -> Result<()> {
 }
 
 /// A budget set below a full call (`--budget-servers=500`) makes calls of 500: a batch
-/// of 1000 that the budget can never cover would wait forever.
+/// of 1000 that the budget can never cover would wait forever. Between calls the
+/// policy only waits for budget; with a 10-minute drift interval it is synced again
+/// only because its next call going out says so.
 pub async fn small_budget(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let window = Duration::from_millis(1500);
-    let sim = start_sim(1200, |c| c.budget_window = window).await?;
+    let sim = start_sim(1200, |c| {
+        c.budget_window = window;
+        c.stop_duration = Duration::from_millis(300);
+    })
+    .await?;
     setup(&ctx, &sim).await?;
     let window_flag = format!("--budget-window-ms={}", window.as_millis());
     let _op = ctx
-        .operator("operator", ns, &["--budget-servers=500", &window_flag])
+        .operator(
+            "operator",
+            ns,
+            &[
+                "--budget-servers=500",
+                &window_flag,
+                "--drift-interval-ms=600000",
+            ],
+        )
         .await?;
     ctx.k
         .apply_ok(&Policy::new(ns, "fleet-1200", &sim, &sim.server_ids()).yaml())
