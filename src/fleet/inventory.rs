@@ -141,12 +141,8 @@ impl InventoryCache {
                     Some((power, at)) if *at > fetched_at => *power,
                     _ => listed,
                 };
-                match servers.get_mut(&detail.id) {
-                    Some(entry) => *entry = (power, listing),
-                    None => {
-                        servers.insert(detail.id, (power, listing));
-                    }
-                }
+                // A known server keeps its key: only the value is replaced.
+                servers.insert(detail.id, (power, listing));
             }
         })
         .await?;

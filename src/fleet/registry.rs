@@ -77,20 +77,19 @@ struct Fleets {
     by_key: HashMap<FleetKey, Arc<Fleet>>,
     /// The fleet each policy last synced with.
     used_by: HashMap<PolicyKey, FleetKey>,
-    /// Fleets no policy uses any more, retired once their worker is idle.
+    /// Fleets a policy left: retired once no policy uses them and their worker is idle.
     unused: HashSet<FleetKey>,
 }
 
 impl Fleets {
     /// `policy` no longer uses the fleet at `key` (it was deleted, or its project or
-    /// credentials changed): nothing is sent there in its name any more.
+    /// credentials changed): nothing is sent there in its name any more, and the fleet
+    /// is a candidate for retirement ([`Self::retire_unused`] checks who still uses it).
     fn leave(&mut self, policy: &str, key: &FleetKey) {
         if let Some(fleet) = self.by_key.get(key) {
             fleet.withdraw(policy, &HashSet::new());
         }
-        if !self.used_by.values().any(|used| used == key) {
-            self.unused.insert(key.clone());
-        }
+        self.unused.insert(key.clone());
     }
 
     /// Stops the workers of unused fleets that have nothing queued or under way, and

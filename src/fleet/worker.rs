@@ -1,15 +1,15 @@
 //! The fleet's stop worker: the only caller of the batch stop API.
 //!
 //! A batch goes out when it is full (`max_per_call` ids, or the whole budget if that
-//! is smaller) or when the queue has stopped
-//! growing for a linger (other policies' syncs had their chance to join; during the
-//! controller's first round, when that ends), and only when the per-minute budget
-//! covers all of it: waiting for a full budget beats splitting a call, since the
-//! budget counts servers, not calls.
+//! is smaller) or when the queue has stopped growing for a linger (other policies'
+//! syncs had their chance to join; during the controller's first round, when that
+//! ends), and only when the per-minute budget covers all of it: waiting for a full
+//! budget beats splitting a call, since the budget counts servers, not calls.
 
 use super::{Fleet, SubmitFailure, TrackedJob};
 use crate::ecs::error::EcsError;
 use crate::ecs::wire::PowerActionType;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -99,22 +99,21 @@ fn next_due_batch(fleet: &Fleet, stop_type: PowerActionType) -> Next {
 async fn submit(fleet: &Fleet, stop_type: PowerActionType, batch: DueBatch) {
     let submitted_at = jiff::Timestamp::now();
     let ids: Vec<String> = batch.ids().map(str::to_owned).collect();
-    // Whatever the answer, these policies' status has news: a job, or a failure.
-    let mut policies: Vec<&super::PolicyKey> =
-        batch.entries.iter().flat_map(|e| &e.policies).collect();
-    policies.sort();
-    policies.dedup();
-    let to_sync: Vec<super::PolicyKey> = policies.into_iter().cloned().collect();
+    let policies: BTreeSet<super::PolicyKey> = batch
+        .entries
+        .iter()
+        .flat_map(|e| e.policies.iter().cloned())
+        .collect();
     let result = fleet.api.stop_servers(&ids, stop_type).await;
-    for policy in to_sync {
+    // Whatever the answer, these policies' status has news: a job, or a failure.
+    for policy in &policies {
         // Nobody listening (no controller, or it stopped): nothing to tell.
-        let _ = fleet.submitted.send(policy);
+        let _ = fleet.submitted.send(policy.clone());
     }
     match result {
         Ok(job_id) => {
             fleet.metrics.stop_calls.inc();
             tracing::info!(%job_id, servers = ids.len(), ?stop_type, "stop job submitted");
-            let policies = batch.entries.into_iter().flat_map(|e| e.policies).collect();
             let mut state = fleet.lock();
             for id in &ids {
                 state.submitting.remove(id);
