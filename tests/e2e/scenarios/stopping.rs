@@ -6,9 +6,9 @@ use crate::ensure_eq;
 use crate::harness::{
     ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary, wait_until,
 };
-use crate::operator::metric_sum;
+use crate::operator::{Operator, metric_sum};
 use anyhow::{Result, bail};
-use ecs_power_operator::sim::{RunningSim, SimStats, Status};
+use ecs_power_operator::sim::{RunningSim, SimConfig, SimStats, Status};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,28 @@ fn has_running_job(s: &Value) -> bool {
 async fn setup(ctx: &Ctx, sim: &RunningSim) -> Result<()> {
     let _ = sim;
     ctx.secret(&ctx.ns, CREDS, ACCESS_KEY, SECRET_KEY).await
+}
+
+/// A sim of `servers` and an operator that share a budget `window` other than the
+/// suite's (both sides must count the same window), the operator with `extra` flags.
+async fn with_budget_window(
+    ctx: &Ctx,
+    servers: usize,
+    window: Duration,
+    tweak: impl FnOnce(&mut SimConfig),
+    extra: &[&str],
+) -> Result<(RunningSim, Operator)> {
+    let sim = start_sim(servers, |c| {
+        c.budget_window = window;
+        tweak(c);
+    })
+    .await?;
+    setup(ctx, &sim).await?;
+    let window_flag = format!("--budget-window-ms={}", window.as_millis());
+    let mut flags = vec![window_flag.as_str()];
+    flags.extend_from_slice(extra);
+    let op = ctx.operator("operator", &ctx.ns, &flags).await?;
+    Ok((sim, op))
 }
 
 /// Issue 4: 2,500 servers, exactly 3 stop calls of at most 1000 ids, progress visible.
@@ -425,25 +447,14 @@ pub async fn coalescing(ctx: Ctx) -> Result<()> {
 /// only because its next call going out says so.
 pub async fn small_budget(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
-    let window = Duration::from_millis(1500);
-    let sim = start_sim(1200, |c| {
-        c.budget_window = window;
-        c.stop_duration = Duration::from_millis(300);
-    })
+    let (sim, _op) = with_budget_window(
+        &ctx,
+        1200,
+        Duration::from_millis(1500),
+        |c| c.stop_duration = Duration::from_millis(300),
+        &["--budget-servers=500", "--drift-interval-ms=600000"],
+    )
     .await?;
-    setup(&ctx, &sim).await?;
-    let window_flag = format!("--budget-window-ms={}", window.as_millis());
-    let _op = ctx
-        .operator(
-            "operator",
-            ns,
-            &[
-                "--budget-servers=500",
-                &window_flag,
-                "--drift-interval-ms=600000",
-            ],
-        )
-        .await?;
     ctx.k
         .apply_ok(&Policy::new(ns, "fleet-1200", &sim, &sim.server_ids()).yaml())
         .await?;
@@ -467,15 +478,14 @@ pub async fn small_budget(ctx: Ctx) -> Result<()> {
 /// policy wait for budget ride in the next call, not the last one.
 pub async fn fairness(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
-    let window = Duration::from_millis(1500);
-    let sim = start_sim(5010, |c| {
-        c.budget_window = window;
-        c.stop_duration = Duration::from_millis(500);
-    })
+    let (sim, _op) = with_budget_window(
+        &ctx,
+        5010,
+        Duration::from_millis(1500),
+        |c| c.stop_duration = Duration::from_millis(500),
+        &[],
+    )
     .await?;
-    setup(&ctx, &sim).await?;
-    let window_flag = format!("--budget-window-ms={}", window.as_millis());
-    let _op = ctx.operator("operator", ns, &[&window_flag]).await?;
     let ids = sim.server_ids();
     ctx.k
         .apply_ok(&Policy::new(ns, "huge", &sim, &ids[..5000]).yaml())
@@ -609,10 +619,7 @@ pub async fn withdrawn(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     // A long window, so the late policies' ids surely wait in the queue.
     let window = Duration::from_secs(12);
-    let sim = start_sim(1500, |c| c.budget_window = window).await?;
-    setup(&ctx, &sim).await?;
-    let window_flag = format!("--budget-window-ms={}", window.as_millis());
-    let _op = ctx.operator("operator", ns, &[&window_flag]).await?;
+    let (sim, _op) = with_budget_window(&ctx, 1500, window, |_| {}, &[]).await?;
     let ids = sim.server_ids();
     ctx.k
         .apply_ok(&Policy::new(ns, "first", &sim, &ids[..1000]).yaml())
