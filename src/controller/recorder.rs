@@ -75,7 +75,7 @@ impl EventRecorder {
         Event {
             metadata: ObjectMeta {
                 // The API server adds a unique suffix: Events of one sync never collide.
-                generate_name: Some(format!("{}.", policy.name_any())),
+                generate_name: Some(format!("{}-", policy.name_any())),
                 namespace: Some(namespace.to_owned()),
                 ..ObjectMeta::default()
             },

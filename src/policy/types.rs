@@ -148,10 +148,15 @@ pub enum StopType {
 }
 
 /// What the operator observed and did, written by the operator only.
+// The API server fills in this default for a policy the operator has not written yet:
+// observedGeneration 0 is below every generation, so kstatus (Flux) and the Argo CD
+// health check read a new policy as in progress, not as done before anything happened.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": 0}))]
 pub struct EcsPowerPolicyStatus {
-    /// The metadata.generation of the spec this status describes.
+    /// The metadata.generation of the spec this status describes (0 until the operator
+    /// first writes status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
