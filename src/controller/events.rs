@@ -95,6 +95,16 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
     notices
 }
 
+/// The part of a status that [`transitions`] reads, to keep between writes: the job
+/// list, conditions, phase and counts, without the failures and the dry-run sample.
+pub fn baseline(status: &EcsPowerPolicyStatus) -> EcsPowerPolicyStatus {
+    EcsPowerPolicyStatus {
+        failures: Vec::new(),
+        dry_run: None,
+        ..status.clone()
+    }
+}
+
 fn true_condition(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
     conditions::find(conditions, type_).filter(|c| c.status == "True")
 }

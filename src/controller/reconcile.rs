@@ -2,7 +2,6 @@
 
 use super::Context;
 use super::credentials::{self, CredentialsError};
-use super::events;
 use super::status::{self, Problem, SyncReport};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind};
@@ -417,7 +416,7 @@ async fn write_status(
         &next.conditions,
     );
     ctx.recorder
-        .publish(policy, key, events::transitions(previous, &next))
+        .status_written(policy, key, previous, &next)
         .await;
     Ok(())
 }

@@ -1,17 +1,22 @@
 //! Writes the Events of [`super::events`] to the events.k8s.io/v1 API, each notice its
 //! own Event, within the per-policy [`EventBudget`].
 //!
+//! Transitions are taken from the last status this process wrote for the policy, not
+//! from the watch cache: a sync that starts before the watch has delivered the previous
+//! write would otherwise announce the same finished job twice.
+//!
 //! Not kube-rs's `Recorder`: it keys its cache on type, reason, action and object, not
 //! on the note, so three jobs submitted within its six-minute cache became one Event
 //! "x3" showing the first job's id. A job's Event must name that job.
 
-use super::events::{EventBudget, Notice};
-use crate::policy::EcsPowerPolicy;
+use super::events::{self, EventBudget, Notice};
+use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -22,6 +27,8 @@ pub struct EventRecorder {
     /// `reportingInstance`: the pod, or the controller's name when unknown.
     instance: String,
     budget: Mutex<EventBudget>,
+    /// Per policy, the part of the status last written that Events are derived from.
+    announced: Mutex<HashMap<String, EcsPowerPolicyStatus>>,
 }
 
 impl EventRecorder {
@@ -31,12 +38,32 @@ impl EventRecorder {
             controller: controller.to_owned(),
             instance: instance.unwrap_or_else(|| controller.to_owned()),
             budget: Mutex::default(),
+            announced: Mutex::default(),
         }
+    }
+
+    /// Publishes the Events of a status write: what changed between the status this
+    /// process last wrote for the policy (or, the first time, `previous` as the watch
+    /// cache had it) and `next`.
+    pub async fn status_written(
+        &self,
+        policy: &EcsPowerPolicy,
+        key: &str,
+        previous: &EcsPowerPolicyStatus,
+        next: &EcsPowerPolicyStatus,
+    ) {
+        let notices = {
+            let mut announced = self.announced.lock().expect("announced lock poisoned");
+            let notices = events::transitions(announced.get(key).unwrap_or(previous), next);
+            announced.insert(key.to_owned(), events::baseline(next));
+            notices
+        };
+        self.publish(policy, key, notices).await;
     }
 
     /// Publishes what the budget lets through. An Event is a courtesy: failing to
     /// record one is logged and does not fail the sync.
-    pub async fn publish(&self, policy: &EcsPowerPolicy, key: &str, notices: Vec<Notice>) {
+    async fn publish(&self, policy: &EcsPowerPolicy, key: &str, notices: Vec<Notice>) {
         if notices.is_empty() {
             return;
         }
@@ -63,12 +90,16 @@ impl EventRecorder {
         }
     }
 
-    /// Forgets a deleted policy's budget.
+    /// Forgets a deleted policy's budget and last status.
     pub fn forget(&self, key: &str) {
         self.budget
             .lock()
             .expect("event budget lock poisoned")
             .forget(key);
+        self.announced
+            .lock()
+            .expect("announced lock poisoned")
+            .remove(key);
     }
 
     fn event(&self, policy: &EcsPowerPolicy, namespace: &str, notice: Notice) -> Event {

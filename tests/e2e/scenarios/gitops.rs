@@ -25,6 +25,9 @@ struct Reading {
     kstatus_message: String,
     argocd: String,
     phase: String,
+    /// The object both judged, kept in the scenario's directory under captured/ (the
+    /// testdata of the Argo CD health check comes from there).
+    object: Value,
 }
 
 /// Builds (or finds cached) one of the Go tools under hack/; the error names what is
@@ -89,28 +92,23 @@ impl Readers {
             .run(&["get", "epp", "-n", ns, "-o", "json"], None)
             .await?;
         let list = list.check()?;
-        let phases: BTreeMap<String, String> = serde_json::from_str::<Value>(&list)?["items"]
+        let objects: BTreeMap<String, Value> = serde_json::from_str::<Value>(&list)?["items"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|item| {
-                (
-                    item["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    item["status"]["phase"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                )
+                let name = item["metadata"]["name"].as_str().unwrap_or_default();
+                (name.to_owned(), item.clone())
             })
             .collect();
         let health = argocd_eval(&self.argocd, &list).await?;
         let mut readings = BTreeMap::new();
         for (name, verdict) in verdicts {
             let phase = verdict["phase"].as_str().unwrap_or_default().to_owned();
-            if phases.get(&name) != Some(&phase) {
+            let Some(object) = objects.get(&name) else {
+                continue;
+            };
+            if object["status"]["phase"].as_str().unwrap_or_default() != phase {
                 continue;
             }
             readings.insert(
@@ -124,6 +122,7 @@ impl Readers {
                         .unwrap_or_default()
                         .to_owned(),
                     phase,
+                    object: object.clone(),
                 },
             );
         }
@@ -148,6 +147,7 @@ impl Readers {
                     reading.argocd.as_str(),
                 );
                 if got == want {
+                    capture(ctx, &reading)?;
                     return Ok(reading);
                 }
                 last = Some(reading);
@@ -158,6 +158,22 @@ impl Readers {
             "{name}: wanted (phase, kstatus, Argo CD) = {want:?} within {limit:?}; last reading {last:?}"
         )
     }
+}
+
+fn capture(ctx: &Ctx, reading: &Reading) -> Result<()> {
+    let dir = ctx.dir.join("captured");
+    std::fs::create_dir_all(&dir)?;
+    let name = reading.object["metadata"]["name"]
+        .as_str()
+        .unwrap_or("policy");
+    let file = dir.join(format!(
+        "{name}-gen{}-{}-{}.json",
+        reading.object["metadata"]["generation"],
+        reading.phase.to_lowercase(),
+        reading.kstatus.to_lowercase()
+    ));
+    std::fs::write(&file, serde_json::to_string_pretty(&reading.object)?)?;
+    Ok(())
 }
 
 async fn argocd_eval(runner: &PathBuf, list: &str) -> Result<BTreeMap<String, Value>> {
@@ -197,10 +213,58 @@ fn events_of<'a>(events: &'a [Value], policy: &str, reason: &str) -> Vec<&'a Val
     found
 }
 
+/// deploy/argocd, a kustomize Component, merged into an Argo CD install's argocd-cm
+/// (shaped as in Argo CD's install.yaml: no namespace, set by the kustomization): the
+/// health check lands under its key, as health.lua.
+async fn argocd_component_renders(ctx: &Ctx) -> Result<()> {
+    let overlay = ctx.dir.join("argocd-overlay");
+    std::fs::create_dir_all(&overlay)?;
+    std::fs::write(
+        overlay.join("argocd-cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n  labels:\n    app.kubernetes.io/part-of: argocd\ndata:\n  url: https://argocd.example.com\n",
+    )?;
+    // kustomize takes components by relative path only.
+    let up = "../".repeat(overlay.components().count().saturating_sub(1));
+    let component = format!(
+        "{up}{}",
+        repo_root()
+            .join("deploy/argocd")
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+    );
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!("namespace: argocd\nresources: [argocd-cm.yaml]\ncomponents: [{component}]\n"),
+    )?;
+    let rendered = ctx
+        .k
+        .run(&["kustomize", overlay.to_str().unwrap_or_default()], None)
+        .await?
+        .check()?;
+    let cm: serde_yaml::Value = serde_yaml::from_str(&rendered)?;
+    let lua = std::fs::read_to_string(repo_root().join(HEALTH_CHECK))?;
+    ensure_eq!(
+        cm["data"]["resource.customizations.health.ecspower.dev_EcsPowerPolicy"].as_str(),
+        Some(lua.as_str()),
+        "the health check in the rendered argocd-cm:\n{rendered}"
+    );
+    ensure_eq!(
+        (
+            cm["metadata"]["namespace"].as_str(),
+            cm["data"]["url"].as_str()
+        ),
+        (Some("argocd"), Some("https://argocd.example.com")),
+        "the rest of argocd-cm kept"
+    );
+    Ok(())
+}
+
 /// Each phase, read by kstatus and by the Argo CD health check; a spec changed while
 /// the operator is down; a Secret fixed; the Events of three jobs; the gauges.
 pub async fn run(ctx: Ctx) -> Result<()> {
     let ns = ctx.ns.clone();
+    argocd_component_renders(&ctx).await?;
     let readers = Readers::new().await?;
     let sim = crate::harness::start_sim(2550, |c| c.stop_duration = Duration::from_secs(3)).await?;
     let ids = sim.server_ids();
@@ -367,6 +431,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             ("InProgress", "Progressing"),
             "{name} not observed yet ({reading:?})"
         );
+        capture(&ctx, reading)?;
     }
     if !unobserved["nightly"]
         .kstatus_message
