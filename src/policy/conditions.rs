@@ -542,142 +542,42 @@ mod tests {
     #[test]
     fn progress_table() {
         use Intent::{Act, DryRun};
-        // (phase, intent, summary, ready, reconciling, stalled, degraded, reason, kstatus)
+        // Expected: Ready, Reconciling, Stalled, Degraded (T/F), Degraded's reason, kstatus.
+        #[rustfmt::skip]
         let cases = [
-            (
-                Phase::Stopped,
-                Act,
-                summary(3, 3, 0, 0),
-                "True",
-                "False",
-                "False",
-                "False",
-                "NoFailures",
-                "Current",
-            ),
-            (
-                Phase::Stopping,
-                Act,
-                summary(3, 1, 0, 0),
-                "False",
-                "True",
-                "False",
-                "False",
-                "NoFailures",
-                "InProgress",
-            ),
-            (
-                Phase::Stopping,
-                Act,
-                summary(3, 1, 1, 0),
-                "False",
-                "True",
-                "False",
-                "True",
-                "StopFailed",
-                "InProgress",
-            ),
-            (
-                Phase::Degraded,
-                Act,
-                summary(3, 2, 1, 0),
-                "False",
-                "True",
-                "False",
-                "True",
-                "StopFailed",
-                "InProgress",
-            ),
-            (
-                Phase::Degraded,
-                Act,
-                summary(3, 2, 0, 1),
-                "False",
-                "False",
-                "True",
-                "True",
-                "ServersNotFound",
-                "Failed",
-            ),
-            (
-                Phase::Stopping,
-                Act,
-                summary(3, 1, 0, 1),
-                "False",
-                "False",
-                "True",
-                "True",
-                "ServersNotFound",
-                "Failed",
-            ),
-            (
-                Phase::Degraded,
-                Act,
-                summary(4, 2, 1, 1),
-                "False",
-                "False",
-                "True",
-                "True",
-                "StopFailedAndServersNotFound",
-                "Failed",
-            ),
-            (
-                Phase::Suspended,
-                Act,
-                summary(3, 0, 0, 0),
-                "True",
-                "False",
-                "False",
-                "False",
-                "NoFailures",
-                "Current",
-            ),
-            (
-                Phase::Pending,
-                Act,
-                summary(3, 0, 0, 0),
-                "False",
-                "True",
-                "False",
-                "False",
-                "NoFailures",
-                "InProgress",
-            ),
-            (
-                Phase::Pending,
-                DryRun,
-                summary(3, 0, 0, 0),
-                "True",
-                "False",
-                "False",
-                "False",
-                "NoFailures",
-                "Current",
-            ),
-            (
-                Phase::Stopped,
-                DryRun,
-                summary(3, 3, 0, 0),
-                "True",
-                "False",
-                "False",
-                "False",
-                "NoFailures",
-                "Current",
-            ),
+            (Phase::Stopped, Act, summary(3, 3, 0, 0), "T F F F NoFailures Current"),
+            (Phase::Stopping, Act, summary(3, 1, 0, 0), "F T F F NoFailures InProgress"),
+            (Phase::Stopping, Act, summary(3, 1, 1, 0), "F T F T StopFailed InProgress"),
+            (Phase::Degraded, Act, summary(3, 2, 1, 0), "F T F T StopFailed InProgress"),
+            (Phase::Degraded, Act, summary(3, 2, 0, 1), "F F T T ServersNotFound Failed"),
+            (Phase::Stopping, Act, summary(3, 1, 0, 1), "F F T T ServersNotFound Failed"),
+            (Phase::Degraded, Act, summary(4, 2, 1, 1), "F F T T StopFailedAndServersNotFound Failed"),
+            (Phase::Suspended, Act, summary(3, 0, 0, 0), "T F F F NoFailures Current"),
+            (Phase::Pending, Act, summary(3, 0, 0, 0), "F T F F NoFailures InProgress"),
+            (Phase::Pending, DryRun, summary(3, 0, 0, 0), "T F F F NoFailures Current"),
+            (Phase::Stopped, DryRun, summary(3, 3, 0, 0), "T F F F NoFailures Current"),
         ];
-        for (phase, intent, summary, ready, reconciling, stalled, degraded, reason, kstatus) in
-            cases
-        {
+        for (phase, intent, summary, expected) in cases {
             let updates = from_progress(phase, &summary, intent);
-            let [r, p, s, d] = &updates;
-            let case = format!("{phase:?} {intent:?} {summary:?}");
-            assert_eq!(r.status.as_str(), ready, "{case}: Ready");
-            assert_eq!(p.status.as_str(), reconciling, "{case}: Reconciling");
-            assert_eq!(s.status.as_str(), stalled, "{case}: Stalled");
-            assert_eq!(d.status.as_str(), degraded, "{case}: Degraded");
-            assert_eq!(d.reason, reason, "{case}: Degraded reason");
-            assert_eq!(kstatus_reading(&updates), kstatus, "{case}: kstatus");
+            let flag = |u: &ConditionUpdate| {
+                if u.status == ConditionStatus::True {
+                    "T"
+                } else {
+                    "F"
+                }
+            };
+            let got = format!(
+                "{} {} {} {} {} {}",
+                flag(&updates[0]),
+                flag(&updates[1]),
+                flag(&updates[2]),
+                flag(&updates[3]),
+                updates[3].reason,
+                kstatus_reading(&updates)
+            );
+            let types: Vec<ConditionType> = updates.iter().map(|u| u.type_).collect();
+            assert_eq!(types, ConditionType::ALL);
+            assert_eq!(got, expected, "{phase:?} {intent:?} {summary:?}");
         }
     }
 

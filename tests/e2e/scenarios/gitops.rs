@@ -19,7 +19,7 @@ const HEALTH_CHECK: &str =
     "deploy/argocd/resource_customizations/ecspower.dev/EcsPowerPolicy/health.lua";
 
 /// One policy as both tools read it, from the same moment.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 struct Reading {
     kstatus: String,
     kstatus_message: String,
@@ -28,6 +28,22 @@ struct Reading {
     /// The object both judged, kept in the scenario's directory under captured/ (the
     /// testdata of the Argo CD health check comes from there).
     object: Value,
+}
+
+/// Without the object: it would bury the verdicts in failure messages.
+impl std::fmt::Debug for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reading")
+            .field("phase", &self.phase)
+            .field("kstatus", &self.kstatus)
+            .field("kstatus_message", &self.kstatus_message)
+            .field("argocd", &self.argocd)
+            .field(
+                "observedGeneration",
+                &self.object["status"]["observedGeneration"],
+            )
+            .finish()
+    }
 }
 
 /// Builds (or finds cached) one of the Go tools under hack/; the error names what is
@@ -286,9 +302,19 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     let mut unknown_ids = ids[2540..2545].to_vec();
     unknown_ids.push(uuid::Uuid::new_v4().to_string());
     let unknown = policy(&ctx, "unknown-server", &sim, &unknown_ids);
-    for p in [
-        &nightly, &suspended, &dry_run, &no_secret, &wrong_key, &unknown,
-    ] {
+    // Every ECS request answered with a 5xx: every sync fails and is retried.
+    let broken = crate::harness::start_sim(5, |c| c.error_rate = 1.0).await?;
+    let unreachable = policy(&ctx, "unreachable", &broken, &broken.server_ids());
+    let all = [
+        &nightly,
+        &suspended,
+        &dry_run,
+        &no_secret,
+        &wrong_key,
+        &unknown,
+        &unreachable,
+    ];
+    for p in all {
         ctx.k.apply_ok(&p.yaml()).await?;
     }
 
@@ -315,6 +341,30 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         let reading = readers.wait_for(&ctx, name, want, limit).await?;
         eprintln!("e2e gitops: {name}: {reading:?}");
     }
+    // A sync that fails and is retried still records the generation it tried:
+    // observed, Reconciling, InProgress (whatever Degraded reason it may also carry).
+    let t0 = std::time::Instant::now();
+    let retried = loop {
+        let reading = readers.read(&ctx, &ns).await?.remove("unreachable");
+        if let Some(r) = reading.filter(|r| r.object["status"]["observedGeneration"] == 1) {
+            break r;
+        }
+        if t0.elapsed() > limit {
+            bail!("unreachable: observedGeneration never reached 1 within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let reconciling = crate::harness::condition(&retried.object["status"], "Reconciling").cloned();
+    ensure_eq!(
+        (
+            retried.kstatus.as_str(),
+            reconciling.as_ref().map(|c| c["status"].clone())
+        ),
+        ("InProgress", Some(Value::from("True"))),
+        "unreachable, a failed sync retried ({retried:?})"
+    );
+    capture(&ctx, &retried)?;
+    eprintln!("e2e gitops: unreachable: {retried:?}");
     let failed = readers.read(&ctx, &ns).await?;
     for (name, reason) in [
         ("no-secret", "missing-credentials"),
