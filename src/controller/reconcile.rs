@@ -394,11 +394,15 @@ async fn write_status(
     previous: &EcsPowerPolicyStatus,
     next: EcsPowerPolicyStatus,
 ) -> Result<(), Error> {
+    let namespace = policy.namespace().unwrap_or_default();
     if next == *previous {
+        // Set on every sync, not only on writes: after a restart the gauges of a
+        // policy whose status stays as it was must be there too.
+        ctx.metrics
+            .policy_conditions(&namespace, &policy.name_any(), &next.conditions);
         return Ok(());
     }
-    let api: Api<EcsPowerPolicy> =
-        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    let api: Api<EcsPowerPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     api.patch_status(
         &policy.name_any(),
         &PatchParams::default(),
@@ -410,11 +414,8 @@ async fn write_status(
         source,
     })?;
     ctx.metrics.status_writes.inc();
-    ctx.metrics.policy_conditions(
-        &policy.namespace().unwrap_or_default(),
-        &policy.name_any(),
-        &next.conditions,
-    );
+    ctx.metrics
+        .policy_conditions(&namespace, &policy.name_any(), &next.conditions);
     ctx.recorder
         .status_written(policy, key, previous, &next)
         .await;

@@ -500,6 +500,17 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     }
     let observed = ctx.status(&ns, "nightly").await?["observedGeneration"].clone();
     ensure_eq!(observed, Value::from(2), "nightly's observedGeneration");
+    // The new operator's gauges cover the policies whose status it did not change.
+    wait_until(
+        Duration::from_secs(20),
+        "operator-2's gauge of no-secret Stalled = 1 (its status unchanged)",
+        || {
+            let metrics = op.metrics();
+            let gauge = &gauge;
+            async move { Ok(gauge(&metrics.await?, "no-secret", "Stalled") == Some(1.0)) }
+        },
+    )
+    .await?;
 
     // The Secret appears: Current and Healthy, and a Normal Event says it recovered.
     ctx.secret(&ns, "missing-credentials", ACCESS_KEY, SECRET_KEY)
