@@ -105,15 +105,11 @@ pub fn baseline(status: &EcsPowerPolicyStatus) -> EcsPowerPolicyStatus {
     }
 }
 
-fn true_condition(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
-    conditions::find(conditions, type_).filter(|c| c.status == "True")
-}
-
 /// A Warning when the policy turns Degraded (or Degraded for another reason) or
 /// Stalled, a Normal Event when it is Degraded no longer.
 fn health_turn(old: &[Condition], new: &[Condition]) -> Option<Notice> {
-    let degraded = |conditions| true_condition(conditions, ConditionType::Degraded);
-    let stalled = |conditions| true_condition(conditions, ConditionType::Stalled);
+    let degraded = |conditions| conditions::find_true(conditions, ConditionType::Degraded);
+    let stalled = |conditions| conditions::find_true(conditions, ConditionType::Stalled);
     match (degraded(old), degraded(new)) {
         (before, Some(now)) if before.is_none_or(|b| b.reason != now.reason) => {
             let note = match stalled(new) {

@@ -133,9 +133,14 @@ pub fn find(conditions: &[Condition], type_: ConditionType) -> Option<&Condition
     conditions.iter().find(|c| c.type_ == type_.as_str())
 }
 
+/// The condition of the given type, if present and True.
+pub fn find_true(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    find(conditions, type_).filter(|c| c.status == ConditionStatus::True.as_str())
+}
+
 /// Whether the condition of the given type is present and True.
 pub fn is_true(conditions: &[Condition], type_: ConditionType) -> bool {
-    find(conditions, type_).is_some_and(|c| c.status == ConditionStatus::True.as_str())
+    find_true(conditions, type_).is_some()
 }
 
 /// Drops conditions of types the operator does not write (`Progressing`, written by
