@@ -95,13 +95,38 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
     notices
 }
 
-/// The part of a status that [`transitions`] reads, to keep between writes: the job
-/// list, conditions, phase and counts, without the failures and the dry-run sample.
-pub fn baseline(status: &EcsPowerPolicyStatus) -> EcsPowerPolicyStatus {
-    EcsPowerPolicyStatus {
-        failures: Vec::new(),
-        dry_run: None,
-        ..status.clone()
+/// Per policy, the status last written, as far as [`transitions`] reads it, so that
+/// the Events of a write are taken against it and not against the watch cache: a sync
+/// that starts before the watch has delivered the previous write would otherwise
+/// announce the same finished job twice.
+#[derive(Debug, Default)]
+pub struct Announced {
+    written: HashMap<String, EcsPowerPolicyStatus>,
+}
+
+impl Announced {
+    /// The notices of writing `next` for `policy`, whose status the watch cache shows
+    /// as `cached`; remembers `next`.
+    pub fn written(
+        &mut self,
+        policy: &str,
+        cached: &EcsPowerPolicyStatus,
+        next: &EcsPowerPolicyStatus,
+    ) -> Vec<Notice> {
+        let notices = transitions(self.written.get(policy).unwrap_or(cached), next);
+        // Without the failures and the dry-run sample: transitions reads neither.
+        let kept = EcsPowerPolicyStatus {
+            failures: Vec::new(),
+            dry_run: None,
+            ..next.clone()
+        };
+        self.written.insert(policy.to_owned(), kept);
+        notices
+    }
+
+    /// A deleted policy's last status.
+    pub fn forget(&mut self, policy: &str) {
+        self.written.remove(policy);
     }
 }
 
@@ -270,6 +295,18 @@ mod tests {
         );
         assert_eq!(reasons(transitions(&running, &done)), ["StopSucceeded"]);
         assert_eq!(reasons(transitions(&done, &done)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_stale_cache_does_not_announce_a_job_twice() {
+        let running = with_jobs(vec![job("j1", JobState::Running)]);
+        let done = with_jobs(vec![job("j1", JobState::Success)]);
+        let mut announced = Announced::default();
+        assert_eq!(announced.written("ns/p", &running, &done).len(), 1);
+        // The next sync still sees RUNNING in the watch cache.
+        assert!(announced.written("ns/p", &running, &done).is_empty());
+        announced.forget("ns/p");
+        assert_eq!(announced.written("ns/p", &running, &done).len(), 1);
     }
 
     #[test]

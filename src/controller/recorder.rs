@@ -1,22 +1,17 @@
 //! Writes the Events of [`super::events`] to the events.k8s.io/v1 API, each notice its
 //! own Event, within the per-policy [`EventBudget`].
 //!
-//! Transitions are taken from the last status this process wrote for the policy, not
-//! from the watch cache: a sync that starts before the watch has delivered the previous
-//! write would otherwise announce the same finished job twice.
-//!
 //! Not kube-rs's `Recorder`: it keys its cache on type, reason, action and object, not
 //! on the note, so three jobs submitted within its six-minute cache became one Event
 //! "x3" showing the first job's id. A job's Event must name that job.
 
-use super::events::{self, EventBudget, Notice};
+use super::events::{Announced, EventBudget, Notice};
 use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::{Api, Client, Resource, ResourceExt};
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -27,8 +22,7 @@ pub struct EventRecorder {
     /// `reportingInstance`: the pod, or the controller's name when unknown.
     instance: String,
     budget: Mutex<EventBudget>,
-    /// Per policy, the part of the status last written that Events are derived from.
-    announced: Mutex<HashMap<String, EcsPowerPolicyStatus>>,
+    announced: Mutex<Announced>,
 }
 
 impl EventRecorder {
@@ -52,12 +46,11 @@ impl EventRecorder {
         previous: &EcsPowerPolicyStatus,
         next: &EcsPowerPolicyStatus,
     ) {
-        let notices = {
-            let mut announced = self.announced.lock().expect("announced lock poisoned");
-            let notices = events::transitions(announced.get(key).unwrap_or(previous), next);
-            announced.insert(key.to_owned(), events::baseline(next));
-            notices
-        };
+        let notices = self
+            .announced
+            .lock()
+            .expect("announced lock poisoned")
+            .written(key, previous, next);
         self.publish(policy, key, notices).await;
     }
 
@@ -99,7 +92,7 @@ impl EventRecorder {
         self.announced
             .lock()
             .expect("announced lock poisoned")
-            .remove(key);
+            .forget(key);
     }
 
     fn event(&self, policy: &EcsPowerPolicy, namespace: &str, notice: Notice) -> Event {
