@@ -304,7 +304,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     let unknown = policy(&ctx, "unknown-server", &sim, &unknown_ids);
     // Every ECS request answered with a 5xx: every sync fails and is retried.
     let broken = crate::harness::start_sim(5, |c| c.error_rate = 1.0).await?;
-    let unreachable = policy(&ctx, "unreachable", &broken, &broken.server_ids());
+    let failing_api = policy(&ctx, "failing-api", &broken, &broken.server_ids());
     let all = [
         &nightly,
         &suspended,
@@ -312,7 +312,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         &no_secret,
         &wrong_key,
         &unknown,
-        &unreachable,
+        &failing_api,
     ];
     for p in all {
         ctx.k.apply_ok(&p.yaml()).await?;
@@ -345,12 +345,12 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     // observed, Reconciling, InProgress (whatever Degraded reason it may also carry).
     let t0 = std::time::Instant::now();
     let retried = loop {
-        let reading = readers.read(&ctx, &ns).await?.remove("unreachable");
+        let reading = readers.read(&ctx, &ns).await?.remove("failing-api");
         if let Some(r) = reading.filter(|r| r.object["status"]["observedGeneration"] == 1) {
             break r;
         }
         if t0.elapsed() > limit {
-            bail!("unreachable: observedGeneration never reached 1 within {limit:?}");
+            bail!("failing-api: observedGeneration never reached 1 within {limit:?}");
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
@@ -361,10 +361,10 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             reconciling.as_ref().map(|c| c["status"].clone())
         ),
         ("InProgress", Some(Value::from("True"))),
-        "unreachable, a failed sync retried ({retried:?})"
+        "failing-api, a failed sync retried ({retried:?})"
     );
     capture(&ctx, &retried)?;
-    eprintln!("e2e gitops: unreachable: {retried:?}");
+    eprintln!("e2e gitops: failing-api: {retried:?}");
     let failed = readers.read(&ctx, &ns).await?;
     for (name, reason) in [
         ("no-secret", "missing-credentials"),
@@ -378,7 +378,14 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     }
 
     // One Event per job, naming it; `kubectl describe` shows each submission and result.
-    let status = ctx.status(&ns, "nightly").await?;
+    // The servers may read SHUTOFF before the last job is polled to its end: wait for it.
+    let status = ctx
+        .wait_status(&ns, "nightly", limit, "every job of nightly SUCCESS", |s| {
+            s["jobs"]
+                .as_array()
+                .is_some_and(|jobs| jobs.iter().all(|j| j["status"] == "SUCCESS"))
+        })
+        .await?;
     let jobs: BTreeSet<String> = status["jobs"]
         .as_array()
         .into_iter()
