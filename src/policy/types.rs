@@ -180,8 +180,10 @@ pub struct EcsPowerPolicyStatus {
     #[schemars(length(max = crate::policy::MAX_FAILURES_IN_STATUS))]
     pub failures: Vec<ServerFailure>,
 
-    /// Ready (every server stopped), Progressing (stops under way) and Degraded
-    /// (failures, unknown servers or configuration errors), in the metav1.Condition shape.
+    /// Ready (in the state the spec asks for: every server stopped, or suspended, or a
+    /// dry run reported), Reconciling (stops under way, failures retried), Stalled (a
+    /// person must act) and Degraded (failures, unknown servers or configuration
+    /// errors), in the metav1.Condition shape, as kstatus reads them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
