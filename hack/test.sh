@@ -40,6 +40,11 @@ command -v python3 >/dev/null || die "python3 not found (needed by the Python SD
 step "control-plane binaries (kube-apiserver, kubectl, etcd; cached after the first build)"
 timed hack/cplane/cplane.sh build >&2
 
+step "Go test tools: kstatus and the Argo CD health-check runner (hack/go-tool.sh; cached)"
+for tool in kstatus argocd-health; do
+  timed hack/go-tool.sh build "$tool" >&2
+done
+
 if [[ -f tests/sdk/setup-venv.sh ]]; then
   step "Python SDK venv (tests/sdk/setup-venv.sh)"
   timed bash tests/sdk/setup-venv.sh >&2

@@ -3,6 +3,8 @@
 //! One registry per process. The families are what an on-call engineer asks first:
 //! is it reconciling, is the cloud refusing us, how much is waiting on throttling.
 
+use crate::policy::conditions::{self, ConditionType};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -34,6 +36,13 @@ pub struct WaitLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    pub namespace: String,
+    pub policy: String,
+    pub r#type: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ResultLabels, Counter>,
@@ -46,6 +55,7 @@ pub struct Metrics {
     pub status_writes: Counter,
     pub jobs_in_flight: Gauge,
     pub wait_seconds: Family<WaitLabels, Counter<f64, AtomicU64>>,
+    pub policy_condition: Family<ConditionLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -61,6 +71,7 @@ impl Default for Metrics {
         let status_writes = Counter::default();
         let jobs_in_flight = Gauge::default();
         let wait_seconds = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
+        let policy_condition = Family::<ConditionLabels, Gauge>::default();
         registry.register(
             "reconciles",
             "Reconciles of EcsPowerPolicy, by result",
@@ -111,6 +122,11 @@ impl Default for Metrics {
             "Time spent waiting on the per-minute budget or on throttling",
             wait_seconds.clone(),
         );
+        registry.register(
+            "policy_condition",
+            "1 while the policy's condition of this type is True, else 0",
+            policy_condition.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -123,6 +139,7 @@ impl Default for Metrics {
             status_writes,
             jobs_in_flight,
             wait_seconds,
+            policy_condition,
         }
     }
 }
@@ -150,10 +167,36 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets the policy's condition gauges from the conditions just written.
+    pub fn policy_conditions(&self, namespace: &str, policy: &str, conditions: &[Condition]) {
+        for type_ in ConditionType::ALL {
+            let holds = conditions::is_true(conditions, type_);
+            self.policy_condition
+                .get_or_create(&condition_labels(namespace, policy, type_))
+                .set(i64::from(holds));
+        }
+    }
+
+    /// Removes a deleted policy's condition gauges.
+    pub fn forget_policy_conditions(&self, namespace: &str, policy: &str) {
+        for type_ in ConditionType::ALL {
+            self.policy_condition
+                .remove(&condition_labels(namespace, policy, type_));
+        }
+    }
+
     pub fn waited(&self, reason: &'static str, took: Duration) {
         self.wait_seconds
             .get_or_create(&WaitLabels { reason })
             .inc_by(took.as_secs_f64());
+    }
+}
+
+fn condition_labels(namespace: &str, policy: &str, type_: ConditionType) -> ConditionLabels {
+    ConditionLabels {
+        namespace: namespace.to_owned(),
+        policy: policy.to_owned(),
+        r#type: type_.as_str(),
     }
 }
 
@@ -178,5 +221,28 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing `{name}` in:\n{text}");
         }
+    }
+
+    #[test]
+    fn condition_gauges_follow_the_conditions_and_go_with_the_policy() {
+        let metrics = Metrics::default();
+        let stalled = Condition {
+            type_: "Stalled".into(),
+            status: "True".into(),
+            reason: "SecretNotFound".into(),
+            message: "m".into(),
+            observed_generation: Some(1),
+            last_transition_time: crate::policy::status_time(jiff::Timestamp::UNIX_EPOCH),
+        };
+        metrics.policy_conditions("ns", "p", &[stalled]);
+        let text = metrics.encode();
+        for line in [
+            "ecs_power_operator_policy_condition{namespace=\"ns\",policy=\"p\",type=\"Stalled\"} 1",
+            "ecs_power_operator_policy_condition{namespace=\"ns\",policy=\"p\",type=\"Ready\"} 0",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+        metrics.forget_policy_conditions("ns", "p");
+        assert!(!metrics.encode().contains("policy=\"p\""));
     }
 }

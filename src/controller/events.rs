@@ -1,10 +1,20 @@
 //! Kubernetes Events for what a person watching `kubectl describe` wants to know:
-//! a stop job submitted, finished or failed, everything stopped, a new problem.
+//! each stop job submitted, finished or failed (one Event per job, naming it), every
+//! turn to Degraded or Stalled, the recovery, everything stopped; and the bound on how
+//! many Events one policy may cause a minute. Pure: [`super::recorder`] writes them.
 
 use crate::policy::conditions::{self, ConditionType};
 use crate::policy::{EcsPowerPolicyStatus, JobState, Phase};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::EventType;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Most Events one policy causes per [`EVENT_WINDOW`]: room for the submission and
+/// result of the 10 jobs of a 10,000-server policy, and a lid on a flapping one.
+pub const EVENTS_PER_WINDOW: usize = 30;
+/// The window of [`EVENTS_PER_WINDOW`].
+pub const EVENT_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -73,16 +83,7 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
             ),
         });
     }
-    let degraded = |status: &EcsPowerPolicyStatus| {
-        conditions::find(&status.conditions, ConditionType::Degraded)
-            .filter(|c| c.status == "True")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-    };
-    if let Some((reason, message)) = degraded(new)
-        && degraded(old).map(|(r, _)| r) != Some(reason.clone())
-    {
-        notices.push(notice(EventType::Warning, reason, "Sync", message));
-    }
+    notices.extend(health_turn(&old.conditions, &new.conditions));
     if new.phase == Some(Phase::Stopped) && old.phase != Some(Phase::Stopped) {
         notices.push(notice(
             EventType::Normal,
@@ -92,6 +93,168 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
         ));
     }
     notices
+}
+
+/// Per policy, the status last written, as far as [`transitions`] reads it, so that
+/// the Events of a write are taken against it and not against the watch cache: a sync
+/// that starts before the watch has delivered the previous write would otherwise
+/// announce the same finished job twice.
+#[derive(Debug, Default)]
+pub struct Announced {
+    written: HashMap<String, EcsPowerPolicyStatus>,
+}
+
+impl Announced {
+    /// The notices of writing `next` for `policy`, whose status the watch cache shows
+    /// as `cached`; remembers `next`.
+    pub fn written(
+        &mut self,
+        policy: &str,
+        cached: &EcsPowerPolicyStatus,
+        next: &EcsPowerPolicyStatus,
+    ) -> Vec<Notice> {
+        let notices = transitions(self.written.get(policy).unwrap_or(cached), next);
+        // Without the failures and the dry-run sample: transitions reads neither.
+        let kept = EcsPowerPolicyStatus {
+            failures: Vec::new(),
+            dry_run: None,
+            ..next.clone()
+        };
+        self.written.insert(policy.to_owned(), kept);
+        notices
+    }
+
+    /// A deleted policy's last status.
+    pub fn forget(&mut self, policy: &str) {
+        self.written.remove(policy);
+    }
+}
+
+/// A Warning when the policy turns Degraded (or Degraded for another reason) or
+/// Stalled, a Normal Event when it is Degraded no longer.
+fn health_turn(old: &[Condition], new: &[Condition]) -> Option<Notice> {
+    let degraded = |conditions| conditions::find_true(conditions, ConditionType::Degraded);
+    let stalled = |conditions| conditions::find_true(conditions, ConditionType::Stalled);
+    match (degraded(old), degraded(new)) {
+        (before, Some(now)) if before.is_none_or(|b| b.reason != now.reason) => {
+            let note = match stalled(new) {
+                Some(_) => format!("{} (a person must act)", now.message),
+                None => now.message.clone(),
+            };
+            return Some(notice(EventType::Warning, &now.reason, "Sync", note));
+        }
+        (Some(before), None) => {
+            return Some(notice(
+                EventType::Normal,
+                "Recovered",
+                "Sync",
+                format!("no longer degraded ({}): {}", before.reason, before.message),
+            ));
+        }
+        _ => {}
+    }
+    match (stalled(old), stalled(new)) {
+        (None, Some(now)) => Some(notice(
+            EventType::Warning,
+            &now.reason,
+            "Sync",
+            now.message.clone(),
+        )),
+        _ => None,
+    }
+}
+
+/// Counts the Events of each policy in fixed windows of [`EVENT_WINDOW`] and keeps each
+/// under [`EVENTS_PER_WINDOW`]: the last one a window allows says that the rest of it
+/// is dropped. Status always has the whole story.
+#[derive(Debug)]
+pub struct EventBudget {
+    limit: usize,
+    window: Duration,
+    policies: HashMap<String, Window>,
+    last_prune: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Window {
+    opened: Instant,
+    sent: usize,
+}
+
+impl Default for EventBudget {
+    fn default() -> Self {
+        Self::new(EVENTS_PER_WINDOW, EVENT_WINDOW)
+    }
+}
+
+impl EventBudget {
+    pub fn new(limit: usize, window: Duration) -> Self {
+        assert!(
+            limit >= 1,
+            "an Event budget must allow at least the throttle notice"
+        );
+        Self {
+            limit,
+            window,
+            policies: HashMap::new(),
+            last_prune: None,
+        }
+    }
+
+    /// The notices of `policy` that may be published at `now`; returns them in order,
+    /// the last replaced by a throttle notice when the window is full.
+    pub fn admit(&mut self, policy: &str, mut notices: Vec<Notice>, now: Instant) -> Vec<Notice> {
+        self.prune(now);
+        let window = self.policies.entry(policy.to_owned()).or_insert(Window {
+            opened: now,
+            sent: 0,
+        });
+        if now.duration_since(window.opened) >= self.window {
+            *window = Window {
+                opened: now,
+                sent: 0,
+            };
+        }
+        let room = self.limit - window.sent;
+        if notices.len() > room {
+            notices.truncate(room.saturating_sub(1));
+            if room > 0 {
+                notices.push(notice(
+                    EventType::Warning,
+                    "EventsThrottled",
+                    "Report",
+                    format!(
+                        "more than {} Events in {} s: the next ones are dropped until the \
+                         window ends; status.jobs and the conditions show everything",
+                        self.limit,
+                        self.window.as_secs()
+                    ),
+                ));
+            }
+        }
+        window.sent += notices.len();
+        notices
+    }
+
+    /// A deleted policy's window.
+    pub fn forget(&mut self, policy: &str) {
+        self.policies.remove(policy);
+    }
+
+    /// Drops the windows that ended, once per window length, so that the map holds
+    /// only the policies that caused Events lately.
+    fn prune(&mut self, now: Instant) {
+        if self
+            .last_prune
+            .is_some_and(|at| now.duration_since(at) < self.window)
+        {
+            return;
+        }
+        let window = self.window;
+        self.policies
+            .retain(|_, w| now.duration_since(w.opened) < window);
+        self.last_prune = Some(now);
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +298,18 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_cache_does_not_announce_a_job_twice() {
+        let running = with_jobs(vec![job("j1", JobState::Running)]);
+        let done = with_jobs(vec![job("j1", JobState::Success)]);
+        let mut announced = Announced::default();
+        assert_eq!(announced.written("ns/p", &running, &done).len(), 1);
+        // The next sync still sees RUNNING in the watch cache.
+        assert!(announced.written("ns/p", &running, &done).is_empty());
+        announced.forget("ns/p");
+        assert_eq!(announced.written("ns/p", &running, &done).len(), 1);
+    }
+
+    #[test]
     fn a_failed_job_is_a_warning() {
         let running = with_jobs(vec![job("j1", JobState::Running)]);
         let failed = with_jobs(vec![job("j1", JobState::Fail)]);
@@ -142,5 +317,143 @@ mod tests {
         assert_eq!(notices.len(), 1);
         assert_eq!(notices[0].type_, EventType::Warning);
         assert!(notices[0].note.contains("2 of 10"));
+    }
+
+    #[test]
+    fn every_job_gets_its_own_event_naming_it() {
+        let empty = EcsPowerPolicyStatus::default();
+        let three = with_jobs(vec![
+            job("j3", JobState::Running),
+            job("j2", JobState::Running),
+            job("j1", JobState::Running),
+        ]);
+        let notices = transitions(&empty, &three);
+        let notes: Vec<&str> = notices.iter().map(|n| n.note.as_str()).collect();
+        assert_eq!(
+            notes,
+            [
+                "stop job j1 submitted for 10 servers",
+                "stop job j2 submitted for 10 servers",
+                "stop job j3 submitted for 10 servers"
+            ]
+        );
+    }
+
+    fn with_conditions(updates: [conditions::ConditionUpdate; 4]) -> EcsPowerPolicyStatus {
+        let mut status = EcsPowerPolicyStatus::default();
+        for update in updates {
+            conditions::set(
+                &mut status.conditions,
+                update,
+                Some(1),
+                jiff::Timestamp::UNIX_EPOCH,
+            );
+        }
+        status
+    }
+
+    #[test]
+    fn turning_degraded_or_stalled_is_a_warning_and_recovery_is_announced() {
+        use crate::policy::Summary;
+        use crate::policy::conditions::Intent;
+        let stopped = Summary {
+            desired: 1,
+            stopped: 1,
+            ..Summary::default()
+        };
+        let healthy = with_conditions(conditions::from_progress(
+            Phase::Stopped,
+            &stopped,
+            Intent::Act,
+        ));
+        let missing = with_conditions(conditions::from_problem("SecretNotFound", "no Secret"));
+        let denied = with_conditions(conditions::from_problem("Forbidden", "403"));
+
+        let turned = transitions(&healthy, &missing);
+        assert_eq!(turned.len(), 1);
+        assert_eq!(
+            (
+                turned[0].type_,
+                turned[0].reason.as_str(),
+                turned[0].note.as_str()
+            ),
+            (
+                EventType::Warning,
+                "SecretNotFound",
+                "no Secret (a person must act)"
+            )
+        );
+        assert!(transitions(&missing, &missing).is_empty());
+        assert_eq!(transitions(&missing, &denied)[0].reason, "Forbidden");
+        let recovered = transitions(&missing, &healthy);
+        assert_eq!(
+            (recovered[0].type_, recovered[0].reason.as_str()),
+            (EventType::Normal, "Recovered")
+        );
+
+        // Stalled again with the same Degraded reason (after a failed sync of a new
+        // spec cleared it): a Warning too.
+        let mut retried = missing.clone();
+        for update in conditions::from_sync_error("timeout") {
+            conditions::set(
+                &mut retried.conditions,
+                update,
+                Some(2),
+                jiff::Timestamp::UNIX_EPOCH,
+            );
+        }
+        let again = transitions(&retried, &missing);
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            (again[0].type_, again[0].reason.as_str()),
+            (EventType::Warning, "SecretNotFound")
+        );
+    }
+
+    fn submitted(n: usize) -> Vec<Notice> {
+        (0..n)
+            .map(|i| {
+                notice(
+                    EventType::Normal,
+                    "StopSubmitted",
+                    "Stop",
+                    format!("job {i}"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_budget_bounds_events_per_policy_and_window() {
+        let t0 = Instant::now();
+        let mut budget = EventBudget::new(5, Duration::from_secs(60));
+        assert_eq!(budget.admit("ns/a", submitted(3), t0).len(), 3);
+        let rest = budget.admit("ns/a", submitted(4), t0 + Duration::from_secs(1));
+        let reasons: Vec<&str> = rest.iter().map(|n| n.reason.as_str()).collect();
+        assert_eq!(reasons, ["StopSubmitted", "EventsThrottled"]);
+        assert!(
+            budget
+                .admit("ns/a", submitted(1), t0 + Duration::from_secs(59))
+                .is_empty()
+        );
+        // Another policy has its own budget; a new window a fresh one.
+        assert_eq!(budget.admit("ns/b", submitted(5), t0).len(), 5);
+        assert_eq!(
+            budget
+                .admit("ns/a", submitted(5), t0 + Duration::from_secs(60))
+                .len(),
+            5
+        );
+    }
+
+    #[test]
+    fn ended_windows_are_pruned() {
+        let t0 = Instant::now();
+        let mut budget = EventBudget::new(5, Duration::from_secs(60));
+        budget.admit("ns/a", submitted(1), t0);
+        budget.admit("ns/b", submitted(1), t0 + Duration::from_secs(61));
+        assert_eq!(budget.policies.len(), 1);
+        budget.forget("ns/b");
+        assert!(budget.policies.is_empty());
     }
 }

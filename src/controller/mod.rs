@@ -5,6 +5,7 @@ mod credentials;
 mod credentials_cache;
 mod events;
 mod reconcile;
+mod recorder;
 mod status;
 
 pub use credentials::{ACCESS_KEY, CloudCredentials, CredentialsError, SECRET_KEY};
@@ -17,7 +18,6 @@ use crate::policy::EcsPowerPolicy;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -74,7 +74,7 @@ impl Default for ControllerConfig {
 
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: recorder::EventRecorder,
     pub metrics: Arc<Metrics>,
     pub fleets: FleetRegistry,
     pub config: ControllerConfig,
@@ -94,12 +94,8 @@ impl Context {
         config: ControllerConfig,
         instance: Option<String>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: CONTROLLER_NAME.into(),
-            instance,
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: recorder::EventRecorder::new(client.clone(), CONTROLLER_NAME, instance),
             client,
             metrics,
             fleets,
@@ -215,9 +211,9 @@ pub async fn run(
         // A deleted policy is never reconciled again: withdraw what it queued here.
         .inspect_ok(move |event| {
             if let watcher::Event::Delete(policy) = event {
-                deletions
-                    .fleets
-                    .forget_policy(&reconcile::policy_key(policy));
+                let key = reconcile::policy_key(policy);
+                deletions.fleets.forget_policy(&key);
+                reconcile::forget_reports(policy, &deletions, &key);
             }
         })
         .applied_objects()

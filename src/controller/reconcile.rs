@@ -2,7 +2,6 @@
 
 use super::Context;
 use super::credentials::{self, CredentialsError};
-use super::events::{self, Notice};
 use super::status::{self, Problem, SyncReport};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind};
@@ -13,7 +12,6 @@ use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, StopType};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::Event;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use std::collections::{HashMap, HashSet};
@@ -254,9 +252,21 @@ pub async fn plan_ahead(store: &Store<EcsPowerPolicy>, ctx: &Context) {
         .await;
 }
 
+/// What a deleted policy leaves in the operator's reports: its condition gauges and
+/// its Event budget.
+pub fn forget_reports(policy: &EcsPowerPolicy, ctx: &Context, key: &str) {
+    ctx.metrics
+        .forget_policy_conditions(&policy.namespace().unwrap_or_default(), &policy.name_any());
+    ctx.recorder.forget(key);
+}
+
 async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Action, Error> {
     let previous = policy.status.clone().unwrap_or_default();
-    let planned = match prepare(policy, ctx, key).await? {
+    let prepared = match prepare(policy, ctx, key).await {
+        Ok(prepared) => prepared,
+        Err(error) => return Err(report_error(policy, ctx, key, &previous, error).await),
+    };
+    let planned = match prepared {
         Prepared::Planned(planned) => planned,
         Prepared::Problem { problem, kind } => {
             if let Some(kind) = kind {
@@ -350,6 +360,28 @@ async fn report_problem(
     Ok(Action::requeue(ctx.failed_sync(key)))
 }
 
+/// A sync that failed with an error retried with backoff: its spec is marked observed
+/// and Reconciling (see [`status::from_sync_error`]). Returns the error, or the one of
+/// writing that status.
+async fn report_error(
+    policy: &EcsPowerPolicy,
+    ctx: &Context,
+    key: &str,
+    previous: &EcsPowerPolicyStatus,
+    error: Error,
+) -> Error {
+    let next = status::from_sync_error(
+        previous,
+        policy.meta().generation,
+        &error.to_string(),
+        jiff::Timestamp::now(),
+    );
+    match write_status(policy, ctx, key, previous, next).await {
+        Ok(()) => error,
+        Err(write_failed) => write_failed,
+    }
+}
+
 /// One patch of the status subresource, only when it changed; then the Events for what
 /// changed. A JSON patch that sets the whole status: the operator is its only writer,
 /// and a server-side apply would make the API server merge field ownership over the
@@ -362,11 +394,15 @@ async fn write_status(
     previous: &EcsPowerPolicyStatus,
     next: EcsPowerPolicyStatus,
 ) -> Result<(), Error> {
+    let namespace = policy.namespace().unwrap_or_default();
     if next == *previous {
+        // Set on every sync, not only on writes: after a restart the gauges of a
+        // policy whose status stays as it was must be there too.
+        ctx.metrics
+            .policy_conditions(&namespace, &policy.name_any(), &next.conditions);
         return Ok(());
     }
-    let api: Api<EcsPowerPolicy> =
-        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    let api: Api<EcsPowerPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     api.patch_status(
         &policy.name_any(),
         &PatchParams::default(),
@@ -378,7 +414,11 @@ async fn write_status(
         source,
     })?;
     ctx.metrics.status_writes.inc();
-    publish(policy, ctx, events::transitions(previous, &next)).await;
+    ctx.metrics
+        .policy_conditions(&namespace, &policy.name_any(), &next.conditions);
+    ctx.recorder
+        .status_written(policy, key, previous, &next)
+        .await;
     Ok(())
 }
 
@@ -388,21 +428,4 @@ fn set_status(status: &EcsPowerPolicyStatus) -> json_patch::Patch {
         { "op": "add", "path": "/status", "value": status }
     ]))
     .expect("an add operation with a serialisable value is a valid JSON patch")
-}
-
-async fn publish(policy: &EcsPowerPolicy, ctx: &Context, notices: Vec<Notice>) {
-    let reference = policy.object_ref(&());
-    for notice in notices {
-        let event = Event {
-            type_: notice.type_,
-            reason: notice.reason,
-            note: Some(notice.note),
-            action: notice.action.into(),
-            secondary: None,
-        };
-        // An Event is a courtesy: failing to record one must not fail the sync.
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, "could not record an Event");
-        }
-    }
 }

@@ -4,7 +4,7 @@
 use crate::ecs::wire::JobStatus;
 use crate::fleet::JobView;
 use crate::plan::{PlanOutcome, RetryState};
-use crate::policy::conditions::{self, ConditionType, ConditionUpdate};
+use crate::policy::conditions::{self, ConditionUpdate, Intent};
 use crate::policy::{
     DRY_RUN_SAMPLE_SIZE, DryRunReport, EcsPowerPolicyStatus, JobRecord, JobState,
     MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, ServerFailure, status_time,
@@ -106,38 +106,22 @@ fn failures(failing: &HashMap<String, RetryState>) -> Vec<ServerFailure> {
     list
 }
 
+/// Sets the conditions, with `generation` as their observedGeneration, and drops the
+/// types the operator no longer writes.
 fn apply_conditions(
     status: &mut EcsPowerPolicyStatus,
     updates: impl IntoIterator<Item = ConditionUpdate>,
     generation: Option<i64>,
     now: jiff::Timestamp,
 ) {
+    conditions::retain_known(&mut status.conditions);
     for update in updates {
         conditions::set(&mut status.conditions, update, generation, now);
     }
 }
 
-fn degraded_by(problem: &Problem) -> [ConditionUpdate; 3] {
-    [
-        ConditionUpdate::new(
-            ConditionType::Ready,
-            false,
-            problem.reason,
-            &problem.message,
-        ),
-        ConditionUpdate::new(
-            ConditionType::Progressing,
-            false,
-            problem.reason,
-            "nothing can be stopped until this is fixed",
-        ),
-        ConditionUpdate::new(
-            ConditionType::Degraded,
-            true,
-            problem.reason,
-            &problem.message,
-        ),
-    ]
+fn degraded_by(problem: &Problem) -> [ConditionUpdate; 4] {
+    conditions::from_problem(problem.reason, &problem.message)
 }
 
 pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> EcsPowerPolicyStatus {
@@ -168,7 +152,13 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
         }
         None => {
             status.phase = Some(report.outcome.phase);
-            let updates = conditions::from_progress(report.outcome.phase, &report.outcome.summary);
+            let intent = if report.dry_run {
+                Intent::DryRun
+            } else {
+                Intent::Act
+            };
+            let updates =
+                conditions::from_progress(report.outcome.phase, &report.outcome.summary, intent);
             apply_conditions(&mut status, updates, report.generation, report.now);
         }
     }
@@ -190,6 +180,30 @@ pub fn from_problem(
     stamp_if_changed(previous, status, now)
 }
 
+/// For a sync that failed with an error the operator retries: the spec is marked
+/// observed but not synced (Reconciling), so kstatus reads InProgress, not the verdict
+/// on an older spec. A spec already observed keeps its status: a passing outage of the
+/// ECS API does not flip a Stopped policy back and forth.
+pub fn from_sync_error(
+    previous: &EcsPowerPolicyStatus,
+    generation: Option<i64>,
+    message: &str,
+    now: jiff::Timestamp,
+) -> EcsPowerPolicyStatus {
+    if previous.observed_generation == generation {
+        return previous.clone();
+    }
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+    apply_conditions(
+        &mut status,
+        conditions::from_sync_error(message),
+        generation,
+        now,
+    );
+    stamp_if_changed(previous, status, now)
+}
+
 /// `lastSyncTime` moves only with a real change, so an idle policy causes no writes
 /// (and no diff noise in GitOps tools).
 fn stamp_if_changed(
@@ -208,6 +222,7 @@ fn stamp_if_changed(
 mod tests {
     use super::*;
     use crate::policy::Summary;
+    use crate::policy::conditions::ConditionType;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn ts(secs: i64) -> jiff::Timestamp {
@@ -310,6 +325,32 @@ mod tests {
         let ready = conditions::find(&status.conditions, ConditionType::Ready).unwrap();
         assert_eq!(ready.status, "False");
         assert_eq!(status.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn a_failed_sync_of_a_new_spec_is_observed_and_reconciling() {
+        let problem = Problem {
+            reason: "SecretNotFound",
+            message: "m".into(),
+        };
+        let synced = from_problem(&EcsPowerPolicyStatus::default(), Some(1), &problem, ts(5));
+        let failed = from_sync_error(&synced, Some(2), "ECS API unreachable", ts(6));
+        assert_eq!(failed.observed_generation, Some(2));
+        let holds = |t| conditions::is_true(&failed.conditions, t);
+        assert!(holds(ConditionType::Reconciling));
+        assert!(!holds(ConditionType::Stalled));
+        assert!(!holds(ConditionType::Ready));
+        // Degraded still describes what the sync of generation 1 found, and says so.
+        for condition in &failed.conditions {
+            let expected = if condition.type_ == "Degraded" { 1 } else { 2 };
+            assert_eq!(
+                condition.observed_generation,
+                Some(expected),
+                "{}",
+                condition.type_
+            );
+        }
+        assert_eq!(from_sync_error(&failed, Some(2), "again", ts(7)), failed);
     }
 
     #[test]

@@ -148,10 +148,15 @@ pub enum StopType {
 }
 
 /// What the operator observed and did, written by the operator only.
+// The API server fills in this default for a policy the operator has not written yet:
+// observedGeneration 0 is below every generation, so kstatus (Flux) and the Argo CD
+// health check read a new policy as in progress, not as done before anything happened.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": 0}))]
 pub struct EcsPowerPolicyStatus {
-    /// The metadata.generation of the spec this status describes.
+    /// The metadata.generation of the spec this status describes (0 until the operator
+    /// first writes status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
@@ -175,8 +180,10 @@ pub struct EcsPowerPolicyStatus {
     #[schemars(length(max = crate::policy::MAX_FAILURES_IN_STATUS))]
     pub failures: Vec<ServerFailure>,
 
-    /// Ready (every server stopped), Progressing (stops under way) and Degraded
-    /// (failures, unknown servers or configuration errors), in the metav1.Condition shape.
+    /// Ready (in the state the spec asks for: every server stopped, or suspended, or a
+    /// dry run reported), Reconciling (stops under way, failures retried), Stalled (a
+    /// person must act) and Degraded (failures, unknown servers or configuration
+    /// errors), in the metav1.Condition shape, as kstatus reads them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

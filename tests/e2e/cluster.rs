@@ -19,7 +19,7 @@ fn cplane_sh() -> PathBuf {
     repo_root().join("hack/cplane/cplane.sh")
 }
 
-/// A running control plane with `deploy/` applied.
+/// A running control plane with `crds/` and `deploy/` applied.
 pub struct Cluster {
     /// Everything the suite writes: the control plane's files, logs of each scenario.
     pub dir: PathBuf,
@@ -130,7 +130,12 @@ fn start() -> Result<Cluster> {
         cplane_dir.display()
     );
 
-    // Install CRDs and deploy/ exactly as a user would.
+    // Install the CRD and deploy/ exactly as the README tells users to.
+    let crds = repo_root().join("crds");
+    let applied = kubectl.run_sync(&["apply", "-f", &format!("{}/", crds.display())], None)?;
+    if !applied.ok() {
+        bail!("`kubectl apply -f crds/` failed:\n{}", applied.stderr);
+    }
     let deploy = repo_root().join("deploy");
     let applied = kubectl.run_sync(&["apply", "-k", deploy.to_str().unwrap()], None)?;
     if !applied.ok() {

@@ -82,6 +82,7 @@ fn trials() -> Vec<Trial> {
         scenario("bad_credentials", problems::bad_credentials),
         scenario("two_namespaces", problems::two_namespaces),
         scenario("leader_election", scenarios::leader::run),
+        scenario("gitops", gitops::run),
     ]
 }
 

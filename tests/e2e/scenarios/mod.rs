@@ -1,3 +1,4 @@
+pub mod gitops;
 pub mod leader;
 pub mod problems;
 pub mod rbac;
