@@ -34,6 +34,19 @@ pub struct WaitLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLostLabels {
+    /// deadline | poll_failed
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    pub namespace: String,
+    pub policy: String,
+    pub r#type: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ResultLabels, Counter>,
@@ -46,6 +59,8 @@ pub struct Metrics {
     pub status_writes: Counter,
     pub jobs_in_flight: Gauge,
     pub wait_seconds: Family<WaitLabels, Counter<f64, AtomicU64>>,
+    pub jobs_lost: Family<JobLostLabels, Counter>,
+    pub policy_condition: Family<ConditionLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -61,6 +76,8 @@ impl Default for Metrics {
         let status_writes = Counter::default();
         let jobs_in_flight = Gauge::default();
         let wait_seconds = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
+        let jobs_lost = Family::<JobLostLabels, Counter>::default();
+        let policy_condition = Family::<ConditionLabels, Gauge>::default();
         registry.register(
             "reconciles",
             "Reconciles of EcsPowerPolicy, by result",
@@ -111,6 +128,16 @@ impl Default for Metrics {
             "Time spent waiting on the per-minute budget or on throttling",
             wait_seconds.clone(),
         );
+        registry.register(
+            "jobs_lost",
+            "ECS stop jobs given up unfinished, by reason (deadline: not finished by its deadline; poll_failed: its status could not be read)",
+            jobs_lost.clone(),
+        );
+        registry.register(
+            "policy_condition",
+            "1 while the policy's condition of this type is True, else 0",
+            policy_condition.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -123,6 +150,8 @@ impl Default for Metrics {
             status_writes,
             jobs_in_flight,
             wait_seconds,
+            jobs_lost,
+            policy_condition,
         }
     }
 }

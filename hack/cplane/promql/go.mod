@@ -1,6 +1,6 @@
 // Builds promql-check (main.go): Prometheus' own PromQL parser, used by the
 // monitoring test to parse every alert and dashboard expression.
-module ecs-power-operator/hack/cplane/promql
+module ecs-power-operator/hack/cplane/promql-check
 
 go 1.26.7
 

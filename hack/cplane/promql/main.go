@@ -3,8 +3,8 @@
 // parse error or the metric names it selects.
 //
 // Input (stdin): a JSON array of {"source": "...", "expr": "..."}.
-// Output (stdout): a JSON array of {"source", "expr", "error", "metrics"} in
-// the same order. Exit status 0 when it could read and answer, whatever the
+// Output (stdout): a JSON array of {"source", "expr", "error", "selectors"} in
+// the same order; each selector names its metric and the labels it matches on. Exit status 0 when it could read and answer, whatever the
 // expressions; callers decide what a parse error means.
 package main
 
@@ -23,11 +23,16 @@ type query struct {
 	Expr   string `json:"expr"`
 }
 
+type selector struct {
+	Metric string   `json:"metric"`
+	Labels []string `json:"labels"`
+}
+
 type answer struct {
-	Source  string   `json:"source"`
-	Expr    string   `json:"expr"`
-	Error   string   `json:"error,omitempty"`
-	Metrics []string `json:"metrics"`
+	Source    string     `json:"source"`
+	Expr      string     `json:"expr"`
+	Error     string     `json:"error,omitempty"`
+	Selectors []selector `json:"selectors"`
 }
 
 func main() {
@@ -36,9 +41,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "promql-check: reading the JSON array of {source, expr} on stdin: %v\n", err)
 		os.Exit(2)
 	}
+	// The options a Prometheus server runs with by default: no experimental
+	// functions or syntax.
+	p := parser.NewParser(parser.Options{})
 	answers := make([]answer, 0, len(queries))
 	for _, q := range queries {
-		answers = append(answers, check(q))
+		answers = append(answers, check(p, q))
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
@@ -48,29 +56,32 @@ func main() {
 	}
 }
 
-func check(q query) answer {
-	a := answer{Source: q.Source, Expr: q.Expr, Metrics: []string{}}
-	expr, err := parser.ParseExpr(q.Expr)
+func check(p parser.Parser, q query) answer {
+	a := answer{Source: q.Source, Expr: q.Expr, Selectors: []selector{}}
+	expr, err := p.ParseExpr(q.Expr)
 	if err != nil {
 		a.Error = err.Error()
 		return a
 	}
-	seen := map[string]bool{}
-	for _, sel := range parser.ExtractSelectors(expr) {
-		for _, m := range sel {
+	for _, matchers := range parser.ExtractSelectors(expr) {
+		sel := selector{Labels: []string{}}
+		for _, m := range matchers {
 			if m.Name != labels.MetricName {
+				sel.Labels = append(sel.Labels, m.Name)
 				continue
 			}
 			if m.Type != labels.MatchEqual {
 				a.Error = fmt.Sprintf("metric name matcher %s is not an exact name: cannot check that the metric exists", m)
 				return a
 			}
-			seen[m.Value] = true
+			sel.Metric = m.Value
 		}
+		if sel.Metric == "" {
+			a.Error = "a selector names no metric: cannot check that the metric exists"
+			return a
+		}
+		sort.Strings(sel.Labels)
+		a.Selectors = append(a.Selectors, sel)
 	}
-	for name := range seen {
-		a.Metrics = append(a.Metrics, name)
-	}
-	sort.Strings(a.Metrics)
 	return a
 }

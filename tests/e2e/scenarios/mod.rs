@@ -1,4 +1,7 @@
+pub mod helm;
+pub mod image;
 pub mod leader;
+pub mod monitoring;
 pub mod problems;
 pub mod rbac;
 pub mod stopping;

@@ -1,0 +1,222 @@
+//! Issue 16: the image hack/image.sh built, run by podman as deploy/deployment.yaml
+//! runs it (see container.rs): two containers, in-cluster configuration from the
+//! mounted ServiceAccount token only; probes answer, one leads, a policy reaches
+//! Stopped on ecs-sim, and a SIGTERM hands the Lease over.
+
+use crate::cluster::{OPERATOR_NS, OPERATOR_SA};
+use crate::container::{self, Container, Launch, PodSpec};
+use crate::ensure_eq;
+use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, start_sim, summary, wait_until};
+use crate::operator::metric_sum;
+use crate::tools;
+use anyhow::{Context as _, Result, bail, ensure};
+use std::time::Duration;
+
+/// The Lease the Deployment's replicas share (the operator's default --lease-name,
+/// which the Deployment's args keep).
+const LEASE: &str = "ecs-power-operator";
+const SERVERS: usize = 20;
+
+async fn holder(ctx: &Ctx) -> Result<Option<String>> {
+    let lease = ctx
+        .k
+        .get_json(&["leases.coordination.k8s.io", LEASE, "-n", OPERATOR_NS])
+        .await?;
+    Ok(lease
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+        .filter(|h| !h.is_empty()))
+}
+
+async fn reconciles(c: &Container) -> Result<f64> {
+    let text = c.operator.metrics().await?;
+    Ok(metric_sum(&text, "ecs_power_operator_reconciles_total").unwrap_or(0.0))
+}
+
+/// The field of /proc/PID/status named `key`.
+fn proc_status(pid: u32, key: &str) -> Result<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_owned())
+        .with_context(|| format!("/proc/{pid}/status has no {key}"))
+}
+
+/// Checks from the host that the container's process runs as the Deployment says.
+fn check_confinement(c: &Container, spec: &PodSpec) -> Result<()> {
+    let pid = c.main_pid()?;
+    let uid = proc_status(pid, "Uid")?;
+    let gid = proc_status(pid, "Gid")?;
+    ensure!(
+        uid.split_whitespace().all(|u| u == spec.user.to_string()),
+        "{}: uids {uid}, expected {} everywhere",
+        c.pod_name,
+        spec.user
+    );
+    ensure!(
+        gid.split_whitespace().all(|g| g == spec.group.to_string()),
+        "{}: gids {gid}, expected {}",
+        c.pod_name,
+        spec.group
+    );
+    for caps in ["CapEff", "CapPrm", "CapBnd"] {
+        ensure_eq!(
+            proc_status(pid, caps)?,
+            "0000000000000000",
+            "{} {caps} (all capabilities dropped)",
+            c.pod_name
+        );
+    }
+    ensure_eq!(
+        proc_status(pid, "NoNewPrivs")?,
+        "1",
+        "{} NoNewPrivs",
+        c.pod_name
+    );
+    // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ...
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    let root = mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(4) == Some(&"/"))
+        .with_context(|| format!("{}: no / in mountinfo", c.pod_name))?;
+    ensure!(
+        root.get(5).is_some_and(|o| o.split(',').any(|x| x == "ro")),
+        "{}: the root filesystem is mounted {:?}, not read-only",
+        c.pod_name,
+        root.get(5)
+    );
+    Ok(())
+}
+
+pub async fn run(ctx: Ctx) -> Result<()> {
+    let podman = tools::installed("podman", "podman")?;
+    tools::installed("runc", "runc")?;
+    let image = tools::operator_image().await?;
+    let spec = PodSpec::from_deployment(&container::deployment_manifest())?;
+    ensure_eq!(spec.namespace, OPERATOR_NS, "the Deployment's namespace");
+    eprintln!("e2e image: {image}, args {:?}", spec.args);
+
+    // The ServiceAccount volume the kubelet would mount: a token of the Deployment's
+    // ServiceAccount, the cluster's CA, the pod's namespace.
+    let token = ctx
+        .k
+        .run(
+            &["create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=1h"],
+            None,
+        )
+        .await?
+        .check()?;
+    let ca = std::fs::read(ctx.cluster.dir.join("cplane/pki/ca.crt"))
+        .context("the control plane's CA (cplane/pki/ca.crt)")?;
+    let sa_dir = ctx.dir.join("serviceaccount");
+    container::write_service_account_dir(&sa_dir, token.trim(), &ca, &spec.namespace)?;
+    let env = std::fs::read_to_string(ctx.cluster.dir.join("cplane/env"))?;
+    let server = env
+        .lines()
+        .find_map(|l| l.strip_prefix("KUBE_APISERVER="))
+        .context("KUBE_APISERVER= missing in cplane/env")?;
+    let authority = server
+        .strip_prefix("https://")
+        .with_context(|| format!("KUBE_APISERVER {server} is not https://"))?;
+    let (host, port) = authority
+        .rsplit_once(':')
+        .with_context(|| format!("KUBE_APISERVER {server} has no port"))?;
+
+    let sim = start_sim(SERVERS, |_| {}).await?;
+    let ids = sim.server_ids();
+    ctx.secret(&ctx.ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let launch = Launch {
+        podman: &podman,
+        image: &image,
+        spec: &spec,
+        sa_dir: &sa_dir,
+        apiserver_host: host,
+        apiserver_port: port.parse()?,
+        watch_namespace: &ctx.ns,
+        log_dir: &ctx.dir,
+    };
+    let mut a = Container::start(&launch, "ecs-power-operator-7d9f-a")?;
+    let mut b = Container::start(&launch, "ecs-power-operator-7d9f-b")?;
+    for c in [&mut a, &mut b] {
+        // Generous: two containers start at once on a busy machine.
+        c.operator.wait_healthy(Duration::from_secs(60)).await?;
+        let (status, body) = c.operator.http_get("/readyz").await?;
+        // Readiness follows the API server connection; give it the probe's patience.
+        if status != 200 {
+            let op = &c.operator;
+            wait_until(Duration::from_secs(30), "/readyz 200", || async {
+                Ok(op.http_get("/readyz").await?.0 == 200)
+            })
+            .await
+            .with_context(|| format!("{}: /readyz answered {status} {body}", c.pod_name))?;
+        }
+        check_confinement(c, &spec)?;
+    }
+
+    ctx.k
+        .apply_ok(&Policy::new(&ctx.ns, "nightly", &sim, &ids).yaml())
+        .await?;
+    ctx.wait_status(
+        &ctx.ns,
+        "nightly",
+        Duration::from_secs(90),
+        "policy Stopped by the containerized operator",
+        |s| s["phase"] == "Stopped" && summary(s, "stopped") == SERVERS as i64,
+    )
+    .await?;
+    let leader_id = holder(&ctx)
+        .await?
+        .with_context(|| format!("Lease {OPERATOR_NS}/{LEASE} has no holder"))?;
+    let (leader, follower) = if leader_id == a.pod_name {
+        (&mut a, &mut b)
+    } else if leader_id == b.pod_name {
+        (&mut b, &mut a)
+    } else {
+        bail!("the Lease holder is {leader_id:?}, neither container's POD_NAME");
+    };
+    let (rl, rf) = (reconciles(leader).await?, reconciles(follower).await?);
+    eprintln!("e2e image: holder {leader_id}; reconciles leader={rl} follower={rf}");
+    ensure!(rl > 0.0, "the Lease holder {leader_id} shows {rl} reconciles");
+    ensure!(
+        rf == 0.0,
+        "the follower {} reconciled ({rf}) without the Lease",
+        follower.pod_name
+    );
+    let stats = sim.stats().await;
+    ensure_eq!(stats.stop_ids_total, SERVERS as u64, "ids over all stop calls");
+
+    // The Deployment's --log-format=json: every line the operator wrote is JSON, and
+    // neither the secret key nor the ServiceAccount token is in it.
+    for c in [&*leader, &*follower] {
+        let log = c.operator.log_text();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.starts_with("# ")).collect();
+        ensure!(!lines.is_empty(), "{} wrote no log line", c.pod_name);
+        for line in &lines {
+            serde_json::from_str::<serde_json::Value>(line)
+                .with_context(|| format!("{}: log line is not JSON: {line}", c.pod_name))?;
+        }
+        ensure!(
+            !log.contains(SECRET_KEY) && !log.contains(token.trim()),
+            "{}: a secret appears in the log",
+            c.pod_name
+        );
+    }
+
+    // podman stop = the kubelet's SIGTERM: the leader exits in time and the follower
+    // takes the Lease.
+    let follower_id = follower.pod_name.clone();
+    ensure!(
+        leader.terminate(Duration::from_secs(20)),
+        "the leader container did not exit within 20 s of SIGTERM"
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the other container to take the Lease",
+        || async { Ok(holder(&ctx).await?.as_deref() == Some(follower_id.as_str())) },
+    )
+    .await?;
+    eprintln!("e2e image: {follower_id} took the Lease after the leader's SIGTERM");
+    Ok(())
+}
