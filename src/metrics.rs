@@ -77,6 +77,11 @@ impl Default for Metrics {
         let jobs_in_flight = Gauge::default();
         let wait_seconds = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
         let jobs_lost = Family::<JobLostLabels, Counter>::default();
+        // Both reasons from 0, so that the first loss is an increase() and the family
+        // is in /metrics before anything was lost (the alert rule uses it).
+        for reason in ["deadline", "poll_failed"] {
+            let _ = jobs_lost.get_or_create(&JobLostLabels { reason });
+        }
         let policy_condition = Family::<ConditionLabels, Gauge>::default();
         registry.register(
             "reconciles",
@@ -203,6 +208,8 @@ mod tests {
             "ecs_power_operator_wait_seconds_total{reason=\"budget\"} 1.5",
             "ecs_power_operator_jobs_in_flight 0",
             "ecs_power_operator_status_writes_total 0",
+            "ecs_power_operator_jobs_lost_total{reason=\"deadline\"} 0",
+            "ecs_power_operator_jobs_lost_total{reason=\"poll_failed\"} 0",
             "# EOF",
         ] {
             assert!(text.contains(name), "missing `{name}` in:\n{text}");

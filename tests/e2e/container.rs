@@ -94,9 +94,10 @@ impl PodSpec {
             v.as_u64()
                 .with_context(|| format!("deploy/deployment.yaml: {what} missing"))
         };
-        let user = id(&sc["runAsUser"], "runAsUser").or_else(|_| id(&pod_sc["runAsUser"], "runAsUser"))?;
-        let group =
-            id(&sc["runAsGroup"], "runAsGroup").or_else(|_| id(&pod_sc["runAsGroup"], "runAsGroup"))?;
+        let user =
+            id(&sc["runAsUser"], "runAsUser").or_else(|_| id(&pod_sc["runAsUser"], "runAsUser"))?;
+        let group = id(&sc["runAsGroup"], "runAsGroup")
+            .or_else(|_| id(&pod_sc["runAsGroup"], "runAsGroup"))?;
         let seccomp = pod_sc["seccompProfile"]["type"]
             .as_str()
             .or(sc["seccompProfile"]["type"].as_str());
@@ -123,7 +124,9 @@ impl PodSpec {
             read_only_root: sc["readOnlyRootFilesystem"].as_bool() == Some(true),
             drop_all_capabilities: drops == ["ALL"],
             no_new_privileges: sc["allowPrivilegeEscalation"].as_bool() == Some(false),
-            memory_limit: c["resources"]["limits"]["memory"].as_str().map(str::to_owned),
+            memory_limit: c["resources"]["limits"]["memory"]
+                .as_str()
+                .map(str::to_owned),
             cpu_limit: c["resources"]["limits"]["cpu"].as_str().map(str::to_owned),
         })
     }
@@ -148,7 +151,12 @@ fn podman_cpus(quantity: &str) -> Result<String> {
 
 /// The ServiceAccount volume as the kubelet projects it: token, ca.crt, namespace,
 /// readable by the container's non-root user.
-pub fn write_service_account_dir(dir: &Path, token: &str, ca: &[u8], namespace: &str) -> Result<()> {
+pub fn write_service_account_dir(
+    dir: &Path,
+    token: &str,
+    ca: &[u8],
+    namespace: &str,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("token"), token)?;
@@ -196,7 +204,12 @@ impl Container {
         // runc: Debian's default crun cannot set RLIMIT_NOFILE in this sandbox.
         command.args(["--runtime", "runc", "run", "--rm", "--name", &name]);
         command.args(["--network", "host", "--pull", "never"]);
-        command.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
+        command.args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+        ]);
         command.args(["--user", &format!("{}:{}", spec.user, spec.group)]);
         if spec.read_only_root {
             // Kubernetes gives a read-only root no writable /tmp or /run; neither does this.
@@ -219,11 +232,20 @@ impl Container {
             &format!("{}:{SA_MOUNT}:ro", launch.sa_dir.display()),
         ]);
         let mut env = vec![
-            ("KUBERNETES_SERVICE_HOST".to_owned(), launch.apiserver_host.to_owned()),
-            ("KUBERNETES_SERVICE_PORT".to_owned(), launch.apiserver_port.to_string()),
+            (
+                "KUBERNETES_SERVICE_HOST".to_owned(),
+                launch.apiserver_host.to_owned(),
+            ),
+            (
+                "KUBERNETES_SERVICE_PORT".to_owned(),
+                launch.apiserver_port.to_string(),
+            ),
             // Test isolation, beside the Deployment's args: this scenario's namespace
             // only, and this container's port.
-            ("EPO_WATCH_NAMESPACE".to_owned(), launch.watch_namespace.to_owned()),
+            (
+                "EPO_WATCH_NAMESPACE".to_owned(),
+                launch.watch_namespace.to_owned(),
+            ),
             ("EPO_HTTP_ADDR".to_owned(), format!("127.0.0.1:{port}")),
         ];
         for (var, field) in &spec.field_env {
@@ -293,7 +315,11 @@ fn remove(podman: &Path, name: &str) {
 
 /// Removes every container still registered (used by the Ctrl-C handler).
 pub fn remove_all_live() {
-    let names: Vec<String> = LIVE.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+    let names: Vec<String> = LIVE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+        .collect();
     for name in names {
         remove(Path::new("podman"), &name);
     }

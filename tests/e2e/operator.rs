@@ -94,7 +94,12 @@ impl Operator {
 
     /// Starts `command` (an operator serving HTTP on 127.0.0.1:`port`), stdout+stderr
     /// appended to `log`.
-    pub fn spawn_command(name: &str, mut command: Command, log: PathBuf, port: u16) -> Result<Self> {
+    pub fn spawn_command(
+        name: &str,
+        mut command: Command,
+        log: PathBuf,
+        port: u16,
+    ) -> Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

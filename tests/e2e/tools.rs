@@ -21,7 +21,10 @@ pub async fn go_tool(name: &str) -> Result<PathBuf> {
             .trim(),
     );
     if !path.is_file() {
-        bail!("cplane tool-path {name} named {}, which does not exist", path.display());
+        bail!(
+            "cplane tool-path {name} named {}, which does not exist",
+            path.display()
+        );
     }
     Ok(path)
 }

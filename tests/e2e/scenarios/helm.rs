@@ -68,17 +68,31 @@ fn drop_release_labels(labels: &mut Value) {
     }
 }
 
+/// Whole floats as integers: kustomize rewrites the CRD's `minimum: 0.0` as `0`,
+/// Helm keeps the file's text; both mean the same number to the API server.
+fn canonical_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15) {
+                *v = Value::Number((f as i64).into());
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(canonical_numbers),
+        Value::Mapping(map) => map.values_mut().for_each(canonical_numbers),
+        _ => {}
+    }
+}
+
 /// The object without Helm's release labels (on the object, its selectors, its pod
-/// template).
+/// template), numbers canonical.
 fn normalized(mut obj: Value) -> Value {
+    canonical_numbers(&mut obj);
     drop_release_labels(&mut obj["metadata"]["labels"]);
     if obj["metadata"]["labels"]
         .as_mapping()
         .is_some_and(|m| m.is_empty())
     {
-        obj["metadata"]
-            .as_mapping_mut()
-            .map(|m| m.remove("labels"));
+        obj["metadata"].as_mapping_mut().map(|m| m.remove("labels"));
     }
     let spec = &mut obj["spec"];
     if spec.is_mapping() {
@@ -104,8 +118,20 @@ impl Helm {
     }
 
     /// `helm template RELEASE charts/ecs-power-operator -n NS --include-crds <extra>`.
-    async fn template(&self, release: &str, ns: &str, extra: &[&str]) -> Result<crate::kubectl::Output> {
-        let mut args = vec!["template", release, CHART, "--namespace", ns, "--include-crds"];
+    async fn template(
+        &self,
+        release: &str,
+        ns: &str,
+        extra: &[&str],
+    ) -> Result<crate::kubectl::Output> {
+        let mut args = vec![
+            "template",
+            release,
+            CHART,
+            "--namespace",
+            ns,
+            "--include-crds",
+        ];
         args.extend_from_slice(extra);
         self.run(&args).await
     }
@@ -138,7 +164,9 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         chart_crd.display()
     );
     ensure!(
-        std::fs::symlink_metadata(&chart_crd)?.file_type().is_symlink(),
+        std::fs::symlink_metadata(&chart_crd)?
+            .file_type()
+            .is_symlink(),
         "{} must stay a symlink to {CRD} (one source)",
         chart_crd.display()
     );
@@ -146,7 +174,10 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     let lint = helm.run(&["lint", "--strict", CHART]).await?;
     let lint_out = lint.clone().check()?;
     for finding in ["[WARNING]", "[ERROR]"] {
-        ensure!(!lint_out.contains(finding), "helm lint --strict: {lint_out}");
+        ensure!(
+            !lint_out.contains(finding),
+            "helm lint --strict: {lint_out}"
+        );
     }
 
     // The default render against deploy/, release ecs-power-operator in its namespace.
@@ -197,7 +228,10 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     eprintln!(
         "e2e helm: default render = kubectl kustomize deploy/ ({} objects) but for {:?}",
         chart.len(),
-        EXPECTED_DIFFERENCES.iter().map(|(k, _)| k).collect::<Vec<_>>()
+        EXPECTED_DIFFERENCES
+            .iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
     );
 
     // A second release in this scenario's namespace, cluster-wide RBAC, values set:
@@ -300,7 +334,9 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         .check()?;
     let objects = parse_objects(&monitored, "helm template (ServiceMonitor)")?;
     let sm = objects
-        .get(&format!("monitoring.coreos.com/v1/ServiceMonitor/{ns}/epo-e2e-ecs-power-operator"))
+        .get(&format!(
+            "monitoring.coreos.com/v1/ServiceMonitor/{ns}/epo-e2e-ecs-power-operator"
+        ))
         .context("no ServiceMonitor rendered with metrics.serviceMonitor.enabled=true")?;
     let service = &objects[&format!("v1/Service/{ns}/epo-e2e-ecs-power-operator-metrics")];
     let selector = sm["spec"]["selector"]["matchLabels"]
@@ -321,12 +357,18 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     // Bad values fail the render with the value named.
     for (set, expected) in [
         ("rbac.mode=namespaced", "watchNamespace"),
-        ("rbac.mode=everything", "rbac.mode must be cluster or namespaced"),
+        (
+            "rbac.mode=everything",
+            "rbac.mode must be cluster or namespaced",
+        ),
         ("logFormat=xml", "logFormat must be text or json"),
         ("leaderElection.enabled=false", "leaderElection.enabled"),
     ] {
         let out = helm.template("epo-e2e", ns, &["--set", set]).await?;
-        ensure!(!out.ok(), "helm template --set {set} succeeded; it must fail");
+        ensure!(
+            !out.ok(),
+            "helm template --set {set} succeeded; it must fail"
+        );
         ensure!(
             out.stderr.contains(expected),
             "helm template --set {set}: error does not name {expected:?}: {}",
@@ -344,7 +386,10 @@ async fn dry_run(ctx: &Ctx, manifests: &str, what: &str) -> Result<()> {
     let applied = out
         .check()
         .with_context(|| format!("kubectl apply --dry-run=server of the {what}"))?;
-    let count = applied.lines().filter(|l| l.contains("(server dry run)")).count();
+    let count = applied
+        .lines()
+        .filter(|l| l.contains("(server dry run)"))
+        .count();
     ensure!(
         count == parse_objects(manifests, what)?.len(),
         "the API server answered for {count} objects of the {what}:\n{applied}"

@@ -102,7 +102,14 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     let token = ctx
         .k
         .run(
-            &["create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=1h"],
+            &[
+                "create",
+                "token",
+                OPERATOR_SA,
+                "-n",
+                OPERATOR_NS,
+                "--duration=1h",
+            ],
             None,
         )
         .await?
@@ -178,14 +185,21 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     };
     let (rl, rf) = (reconciles(leader).await?, reconciles(follower).await?);
     eprintln!("e2e image: holder {leader_id}; reconciles leader={rl} follower={rf}");
-    ensure!(rl > 0.0, "the Lease holder {leader_id} shows {rl} reconciles");
+    ensure!(
+        rl > 0.0,
+        "the Lease holder {leader_id} shows {rl} reconciles"
+    );
     ensure!(
         rf == 0.0,
         "the follower {} reconciled ({rf}) without the Lease",
         follower.pod_name
     );
     let stats = sim.stats().await;
-    ensure_eq!(stats.stop_ids_total, SERVERS as u64, "ids over all stop calls");
+    ensure_eq!(
+        stats.stop_ids_total,
+        SERVERS as u64,
+        "ids over all stop calls"
+    );
 
     // The Deployment's --log-format=json: every line the operator wrote is JSON, and
     // neither the secret key nor the ServiceAccount token is in it.

@@ -5,7 +5,7 @@
 //! (for the families that have samples after a policy was stopped).
 
 use crate::cluster::repo_root;
-use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, start_sim, summary};
+use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary};
 use crate::tools;
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::{Value, json};
@@ -77,9 +77,9 @@ fn dashboard_exprs() -> Result<Vec<(String, String)>> {
         panels.extend(panel["panels"].as_array().into_iter().flatten());
         let title = panel["title"].as_str().unwrap_or("?");
         for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"]
-                .as_str()
-                .with_context(|| format!("{DASHBOARD}: panel {title:?} has a target without expr"))?;
+            let expr = target["expr"].as_str().with_context(|| {
+                format!("{DASHBOARD}: panel {title:?} has a target without expr")
+            })?;
             out.push((
                 format!("{DASHBOARD}: {title}"),
                 grafana_substituted(expr, title)?,
@@ -116,7 +116,10 @@ fn exposition(text: &str) -> Exposition {
         } else if !line.starts_with('#') {
             let name_end = line.find(['{', ' ']).unwrap_or(line.len());
             let entry = labels.entry(line[..name_end].to_owned()).or_default();
-            if let Some(set) = line[name_end..].strip_prefix('{').and_then(|r| r.split('}').next()) {
+            if let Some(set) = line[name_end..]
+                .strip_prefix('{')
+                .and_then(|r| r.split('}').next())
+            {
                 for pair in set.split(',').filter(|p| !p.is_empty()) {
                     if let Some((k, _)) = pair.split_once('=') {
                         entry.insert(k.to_owned());
@@ -161,23 +164,40 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         errors.join("\n")
     );
 
-    // A real operator's /metrics, after it stopped a policy (so that the families the
-    // expressions select by label have samples).
-    let sim = start_sim(5, |_| {}).await?;
+    // A real operator's /metrics after it did what the expressions watch: stopped a
+    // policy through a throttling ECS API (429s, waits), and failed on a policy whose
+    // Secret is missing (errors by kind, a Degraded condition). Families with labels
+    // are only exposed once they have a series.
+    let sim = start_sim(5, |c| c.throttle_rps = Some(1.0)).await?;
     ctx.secret(&ctx.ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
         .await?;
     let op = ctx.operator("operator", &ctx.ns, &[]).await?;
     ctx.k
         .apply_ok(&Policy::new(&ctx.ns, "watched", &sim, &sim.server_ids()).yaml())
         .await?;
+    let mut broken = Policy::new(&ctx.ns, "no-secret", &sim, &sim.server_ids()[..1]);
+    broken.secret = "missing".into();
+    ctx.k.apply_ok(&broken.yaml()).await?;
     ctx.wait_status(
         &ctx.ns,
         "watched",
-        Duration::from_secs(60),
+        Duration::from_secs(90),
         "policy Stopped",
         |s| s["phase"] == "Stopped" && summary(s, "stopped") == 5,
     )
     .await?;
+    ctx.wait_status(
+        &ctx.ns,
+        "no-secret",
+        Duration::from_secs(30),
+        "policy Degraded (its Secret is missing)",
+        |s| condition(s, "Degraded").is_some_and(|c| c["status"] == "True"),
+    )
+    .await?;
+    ensure!(
+        sim.stats().await.rate_limited > 0,
+        "the sim sent no 429: the scenario did not exercise throttling"
+    );
     let metrics = exposition(&op.metrics().await?);
 
     let mut missing = Vec::new();
