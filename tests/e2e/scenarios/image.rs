@@ -8,6 +8,7 @@ use crate::container::{self, Container, Launch, PodSpec};
 use crate::ensure_eq;
 use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, start_sim, summary, wait_until};
 use crate::operator::metric_sum;
+use crate::scenarios::leader::holder;
 use crate::tools;
 use anyhow::{Context as _, Result, bail, ensure};
 use std::time::Duration;
@@ -16,16 +17,6 @@ use std::time::Duration;
 /// which the Deployment's args keep).
 const LEASE: &str = "ecs-power-operator";
 const SERVERS: usize = 20;
-
-async fn holder(ctx: &Ctx) -> Result<Option<String>> {
-    let lease = ctx
-        .k
-        .get_json(&["leases.coordination.k8s.io", LEASE, "-n", OPERATOR_NS])
-        .await?;
-    Ok(lease
-        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
-        .filter(|h| !h.is_empty()))
-}
 
 async fn reconciles(c: &Container) -> Result<f64> {
     let text = c.operator.metrics().await?;
@@ -173,7 +164,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         |s| s["phase"] == "Stopped" && summary(s, "stopped") == SERVERS as i64,
     )
     .await?;
-    let leader_id = holder(&ctx)
+    let leader_id = holder(&ctx, LEASE)
         .await?
         .with_context(|| format!("Lease {OPERATOR_NS}/{LEASE} has no holder"))?;
     let (leader, follower) = if leader_id == a.pod_name {
@@ -228,7 +219,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     wait_until(
         Duration::from_secs(30),
         "the other container to take the Lease",
-        || async { Ok(holder(&ctx).await?.as_deref() == Some(follower_id.as_str())) },
+        || async { Ok(holder(&ctx, LEASE).await?.as_deref() == Some(follower_id.as_str())) },
     )
     .await?;
     eprintln!("e2e image: {follower_id} took the Lease after the leader's SIGTERM");
