@@ -80,12 +80,59 @@ fn check_confinement(c: &Container, spec: &PodSpec) -> Result<()> {
     Ok(())
 }
 
+/// `hack/image.sh --oci-archive FILE` writes the image as an OCI archive: an
+/// index.json naming it, whose manifest is a blob of the archive.
+async fn check_oci_archive(ctx: &Ctx, image: &str) -> Result<()> {
+    let archive = ctx.dir.join("image.oci.tar");
+    let archive_arg = archive.to_string_lossy().into_owned();
+    let script = crate::cluster::repo_root().join("hack/image.sh");
+    let printed = tools::run(&script, &["--oci-archive", &archive_arg], None)
+        .await?
+        .check()?;
+    ensure_eq!(printed.trim(), image, "hack/image.sh --oci-archive printed");
+    let tar = tools::installed("tar", "tar")?;
+    let index = tools::run(&tar, &["-xOf", &archive_arg, "index.json"], None)
+        .await?
+        .check()?;
+    let index: serde_json::Value = serde_json::from_str(&index).context("index.json")?;
+    let manifest = &index["manifests"][0];
+    ensure_eq!(
+        manifest["annotations"]["org.opencontainers.image.ref.name"].as_str(),
+        Some(image),
+        "the archive's image name"
+    );
+    let digest = manifest["digest"]
+        .as_str()
+        .and_then(|d| d.strip_prefix("sha256:"))
+        .context("index.json: no sha256 manifest digest")?;
+    let listing = tools::run(&tar, &["-tf", &archive_arg], None)
+        .await?
+        .check()?;
+    ensure!(
+        listing
+            .lines()
+            .any(|l| l == format!("blobs/sha256/{digest}")),
+        "the archive lacks its manifest blob {digest}"
+    );
+    Ok(())
+}
+
 pub async fn run(ctx: Ctx) -> Result<()> {
     let podman = tools::installed("podman", "podman")?;
     tools::installed("runc", "runc")?;
     let image = tools::operator_image().await?;
+    check_oci_archive(&ctx, &image).await?;
     let spec = PodSpec::from_deployment(&container::deployment_manifest())?;
     ensure_eq!(spec.namespace, OPERATOR_NS, "the Deployment's namespace");
+    // What the Deployment promises (README, Installing), checked below on the process.
+    ensure!(
+        spec.read_only_root
+            && spec.drop_all_capabilities
+            && spec.no_new_privileges
+            && spec.user != 0,
+        "deploy/deployment.yaml no longer runs the operator read-only, non-root, without \
+         capabilities and privilege escalation: {spec:?}"
+    );
     eprintln!("e2e image: {image}, args {:?}", spec.args);
 
     // The ServiceAccount volume the kubelet would mount: a token of the Deployment's
