@@ -354,15 +354,22 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         "ServiceMonitor port = the Service's port name"
     );
 
-    // Bad values fail the render with the value named.
+    // Bad values fail the render with the value named (values.schema.json, and the
+    // templates for what spans values).
     for (set, expected) in [
-        ("rbac.mode=namespaced", "watchNamespace"),
         (
-            "rbac.mode=everything",
-            "rbac.mode must be cluster or namespaced",
+            "rbac.mode=namespaced",
+            "rbac.mode=namespaced needs watchNamespace",
         ),
-        ("logFormat=xml", "logFormat must be text or json"),
-        ("leaderElection.enabled=false", "leaderElection.enabled"),
+        ("rbac.mode=everything", "/rbac/mode"),
+        ("logFormat=xml", "/logFormat"),
+        ("replicas=0", "/replicas"),
+        ("budget.servers=many", "/budget/servers"),
+        ("replicaCount=2", "'replicaCount' not allowed"),
+        (
+            "leaderElection.enabled=false",
+            "replicas > 1 needs leaderElection.enabled",
+        ),
     ] {
         let out = helm.template("epo-e2e", ns, &["--set", set]).await?;
         ensure!(
