@@ -80,6 +80,13 @@ fn check_confinement(c: &Container, spec: &PodSpec) -> Result<()> {
     Ok(())
 }
 
+/// The content of `name` in the gzipped layer tarball `layer`.
+async fn layer_file(tar: &std::path::Path, layer: &str, name: &str) -> Result<String> {
+    tools::run(tar, &["-xzOf", layer, name], None)
+        .await?
+        .check()
+}
+
 /// `hack/image.sh --oci-archive FILE` writes the image as an OCI archive: an
 /// index.json naming it, whose manifest is a blob of the archive.
 async fn check_oci_archive(ctx: &Ctx, image: &str) -> Result<()> {
@@ -114,6 +121,73 @@ async fn check_oci_archive(ctx: &Ctx, image: &str) -> Result<()> {
             .any(|l| l == format!("blobs/sha256/{digest}")),
         "the archive lacks its manifest blob {digest}"
     );
+
+    // The one layer is the whole filesystem: FROM scratch, nothing but the binary,
+    // the CA roots and the user database.
+    let blob = |digest: &str| format!("blobs/sha256/{digest}");
+    let manifest = tools::run(&tar, &["-xOf", &archive_arg, &blob(digest)], None)
+        .await?
+        .check()?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).context("manifest")?;
+    let layers = manifest["layers"]
+        .as_array()
+        .context("manifest: no layers")?;
+    ensure_eq!(layers.len(), 1, "layers of the image");
+    let layer_digest = layers[0]["digest"]
+        .as_str()
+        .and_then(|d| d.strip_prefix("sha256:"))
+        .context("manifest: layer digest")?;
+    let layer = ctx.dir.join("layer.tar.gz");
+    let layer_arg = layer.to_string_lossy().into_owned();
+    tools::run(
+        &tar,
+        &[
+            "-xf",
+            &archive_arg,
+            "-C",
+            &ctx.dir.to_string_lossy(),
+            &blob(layer_digest),
+        ],
+        None,
+    )
+    .await?
+    .check()?;
+    std::fs::rename(ctx.dir.join(blob(layer_digest)), &layer)?;
+    let files = tools::run(&tar, &["-tzvf", &layer_arg], None)
+        .await?
+        .check()?;
+    let mut regular: Vec<String> = files
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+        .collect();
+    regular.sort();
+    ensure_eq!(
+        regular,
+        [
+            "ecs-power-operator",
+            "etc/group",
+            "etc/passwd",
+            "etc/ssl/certs/ca-certificates.crt"
+        ]
+        .map(String::from)
+        .to_vec(),
+        "files of the image"
+    );
+    let roots = layer_file(&tar, &layer_arg, "etc/ssl/certs/ca-certificates.crt").await?;
+    let count = roots.matches("-----BEGIN CERTIFICATE-----").count();
+    ensure!(
+        count >= 50,
+        "the image's CA bundle holds {count} certificates"
+    );
+    ensure!(
+        layer_file(&tar, &layer_arg, "etc/passwd")
+            .await?
+            .lines()
+            .any(|l| l.starts_with("nonroot:x:65532:65532:")),
+        "the image's /etc/passwd has no nonroot user 65532"
+    );
+    eprintln!("e2e image: OCI archive with one layer: the binary, {count} CA roots, passwd, group");
     Ok(())
 }
 
