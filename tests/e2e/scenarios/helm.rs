@@ -171,6 +171,23 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         chart_crd.display()
     );
 
+    // The chart installs the version this checkout builds: its default image tag
+    // (appVersion) is the tag hack/image.sh gives the image.
+    let chart_meta: Value = serde_yaml::from_str(&std::fs::read_to_string(
+        root.join(CHART).join("Chart.yaml"),
+    )?)?;
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let crate_version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .context("Cargo.toml: no version")?;
+    ensure_eq!(
+        chart_meta["appVersion"].as_str(),
+        Some(crate_version),
+        "Chart.yaml appVersion = Cargo.toml version"
+    );
+
     let lint = helm.run(&["lint", "--strict", CHART]).await?;
     let lint_out = lint.clone().check()?;
     for finding in ["[WARNING]", "[ERROR]"] {
