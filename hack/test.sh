@@ -64,9 +64,9 @@ fi
 step "control-plane binaries (kube-apiserver, kubectl, etcd; cached after the first build)"
 timed hack/cplane/cplane.sh build >&2
 
-step "helm and promql-check (from their Go modules; cached after the first build)"
+step "helm, promql-check and promtool (from their Go modules; cached after the first build)"
 timed hack/cplane/cplane.sh tool-path helm >&2
-timed hack/cplane/cplane.sh tool-path promql-check >&2
+timed hack/cplane/cplane.sh tool-path promtool >&2
 
 step "operator image (hack/image.sh: musl build + buildah; reused while the sources are unchanged)"
 timed hack/image.sh >&2

@@ -158,6 +158,8 @@ func helmSpec(src string) (*buildSpec, error) {
 	}, nil
 }
 
+// promqlSpec builds, from one Prometheus version, promql-check (main.go: its
+// PromQL parser) and promtool (its rule checker and rule unit-test runner).
 func promqlSpec(src string) (*buildSpec, error) {
 	dir := filepath.Join(src, "promql")
 	ver, err := moduleVersion(filepath.Join(dir, "go.mod"), "github.com/prometheus/prometheus")
@@ -166,7 +168,10 @@ func promqlSpec(src string) (*buildSpec, error) {
 	}
 	return &buildSpec{
 		name: "promql", modDir: dir, version: ver,
-		pkgs: []string{"."}, outs: []string{"promql-check"}, ldflags: "-s -w",
+		pkgs: []string{".", "github.com/prometheus/prometheus/cmd/promtool"},
+		outs: []string{"promql-check", "promtool"},
+		ldflags: "-s -w -X github.com/prometheus/common/version.Version=" + ver +
+			" -X github.com/prometheus/common/version.Branch=module",
 	}, nil
 }
 
@@ -175,6 +180,7 @@ var tools = map[string]func(string) (*buildSpec, error){
 	"kubectl":      k8sSpec,
 	"helm":         helmSpec,
 	"promql-check": promqlSpec,
+	"promtool":     promqlSpec,
 }
 
 // ensureSpecs builds (or finds cached) every spec, one caller at a time.

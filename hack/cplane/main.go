@@ -6,7 +6,7 @@
 //	cplane up --dir DIR [--port N]    start etcd + kube-apiserver, write DIR/kubeconfig
 //	cplane down --dir DIR             stop them (idempotent)
 //	cplane kubectl-path               print the path of the built kubectl
-//	cplane tool-path NAME             print the path of kubectl, helm or promql-check
+//	cplane tool-path NAME             print the path of kubectl, helm, promql-check or promtool
 //
 // It is normally invoked through hack/cplane/cplane.sh, which sets CPLANE_SRC
 // to the hack/cplane directory. Standard library only. Files by job:
@@ -28,7 +28,7 @@ commands:
                                 start etcd + kube-apiserver on 127.0.0.1; prints the kubeconfig path last
   down --dir DIR [--grace D]    stop the control plane started in DIR (idempotent)
   kubectl-path                  print the path of the built kubectl (builds it if needed)
-  tool-path NAME                print the path of the built tool NAME: kubectl, helm or promql-check
+  tool-path NAME                print the path of the built tool NAME: kubectl, helm, promql-check or promtool
                                 (builds it if needed)
 
 environment:

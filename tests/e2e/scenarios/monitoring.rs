@@ -1,6 +1,7 @@
 //! Issue 16: the alerts (deploy/monitoring/prometheusrule.yaml) and the Grafana
 //! dashboard (deploy/monitoring/grafana-dashboard.json). Every PromQL expression
-//! parses with Prometheus' own parser (hack/cplane's promql-check), and every metric
+//! parses with Prometheus' own parser (hack/cplane's promql-check); promtool checks
+//! the rules and runs their unit tests (prometheusrule_test.yaml); every metric
 //! they select is in a running operator's /metrics, with the labels they match on
 //! (for the families that have samples after a policy was stopped).
 
@@ -13,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 const RULES: &str = "deploy/monitoring/prometheusrule.yaml";
+const RULE_TESTS: &str = "deploy/monitoring/prometheusrule_test.yaml";
 const DASHBOARD: &str = "deploy/monitoring/grafana-dashboard.json";
 
 /// Series Prometheus makes itself when it scrapes, not the operator.
@@ -53,6 +55,32 @@ fn rule_exprs() -> Result<Vec<(String, String)>> {
     }
     ensure!(!out.is_empty(), "{RULES} has no rules");
     Ok(out)
+}
+
+/// promtool (Prometheus' own rule evaluation) on the PrometheusRule's spec as a plain
+/// rule file: `check rules` (syntax, templates, duplicates), then the unit tests of
+/// RULE_TESTS (each alert fires when it should, and not before).
+async fn rule_unit_tests(ctx: &Ctx) -> Result<()> {
+    let promtool = tools::go_tool("promtool").await?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(RULES))?)?;
+    let mut plain = serde_yaml::Mapping::new();
+    plain.insert("groups".into(), doc["spec"]["groups"].clone());
+    let rules = ctx.dir.join("rules.yaml");
+    std::fs::write(&rules, serde_yaml::to_string(&plain)?)?;
+    let tests = ctx.dir.join("prometheusrule_test.yaml");
+    std::fs::copy(repo_root().join(RULE_TESTS), &tests)?;
+    for args in [
+        ["check", "rules", &rules.to_string_lossy()],
+        ["test", "rules", &tests.to_string_lossy()],
+    ] {
+        let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+        let out = tools::run(&promtool, &args, None).await?;
+        let (code, stdout) = (out.code, out.stdout.clone());
+        out.check()
+            .with_context(|| format!("promtool {} (exit {code:?}):\n{stdout}", args.join(" ")))?;
+    }
+    Ok(())
 }
 
 /// `expr` with Grafana's variables replaced; any other variable is an error.
@@ -163,6 +191,8 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         "PromQL that Prometheus refuses:\n{}",
         errors.join("\n")
     );
+
+    rule_unit_tests(&ctx).await?;
 
     // A real operator's /metrics after it did what the expressions watch: stopped a
     // policy through a throttling ECS API (429s, waits), and failed on a policy whose
