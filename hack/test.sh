@@ -37,6 +37,30 @@ fi
 command -v go >/dev/null || die "go not found: Go >= 1.26 is needed to build kube-apiserver, kubectl and etcd from their modules (hack/cplane)"
 command -v python3 >/dev/null || die "python3 not found (needed by the Python SDK conformance test)"
 
+# The image scenario (tests/e2e/scenarios/image.rs): Debian's podman, buildah, runc,
+# musl-tools (musl-gcc, for ring) and CA roots, and Rust's musl target.
+missing_pkgs=()
+for tool in podman:podman buildah:buildah runc:runc musl-gcc:musl-tools; do
+  command -v "${tool%%:*}" >/dev/null || missing_pkgs+=("${tool#*:}")
+done
+[[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing_pkgs+=(ca-certificates)
+if ((${#missing_pkgs[@]})); then
+  command -v apt-get >/dev/null && [[ $EUID -eq 0 ]] \
+    || die "missing ${missing_pkgs[*]} (Debian packages; install them, or run hack/test.sh as root on Debian)"
+  step "apt-get install ${missing_pkgs[*]}"
+  timed apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive timed apt-get install -y -qq "${missing_pkgs[@]}" >&2
+fi
+for tool in podman buildah runc musl-gcc; do
+  command -v "$tool" >/dev/null || die "$tool not found after installing its package"
+done
+musl_target=x86_64-unknown-linux-musl
+if ! rustup target list --installed 2>/dev/null | grep -qx "$musl_target"; then
+  command -v rustup >/dev/null || die "the Rust target $musl_target is missing and rustup is not installed to add it"
+  step "rustup target add $musl_target"
+  rustup target add "$musl_target"
+fi
+
 step "control-plane binaries (kube-apiserver, kubectl, etcd; cached after the first build)"
 timed hack/cplane/cplane.sh build >&2
 
@@ -44,6 +68,12 @@ step "Go test tools: kstatus and the Argo CD health-check runner (hack/go-tool.s
 for tool in kstatus argocd-health; do
   timed hack/go-tool.sh build "$tool" >&2
 done
+step "helm, promql-check and promtool (from their Go modules; cached after the first build)"
+timed hack/cplane/cplane.sh tool-path helm >&2
+timed hack/cplane/cplane.sh tool-path promtool >&2
+
+step "operator image (hack/image.sh: musl build + buildah; reused while the sources are unchanged)"
+timed hack/image.sh >&2
 
 if [[ -f tests/sdk/setup-venv.sh ]]; then
   step "Python SDK venv (tests/sdk/setup-venv.sh)"

@@ -37,6 +37,12 @@ pub struct WaitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLostLabels {
+    /// deadline | poll_failed
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConditionLabels {
     pub namespace: String,
     pub policy: String,
@@ -55,6 +61,7 @@ pub struct Metrics {
     pub status_writes: Counter,
     pub jobs_in_flight: Gauge,
     pub wait_seconds: Family<WaitLabels, Counter<f64, AtomicU64>>,
+    pub jobs_lost: Family<JobLostLabels, Counter>,
     pub policy_condition: Family<ConditionLabels, Gauge>,
 }
 
@@ -71,6 +78,12 @@ impl Default for Metrics {
         let status_writes = Counter::default();
         let jobs_in_flight = Gauge::default();
         let wait_seconds = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
+        let jobs_lost = Family::<JobLostLabels, Counter>::default();
+        // Both reasons from 0, so that the first loss is an increase() and the family
+        // is in /metrics before anything was lost (the alert rule uses it).
+        for reason in ["deadline", "poll_failed"] {
+            let _ = jobs_lost.get_or_create(&JobLostLabels { reason });
+        }
         let policy_condition = Family::<ConditionLabels, Gauge>::default();
         registry.register(
             "reconciles",
@@ -123,6 +136,11 @@ impl Default for Metrics {
             wait_seconds.clone(),
         );
         registry.register(
+            "jobs_lost",
+            "ECS stop jobs given up unfinished, by reason (deadline: not finished by its deadline; poll_failed: its status could not be read)",
+            jobs_lost.clone(),
+        );
+        registry.register(
             "policy_condition",
             "1 while the policy's condition of this type is True, else 0",
             policy_condition.clone(),
@@ -139,6 +157,7 @@ impl Default for Metrics {
             status_writes,
             jobs_in_flight,
             wait_seconds,
+            jobs_lost,
             policy_condition,
         }
     }
@@ -217,6 +236,8 @@ mod tests {
             "ecs_power_operator_wait_seconds_total{reason=\"budget\"} 1.5",
             "ecs_power_operator_jobs_in_flight 0",
             "ecs_power_operator_status_writes_total 0",
+            "ecs_power_operator_jobs_lost_total{reason=\"deadline\"} 0",
+            "ecs_power_operator_jobs_lost_total{reason=\"poll_failed\"} 0",
             "# EOF",
         ] {
             assert!(text.contains(name), "missing `{name}` in:\n{text}");

@@ -4,6 +4,7 @@
 #   hack/cplane/cplane.sh up --dir /tmp/x [--port N] [--timeout 90s]
 #   hack/cplane/cplane.sh down --dir /tmp/x
 #   hack/cplane/cplane.sh kubectl-path
+#   hack/cplane/cplane.sh tool-path helm|promql-check|promtool|kubectl
 # Works from any cwd. Cache: ${EPO_CACHE:-$HOME/.cache/ecs-power-operator}/bin/
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -12,10 +12,12 @@
 //! operators, default info). Default parallelism: 3 scenarios at a time.
 
 mod cluster;
+mod container;
 mod harness;
 mod kubectl;
 mod operator;
 mod scenarios;
+mod tools;
 
 use harness::Ctx;
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -83,6 +85,9 @@ fn trials() -> Vec<Trial> {
         scenario("two_namespaces", problems::two_namespaces),
         scenario("leader_election", scenarios::leader::run),
         scenario("gitops", gitops::run),
+        scenario("image", scenarios::image::run),
+        scenario("helm", scenarios::helm::run),
+        scenario("monitoring", scenarios::monitoring::run),
     ]
 }
 
@@ -109,6 +114,7 @@ fn install_signal_handler() {
             }
             eprintln!("e2e: interrupted; stopping operators and the control plane");
             operator::kill_all_live();
+            container::remove_all_live();
             cluster::teardown();
             std::process::exit(130);
         });
@@ -129,6 +135,7 @@ fn main() {
     let t0 = Instant::now();
     let conclusion = std::panic::catch_unwind(|| libtest_mimic::run(&args, trials()));
     operator::kill_all_live();
+    container::remove_all_live();
     cluster::teardown();
     let failed = conclusion.as_ref().map(|c| c.has_failed()).unwrap_or(true);
     if let Some(dir) = cluster::started_dir() {

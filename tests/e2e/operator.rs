@@ -73,18 +73,14 @@ impl Operator {
     ) -> Result<Self> {
         let port = free_port();
         let log = dir.join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("open {}", log.display()))?;
         let mut args: Vec<String> = vec![
             "run".into(),
             format!("--watch-namespace={watch_ns}"),
             format!("--http-addr=127.0.0.1:{port}"),
         ];
         args.extend(flags.iter().cloned());
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(&args)
             .env("KUBECONFIG", &cluster.operator_kubeconfig)
             .env(
@@ -92,12 +88,30 @@ impl Operator {
                 std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env_remove("POD_NAME")
-            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAMESPACE");
+        Self::spawn_command(name, command, log, port)
+    }
+
+    /// Starts `command` (an operator serving HTTP on 127.0.0.1:`port`), stdout+stderr
+    /// appended to `log`.
+    pub fn spawn_command(
+        name: &str,
+        mut command: Command,
+        log: PathBuf,
+        port: u16,
+    ) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("open {}", log.display()))?;
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()
-            .with_context(|| format!("cannot start {BIN}"))?;
+            .with_context(|| format!("cannot start {program}"))?;
         LIVE.lock().unwrap().push(child.id());
         Ok(Self {
             name: name.to_owned(),

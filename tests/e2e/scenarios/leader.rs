@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 const LEASE: &str = "e2e-leader-election";
 const LEASE_SECS: u64 = 4;
 
-async fn holder(ctx: &Ctx) -> Result<Option<String>> {
+/// The holder of the Lease `lease` in the operator's namespace, if any.
+pub async fn holder(ctx: &Ctx, lease: &str) -> Result<Option<String>> {
     let lease = ctx
         .k
-        .get_json(&["leases.coordination.k8s.io", LEASE, "-n", OPERATOR_NS])
+        .get_json(&["leases.coordination.k8s.io", lease, "-n", OPERATOR_NS])
         .await?;
     Ok(lease
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
@@ -61,7 +62,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         |s| s["phase"] == "Stopped" && summary(s, "stopped") == 50,
     )
     .await?;
-    let leader_id = holder(&ctx)
+    let leader_id = holder(&ctx, LEASE)
         .await?
         .ok_or_else(|| anyhow::anyhow!("Lease {OPERATOR_NS}/{LEASE} has no holder"))?;
     let (leader, follower, follower_id) = match leader_id.as_str() {
@@ -82,7 +83,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
 
     // Graceful shutdown releases the Lease.
     let (took, clean) = leader.terminate(Duration::from_secs(10));
-    let after_exit = holder(&ctx).await?;
+    let after_exit = holder(&ctx, LEASE).await?;
     eprintln!(
         "e2e leader_election: leader exited in {took:?} (clean: {clean}); holder right after: {after_exit:?}"
     );
@@ -96,7 +97,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     wait_until(
         Duration::from_secs(LEASE_SECS + 2),
         "the follower to take the Lease",
-        || async { Ok(holder(&ctx).await?.as_deref() == Some(follower_id)) },
+        || async { Ok(holder(&ctx, LEASE).await?.as_deref() == Some(follower_id)) },
     )
     .await?;
     eprintln!(
