@@ -230,10 +230,11 @@ struct SubJob {
 #[derive(Debug)]
 struct Job {
     id: String,
-    job_type: &'static str,
-    sub_job_type: &'static str,
+    kind: ActionKind,
     begin: String,
     end: Option<String>,
+    /// The requested ids while the job is INIT; its sub-jobs do not exist yet.
+    initialising: Option<Vec<String>>,
     subs: Vec<SubJob>,
     running: usize,
     failed: usize,
@@ -241,6 +242,9 @@ struct Job {
 
 impl Job {
     fn status(&self) -> JobStatus {
+        if self.initialising.is_some() {
+            return JobStatus::Init;
+        }
         match (self.running, self.failed) {
             (0, 0) => JobStatus::Success,
             (0, _) => JobStatus::Fail,
@@ -281,22 +285,27 @@ impl Job {
                     errorcode_message: s.failure.as_ref().map(|f| f.message.clone()),
                 },
                 job_id: Some(s.id.clone()),
-                job_type: Some(self.sub_job_type.to_owned()),
+                job_type: Some(self.kind.sub_job_type.to_owned()),
                 begin_time: Some(s.begin.clone()),
                 end_time: s.end.clone(),
                 error_code: s.failure.as_ref().map(|f| f.code.to_owned()),
                 fail_reason: s.failure.as_ref().map(|f| f.message.clone()),
             })
             .collect();
-        wire::Job {
-            status,
-            entities: JobEntities {
+        // An INIT job names no servers yet: `entities` is empty.
+        let entities = match status {
+            JobStatus::Init => JobEntities::default(),
+            _ => JobEntities {
                 server_id: None,
                 sub_jobs_total: Some(self.subs.len() as u32),
                 sub_jobs: Some(sub_jobs),
             },
+        };
+        wire::Job {
+            status,
+            entities,
             job_id: Some(self.id.clone()),
-            job_type: Some(self.job_type.to_owned()),
+            job_type: Some(self.kind.job_type.to_owned()),
             begin_time: Some(self.begin.clone()),
             end_time: self.end.clone(),
             error_code,
@@ -306,6 +315,7 @@ impl Job {
 }
 
 /// What one batch action asks of each server.
+#[derive(Debug, Clone, Copy)]
 struct ActionKind {
     job_type: &'static str,
     sub_job_type: &'static str,
@@ -340,6 +350,12 @@ fn action_kind(action: &BatchAction) -> ActionKind {
             },
             target: VmState::Active,
         },
+    }
+}
+
+impl ActionKind {
+    fn is_stop(&self) -> bool {
+        self.task == Task::PoweringOff
     }
 }
 
@@ -422,14 +438,40 @@ impl ListQuery {
 
 const AVAILABILITY_ZONES: [&str; 3] = ["eu-de-01", "eu-de-02", "eu-de-03"];
 
+/// Something that falls due at a time: a server's action completes, or a job leaves INIT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Server(usize),
+    JobStart(usize),
+}
+
+/// An accepted batch action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub job_id: String,
+    /// Ids of a stop whose server was already SHUTOFF or already being stopped
+    /// (powering-off, or named by a stop job still INIT); 0 for start and reboot.
+    pub redundant_stops: usize,
+}
+
+/// How the gateway answers an accepted action, drawn from the seeded faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Accepted,
+    GatewayTimeout,
+    Dropped,
+}
+
 pub struct State {
     project_id: String,
     servers: Vec<Server>,
     index: HashMap<String, usize>,
-    due: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    due: BinaryHeap<Reverse<(Instant, u64, Due)>>,
     next_seq: u64,
     jobs: Vec<Job>,
     job_index: HashMap<String, usize>,
+    /// Server index -> stop jobs still INIT that name it; empty without `job_init_ms`.
+    initialising_stops: HashMap<usize, u32>,
     budget: Budget,
     bucket: Bucket,
     pub faults: Faults,
@@ -454,6 +496,7 @@ impl State {
             next_seq: 0,
             jobs: Vec::new(),
             job_index: HashMap::new(),
+            initialising_stops: HashMap::new(),
             budget: Budget {
                 events: VecDeque::new(),
                 used: 0,
@@ -532,20 +575,32 @@ impl State {
 
     /// Applies every transition due at `now`, in due order.
     pub fn advance(&mut self, now: Instant) {
-        while let Some(&Reverse((due, seq, server))) = self.due.peek() {
-            if due > now {
+        while let Some(&Reverse((at, seq, due))) = self.due.peek() {
+            if at > now {
                 break;
             }
             self.due.pop();
-            // A pending entry replaced or cancelled since (admin set-state) is stale.
-            if self.servers[server]
-                .pending
-                .as_ref()
-                .is_some_and(|p| p.seq == seq)
-            {
-                self.complete(server, due);
+            match due {
+                Due::JobStart(job) => self.start_job(job, at),
+                // A pending entry replaced or cancelled since (admin set-state) is stale.
+                Due::Server(server)
+                    if self.servers[server]
+                        .pending
+                        .as_ref()
+                        .is_some_and(|p| p.seq == seq) =>
+                {
+                    self.complete(server, at)
+                }
+                Due::Server(_) => {}
             }
         }
+    }
+
+    fn schedule(&mut self, at: Instant, due: Due) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.due.push(Reverse((at, seq, due)));
+        seq
     }
 
     fn complete(&mut self, server: usize, at: Instant) {
@@ -602,8 +657,9 @@ impl State {
         }
     }
 
-    /// Validates a batch action and starts its job; returns the job id.
-    pub fn submit(&mut self, action: &BatchAction, now: Instant) -> Result<String, Failure> {
+    /// Validates a batch action and creates its job, which starts at once or after
+    /// `job_init_ms` in INIT.
+    pub fn submit(&mut self, action: &BatchAction, now: Instant) -> Result<Accepted, Failure> {
         let ids = action.servers();
         if ids.is_empty() {
             return Err(invalid_parameter("servers must not be empty"));
@@ -634,12 +690,10 @@ impl State {
             }
         }
         let kind = action_kind(action);
-        let checks: Vec<Result<usize, Failure>> =
-            ids.iter().map(|s| self.refuse(&s.id, &kind)).collect();
         if self.server_errors == ServerErrorMode::Reject
-            && let Some(Err(failure)) = checks.iter().find(|c| c.is_err())
+            && let Some(failure) = ids.iter().find_map(|s| self.refuse(&s.id, &kind).err())
         {
-            return Err(failure.clone());
+            return Err(failure);
         }
         if !self
             .budget
@@ -656,19 +710,78 @@ impl State {
             ));
         }
 
+        let redundant_stops = if kind.is_stop() {
+            ids.iter().filter(|s| self.already_stopping(&s.id)).count()
+        } else {
+            0
+        };
         let job = self.jobs.len();
-        let begin = self.clock.job_time(now);
-        let due = now + self.stop_duration;
         let job_id = self.random_hex();
+        self.job_index.insert(job_id.clone(), job);
+        self.jobs.push(Job {
+            id: job_id.clone(),
+            kind,
+            begin: self.clock.job_time(now),
+            end: None,
+            initialising: Some(ids.iter().map(|s| s.id.clone()).collect()),
+            subs: Vec::new(),
+            running: 0,
+            failed: 0,
+        });
+        let init = Duration::from_millis(self.faults.job_init_ms);
+        if init.is_zero() {
+            self.start_job(job, now);
+        } else {
+            if kind.is_stop() {
+                for server in ids {
+                    if let Some(&index) = self.index.get(&server.id) {
+                        *self.initialising_stops.entry(index).or_default() += 1;
+                    }
+                }
+            }
+            self.schedule(now + init, Due::JobStart(job));
+        }
+        Ok(Accepted {
+            job_id,
+            redundant_stops,
+        })
+    }
+
+    /// A stop of this server would change nothing: it is SHUTOFF (and not starting),
+    /// powering off, or named by a stop job still INIT.
+    fn already_stopping(&self, id: &str) -> bool {
+        let Some(&index) = self.index.get(id) else {
+            return false;
+        };
+        let server = &self.servers[index];
+        match server.task {
+            Some(Task::PoweringOff) => true,
+            Some(_) => false,
+            None => server.vm == VmState::Stopped || self.initialising_stops.contains_key(&index),
+        }
+    }
+
+    /// The job leaves INIT at `at`: each server is checked now (not at submission: the
+    /// world may have changed meanwhile) and gets its sub-job.
+    fn start_job(&mut self, job: usize, at: Instant) {
+        let Some(ids) = self.jobs[job].initialising.take() else {
+            return;
+        };
+        let kind = self.jobs[job].kind;
+        let begin = self.clock.job_time(at);
+        let due = at + self.stop_duration;
         let mut subs = Vec::with_capacity(ids.len());
         let (mut running, mut failed) = (0, 0);
-        for (sub, (server, check)) in ids.iter().zip(checks).enumerate() {
+        for (sub, server_id) in ids.into_iter().enumerate() {
+            if kind.is_stop() {
+                self.forget_initialising_stop(&server_id);
+            }
+            let check = self.refuse(&server_id, &kind);
             let sub_id = self.random_hex();
             let (status, failure, end) = match check {
                 Ok(index) => {
                     let fails = self.chance(self.faults.subjob_failure_rate);
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
+                    let seq = self.schedule(due, Due::Server(index));
                     let s = &mut self.servers[index];
                     s.task = Some(kind.task);
                     s.pending = Some(Pending {
@@ -678,7 +791,6 @@ impl State {
                         target: kind.target,
                         fails,
                     });
-                    self.due.push(Reverse((due, seq, index)));
                     running += 1;
                     (JobStatus::Running, None, None)
                 }
@@ -689,25 +801,42 @@ impl State {
             };
             subs.push(SubJob {
                 id: sub_id,
-                server_id: server.id.clone(),
+                server_id,
                 status,
                 begin: begin.clone(),
                 end,
                 failure,
             });
         }
-        self.job_index.insert(job_id.clone(), job);
-        self.jobs.push(Job {
-            id: job_id.clone(),
-            job_type: kind.job_type,
-            sub_job_type: kind.sub_job_type,
-            end: (running == 0).then(|| begin.clone()),
-            begin,
-            subs,
-            running,
-            failed,
-        });
-        Ok(job_id)
+        let job = &mut self.jobs[job];
+        job.end = (running == 0).then(|| begin.clone());
+        job.subs = subs;
+        job.running = running;
+        job.failed = failed;
+    }
+
+    fn forget_initialising_stop(&mut self, server_id: &str) {
+        let Some(&index) = self.index.get(server_id) else {
+            return;
+        };
+        if let Some(count) = self.initialising_stops.get_mut(&index) {
+            *count -= 1;
+            if *count == 0 {
+                self.initialising_stops.remove(&index);
+            }
+        }
+    }
+
+    /// How the gateway answers an action the service accepted: seeded, drawn only
+    /// for rates above 0 so runs without these faults see the same stream as before.
+    pub fn draw_answer(&mut self) -> Answer {
+        if self.chance(self.faults.accept_then_fail_rate) {
+            Answer::GatewayTimeout
+        } else if self.chance(self.faults.accept_then_drop_rate) {
+            Answer::Dropped
+        } else {
+            Answer::Accepted
+        }
     }
 
     pub fn job(&self, job_id: &str) -> Option<wire::Job> {
@@ -817,7 +946,7 @@ mod tests {
     fn stop_is_powering_off_until_due_then_shutoff() {
         let (mut s, t0) = state(2);
         let ids = s.server_ids();
-        let job = s.submit(&stop(&ids[..1]), t0).unwrap();
+        let job = s.submit(&stop(&ids[..1]), t0).unwrap().job_id;
         let d = s.server(&ids[0]).unwrap();
         assert_eq!(
             (d.status.as_deref(), d.task_state.as_deref()),
@@ -835,12 +964,38 @@ mod tests {
     fn admin_override_ends_the_sub_job() {
         let (mut s, t0) = state(1);
         let ids = s.server_ids();
-        let job = s.submit(&stop(&ids), t0).unwrap();
+        let job = s.submit(&stop(&ids), t0).unwrap().job_id;
         s.set_status(&ids[0], Status::Active, t0).unwrap();
         s.advance(t0 + Duration::from_secs(60));
         let job = s.job(&job).unwrap();
         assert_eq!(job.status, JobStatus::Fail);
         assert_eq!(s.server(&ids[0]).unwrap().status.as_deref(), Some("ACTIVE"));
+    }
+
+    #[test]
+    fn an_init_job_checks_its_servers_when_it_starts_not_when_submitted() {
+        let (mut s, t0) = state(2);
+        s.faults.job_init_ms = 1000;
+        let ids = s.server_ids();
+        let job = s.submit(&stop(&ids), t0).unwrap().job_id;
+        assert_eq!(s.job(&job).unwrap().status, JobStatus::Init);
+        assert_eq!(s.server(&ids[0]).unwrap().task_state, None);
+        s.set_status(&ids[1], Status::Shutoff, t0).unwrap();
+
+        s.advance(t0 + Duration::from_secs(1));
+        let running = s.job(&job).unwrap();
+        assert_eq!(running.status, JobStatus::Running);
+        let subs = running.entities.sub_jobs.unwrap();
+        assert_eq!(subs[0].status, JobStatus::Running);
+        assert_eq!(subs[1].error_code.as_deref(), Some("Ecs.0100"));
+        assert!(s.initialising_stops.is_empty());
+
+        s.advance(t0 + Duration::from_secs(11));
+        assert_eq!(s.job(&job).unwrap().status, JobStatus::Fail);
+        assert_eq!(
+            s.server(&ids[0]).unwrap().status.as_deref(),
+            Some("SHUTOFF")
+        );
     }
 
     #[test]
