@@ -2,7 +2,9 @@
 //! check, rate limit, injected errors) in front of the four ECS operations.
 
 use super::connection::Connection;
-use super::state::{Answer, Failure, ListQuery, invalid_parameter, not_found};
+use super::failure::{Failure, invalid_parameter, not_found};
+use super::listing::ListQuery;
+use super::state::Answer;
 use super::{MAX_CLOCK_SKEW, Sim, admin};
 use crate::ecs::sign::{self, DateCheck, RequestParts};
 use crate::ecs::wire::{

@@ -10,11 +10,17 @@
 
 mod admin;
 mod api;
+mod clock;
 mod connection;
+mod failure;
+mod job;
+mod limits;
+mod listing;
+mod server;
 mod state;
 mod stats;
 
-pub use state::Status;
+pub use server::Status;
 pub use stats::SimStats;
 
 use secrecy::SecretString;
