@@ -4,13 +4,11 @@
 use super::connection::Connection;
 use super::failure::{Failure, invalid_parameter, not_found};
 use super::listing::ListQuery;
-use super::state::Answer;
+use super::render::{ServerJson, ServerPage, ShowServer};
+use super::state::{Answer, Listed};
 use super::{MAX_CLOCK_SKEW, Sim, admin};
 use crate::ecs::sign::{self, DateCheck, RequestParts};
-use crate::ecs::wire::{
-    BatchAction, EcsErrorBody, EcsErrorDetail, GatewayErrorBody, JobAccepted, MAX_PAGE_SIZE,
-    ShowServer,
-};
+use crate::ecs::wire::{BatchAction, EcsErrorBody, EcsErrorDetail, GatewayErrorBody, JobAccepted};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, request};
@@ -324,54 +322,33 @@ async fn show_server(
 ) -> Response {
     let server = sim.state().0.server(&server_id);
     match server {
-        Some(server) => Json(ShowServer { server }).into_response(),
+        Some(server) => Json(ShowServer {
+            server: ServerJson::of(&server, &sim.profile),
+        })
+        .into_response(),
         None => ecs_error(&not_found()),
     }
 }
 
 async fn list_servers(State(sim): State<Arc<Sim>>, RawQuery(raw): RawQuery) -> Response {
-    let query = match parse_list_query(raw.as_deref().unwrap_or_default()) {
-        Ok(query) => query,
+    let listing = ListQuery::parse(raw.as_deref().unwrap_or_default())
+        .and_then(|query| sim.state().0.list(&query));
+    let listing = match listing {
+        Ok(listing) => listing,
         Err(failure) => return ecs_error(&failure),
     };
-    let page = sim.state().0.list(&query);
-    Json(page).into_response()
-}
-
-/// `offset` is a page number (0 means 1), `limit` 1..=1000 (default 25). Other
-/// documented filters (`flavor`, `tags`, `ip`, ...) are accepted and ignored.
-fn parse_list_query(raw: &str) -> Result<ListQuery, Failure> {
-    let mut query = ListQuery {
-        page: 1,
-        limit: 25,
-        ..ListQuery::default()
-    };
-    for (key, value) in sign::parse_query(raw) {
-        match key.as_str() {
-            "offset" => {
-                let page: usize = value.parse().map_err(|_| {
-                    invalid_parameter(format!("offset `{value}` is not a page number >= 0"))
-                })?;
-                query.page = page.max(1);
-            }
-            "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|limit| (1..=MAX_PAGE_SIZE as usize).contains(limit))
-                    .ok_or_else(|| {
-                        invalid_parameter(format!(
-                            "limit `{value}` is not between 1 and {MAX_PAGE_SIZE}"
-                        ))
-                    })?;
-            }
-            "status" => {
-                ListQuery::check_status(&value)?;
-                query.status = Some(value);
-            }
-            "name" => query.name = Some(value),
-            _ => {}
-        }
-    }
-    Ok(query)
+    let now = jiff::Timestamp::now();
+    let servers = listing
+        .entries
+        .iter()
+        .map(|entry| match entry {
+            Listed::Server(server) => ServerJson::of(server, &sim.profile),
+            Listed::Missing(id) => ServerJson::missing(id, now),
+        })
+        .collect();
+    Json(ServerPage {
+        count: listing.count,
+        servers,
+    })
+    .into_response()
 }

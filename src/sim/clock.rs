@@ -29,8 +29,8 @@ impl Clock {
     pub(super) fn job_time(&self, at: Instant) -> String {
         self.wall(at).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
     }
-    /// Server times: `2018-05-10T02:48:26Z`.
-    pub(super) fn server_time(&self, at: Instant) -> String {
-        self.wall(at).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    /// Server times (`created`, `updated`) in Unix seconds; shown as `2018-05-10T02:48:26Z`.
+    pub(super) fn server_second(&self, at: Instant) -> i64 {
+        self.wall(at).as_second()
     }
 }

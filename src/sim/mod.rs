@@ -16,9 +16,12 @@ mod failure;
 mod job;
 mod limits;
 mod listing;
+mod profile;
+mod render;
 mod server;
 mod state;
 mod stats;
+mod tags;
 
 pub use server::Status;
 pub use stats::SimStats;
@@ -207,6 +210,10 @@ pub enum SimError {
     UnknownServer(String),
     #[error("{} is transient; set ACTIVE, SHUTOFF or ERROR", .0.as_str())]
     TransientStatus(Status),
+    #[error("invalid server name: {0}")]
+    InvalidName(String),
+    #[error("invalid tags: {0}")]
+    InvalidTags(String),
 }
 
 /// Shared by the HTTP handlers and [`SimControl`].
@@ -215,6 +222,8 @@ struct Sim {
     access_key: String,
     secret_key: SecretString,
     token: Option<SecretString>,
+    /// Immutable; the wire view reads it without the state lock.
+    profile: Arc<profile::ProjectProfile>,
     state: Mutex<State>,
     counters: Mutex<Counters>,
 }
@@ -255,8 +264,10 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> Result<RunningSim, 
         addr: listen,
         source,
     })?;
+    let state = State::new(&config, Instant::now());
     let sim = Arc::new(Sim {
-        state: Mutex::new(State::new(&config, Instant::now())),
+        profile: state.profile(),
+        state: Mutex::new(state),
         project_id: config.project_id,
         access_key: config.access_key,
         secret_key: config.secret_key,
@@ -350,6 +361,16 @@ impl SimControl {
 
     pub fn set_locked(&self, id: &str, locked: bool) -> Result<(), SimError> {
         self.sim.state().0.set_locked(id, locked)
+    }
+
+    /// Renames a server; its derived name (`<env>-<team>-NNNNN`) is gone for good.
+    pub fn set_name(&self, id: &str, name: &str) -> Result<(), SimError> {
+        self.sim.state().0.set_name(id, name)
+    }
+
+    /// Replaces a server's tags (`key=value` or `key`), as a user tagging it would.
+    pub fn set_tags(&self, id: &str, tags: &[String]) -> Result<(), SimError> {
+        self.sim.state().0.set_tags(id, tags)
     }
 
     pub fn faults(&self) -> Faults {

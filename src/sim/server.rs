@@ -1,8 +1,9 @@
 //! One simulated server: its power state, what acts on it, and how it looks on the wire.
 
-use crate::ecs::wire::ServerDetail;
+use super::profile::ServerProfile;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
 
 /// Server status as the API spells it, derived from vm_state and task_state
 /// (appendix "ECS Statuses").
@@ -65,17 +66,28 @@ pub(super) struct Pending {
     pub(super) fails: bool,
 }
 
+/// A name or tags set through the admin surface, replacing the derived ones. Tag
+/// strings are interned: a tag set on 10,000 servers is one allocation.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Custom {
+    pub(super) name: Option<Arc<str>>,
+    pub(super) tags: Option<Arc<[Arc<str>]>>,
+}
+
+/// One server, kept small: everything the seed and its number determine (name,
+/// tags, flavor, addresses, ...) is derived when shown, see [`super::profile`].
 #[derive(Debug)]
 pub(super) struct Server {
-    pub(super) id: String,
-    pub(super) name: String,
+    pub(super) id: Uuid,
     pub(super) vm: VmState,
     pub(super) task: Option<Task>,
     pub(super) locked: bool,
-    pub(super) created: String,
-    pub(super) updated: String,
-    pub(super) az: &'static str,
-    pub(super) pending: Option<Pending>,
+    /// Unix seconds.
+    pub(super) created: i64,
+    pub(super) updated: i64,
+    /// Boxed: rare, and it keeps idle servers small.
+    pub(super) pending: Option<Box<Pending>>,
+    pub(super) custom: Option<Box<Custom>>,
 }
 
 impl Server {
@@ -89,30 +101,6 @@ impl Server {
         }
     }
 
-    pub(super) fn detail(&self, project_id: &str) -> ServerDetail {
-        let (vm_state, power_state) = match self.vm {
-            VmState::Active => ("active", 1),
-            VmState::Stopped => ("stopped", 4),
-            VmState::Error => ("error", 0),
-        };
-        ServerDetail {
-            id: self.id.clone(),
-            name: Some(self.name.clone()),
-            status: Some(self.status().as_str().to_owned()),
-            vm_state: Some(vm_state.to_owned()),
-            task_state: self.task.map(|t| t.as_str().to_owned()),
-            power_state: Some(power_state),
-            locked: Some(self.locked),
-            fault: None,
-            metadata: Some(BTreeMap::new()),
-            tags: Some(Vec::new()),
-            updated: Some(self.updated.clone()),
-            created: Some(self.created.clone()),
-            tenant_id: Some(project_id.to_owned()),
-            availability_zone: Some(self.az.to_owned()),
-        }
-    }
-
     /// Status filter with the doc's note that a value also covers related
     /// intermediate states (`ACTIVE` covers `REBOOT` and `HARD_REBOOT`).
     pub(super) fn matches_status(&self, filter: &str) -> bool {
@@ -120,6 +108,59 @@ impl Server {
         status.as_str() == filter
             || (filter == "ACTIVE" && matches!(status, Status::Reboot | Status::HardReboot))
     }
+
+    pub(super) fn custom_name(&self) -> Option<&Arc<str>> {
+        self.custom.as_ref()?.name.as_ref()
+    }
+
+    pub(super) fn custom_tags(&self) -> Option<&Arc<[Arc<str>]>> {
+        self.custom.as_ref()?.tags.as_ref()
+    }
+
+    /// Whether the server carries `tag` (`key=value`, as the listing shows it).
+    pub(super) fn has_tag(&self, profile: &ServerProfile<'_>, tag: &str) -> bool {
+        match self.custom_tags() {
+            Some(tags) => tags.iter().any(|t| &**t == tag),
+            None => profile.tags().contains(&tag),
+        }
+    }
+
+    /// Its name into `out` (cleared first), derived unless set by hand.
+    pub(super) fn write_name(&self, profile: &ServerProfile<'_>, out: &mut String) {
+        out.clear();
+        match self.custom_name() {
+            Some(name) => out.push_str(name),
+            None => profile.write_name(out),
+        }
+    }
+
+    /// A copy of what the wire view needs, taken under the state lock so the JSON can
+    /// be rendered after it is released.
+    pub(super) fn snapshot(&self, number: usize) -> ServerSnapshot {
+        ServerSnapshot {
+            number,
+            id: self.id,
+            status: self.status(),
+            vm: self.vm,
+            task: self.task,
+            locked: self.locked,
+            created: self.created,
+            updated: self.updated,
+            custom: self.custom.as_deref().cloned(),
+        }
+    }
 }
 
-pub(super) const AVAILABILITY_ZONES: [&str; 3] = ["eu-de-01", "eu-de-02", "eu-de-03"];
+/// A server as of one request, detached from the state.
+#[derive(Debug, Clone)]
+pub(super) struct ServerSnapshot {
+    pub(super) number: usize,
+    pub(super) id: Uuid,
+    pub(super) status: Status,
+    pub(super) vm: VmState,
+    pub(super) task: Option<Task>,
+    pub(super) locked: bool,
+    pub(super) created: i64,
+    pub(super) updated: i64,
+    pub(super) custom: Option<Custom>,
+}

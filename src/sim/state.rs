@@ -13,14 +13,18 @@ use super::failure::{
 use super::job::{ActionKind, Job, SubJob, action_kind};
 use super::limits::{Bucket, Budget};
 use super::listing::ListQuery;
-use super::server::{AVAILABILITY_ZONES, Pending, Server, Status, Task, VmState};
+use super::profile::ProjectProfile;
+use super::server::{Pending, Server, ServerSnapshot, Status, Task, VmState};
+use super::tags::{Interner, check_name, check_tags};
 use super::{Faults, ServerErrorMode, SimConfig, SimError};
-use crate::ecs::wire::{self, BatchAction, JobStatus, MAX_SERVERS_PER_ACTION, ServerDetail};
+use crate::ecs::wire::{self, BatchAction, JobStatus, MAX_SERVERS_PER_ACTION};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 /// Something that falls due at a time: a server's action completes, or a job leaves INIT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,10 +50,41 @@ pub enum Answer {
     Dropped,
 }
 
+/// One entry of a listing, taken under the lock and rendered after it.
+#[derive(Debug, Clone)]
+pub enum Listed {
+    Server(ServerSnapshot),
+    /// An id the `server_id` filter names that the project does not have.
+    Missing(String),
+}
+
+/// A page of the listing.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// Every matching server, not only this page's.
+    pub count: u64,
+    pub entries: Vec<Listed>,
+}
+
+/// Servers a page leaves out before its first: `offset` pages, unless a `marker`
+/// says where the page starts.
+fn skipped(query: &ListQuery) -> usize {
+    if query.marker.is_some() {
+        0
+    } else {
+        (query.page - 1).saturating_mul(query.limit)
+    }
+}
+
+fn page(query: &ListQuery, entries: impl Iterator<Item = Listed>) -> Vec<Listed> {
+    entries.skip(skipped(query)).take(query.limit).collect()
+}
+
 pub struct State {
-    project_id: String,
+    profile: Arc<ProjectProfile>,
     servers: Vec<Server>,
-    index: HashMap<String, usize>,
+    index: HashMap<Uuid, u32>,
+    tags: Interner,
     due: BinaryHeap<Reverse<(Instant, u64, Due)>>,
     next_seq: u64,
     jobs: Vec<Job>,
@@ -73,9 +108,10 @@ pub struct State {
 impl State {
     pub fn new(config: &SimConfig, now: Instant) -> Self {
         let mut state = Self {
-            project_id: config.project_id.clone(),
+            profile: Arc::new(ProjectProfile::new(config.seed, &config.project_id)),
             servers: Vec::with_capacity(config.servers),
             index: HashMap::with_capacity(config.servers),
+            tags: Interner::default(),
             due: BinaryHeap::new(),
             next_seq: 0,
             jobs: Vec::new(),
@@ -102,36 +138,54 @@ impl State {
         hex::encode(bytes)
     }
 
+    /// What every server's derived attributes come from; the wire view needs it.
+    pub fn profile(&self) -> Arc<ProjectProfile> {
+        self.profile.clone()
+    }
+
     /// Appends `n` ACTIVE servers with seed-derived ids; returns their ids.
     pub fn add_servers(&mut self, n: usize, now: Instant) -> Vec<String> {
-        let created = self.clock.server_time(now);
+        let created = self.clock.server_second(now);
         (0..n)
             .map(|_| {
                 let mut bytes = [0u8; 16];
                 self.id_rng.fill_bytes(&mut bytes);
-                let id = uuid::Builder::from_random_bytes(bytes)
-                    .into_uuid()
-                    .to_string();
-                let number = self.servers.len();
-                self.index.insert(id.clone(), number);
+                let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+                let number = u32::try_from(self.servers.len()).expect("fewer than 4e9 servers");
+                self.index.insert(id, number);
                 self.servers.push(Server {
-                    id: id.clone(),
-                    name: format!("sim-{number:06}"),
+                    id,
                     vm: VmState::Active,
                     task: None,
                     locked: false,
-                    created: created.clone(),
-                    updated: created.clone(),
-                    az: AVAILABILITY_ZONES[number % AVAILABILITY_ZONES.len()],
+                    created,
+                    updated: created,
                     pending: None,
+                    custom: None,
                 });
-                id
+                id.to_string()
             })
             .collect()
     }
 
     pub fn server_ids(&self) -> Vec<String> {
-        self.servers.iter().map(|s| s.id.clone()).collect()
+        self.servers.iter().map(|s| s.id.to_string()).collect()
+    }
+
+    /// The server with exactly this id: a UUID in the lowercase hyphenated form the
+    /// API shows (another spelling of the same UUID is another, unknown, id).
+    fn lookup(&self, id: &str) -> Option<usize> {
+        let uuid = Uuid::try_parse(id).ok()?;
+        let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        if uuid.hyphenated().encode_lower(&mut canonical) != id {
+            return None;
+        }
+        self.index.get(&uuid).map(|&i| i as usize)
+    }
+
+    fn known(&self, id: &str) -> Result<usize, SimError> {
+        self.lookup(id)
+            .ok_or_else(|| SimError::UnknownServer(id.to_owned()))
     }
 
     pub fn job_count(&self) -> usize {
@@ -179,7 +233,7 @@ impl State {
     }
 
     fn complete(&mut self, server: usize, at: Instant) {
-        let time = self.clock.server_time(at);
+        let time = self.clock.server_second(at);
         let s = &mut self.servers[server];
         let pending = s.pending.take().expect("caller checked pending");
         s.task = None;
@@ -208,7 +262,7 @@ impl State {
 
     /// Why `server` cannot take the action, if it cannot.
     fn refuse(&self, id: &str, kind: &ActionKind) -> Result<usize, Failure> {
-        let &index = self.index.get(id).ok_or_else(not_found)?;
+        let index = self.lookup(id).ok_or_else(not_found)?;
         let server = &self.servers[index];
         if server.locked {
             Err(locked())
@@ -283,7 +337,7 @@ impl State {
         } else {
             if kind.is_stop() {
                 for server in ids {
-                    if let Some(&index) = self.index.get(&server.id) {
+                    if let Some(index) = self.lookup(&server.id) {
                         *self.initialising_stops.entry(index).or_default() += 1;
                     }
                 }
@@ -299,7 +353,7 @@ impl State {
     /// A stop of this server would change nothing: it is SHUTOFF (and not starting),
     /// powering off, or named by a stop job still INIT.
     fn already_stopping(&self, id: &str) -> bool {
-        let Some(&index) = self.index.get(id) else {
+        let Some(index) = self.lookup(id) else {
             return false;
         };
         let server = &self.servers[index];
@@ -333,13 +387,13 @@ impl State {
                     let seq = self.schedule(due, Due::Server(index));
                     let s = &mut self.servers[index];
                     s.task = Some(kind.task);
-                    s.pending = Some(Pending {
+                    s.pending = Some(Box::new(Pending {
                         seq,
                         job,
                         sub,
                         target: kind.target,
                         fails,
-                    });
+                    }));
                     running += 1;
                     (JobStatus::Running, None, None)
                 }
@@ -365,7 +419,7 @@ impl State {
     }
 
     fn forget_initialising_stop(&mut self, server_id: &str) {
-        let Some(&index) = self.index.get(server_id) else {
+        let Some(index) = self.lookup(server_id) else {
             return;
         };
         if let Some(count) = self.initialising_stops.get_mut(&index) {
@@ -392,37 +446,65 @@ impl State {
         self.job_index.get(job_id).map(|&j| self.jobs[j].to_wire())
     }
 
-    pub fn server(&self, id: &str) -> Option<ServerDetail> {
-        self.index
-            .get(id)
-            .map(|&i| self.servers[i].detail(&self.project_id))
+    pub fn server(&self, id: &str) -> Option<ServerSnapshot> {
+        self.lookup(id).map(|i| self.servers[i].snapshot(i))
     }
 
-    /// One page of the listing and the number of matching servers. Without
-    /// filters it is a slice of the creation order; with them, one scan.
-    pub fn list(&self, query: &ListQuery) -> wire::ServerList {
-        let skip = (query.page - 1).saturating_mul(query.limit);
-        let page = |servers: &mut dyn Iterator<Item = &Server>| -> Vec<ServerDetail> {
-            servers
-                .skip(skip)
-                .take(query.limit)
-                .map(|s| s.detail(&self.project_id))
-                .collect()
+    /// One page of the listing and the number of matching servers, in creation
+    /// order. Unfiltered it is a slice; filtered, one scan. `server_id` lists those
+    /// ids in the order given (unknown ones as [`Listed::Missing`]) and ignores the
+    /// other filters, as the docs say.
+    pub fn list(&self, query: &ListQuery) -> Result<Listing, Failure> {
+        if let Some(ids) = &query.server_ids {
+            let entries = ids.iter().map(|id| match self.lookup(id) {
+                Some(i) => Listed::Server(self.servers[i].snapshot(i)),
+                None => Listed::Missing(id.clone()),
+            });
+            return Ok(Listing {
+                count: ids.len() as u64,
+                entries: page(query, entries),
+            });
+        }
+        let after = match &query.marker {
+            None => 0,
+            Some(marker) => {
+                let at = self.lookup(marker).ok_or_else(|| {
+                    invalid_parameter(format!("marker `{marker}` is not a server of this project"))
+                })?;
+                at + 1
+            }
         };
-        if query.status.is_none() && query.name.is_none() {
-            return wire::ServerList {
+        let numbered = || self.servers.iter().enumerate();
+        if !query.filters() {
+            let entries = numbered()
+                .skip(after)
+                .map(|(i, s)| Listed::Server(s.snapshot(i)));
+            return Ok(Listing {
                 count: self.servers.len() as u64,
-                servers: page(&mut self.servers.iter()),
-            };
+                entries: page(query, entries),
+            });
         }
-        let matches = |s: &&Server| {
+        let mut name = String::new();
+        let mut matches = |(i, s): &(usize, &Server)| {
+            let profile = self.profile.server(*i);
             query.status.as_deref().is_none_or(|f| s.matches_status(f))
-                && query.name.as_deref().is_none_or(|n| s.name.contains(n))
+                && query.matches_tags(|tag| s.has_tag(&profile, tag))
+                && query.name.as_ref().is_none_or(|pattern| {
+                    s.write_name(&profile, &mut name);
+                    pattern.matches(&name)
+                })
         };
-        wire::ServerList {
-            count: self.servers.iter().filter(matches).count() as u64,
-            servers: page(&mut self.servers.iter().filter(matches)),
+        let (mut count, mut entries, skip) = (0u64, Vec::new(), skipped(query));
+        for (i, s) in numbered() {
+            if !matches(&(i, s)) {
+                continue;
+            }
+            count += 1;
+            if i >= after && count > skip as u64 && entries.len() < query.limit {
+                entries.push(Listed::Server(s.snapshot(i)));
+            }
         }
+        Ok(Listing { count, entries })
     }
 
     /// Admin: puts a server into a stable status at once. An action in flight on it
@@ -435,11 +517,8 @@ impl State {
             Status::Error => VmState::Error,
             Status::Reboot | Status::HardReboot => return Err(SimError::TransientStatus(status)),
         };
-        let &index = self
-            .index
-            .get(id)
-            .ok_or_else(|| SimError::UnknownServer(id.to_owned()))?;
-        let time = self.clock.server_time(now);
+        let index = self.known(id)?;
+        let time = self.clock.server_second(now);
         let server = &mut self.servers[index];
         server.vm = vm;
         server.task = None;
@@ -452,11 +531,27 @@ impl State {
     }
 
     pub fn set_locked(&mut self, id: &str, locked: bool) -> Result<(), SimError> {
-        let &index = self
-            .index
-            .get(id)
-            .ok_or_else(|| SimError::UnknownServer(id.to_owned()))?;
+        let index = self.known(id)?;
         self.servers[index].locked = locked;
+        Ok(())
+    }
+
+    /// Admin: renames a server (1 to 64 letters, digits, `_`, `-`, `.`).
+    pub fn set_name(&mut self, id: &str, name: &str) -> Result<(), SimError> {
+        let index = self.known(id)?;
+        check_name(name).map_err(SimError::InvalidName)?;
+        let server = &mut self.servers[index];
+        server.custom.get_or_insert_default().name = Some(Arc::from(name));
+        Ok(())
+    }
+
+    /// Admin: replaces a server's tags (`key=value` or `key`, as the listing shows).
+    pub fn set_tags(&mut self, id: &str, tags: &[String]) -> Result<(), SimError> {
+        let index = self.known(id)?;
+        check_tags(tags).map_err(SimError::InvalidTags)?;
+        let tags: Arc<[Arc<str>]> = tags.iter().map(|t| self.tags.intern(t)).collect();
+        let server = &mut self.servers[index];
+        server.custom.get_or_insert_default().tags = Some(tags);
         Ok(())
     }
 }
@@ -498,14 +593,13 @@ mod tests {
         let job = s.submit(&stop(&ids[..1]), t0).unwrap().job_id;
         let d = s.server(&ids[0]).unwrap();
         assert_eq!(
-            (d.status.as_deref(), d.task_state.as_deref()),
-            (Some("ACTIVE"), Some("powering-off"))
+            (d.status, d.task),
+            (Status::Active, Some(Task::PoweringOff))
         );
         assert_eq!(s.job(&job).unwrap().status, JobStatus::Running);
         s.advance(t0 + Duration::from_secs(10));
         let d = s.server(&ids[0]).unwrap();
-        assert_eq!(d.status.as_deref(), Some("SHUTOFF"));
-        assert_eq!(d.power_state, Some(4));
+        assert_eq!((d.status, d.vm), (Status::Shutoff, VmState::Stopped));
         assert_eq!(s.job(&job).unwrap().status, JobStatus::Success);
     }
 
@@ -518,7 +612,7 @@ mod tests {
         s.advance(t0 + Duration::from_secs(60));
         let job = s.job(&job).unwrap();
         assert_eq!(job.status, JobStatus::Fail);
-        assert_eq!(s.server(&ids[0]).unwrap().status.as_deref(), Some("ACTIVE"));
+        assert_eq!(s.server(&ids[0]).unwrap().status, Status::Active);
     }
 
     #[test]
@@ -528,7 +622,7 @@ mod tests {
         let ids = s.server_ids();
         let job = s.submit(&stop(&ids), t0).unwrap().job_id;
         assert_eq!(s.job(&job).unwrap().status, JobStatus::Init);
-        assert_eq!(s.server(&ids[0]).unwrap().task_state, None);
+        assert_eq!(s.server(&ids[0]).unwrap().task, None);
         s.set_status(&ids[1], Status::Shutoff, t0).unwrap();
 
         s.advance(t0 + Duration::from_secs(1));
@@ -541,9 +635,6 @@ mod tests {
 
         s.advance(t0 + Duration::from_secs(11));
         assert_eq!(s.job(&job).unwrap().status, JobStatus::Fail);
-        assert_eq!(
-            s.server(&ids[0]).unwrap().status.as_deref(),
-            Some("SHUTOFF")
-        );
+        assert_eq!(s.server(&ids[0]).unwrap().status, Status::Shutoff);
     }
 }
