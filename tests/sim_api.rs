@@ -7,7 +7,7 @@ use ecs_power_operator::ecs::sign::Signer;
 use ecs_power_operator::sim::{FaultsPatch, ServerErrorMode, SimConfig, SimStats, Status};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use sim_support::{Client, config, start};
+use sim_support::{Client, admin_post, config, start};
 use std::time::Duration;
 
 fn ids_body(action: &str, ids: &[String]) -> Value {
@@ -626,14 +626,9 @@ async fn accept_then_fail_answers_a_gateway_504_and_the_servers_stop_all_the_sam
     })
     .await;
     let client = Client::new(&sim);
-    let http = reqwest::Client::new();
     let ids = sim.server_ids();
-    let faults: Value = http
-        .post(format!("{}/_sim/faults", sim.base_url()))
-        .json(&json!({"accept_then_fail_rate": 1.0}))
-        .send()
+    let faults: Value = admin_post(&sim, "faults", &json!({"accept_then_fail_rate": 1.0}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -1116,13 +1111,12 @@ async fn tags_and_not_tags_filter_as_the_docs_say() {
 
     // Tags set by hand replace the derived ones, over HTTP and in-process alike.
     let ids = sim.server_ids();
-    let http = reqwest::Client::new();
-    let set = http
-        .post(format!("{}/_sim/servers/{}/tags", sim.base_url(), ids[3]))
-        .json(&json!({"tags": ["env=dev", "team=z", "owner=alice"]}))
-        .send()
-        .await
-        .unwrap();
+    let set = admin_post(
+        &sim,
+        &format!("servers/{}/tags", ids[3]),
+        &json!({"tags": ["env=dev", "team=z", "owner=alice"]}),
+    )
+    .await;
     assert_eq!(set.status().as_u16(), 204);
     sim.control()
         .set_tags(&ids[4], &["team=z".to_owned()])
@@ -1136,12 +1130,12 @@ async fn tags_and_not_tags_filter_as_the_docs_say() {
     let (_, servers) = list_all(&client, &[("tags", "team=z"), ("not-tags", "owner=alice")]).await;
     assert_eq!(ids_of(&servers), [ids[4].as_str()]);
 
-    let refused = http
-        .post(format!("{}/_sim/servers/{}/tags", sim.base_url(), ids[3]))
-        .json(&json!({"tags": ["env=dev", "env=prod"]}))
-        .send()
-        .await
-        .unwrap();
+    let refused = admin_post(
+        &sim,
+        &format!("servers/{}/tags", ids[3]),
+        &json!({"tags": ["env=dev", "env=prod"]}),
+    )
+    .await;
     assert_eq!(refused.status().as_u16(), 400);
     let message = refused.json::<Value>().await.unwrap()["error"]
         .as_str()
@@ -1163,13 +1157,12 @@ async fn name_matches_fuzzily_with_a_period_for_any_single_character() {
     {
         control.set_name(id, name).unwrap();
     }
-    let http = reqwest::Client::new();
-    let renamed = http
-        .post(format!("{}/_sim/servers/{}/name", sim.base_url(), ids[4]))
-        .json(&json!({"name": "alpha"}))
-        .send()
-        .await
-        .unwrap();
+    let renamed = admin_post(
+        &sim,
+        &format!("servers/{}/name", ids[4]),
+        &json!({"name": "alpha"}),
+    )
+    .await;
     assert_eq!(renamed.status().as_u16(), 204);
     let cases: [(&str, &[usize]); 6] = [
         ("zz.alpha.01", &[0, 1, 2]),
@@ -1194,12 +1187,12 @@ async fn name_matches_fuzzily_with_a_period_for_any_single_character() {
         .body;
     assert_eq!(server["server"]["name"], "alpha");
 
-    let refused = http
-        .post(format!("{}/_sim/servers/{}/name", sim.base_url(), ids[4]))
-        .json(&json!({"name": "has space"}))
-        .send()
-        .await
-        .unwrap();
+    let refused = admin_post(
+        &sim,
+        &format!("servers/{}/name", ids[4]),
+        &json!({"name": "has space"}),
+    )
+    .await;
     assert_eq!(refused.status().as_u16(), 400);
     let unknown = control.set_name("616fb98f-46ca-475e-917e-2563e5a8cd19", "x");
     assert!(unknown.is_err());

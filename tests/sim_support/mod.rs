@@ -14,6 +14,16 @@ pub async fn start(config: SimConfig) -> RunningSim {
         .expect("simulator starts")
 }
 
+/// `POST /_sim/{path}` with a JSON body: the unsigned admin surface.
+pub async fn admin_post(sim: &RunningSim, path: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/_sim/{path}", sim.base_url()))
+        .json(body)
+        .send()
+        .await
+        .expect("the admin surface answers")
+}
+
 pub fn config(servers: usize) -> SimConfig {
     SimConfig {
         servers,
