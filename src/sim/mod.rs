@@ -19,6 +19,7 @@ mod listing;
 mod profile;
 mod render;
 mod server;
+mod shown;
 mod state;
 mod stats;
 mod tags;

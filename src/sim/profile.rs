@@ -3,6 +3,8 @@
 //! stored: 100,000 servers cost no memory for it. Only names and tags set through the
 //! admin surface are stored (see [`super::server::Custom`]).
 
+use super::shown::Shown;
+use std::fmt;
 use uuid::Uuid;
 
 /// `env` tags, in the order the seed picks them; a name starts with the value.
@@ -152,18 +154,12 @@ impl<'a> ServerProfile<'a> {
     }
 
     /// `<env>-<team>-NNNNN`, NNNNN the server's number in creation order.
-    pub(super) fn write_name(&self, out: &mut String) {
-        use std::fmt::Write;
+    pub(super) fn name(&self) -> impl fmt::Display + use<> {
         let value = |tag: &'static str| tag.split_once('=').map_or(tag, |(_, v)| v);
         let env = value(ENV_TAGS[self.env()]);
         let team = value(TEAM_TAGS[self.team()]);
-        let _ = write!(out, "{env}-{team}-{:05}", self.number);
-    }
-
-    pub(super) fn name(&self) -> String {
-        let mut name = String::with_capacity(16);
-        self.write_name(&mut name);
-        name
+        let number = self.number;
+        Shown(move |f: &mut fmt::Formatter<'_>| write!(f, "{env}-{team}-{number:05}"))
     }
 
     pub(super) fn availability_zone(&self) -> &'static str {
@@ -186,38 +182,42 @@ impl<'a> ServerProfile<'a> {
         (&self.project.security_groups[env], name)
     }
 
-    pub(super) fn key_name(&self) -> String {
+    pub(super) fn key_name(&self) -> impl fmt::Display + use<> {
         let team = TEAM_TAGS[self.team()];
-        format!("KeyPair-{}", &team[team.len() - 1..])
+        let team = &team[team.len() - 1..];
+        Shown(move |f: &mut fmt::Formatter<'_>| write!(f, "KeyPair-{team}"))
     }
 
     /// A private IPv4 address, unique per server up to 16 million servers.
-    pub(super) fn ip(&self) -> String {
-        let subnet = self.number / 250;
-        format!(
-            "10.{}.{}.{}",
-            (subnet >> 8) & 0xff,
-            subnet & 0xff,
-            self.number % 250 + 2
-        )
+    pub(super) fn ip(&self) -> impl fmt::Display + use<> {
+        let number = self.number;
+        Shown(move |f: &mut fmt::Formatter<'_>| {
+            let subnet = number / 250;
+            let host = number % 250 + 2;
+            write!(f, "10.{}.{}.{host}", (subnet >> 8) & 0xff, subnet & 0xff)
+        })
     }
 
-    pub(super) fn mac(&self) -> String {
+    pub(super) fn mac(&self) -> impl fmt::Display + use<> {
         let n = self.number;
-        format!(
-            "fa:16:3e:{:02x}:{:02x}:{:02x}",
-            (n >> 16) & 0xff,
-            (n >> 8) & 0xff,
-            n & 0xff
-        )
+        Shown(move |f: &mut fmt::Formatter<'_>| {
+            let byte = |shift: usize| (n >> shift) & 0xff;
+            write!(
+                f,
+                "fa:16:3e:{:02x}:{:02x}:{:02x}",
+                byte(16),
+                byte(8),
+                byte(0)
+            )
+        })
     }
 
-    pub(super) fn port_id(&self) -> String {
-        derived_uuid(self.project.seed, self.number as u64, SALT_PORT).to_string()
+    pub(super) fn port_id(&self) -> Uuid {
+        derived_uuid(self.project.seed, self.number as u64, SALT_PORT)
     }
 
-    pub(super) fn volume_id(&self) -> String {
-        derived_uuid(self.project.seed, self.number as u64, SALT_VOLUME).to_string()
+    pub(super) fn volume_id(&self) -> Uuid {
+        derived_uuid(self.project.seed, self.number as u64, SALT_VOLUME)
     }
 
     fn host(&self) -> usize {
@@ -225,34 +225,41 @@ impl<'a> ServerProfile<'a> {
     }
 
     /// 56 hex digits, the same for every server on one host, as the cloud's hash is.
-    pub(super) fn host_id(&self) -> String {
+    pub(super) fn host_id(&self) -> impl fmt::Display + use<> {
         let host = self.host() as u64;
         let words = [0, 1, 2, 3].map(|i| mix(self.project.seed, host, SALT_HOST + i));
-        let mut hex: String = words.iter().map(|w| format!("{w:016x}")).collect();
-        hex.truncate(56);
-        hex
+        Shown(move |f: &mut fmt::Formatter<'_>| {
+            let [a, b, c, d] = words;
+            write!(f, "{a:016x}{b:016x}{c:016x}{:08x}", d >> 32)
+        })
     }
 
-    pub(super) fn host_name(&self) -> String {
-        format!("{}.dc1", self.availability_zone())
+    pub(super) fn host_name(&self) -> impl fmt::Display + use<> {
+        let az = self.availability_zone();
+        Shown(move |f: &mut fmt::Formatter<'_>| write!(f, "{az}.dc1"))
     }
 
-    pub(super) fn hypervisor_hostname(&self) -> String {
-        format!("nova{:03}@{}", self.host() % 1000, self.host() % 97)
+    pub(super) fn hypervisor_hostname(&self) -> impl fmt::Display + use<> {
+        let host = self.host();
+        Shown(move |f: &mut fmt::Formatter<'_>| write!(f, "nova{:03}@{}", host % 1000, host % 97))
     }
 
-    pub(super) fn instance_name(&self) -> String {
-        format!("instance-{:08x}", self.number)
+    pub(super) fn instance_name(&self) -> impl fmt::Display + use<> {
+        let number = self.number;
+        Shown(move |f: &mut fmt::Formatter<'_>| write!(f, "instance-{number:08x}"))
     }
 
-    pub(super) fn reservation_id(&self) -> String {
+    pub(super) fn reservation_id(&self) -> impl fmt::Display + use<> {
         let batch = (self.number / SERVERS_PER_RESERVATION) as u64;
         let code = mix(self.project.seed, batch, SALT_RESERVATION);
-        const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-        let tail: String = (0..8)
-            .map(|i| BASE36[((code >> (i * 6)) % 36) as usize] as char)
-            .collect();
-        format!("r-{tail}")
+        Shown(move |f: &mut fmt::Formatter<'_>| {
+            const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+            f.write_str("r-")?;
+            (0..8).try_for_each(|i| {
+                let digit = BASE36[((code >> (i * 6)) % 36) as usize];
+                fmt::Write::write_char(f, digit as char)
+            })
+        })
     }
 
     pub(super) fn launch_index(&self) -> usize {
@@ -270,9 +277,12 @@ mod tests {
         let b = ProjectProfile::new(7, "p");
         for n in [0, 1, 99_999] {
             assert_eq!(a.server(n).tags(), b.server(n).tags());
-            assert_eq!(a.server(n).name(), b.server(n).name());
+            assert_eq!(
+                a.server(n).name().to_string(),
+                b.server(n).name().to_string()
+            );
         }
-        let name = a.server(42).name();
+        let name = a.server(42).name().to_string();
         let tags = a.server(42).tags();
         let env = tags[0].strip_prefix("env=").unwrap();
         let team = tags[1].strip_prefix("team=").unwrap();
@@ -294,14 +304,13 @@ mod tests {
     #[test]
     fn addresses_are_unique_and_host_ids_shared_per_host() {
         let project = ProjectProfile::new(3, "p");
-        let ips: std::collections::HashSet<String> =
-            (0..10_000).map(|n| project.server(n).ip()).collect();
+        let ips: std::collections::HashSet<String> = (0..10_000)
+            .map(|n| project.server(n).ip().to_string())
+            .collect();
         assert_eq!(ips.len(), 10_000);
-        assert_eq!(project.server(0).host_id().len(), 56);
-        assert_eq!(project.server(0).host_id(), project.server(1).host_id());
-        assert_ne!(
-            project.server(0).host_id(),
-            project.server(SERVERS_PER_HOST).host_id()
-        );
+        assert_eq!(project.server(0).host_id().to_string().len(), 56);
+        let host_id = |n: usize| project.server(n).host_id().to_string();
+        assert_eq!(host_id(0), host_id(1));
+        assert_ne!(host_id(0), host_id(SERVERS_PER_HOST));
     }
 }

@@ -6,9 +6,10 @@
 
 use super::profile::ProjectProfile;
 use super::server::{ServerSnapshot, VmState};
+use super::shown::{Shown, Text};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
-use std::borrow::Cow;
+use uuid::Uuid;
 
 /// Seconds from created to `OS-SRV-USG:launched_at`.
 const LAUNCH_SECONDS: i64 = 37;
@@ -25,15 +26,15 @@ impl<V: Serialize> Serialize for OneEntry<'_, V> {
 }
 
 #[derive(Serialize)]
-struct Address {
+struct Address<A: Serialize, M: Serialize> {
     version: &'static str,
-    addr: String,
+    addr: A,
     #[serde(rename = "OS-EXT-IPS-MAC:mac_addr")]
-    mac_addr: String,
+    mac_addr: M,
     #[serde(rename = "OS-EXT-IPS:type")]
     ip_type: &'static str,
     #[serde(rename = "OS-EXT-IPS:port_id")]
-    port_id: String,
+    port_id: Uuid,
 }
 
 #[derive(Serialize)]
@@ -58,7 +59,7 @@ struct SecurityGroup<'a> {
 
 #[derive(Serialize)]
 struct Volume {
-    id: String,
+    id: Uuid,
     delete_on_termination: &'static str,
     device: &'static str,
     #[serde(rename = "bootIndex")]
@@ -81,7 +82,7 @@ struct Empty {}
 
 /// The system fields of `metadata` (data-structure doc, Table 4).
 #[derive(Serialize)]
-struct Metadata<'a> {
+struct Metadata<'a, C: Serialize> {
     charging_mode: &'static str,
     vpc_id: &'a str,
     #[serde(rename = "metering.image_id")]
@@ -89,7 +90,7 @@ struct Metadata<'a> {
     #[serde(rename = "metering.imagetype")]
     image_type: &'static str,
     #[serde(rename = "metering.resourcespeccode")]
-    resource_spec_code: String,
+    resource_spec_code: C,
     #[serde(rename = "metering.resourcetype")]
     resource_type: &'static str,
     image_name: &'static str,
@@ -113,214 +114,265 @@ struct Fault {
     created: String,
 }
 
-/// Every field is an `Option` so that an id the `server_id` filter names but the
-/// project does not have renders as the SDK docs say: only `id` and `fault` set.
-#[derive(Serialize, Default)]
-pub(super) struct ServerJson<'a> {
-    id: String,
-    name: Option<Cow<'a, str>>,
-    addresses: Option<OneEntry<'a, [Address; 1]>>,
-    flavor: Option<Flavor>,
-    #[serde(rename = "accessIPv4")]
-    access_ipv4: Option<&'static str>,
-    #[serde(rename = "accessIPv6")]
-    access_ipv6: Option<&'static str>,
-    status: Option<&'static str>,
-    progress: Option<u8>,
-    #[serde(rename = "hostId")]
-    host_id: Option<String>,
-    image: Option<IdOnly>,
-    updated: Option<String>,
-    created: Option<String>,
-    metadata: Option<Metadata<'a>>,
-    tags: Option<Vec<&'a str>>,
-    description: Option<&'static str>,
-    locked: Option<bool>,
-    config_drive: Option<&'static str>,
-    tenant_id: Option<&'a str>,
-    user_id: Option<&'a str>,
-    key_name: Option<String>,
-    #[serde(rename = "os-extended-volumes:volumes_attached")]
-    volumes_attached: Option<[Volume; 1]>,
-    #[serde(rename = "OS-EXT-STS:task_state")]
-    task_state: Option<&'static str>,
-    #[serde(rename = "OS-EXT-STS:power_state")]
-    power_state: Option<u8>,
-    #[serde(rename = "OS-EXT-STS:vm_state")]
-    vm_state: Option<&'static str>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:host")]
-    host: Option<String>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:instance_name")]
-    instance_name: Option<String>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:hypervisor_hostname")]
-    hypervisor_hostname: Option<String>,
-    #[serde(rename = "OS-DCF:diskConfig")]
-    disk_config: Option<&'static str>,
-    #[serde(rename = "OS-EXT-AZ:availability_zone")]
-    availability_zone: Option<&'static str>,
-    #[serde(rename = "os:scheduler_hints")]
-    scheduler_hints: Option<Empty>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:root_device_name")]
-    root_device_name: Option<&'static str>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:ramdisk_id")]
-    ramdisk_id: Option<&'static str>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:kernel_id")]
-    kernel_id: Option<&'static str>,
-    /// Null: no user data was given at creation.
-    #[serde(rename = "OS-EXT-SRV-ATTR:user_data")]
-    user_data: Option<&'static str>,
-    #[serde(rename = "OS-SRV-USG:launched_at")]
-    launched_at: Option<String>,
-    /// Null: the server is not deleted.
-    #[serde(rename = "OS-SRV-USG:terminated_at")]
-    terminated_at: Option<&'static str>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:launch_index")]
-    launch_index: Option<usize>,
-    host_status: Option<&'static str>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:reservation_id")]
-    reservation_id: Option<String>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:hostname")]
-    hostname: Option<Cow<'a, str>>,
-    sys_tags: Option<[SysTag; 1]>,
-    security_groups: Option<[SecurityGroup<'a>; 1]>,
-    security_options: Option<SecurityOptions>,
-    fault: Option<Fault>,
+/// The keys of the server object in the order it is sent (the show-server example's).
+const FIELDS: [&str; 45] = [
+    "id",
+    "name",
+    "addresses",
+    "flavor",
+    "accessIPv4",
+    "accessIPv6",
+    "status",
+    "progress",
+    "hostId",
+    "image",
+    "updated",
+    "created",
+    "metadata",
+    "tags",
+    "description",
+    "locked",
+    "config_drive",
+    "tenant_id",
+    "user_id",
+    "key_name",
+    "os-extended-volumes:volumes_attached",
+    "OS-EXT-STS:task_state",
+    "OS-EXT-STS:power_state",
+    "OS-EXT-STS:vm_state",
+    "OS-EXT-SRV-ATTR:host",
+    "OS-EXT-SRV-ATTR:instance_name",
+    "OS-EXT-SRV-ATTR:hypervisor_hostname",
+    "OS-DCF:diskConfig",
+    "OS-EXT-AZ:availability_zone",
+    "os:scheduler_hints",
+    "OS-EXT-SRV-ATTR:root_device_name",
+    "OS-EXT-SRV-ATTR:ramdisk_id",
+    "OS-EXT-SRV-ATTR:kernel_id",
+    "OS-EXT-SRV-ATTR:user_data",
+    "OS-SRV-USG:launched_at",
+    "OS-SRV-USG:terminated_at",
+    "OS-EXT-SRV-ATTR:launch_index",
+    "host_status",
+    "OS-EXT-SRV-ATTR:reservation_id",
+    "OS-EXT-SRV-ATTR:hostname",
+    "sys_tags",
+    "security_groups",
+    "security_options",
+    "fault",
+    // Not in the docs' tables but in their examples: the same for every server.
+    "enterprise_project_id",
+];
+
+/// One entry of a listing or the object of show-server.
+pub(super) enum ServerJson<'a> {
+    Present {
+        server: &'a ServerSnapshot,
+        project: &'a ProjectProfile,
+    },
+    /// An id the `server_id` filter names that the project does not have: every
+    /// field null but `id` and `fault`, as the SDK docs say.
+    Missing { id: &'a str, now: jiff::Timestamp },
+}
+
+impl<'a> ServerJson<'a> {
+    pub(super) fn of(server: &'a ServerSnapshot, project: &'a ProjectProfile) -> Self {
+        ServerJson::Present { server, project }
+    }
+
+    pub(super) fn missing(id: &'a str, now: jiff::Timestamp) -> Self {
+        ServerJson::Missing { id, now }
+    }
 }
 
 fn server_time(unix_seconds: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(unix_seconds).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
-impl<'a> ServerJson<'a> {
-    pub(super) fn of(server: &'a ServerSnapshot, project: &'a ProjectProfile) -> Self {
-        let profile = project.server(server.number);
-        let (vm_state, power_state) = match server.vm {
-            VmState::Active => ("active", 1),
-            VmState::Stopped => ("stopped", 4),
-            VmState::Error => ("error", 0),
-        };
-        let custom = server.custom.as_ref();
-        let name: Cow<'a, str> = match custom.and_then(|c| c.name.as_deref()) {
-            Some(name) => Cow::Borrowed(name),
-            None => Cow::Owned(profile.name()),
-        };
-        let tags = match custom.and_then(|c| c.tags.as_deref()) {
-            Some(tags) => tags.iter().map(|t| &**t).collect(),
-            None => profile.tags().to_vec(),
-        };
-        let (flavor, vcpus, ram) = profile.flavor();
-        let (image_name, image_id) = profile.image();
-        let (sg_id, sg_name) = profile.security_group();
-        let created = server_time(server.created);
-        ServerJson {
-            id: server.id.to_string(),
-            hostname: Some(name.clone()),
-            name: Some(name),
-            addresses: Some(OneEntry(
-                &project.vpc_id,
-                [Address {
-                    version: "4",
-                    addr: profile.ip(),
-                    mac_addr: profile.mac(),
-                    ip_type: "fixed",
-                    port_id: profile.port_id(),
-                }],
-            )),
-            flavor: Some(Flavor {
-                id: flavor,
-                name: flavor,
-                disk: "0",
-                vcpus,
-                ram,
-            }),
-            access_ipv4: Some(""),
-            access_ipv6: Some(""),
-            status: Some(server.status.as_str()),
-            progress: Some(0),
-            host_id: Some(profile.host_id()),
-            image: Some(IdOnly { id: image_id }),
-            updated: Some(
-                server_time(server.updated)
-                    .strftime("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string(),
-            ),
-            created: Some(created.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            metadata: Some(Metadata {
-                charging_mode: "0",
-                vpc_id: &project.vpc_id,
-                image_id,
-                image_type: "gold",
-                resource_spec_code: format!("{flavor}.linux"),
-                resource_type: "1",
-                image_name,
-                os_bit: "64",
-                os_type: "Linux",
-                lock_check_endpoint: "",
-                lock_source: "",
-                lock_source_id: "",
-                lock_scene: "",
-            }),
-            tags: Some(tags),
-            description: Some(""),
-            locked: Some(server.locked),
-            config_drive: Some(""),
-            tenant_id: Some(&project.project_id),
-            user_id: Some(&project.user_id),
-            key_name: Some(profile.key_name()),
-            volumes_attached: Some([Volume {
-                id: profile.volume_id(),
-                delete_on_termination: "false",
-                device: "/dev/vda",
-                boot_index: "0",
-            }]),
-            task_state: server.task.map(|t| t.as_str()),
-            power_state: Some(power_state),
-            vm_state: Some(vm_state),
-            host: Some(profile.host_name()),
-            instance_name: Some(profile.instance_name()),
-            hypervisor_hostname: Some(profile.hypervisor_hostname()),
-            disk_config: Some("MANUAL"),
-            availability_zone: Some(profile.availability_zone()),
-            scheduler_hints: Some(Empty {}),
-            root_device_name: Some("/dev/vda"),
-            ramdisk_id: Some(""),
-            kernel_id: Some(""),
-            user_data: None,
-            launched_at: Some(
-                server_time(server.created + LAUNCH_SECONDS)
-                    .strftime("%Y-%m-%dT%H:%M:%S.000000")
-                    .to_string(),
-            ),
-            terminated_at: None,
-            launch_index: Some(profile.launch_index()),
-            host_status: Some("UP"),
-            reservation_id: Some(profile.reservation_id()),
-            sys_tags: Some([SysTag {
-                key: "_sys_enterprise_project_id",
-                value: "0",
-            }]),
-            security_groups: Some([SecurityGroup {
-                id: sg_id,
-                name: sg_name,
-            }]),
-            security_options: Some(SecurityOptions { tpm_enabled: false }),
-            fault: None,
-        }
-    }
+/// Seconds as `2019-05-22T03:30:52Z`.
+fn second_time(unix_seconds: i64) -> impl std::fmt::Display {
+    server_time(unix_seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
+}
 
-    /// An id the `server_id` filter names that the project does not have.
-    pub(super) fn missing(id: &str, now: jiff::Timestamp) -> Self {
-        ServerJson {
-            id: id.to_owned(),
-            fault: Some(Fault {
-                code: 404,
-                message: format!("Instance {id} could not be found"),
-                details: "",
-                created: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            }),
-            ..ServerJson::default()
+impl Serialize for ServerJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(FIELDS.len()))?;
+        match *self {
+            ServerJson::Missing { id, now } => {
+                for key in FIELDS {
+                    match key {
+                        "id" => map.serialize_entry(key, id)?,
+                        "fault" => map.serialize_entry(
+                            key,
+                            &Fault {
+                                code: 404,
+                                message: format!("Instance {id} could not be found"),
+                                details: "",
+                                created: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                            },
+                        )?,
+                        _ => map.serialize_entry(key, &())?,
+                    }
+                }
+            }
+            ServerJson::Present { server, project } => {
+                present(&mut map, server, project)?;
+            }
         }
+        map.end()
     }
+}
+
+/// The entries of a server, in [`FIELDS`] order.
+fn present<M: SerializeMap>(
+    map: &mut M,
+    server: &ServerSnapshot,
+    project: &ProjectProfile,
+) -> Result<(), M::Error> {
+    let profile = project.server(server.number);
+    let (vm_state, power_state) = match server.vm {
+        VmState::Active => ("active", 1),
+        VmState::Stopped => ("stopped", 4),
+        VmState::Error => ("error", 0),
+    };
+    let custom = server.custom.as_ref();
+    let custom_name = custom.and_then(|c| c.name.as_deref());
+    let name = Shown(|f: &mut std::fmt::Formatter<'_>| match custom_name {
+        Some(name) => f.write_str(name),
+        None => write!(f, "{}", profile.name()),
+    });
+    let (flavor, vcpus, ram) = profile.flavor();
+    let (image_name, image_id) = profile.image();
+    let (sg_id, sg_name) = profile.security_group();
+
+    map.serialize_entry("id", &server.id)?;
+    map.serialize_entry("name", &name)?;
+    map.serialize_entry(
+        "addresses",
+        &OneEntry(
+            &project.vpc_id,
+            [Address {
+                version: "4",
+                addr: Text(profile.ip()),
+                mac_addr: Text(profile.mac()),
+                ip_type: "fixed",
+                port_id: profile.port_id(),
+            }],
+        ),
+    )?;
+    map.serialize_entry(
+        "flavor",
+        &Flavor {
+            id: flavor,
+            name: flavor,
+            disk: "0",
+            vcpus,
+            ram,
+        },
+    )?;
+    map.serialize_entry("accessIPv4", "")?;
+    map.serialize_entry("accessIPv6", "")?;
+    map.serialize_entry("status", server.status.as_str())?;
+    map.serialize_entry("progress", &0)?;
+    map.serialize_entry("hostId", &Text(profile.host_id()))?;
+    map.serialize_entry("image", &IdOnly { id: image_id })?;
+    map.serialize_entry("updated", &Text(second_time(server.updated)))?;
+    map.serialize_entry("created", &Text(second_time(server.created)))?;
+    map.serialize_entry(
+        "metadata",
+        &Metadata {
+            charging_mode: "0",
+            vpc_id: &project.vpc_id,
+            image_id,
+            image_type: "gold",
+            resource_spec_code: Shown(|f: &mut std::fmt::Formatter<'_>| {
+                write!(f, "{flavor}.linux")
+            }),
+            resource_type: "1",
+            image_name,
+            os_bit: "64",
+            os_type: "Linux",
+            lock_check_endpoint: "",
+            lock_source: "",
+            lock_source_id: "",
+            lock_scene: "",
+        },
+    )?;
+    match custom.and_then(|c| c.tags.as_deref()) {
+        Some(tags) => {
+            let tags: Vec<&str> = tags.iter().map(|t| &**t).collect();
+            map.serialize_entry("tags", &tags)?
+        }
+        None => map.serialize_entry("tags", &profile.tags())?,
+    }
+    map.serialize_entry("description", "")?;
+    map.serialize_entry("locked", &server.locked)?;
+    map.serialize_entry("config_drive", "")?;
+    map.serialize_entry("tenant_id", &project.project_id)?;
+    map.serialize_entry("user_id", &project.user_id)?;
+    map.serialize_entry("key_name", &Text(profile.key_name()))?;
+    map.serialize_entry(
+        "os-extended-volumes:volumes_attached",
+        &[Volume {
+            id: profile.volume_id(),
+            delete_on_termination: "false",
+            device: "/dev/vda",
+            boot_index: "0",
+        }],
+    )?;
+    map.serialize_entry("OS-EXT-STS:task_state", &server.task.map(|t| t.as_str()))?;
+    map.serialize_entry("OS-EXT-STS:power_state", &power_state)?;
+    map.serialize_entry("OS-EXT-STS:vm_state", vm_state)?;
+    map.serialize_entry("OS-EXT-SRV-ATTR:host", &Text(profile.host_name()))?;
+    map.serialize_entry(
+        "OS-EXT-SRV-ATTR:instance_name",
+        &Text(profile.instance_name()),
+    )?;
+    map.serialize_entry(
+        "OS-EXT-SRV-ATTR:hypervisor_hostname",
+        &Text(profile.hypervisor_hostname()),
+    )?;
+    map.serialize_entry("OS-DCF:diskConfig", "MANUAL")?;
+    map.serialize_entry("OS-EXT-AZ:availability_zone", profile.availability_zone())?;
+    map.serialize_entry("os:scheduler_hints", &Empty {})?;
+    map.serialize_entry("OS-EXT-SRV-ATTR:root_device_name", "/dev/vda")?;
+    map.serialize_entry("OS-EXT-SRV-ATTR:ramdisk_id", "")?;
+    map.serialize_entry("OS-EXT-SRV-ATTR:kernel_id", "")?;
+    // Null: no user data was given at creation.
+    map.serialize_entry("OS-EXT-SRV-ATTR:user_data", &())?;
+    map.serialize_entry(
+        "OS-SRV-USG:launched_at",
+        &Shown(|f: &mut std::fmt::Formatter<'_>| {
+            let launched = server_time(server.created + LAUNCH_SECONDS);
+            write!(f, "{}", launched.strftime("%Y-%m-%dT%H:%M:%S.000000"))
+        }),
+    )?;
+    // Null: the server is not deleted.
+    map.serialize_entry("OS-SRV-USG:terminated_at", &())?;
+    map.serialize_entry("OS-EXT-SRV-ATTR:launch_index", &profile.launch_index())?;
+    map.serialize_entry("host_status", "UP")?;
+    map.serialize_entry(
+        "OS-EXT-SRV-ATTR:reservation_id",
+        &Text(profile.reservation_id()),
+    )?;
+    map.serialize_entry("OS-EXT-SRV-ATTR:hostname", &name)?;
+    map.serialize_entry(
+        "sys_tags",
+        &[SysTag {
+            key: "_sys_enterprise_project_id",
+            value: "0",
+        }],
+    )?;
+    map.serialize_entry(
+        "security_groups",
+        &[SecurityGroup {
+            id: sg_id,
+            name: sg_name,
+        }],
+    )?;
+    map.serialize_entry("security_options", &SecurityOptions { tpm_enabled: false })?;
+    map.serialize_entry("fault", &())?;
+    map.serialize_entry("enterprise_project_id", "0")
 }
 
 /// `{"count": N, "servers": [...]}`.
@@ -334,4 +386,35 @@ pub(super) struct ServerPage<'a> {
 #[derive(Serialize)]
 pub(super) struct ShowServer<'a> {
     pub(super) server: ServerJson<'a>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_present_and_a_missing_server_send_the_same_keys() {
+        let project = ProjectProfile::new(1, "0123456789abcdef0123456789abcdef");
+        let server = ServerSnapshot {
+            number: 7,
+            id: Uuid::nil(),
+            status: super::super::Status::Active,
+            vm: VmState::Active,
+            task: None,
+            locked: false,
+            created: 1_700_000_000,
+            updated: 1_700_000_000,
+            custom: None,
+        };
+        let keys = |json: &ServerJson<'_>| -> Vec<String> {
+            let value: serde_json::Value =
+                serde_json::from_str(&serde_json::to_string(json).unwrap()).unwrap();
+            value.as_object().unwrap().keys().cloned().collect()
+        };
+        let mut expected: Vec<String> = FIELDS.iter().map(|k| k.to_string()).collect();
+        expected.sort(); // serde_json's map without preserve_order sorts keys
+        assert_eq!(keys(&ServerJson::of(&server, &project)), expected);
+        let missing = ServerJson::missing("x", jiff::Timestamp::UNIX_EPOCH);
+        assert_eq!(keys(&missing), expected);
+    }
 }

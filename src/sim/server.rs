@@ -130,7 +130,10 @@ impl Server {
         out.clear();
         match self.custom_name() {
             Some(name) => out.push_str(name),
-            None => profile.write_name(out),
+            None => {
+                use std::fmt::Write;
+                let _ = write!(out, "{}", profile.name());
+            }
         }
     }
 
