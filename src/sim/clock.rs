@@ -25,9 +25,9 @@ impl Clock {
             .checked_add(since)
             .expect("simulated time stays in jiff's range")
     }
-    /// Job times: `2016-04-25T20:04:47.591Z`.
-    pub(super) fn job_time(&self, at: Instant) -> String {
-        self.wall(at).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    /// Job times in Unix milliseconds; shown as `2016-04-25T20:04:47.591Z`.
+    pub(super) fn job_millisecond(&self, at: Instant) -> i64 {
+        self.wall(at).as_millisecond()
     }
     /// Server times (`created`, `updated`) in Unix seconds; shown as `2018-05-10T02:48:26Z`.
     pub(super) fn server_second(&self, at: Instant) -> i64 {

@@ -1,32 +1,69 @@
 //! Jobs of batch actions: one sub-job per server, and what each action asks of a server.
 
 use super::failure::{Failure, JOB_FAILED};
-use super::server::{Task, VmState};
+use super::server::{Task, VmState, canonical_uuid};
 use crate::ecs::wire::{
     self, BatchAction, JobEntities, JobStatus, PowerActionType, SubJobEntities,
 };
+use uuid::Uuid;
 
+/// The server a sub-job names, as the request spelled it: kept as a UUID (16 bytes)
+/// when that spelling is the canonical one, which every known server's is.
+#[derive(Debug)]
+pub(super) enum SubServer {
+    Canonical(Uuid),
+    Spelled(Box<str>),
+}
+
+impl SubServer {
+    pub(super) fn new(id: &str) -> Self {
+        match canonical_uuid(id) {
+            Some(uuid) => SubServer::Canonical(uuid),
+            None => SubServer::Spelled(id.into()),
+        }
+    }
+
+    fn to_wire(&self) -> String {
+        match self {
+            SubServer::Canonical(uuid) => uuid.to_string(),
+            SubServer::Spelled(id) => id.to_string(),
+        }
+    }
+}
+
+/// One server's part of a job, kept small (a 1000-server stop keeps 1000 of them for
+/// the simulator's lifetime): times as milliseconds, the failure boxed.
 #[derive(Debug)]
 pub(super) struct SubJob {
-    pub(super) id: String,
-    pub(super) server_id: String,
+    pub(super) id: [u8; 16],
+    pub(super) server: SubServer,
     pub(super) status: JobStatus,
-    pub(super) begin: String,
-    pub(super) end: Option<String>,
-    pub(super) failure: Option<Failure>,
+    /// Unix milliseconds.
+    pub(super) end: Option<i64>,
+    pub(super) failure: Option<Box<Failure>>,
 }
 
 #[derive(Debug)]
 pub(super) struct Job {
     pub(super) id: String,
     pub(super) kind: ActionKind,
-    pub(super) begin: String,
-    pub(super) end: Option<String>,
+    /// Unix milliseconds: submission, when its sub-jobs began (INIT ended), the end.
+    pub(super) begin: i64,
+    pub(super) started: i64,
+    pub(super) end: Option<i64>,
     /// The requested ids while the job is INIT; its sub-jobs do not exist yet.
     pub(super) initialising: Option<Vec<String>>,
     pub(super) subs: Vec<SubJob>,
     pub(super) running: usize,
     pub(super) failed: usize,
+}
+
+/// Job times: `2016-04-25T20:04:47.591Z`.
+fn job_time(unix_milliseconds: i64) -> String {
+    jiff::Timestamp::from_millisecond(unix_milliseconds)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 impl Job {
@@ -41,7 +78,7 @@ impl Job {
         }
     }
 
-    pub(super) fn finish_sub(&mut self, sub: usize, failure: Option<Failure>, at: &str) {
+    pub(super) fn finish_sub(&mut self, sub: usize, failure: Option<Failure>, at: i64) {
         let sub_job = &mut self.subs[sub];
         sub_job.status = if failure.is_some() {
             self.failed += 1;
@@ -49,11 +86,11 @@ impl Job {
         } else {
             JobStatus::Success
         };
-        sub_job.failure = failure;
-        sub_job.end = Some(at.to_owned());
+        sub_job.failure = failure.map(Box::new);
+        sub_job.end = Some(at);
         self.running -= 1;
         if self.running == 0 {
-            self.end = Some(at.to_owned());
+            self.end = Some(at);
         }
     }
 
@@ -63,20 +100,21 @@ impl Job {
             JobStatus::Fail => (Some(JOB_FAILED.0.to_owned()), Some(JOB_FAILED.1.to_owned())),
             _ => (None, None),
         };
+        let started = job_time(self.started);
         let sub_jobs = self
             .subs
             .iter()
             .map(|s| wire::SubJob {
                 status: s.status,
                 entities: SubJobEntities {
-                    server_id: Some(s.server_id.clone()),
+                    server_id: Some(s.server.to_wire()),
                     nic_id: None,
                     errorcode_message: s.failure.as_ref().map(|f| f.message.clone()),
                 },
-                job_id: Some(s.id.clone()),
+                job_id: Some(hex::encode(s.id)),
                 job_type: Some(self.kind.sub_job_type.to_owned()),
-                begin_time: Some(s.begin.clone()),
-                end_time: s.end.clone(),
+                begin_time: Some(started.clone()),
+                end_time: s.end.map(job_time),
                 error_code: s.failure.as_ref().map(|f| f.code.to_owned()),
                 fail_reason: s.failure.as_ref().map(|f| f.message.clone()),
             })
@@ -95,8 +133,8 @@ impl Job {
             entities,
             job_id: Some(self.id.clone()),
             job_type: Some(self.kind.job_type.to_owned()),
-            begin_time: Some(self.begin.clone()),
-            end_time: self.end.clone(),
+            begin_time: Some(job_time(self.begin)),
+            end_time: self.end.map(job_time),
             error_code,
             fail_reason,
         }

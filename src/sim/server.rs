@@ -55,6 +55,14 @@ impl Task {
     }
 }
 
+/// `id` as a UUID when it is spelled the way the API shows ids (lowercase,
+/// hyphenated): another spelling of the same UUID is another, unknown, id.
+pub(super) fn canonical_uuid(id: &str) -> Option<Uuid> {
+    let uuid = Uuid::try_parse(id).ok()?;
+    let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    (uuid.hyphenated().encode_lower(&mut canonical) == id).then_some(uuid)
+}
+
 /// An action in flight on one server: which sub-job it answers and how it ends.
 #[derive(Debug)]
 pub(super) struct Pending {

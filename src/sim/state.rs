@@ -10,11 +10,11 @@ use super::failure::{
     Failure, budget_exceeded, busy, injected_subjob_failure, interrupted, invalid_parameter,
     locked, not_found, too_many_servers, wrong_status,
 };
-use super::job::{ActionKind, Job, SubJob, action_kind};
+use super::job::{ActionKind, Job, SubJob, SubServer, action_kind};
 use super::limits::{Bucket, Budget};
 use super::listing::ListQuery;
 use super::profile::ProjectProfile;
-use super::server::{Pending, Server, ServerSnapshot, Status, Task, VmState};
+use super::server::{Pending, Server, ServerSnapshot, Status, Task, VmState, canonical_uuid};
 use super::tags::{Interner, check_name, check_tags};
 use super::{Faults, ServerErrorMode, SimConfig, SimError};
 use crate::ecs::wire::{self, BatchAction, JobStatus, MAX_SERVERS_PER_ACTION};
@@ -132,10 +132,10 @@ impl State {
         state
     }
 
-    fn random_hex(&mut self) -> String {
+    fn random_bytes(&mut self) -> [u8; 16] {
         let mut bytes = [0u8; 16];
         self.rng.fill_bytes(&mut bytes);
-        hex::encode(bytes)
+        bytes
     }
 
     /// What every server's derived attributes come from; the wire view needs it.
@@ -172,14 +172,9 @@ impl State {
         self.servers.iter().map(|s| s.id.to_string()).collect()
     }
 
-    /// The server with exactly this id: a UUID in the lowercase hyphenated form the
-    /// API shows (another spelling of the same UUID is another, unknown, id).
+    /// The server with exactly this id (see [`canonical_uuid`]).
     fn lookup(&self, id: &str) -> Option<usize> {
-        let uuid = Uuid::try_parse(id).ok()?;
-        let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        if uuid.hyphenated().encode_lower(&mut canonical) != id {
-            return None;
-        }
+        let uuid = canonical_uuid(id)?;
         self.index.get(&uuid).map(|&i| i as usize)
     }
 
@@ -244,7 +239,7 @@ impl State {
             s.updated = time;
             None
         };
-        self.jobs[pending.job].finish_sub(pending.sub, failure, &self.clock.job_time(at));
+        self.jobs[pending.job].finish_sub(pending.sub, failure, self.clock.job_millisecond(at));
     }
 
     /// Admission control for `throttle_rps`: false when the request is over the rate.
@@ -319,12 +314,13 @@ impl State {
             0
         };
         let job = self.jobs.len();
-        let job_id = self.random_hex();
+        let job_id = hex::encode(self.random_bytes());
         self.job_index.insert(job_id.clone(), job);
         self.jobs.push(Job {
             id: job_id.clone(),
             kind,
-            begin: self.clock.job_time(now),
+            begin: self.clock.job_millisecond(now),
+            started: 0,
             end: None,
             initialising: Some(ids.iter().map(|s| s.id.clone()).collect()),
             subs: Vec::new(),
@@ -371,7 +367,7 @@ impl State {
             return;
         };
         let kind = self.jobs[job].kind;
-        let begin = self.clock.job_time(at);
+        let begin = self.clock.job_millisecond(at);
         let due = at + self.stop_duration;
         let mut subs = Vec::with_capacity(ids.len());
         let (mut running, mut failed) = (0, 0);
@@ -380,7 +376,7 @@ impl State {
                 self.forget_initialising_stop(&server_id);
             }
             let check = self.refuse(&server_id, &kind);
-            let sub_id = self.random_hex();
+            let sub_id = self.random_bytes();
             let (status, failure, end) = match check {
                 Ok(index) => {
                     let fails = self.chance(self.faults.subjob_failure_rate);
@@ -399,20 +395,20 @@ impl State {
                 }
                 Err(failure) => {
                     failed += 1;
-                    (JobStatus::Fail, Some(failure), Some(begin.clone()))
+                    (JobStatus::Fail, Some(Box::new(failure)), Some(begin))
                 }
             };
             subs.push(SubJob {
                 id: sub_id,
-                server_id,
+                server: SubServer::new(&server_id),
                 status,
-                begin: begin.clone(),
                 end,
                 failure,
             });
         }
         let job = &mut self.jobs[job];
-        job.end = (running == 0).then(|| begin.clone());
+        job.started = begin;
+        job.end = (running == 0).then_some(begin);
         job.subs = subs;
         job.running = running;
         job.failed = failed;
@@ -525,7 +521,11 @@ impl State {
         server.updated = time;
         if let Some(pending) = server.pending.take() {
             let failure = (pending.target != vm).then(interrupted);
-            self.jobs[pending.job].finish_sub(pending.sub, failure, &self.clock.job_time(now));
+            self.jobs[pending.job].finish_sub(
+                pending.sub,
+                failure,
+                self.clock.job_millisecond(now),
+            );
         }
         Ok(())
     }
@@ -613,6 +613,16 @@ mod tests {
         let job = s.job(&job).unwrap();
         assert_eq!(job.status, JobStatus::Fail);
         assert_eq!(s.server(&ids[0]).unwrap().status, Status::Active);
+    }
+
+    #[test]
+    fn another_spelling_of_a_known_id_is_an_unknown_server_echoed_as_spelled() {
+        let (mut s, t0) = state(1);
+        let upper = s.server_ids()[0].to_uppercase();
+        let job = s.submit(&stop(std::slice::from_ref(&upper)), t0).unwrap().job_id;
+        let sub = &s.job(&job).unwrap().entities.sub_jobs.unwrap()[0];
+        assert_eq!(sub.entities.server_id.as_deref(), Some(upper.as_str()));
+        assert_eq!(sub.error_code.as_deref(), Some("Ecs.0114"));
     }
 
     #[test]
