@@ -619,7 +619,10 @@ mod tests {
     fn another_spelling_of_a_known_id_is_an_unknown_server_echoed_as_spelled() {
         let (mut s, t0) = state(1);
         let upper = s.server_ids()[0].to_uppercase();
-        let job = s.submit(&stop(std::slice::from_ref(&upper)), t0).unwrap().job_id;
+        let job = s
+            .submit(&stop(std::slice::from_ref(&upper)), t0)
+            .unwrap()
+            .job_id;
         let sub = &s.job(&job).unwrap().entities.sub_jobs.unwrap()[0];
         assert_eq!(sub.entities.server_id.as_deref(), Some(upper.as_str()));
         assert_eq!(sub.error_code.as_deref(), Some("Ecs.0114"));
