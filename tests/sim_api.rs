@@ -7,7 +7,7 @@ use ecs_power_operator::ecs::sign::Signer;
 use ecs_power_operator::sim::{FaultsPatch, ServerErrorMode, SimConfig, SimStats, Status};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use sim_support::{Client, config, start};
+use sim_support::{Client, admin_post, config, start};
 use std::time::Duration;
 
 fn ids_body(action: &str, ids: &[String]) -> Value {
@@ -506,11 +506,11 @@ async fn listing_pages_by_page_number_with_filters() {
     let named = client
         .get(
             "cloudservers/detail",
-            &[("name", "sim-00240"), ("limit", "1000")],
+            &[("name", "-0240"), ("limit", "1000")],
         )
         .await
         .body;
-    assert_eq!(named["count"], 10, "sim-002400..sim-002409");
+    assert_eq!(named["count"], 10, "<env>-<team>-02400..02409");
     sim.shutdown().await;
 }
 
@@ -581,7 +581,8 @@ async fn admin_endpoints_over_http() {
         .unwrap();
     assert_eq!(
         faults,
-        json!({"throttle_rps": null, "subjob_failure_rate": 0.0, "error_rate": 1.0, "latency_ms": 5})
+        json!({"throttle_rps": null, "subjob_failure_rate": 0.0, "error_rate": 1.0, "latency_ms": 5,
+               "accept_then_fail_rate": 0.0, "accept_then_drop_rate": 0.0, "job_init_ms": 0})
     );
     assert_eq!(client.get("cloudservers/detail", &[]).await.status, 500);
 
@@ -597,5 +598,703 @@ async fn admin_endpoints_over_http() {
     assert_eq!(stats.servers_by_status["SHUTOFF"], 1);
     assert_eq!(stats.requests_with("show_server", 200), 2);
     assert_eq!(stats.requests_with("list_servers", 500), 1);
+    sim.shutdown().await;
+}
+
+/// Polls `cloudservers/{id}` until its status is `status` (at most `limit`).
+async fn wait_status(client: &Client, id: &str, status: &str, limit: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let server = client.get(&format!("cloudservers/{id}"), &[]).await.body;
+        if server["server"]["status"] == status {
+            return server["server"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} still {} after {limit:?}",
+            server["server"]["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn accept_then_fail_answers_a_gateway_504_and_the_servers_stop_all_the_same() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_millis(100),
+        ..config(3)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+    let faults: Value = admin_post(&sim, "faults", &json!({"accept_then_fail_rate": 1.0}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults["accept_then_fail_rate"], 1.0);
+
+    let reply = client.stop(&ids[..2]).await;
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert_eq!(reply.code(), "APIG.0201");
+    assert!(
+        reply.body.get("error").is_none() && reply.body.get("job_id").is_none(),
+        "a gateway body, no ECS code saying it was not done, no job id: {}",
+        reply.body
+    );
+    assert_eq!(
+        reply.body["request_id"].as_str(),
+        reply.request_id.as_deref()
+    );
+    for id in &ids[..2] {
+        let server = wait_status(&client, id, "SHUTOFF", Duration::from_secs(5)).await;
+        assert_eq!(server["OS-EXT-STS:power_state"], 4);
+    }
+    let stats = sim.stats().await;
+    assert_eq!(stats.jobs, 1, "the job was created");
+    assert_eq!(stats.requests_with("batch_action", 504), 1);
+    assert_eq!(
+        (
+            stats.accepted_then_failed,
+            stats.stop_ids_accepted,
+            stats.stop_ids_total
+        ),
+        (1, 2, 2)
+    );
+
+    sim.control().set_faults(FaultsPatch {
+        accept_then_fail_rate: Some(0.0),
+        ..FaultsPatch::default()
+    });
+    let reply = client.stop(&ids[2..]).await;
+    assert_eq!(
+        reply.status, 200,
+        "switched off at run time: {}",
+        reply.body
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn accept_then_drop_resets_the_connection_and_the_servers_stop_all_the_same() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_millis(100),
+        accept_then_drop_rate: 1.0,
+        ..config(3)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+
+    let mut request = client.request("POST", "cloudservers/action");
+    request.body = serde_json::to_vec(&ids_body("os-stop", &ids[..1])).unwrap();
+    let received = client.send_raw(request).await;
+    match received {
+        Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}"),
+        Ok(bytes) => panic!(
+            "expected a reset before any answer, got {:?}",
+            String::from_utf8_lossy(&bytes)
+        ),
+    }
+    wait_status(&client, &ids[0], "SHUTOFF", Duration::from_secs(5)).await;
+
+    // An ordinary keep-alive client sees a failed request, not an answer.
+    let mut request = client.request("POST", "cloudservers/action");
+    request.body = serde_json::to_vec(&ids_body("os-stop", &ids[1..2])).unwrap();
+    let outcome = reqwest::Client::new()
+        .execute(client.prepare(request))
+        .await;
+    let error = outcome.expect_err("no answer after a reset");
+    assert!(!error.is_timeout(), "{error:?}");
+    wait_status(&client, &ids[1], "SHUTOFF", Duration::from_secs(5)).await;
+
+    let stats = sim.stats().await;
+    assert_eq!(stats.jobs, 2);
+    assert_eq!(
+        (stats.accepted_then_dropped, stats.stop_ids_accepted),
+        (2, 2)
+    );
+    assert_eq!(
+        stats.requests.get("batch_action"),
+        None,
+        "no status was sent for a dropped answer"
+    );
+
+    sim.control().set_faults(FaultsPatch {
+        accept_then_drop_rate: Some(0.0),
+        ..FaultsPatch::default()
+    });
+    assert_eq!(client.stop(&ids[2..]).await.status, 200);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_job_stays_init_without_sub_jobs_and_its_servers_untouched_then_runs() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_millis(300),
+        job_init: Duration::from_millis(500),
+        ..config(3)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+    let reply = client.stop(&ids[..2]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let job_id = reply.body["job_id"].as_str().unwrap().to_owned();
+
+    let job = client.get(&format!("jobs/{job_id}"), &[]).await.body;
+    assert_eq!(job["status"], "INIT");
+    assert_eq!(job["entities"], json!({}), "no sub-jobs while INIT: {job}");
+    assert!(job["begin_time"].is_string() && job["end_time"].is_null());
+    let listed = client
+        .get("cloudservers/detail", &[("limit", "1000")])
+        .await
+        .body;
+    for server in listed["servers"].as_array().unwrap() {
+        assert_eq!(server["status"], "ACTIVE");
+        assert!(server["OS-EXT-STS:task_state"].is_null(), "{server}");
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let running = loop {
+        let job = client.get(&format!("jobs/{job_id}"), &[]).await.body;
+        if job["status"] != "INIT" {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still INIT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(running["status"], "RUNNING", "{running}");
+    assert_eq!(running["entities"]["sub_jobs_total"], 2);
+    let server = client
+        .get(&format!("cloudservers/{}", ids[0]), &[])
+        .await
+        .body;
+    assert_eq!(server["server"]["OS-EXT-STS:task_state"], "powering-off");
+    let done = client.wait_job(&job_id, Duration::from_secs(5)).await;
+    assert_eq!(done["status"], "SUCCESS");
+    assert!(
+        done["entities"]["sub_jobs"][0]["begin_time"].as_str() >= done["begin_time"].as_str(),
+        "sub-jobs begin when INIT ends: {done}"
+    );
+
+    sim.control().set_faults(FaultsPatch {
+        job_init_ms: Some(0),
+        ..FaultsPatch::default()
+    });
+    let reply = client.stop(&ids[2..]).await;
+    let job_id = reply.body["job_id"].as_str().unwrap();
+    let job = client.get(&format!("jobs/{job_id}"), &[]).await.body;
+    assert_eq!(job["status"], "RUNNING", "INIT switched off at run time");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_counters_tell_accepted_and_redundant_ids_from_refused_ones() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_secs(30),
+        servers_per_window: 6,
+        ..config(8)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let control = sim.control();
+    let ids = sim.server_ids();
+    control.set_status(&ids[0], Status::Shutoff).unwrap();
+    let unknown = "616fb98f-46ca-475e-917e-2563e5a8cd19".to_owned();
+
+    // SHUTOFF already: redundant; ACTIVE and unknown: not.
+    let first = [ids[0].clone(), ids[1].clone(), unknown];
+    assert_eq!(client.stop(&first).await.status, 200);
+    // Powering off already: redundant.
+    assert_eq!(client.stop(&ids[1..2]).await.status, 200);
+    // Over the budget: asked for, not accepted.
+    let refused = client.stop(&ids[3..6]).await;
+    assert_eq!((refused.status, refused.code()), (429, "Common.1503"));
+    // Named by a stop job still INIT: redundant although the server looks untouched.
+    control.set_faults(FaultsPatch {
+        job_init_ms: Some(30_000),
+        ..FaultsPatch::default()
+    });
+    assert_eq!(client.stop(&ids[6..7]).await.status, 200);
+    assert_eq!(client.stop(&ids[6..7]).await.status, 200);
+
+    let stats = sim.stats().await;
+    assert_eq!(stats.stop_calls, 5);
+    assert_eq!(
+        stats.stop_ids_total,
+        3 + 1 + 3 + 1 + 1,
+        "every id asked for"
+    );
+    assert_eq!(stats.stop_ids_accepted, 3 + 1 + 1 + 1);
+    assert_eq!(stats.stop_ids_redundant, 3);
+    assert_eq!(stats.budget_refusals, 1);
+    sim.shutdown().await;
+}
+
+/// Every server of a listing (limit 1000, pages by number) as JSON.
+async fn list_all(client: &Client, filters: &[(&str, &str)]) -> (u64, Vec<Value>) {
+    let mut servers = Vec::new();
+    for page in 1.. {
+        let page = page.to_string();
+        let mut query = vec![("limit", "1000"), ("offset", page.as_str())];
+        query.extend_from_slice(filters);
+        let reply = client.get("cloudservers/detail", &query).await;
+        assert_eq!(reply.status, 200, "{filters:?}: {}", reply.body);
+        let batch = reply.body["servers"].as_array().unwrap().clone();
+        let count = reply.body["count"].as_u64().unwrap();
+        let done = batch.len() < 1000;
+        servers.extend(batch);
+        if done {
+            return (count, servers);
+        }
+    }
+    unreachable!()
+}
+
+fn tags_of(server: &Value) -> Vec<&str> {
+    server["tags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("tags are an array: {server}"))
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect()
+}
+
+fn ids_of(servers: &[Value]) -> Vec<&str> {
+    servers.iter().map(|s| s["id"].as_str().unwrap()).collect()
+}
+
+/// The fields of the server object in otc-ecs-show-server.rst, Table 3.
+const DOCUMENTED_SERVER_FIELDS: &[&str] = &[
+    "status",
+    "updated",
+    "hostId",
+    "OS-EXT-SRV-ATTR:host",
+    "addresses",
+    "key_name",
+    "image",
+    "OS-EXT-STS:task_state",
+    "OS-EXT-STS:vm_state",
+    "OS-EXT-SRV-ATTR:instance_name",
+    "OS-EXT-SRV-ATTR:hypervisor_hostname",
+    "flavor",
+    "id",
+    "security_groups",
+    "OS-EXT-AZ:availability_zone",
+    "user_id",
+    "name",
+    "created",
+    "tenant_id",
+    "OS-DCF:diskConfig",
+    "accessIPv4",
+    "accessIPv6",
+    "fault",
+    "progress",
+    "OS-EXT-STS:power_state",
+    "config_drive",
+    "metadata",
+    "OS-SRV-USG:launched_at",
+    "OS-SRV-USG:terminated_at",
+    "os-extended-volumes:volumes_attached",
+    "description",
+    "host_status",
+    "OS-EXT-SRV-ATTR:hostname",
+    "OS-EXT-SRV-ATTR:reservation_id",
+    "OS-EXT-SRV-ATTR:launch_index",
+    "OS-EXT-SRV-ATTR:kernel_id",
+    "OS-EXT-SRV-ATTR:ramdisk_id",
+    "OS-EXT-SRV-ATTR:root_device_name",
+    "OS-EXT-SRV-ATTR:user_data",
+    "locked",
+    "tags",
+    "os:scheduler_hints",
+    "sys_tags",
+    "security_options",
+];
+
+#[tokio::test]
+async fn a_server_carries_every_documented_field_with_objects_where_the_cloud_sends_objects() {
+    let sim = start(config(3)).await;
+    let client = Client::new(&sim);
+    let id = sim.server_ids()[1].clone();
+    let server = client.get(&format!("cloudservers/{id}"), &[]).await.body["server"].clone();
+    let fields = server.as_object().unwrap();
+    for field in DOCUMENTED_SERVER_FIELDS {
+        assert!(fields.contains_key(*field), "{field} missing: {server}");
+    }
+    // Null only where a running, undeleted server without user data has null.
+    for (field, value) in fields {
+        let may_be_null = [
+            "OS-EXT-STS:task_state",
+            "fault",
+            "OS-EXT-SRV-ATTR:user_data",
+            "OS-SRV-USG:terminated_at",
+        ];
+        assert!(
+            !value.is_null() || may_be_null.contains(&field.as_str()),
+            "{field} is null"
+        );
+    }
+
+    let networks = server["addresses"].as_object().unwrap();
+    assert_eq!(networks.len(), 1);
+    let (vpc, addresses) = networks.iter().next().unwrap();
+    assert_eq!(
+        server["metadata"]["vpc_id"],
+        vpc.as_str(),
+        "the network is the VPC"
+    );
+    let address = &addresses[0];
+    assert_eq!(
+        (&address["version"], &address["OS-EXT-IPS:type"]),
+        (&json!("4"), &json!("fixed"))
+    );
+    assert!(
+        address["addr"]
+            .as_str()
+            .unwrap()
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok()
+    );
+    assert!(
+        address["OS-EXT-IPS-MAC:mac_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("fa:16:3e:")
+    );
+    assert!(uuid::Uuid::try_parse(address["OS-EXT-IPS:port_id"].as_str().unwrap()).is_ok());
+    for key in ["id", "name", "disk", "vcpus", "ram"] {
+        assert!(
+            server["flavor"][key].is_string(),
+            "flavor.{key}: {}",
+            server["flavor"]
+        );
+    }
+    assert!(uuid::Uuid::try_parse(server["image"]["id"].as_str().unwrap()).is_ok());
+    assert_eq!(
+        server["metadata"]["metering.image_id"],
+        server["image"]["id"]
+    );
+    for key in [
+        "charging_mode",
+        "vpc_id",
+        "metering.image_id",
+        "metering.imagetype",
+        "metering.resourcespeccode",
+        "metering.resourcetype",
+        "image_name",
+        "os_bit",
+        "os_type",
+    ] {
+        assert!(server["metadata"][key].is_string(), "metadata.{key}");
+    }
+    let group = &server["security_groups"][0];
+    assert!(
+        group["id"].is_string() && group["name"].is_string(),
+        "{group}"
+    );
+    let volume = &server["os-extended-volumes:volumes_attached"][0];
+    assert_eq!(
+        (&volume["bootIndex"], &volume["device"]),
+        (&json!("0"), &json!("/dev/vda"))
+    );
+    assert_eq!(server["user_id"].as_str().unwrap().len(), 32);
+    assert_eq!(server["hostId"].as_str().unwrap().len(), 56);
+    assert_eq!(
+        server["tenant_id"],
+        ecs_power_operator::sim::DEFAULT_PROJECT_ID
+    );
+    assert!(server["os:scheduler_hints"].is_object());
+    assert_eq!(server["security_options"]["tpm_enabled"], false);
+    assert_eq!(server["sys_tags"][0]["key"], "_sys_enterprise_project_id");
+    assert!(
+        server["OS-SRV-USG:launched_at"]
+            .as_str()
+            .unwrap()
+            .ends_with(".000000")
+    );
+    assert_eq!(server["OS-EXT-SRV-ATTR:hostname"], server["name"]);
+
+    let tags = tags_of(&server);
+    let keys: Vec<&str> = tags.iter().map(|t| t.split_once('=').unwrap().0).collect();
+    assert_eq!(keys, ["env", "team", "app", "backup", "schedule"]);
+    let value = |key: &str| {
+        tags[keys.iter().position(|k| *k == key).unwrap()]
+            .split_once('=')
+            .unwrap()
+            .1
+    };
+    assert!(["dev", "test", "prod"].contains(&value("env")));
+    assert!(["a", "b", "c", "d", "e"].contains(&value("team")));
+    assert_eq!(
+        server["name"],
+        format!("{}-{}-00001", value("env"), value("team"))
+    );
+
+    let (_, listed) = list_all(&client, &[]).await;
+    assert_eq!(listed[1], server, "the listing shows the same object");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn names_and_tags_depend_on_the_seed_alone() {
+    let names_and_tags = |seed: u64| async move {
+        let sim = start(SimConfig {
+            seed,
+            ..config(200)
+        })
+        .await;
+        let (_, servers) = list_all(&Client::new(&sim), &[]).await;
+        sim.shutdown().await;
+        servers
+            .iter()
+            .map(|s| (s["name"].as_str().unwrap().to_owned(), tags_of(s).join(",")))
+            .collect::<Vec<_>>()
+    };
+    let first = names_and_tags(5).await;
+    assert_eq!(first, names_and_tags(5).await);
+    assert_ne!(first, names_and_tags(6).await);
+    let distinct: std::collections::BTreeSet<&str> = first
+        .iter()
+        .map(|(_, tags)| tags.split(',').next().unwrap())
+        .collect();
+    assert_eq!(distinct.len(), 3, "all three envs occur: {distinct:?}");
+}
+
+#[tokio::test]
+async fn tags_and_not_tags_filter_as_the_docs_say() {
+    let sim = start(config(600)).await;
+    let client = Client::new(&sim);
+    let (_, all) = list_all(&client, &[]).await;
+    let expect = |keep: &dyn Fn(&[&str]) -> bool| -> Vec<&str> {
+        all.iter()
+            .filter(|s| keep(&tags_of(s)))
+            .map(|s| s["id"].as_str().unwrap())
+            .collect()
+    };
+    type Filters<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(Filters, Vec<&str>)> = vec![
+        (
+            vec![("tags", "env=dev")],
+            expect(&|t| t.contains(&"env=dev")),
+        ),
+        (
+            vec![("tags", "env=dev,team=a")],
+            expect(&|t| t.contains(&"env=dev") && t.contains(&"team=a")),
+        ),
+        (
+            vec![("not-tags", "env=prod")],
+            expect(&|t| !t.contains(&"env=prod")),
+        ),
+        (
+            vec![("not-tags", "env=dev,team=a")],
+            expect(&|t| !(t.contains(&"env=dev") && t.contains(&"team=a"))),
+        ),
+        (
+            vec![("tags", "team=b"), ("not-tags", "app=db")],
+            expect(&|t| t.contains(&"team=b") && !t.contains(&"app=db")),
+        ),
+        (vec![("tags", "env")], vec![]),
+    ];
+    for (filters, expected) in cases {
+        let (count, servers) = list_all(&client, &filters).await;
+        assert_eq!(ids_of(&servers), expected, "{filters:?}");
+        assert_eq!(count, expected.len() as u64, "{filters:?}");
+        if filters[0].1 != "env" {
+            assert!(
+                !expected.is_empty() && expected.len() < all.len(),
+                "{filters:?} selects some"
+            );
+        }
+    }
+
+    // Tags set by hand replace the derived ones, over HTTP and in-process alike.
+    let ids = sim.server_ids();
+    let set = admin_post(
+        &sim,
+        &format!("servers/{}/tags", ids[3]),
+        &json!({"tags": ["env=dev", "team=z", "owner=alice"]}),
+    )
+    .await;
+    assert_eq!(set.status().as_u16(), 204);
+    sim.control()
+        .set_tags(&ids[4], &["team=z".to_owned()])
+        .unwrap();
+    let (count, servers) = list_all(&client, &[("tags", "team=z")]).await;
+    assert_eq!(
+        (count, ids_of(&servers)),
+        (2, vec![ids[3].as_str(), ids[4].as_str()])
+    );
+    assert_eq!(tags_of(&servers[0]), ["env=dev", "team=z", "owner=alice"]);
+    let (_, servers) = list_all(&client, &[("tags", "team=z"), ("not-tags", "owner=alice")]).await;
+    assert_eq!(ids_of(&servers), [ids[4].as_str()]);
+
+    let refused = admin_post(
+        &sim,
+        &format!("servers/{}/tags", ids[3]),
+        &json!({"tags": ["env=dev", "env=prod"]}),
+    )
+    .await;
+    assert_eq!(refused.status().as_u16(), 400);
+    let message = refused.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("`env`"), "{message}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn name_matches_fuzzily_with_a_period_for_any_single_character() {
+    let sim = start(config(50)).await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+    let control = sim.control();
+    for (id, name) in ids
+        .iter()
+        .zip(["zz-alpha-01", "zz.alpha.01", "zzxalphax01", "zz-beta-01"])
+    {
+        control.set_name(id, name).unwrap();
+    }
+    let renamed = admin_post(
+        &sim,
+        &format!("servers/{}/name", ids[4]),
+        &json!({"name": "alpha"}),
+    )
+    .await;
+    assert_eq!(renamed.status().as_u16(), 204);
+    let cases: [(&str, &[usize]); 6] = [
+        ("zz.alpha.01", &[0, 1, 2]),
+        ("zz-alpha", &[0]),
+        ("alpha", &[0, 1, 2, 4]),
+        ("a.p.a", &[0, 1, 2, 4]),
+        ("ALPHA", &[]),
+        ("zz-....-01", &[3]),
+    ];
+    for (pattern, expected) in cases {
+        let (count, servers) = list_all(&client, &[("name", pattern)]).await;
+        let expected: Vec<&str> = expected.iter().map(|&i| ids[i].as_str()).collect();
+        assert_eq!(
+            (count, ids_of(&servers)),
+            (expected.len() as u64, expected),
+            "{pattern}"
+        );
+    }
+    let server = client
+        .get(&format!("cloudservers/{}", ids[4]), &[])
+        .await
+        .body;
+    assert_eq!(server["server"]["name"], "alpha");
+
+    let refused = admin_post(
+        &sim,
+        &format!("servers/{}/name", ids[4]),
+        &json!({"name": "has space"}),
+    )
+    .await;
+    assert_eq!(refused.status().as_u16(), 400);
+    let unknown = control.set_name("616fb98f-46ca-475e-917e-2563e5a8cd19", "x");
+    assert!(unknown.is_err());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn marker_pages_after_the_last_id_beside_offset() {
+    let sim = start(config(250)).await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+    let mut seen: Vec<String> = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "100")];
+        if let Some(marker) = &marker {
+            query.push(("marker", marker.as_str()));
+        }
+        let reply = client.get("cloudservers/detail", &query).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body["count"], 250, "count is every match");
+        let page: Vec<String> = ids_of(reply.body["servers"].as_array().unwrap())
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if page.is_empty() {
+            break;
+        }
+        marker = page.last().cloned();
+        seen.extend(page);
+    }
+    assert_eq!(seen, ids);
+
+    // With a filter, a marker that no longer matches still says where to go on.
+    let control = sim.control();
+    for id in &ids[10..20] {
+        control.set_status(id, Status::Shutoff).unwrap();
+    }
+    let reply = client
+        .get(
+            "cloudservers/detail",
+            &[("status", "SHUTOFF"), ("marker", &ids[14]), ("limit", "3")],
+        )
+        .await;
+    assert_eq!(reply.body["count"], 10);
+    assert_eq!(
+        ids_of(reply.body["servers"].as_array().unwrap()),
+        [&ids[15], &ids[16], &ids[17]].map(String::as_str)
+    );
+    let reply = client
+        .get(
+            "cloudservers/detail",
+            &[("status", "SHUTOFF"), ("marker", &ids[5]), ("limit", "2")],
+        )
+        .await;
+    assert_eq!(
+        ids_of(reply.body["servers"].as_array().unwrap()),
+        [&ids[10], &ids[11]].map(String::as_str),
+        "a marker that does not match itself"
+    );
+    let reply = client
+        .get(
+            "cloudservers/detail",
+            &[("marker", "616fb98f-46ca-475e-917e-2563e5a8cd19")],
+        )
+        .await;
+    assert_eq!((reply.status, reply.code()), (400, "Ecs.0005"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_id_lists_exactly_those_ids_and_ignores_the_other_filters() {
+    let sim = start(config(20)).await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+    let unknown = "616fb98f-46ca-475e-917e-2563e5a8cd19";
+    let wanted = format!("{},{unknown},{}", ids[7], ids[2]);
+    let reply = client
+        .get(
+            "cloudservers/detail",
+            &[("server_id", &wanted), ("status", "SHUTOFF")],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["count"], 3);
+    let servers = reply.body["servers"].as_array().unwrap();
+    assert_eq!(ids_of(servers), [ids[7].as_str(), unknown, ids[2].as_str()]);
+    assert_eq!(servers[0]["status"], "ACTIVE", "status=SHUTOFF is ignored");
+    assert!(servers[0]["fault"].is_null());
+    let missing = servers[1].as_object().unwrap();
+    assert_eq!(missing["fault"]["code"], 404);
+    assert!(
+        missing["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(unknown)
+    );
+    for (field, value) in missing {
+        assert!(
+            field == "id" || field == "fault" || value.is_null(),
+            "{field} of an unknown id is {value}"
+        );
+    }
     sim.shutdown().await;
 }

@@ -18,6 +18,8 @@ pub(super) fn router() -> Router<Arc<Sim>> {
         .route("/servers", get(server_ids).post(add_servers))
         .route("/servers/{id}/status", post(set_status))
         .route("/servers/{id}/lock", post(set_locked))
+        .route("/servers/{id}/name", post(set_name))
+        .route("/servers/{id}/tags", post(set_tags))
 }
 
 fn control(sim: Arc<Sim>) -> SimControl {
@@ -90,4 +92,32 @@ async fn set_locked(
     Json(body): Json<SetLocked>,
 ) -> Response {
     admin_result(control(sim).set_locked(&id, body.locked))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetName {
+    name: String,
+}
+
+async fn set_name(
+    State(sim): State<Arc<Sim>>,
+    Path(id): Path<String>,
+    Json(body): Json<SetName>,
+) -> Response {
+    admin_result(control(sim).set_name(&id, &body.name))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetTags {
+    tags: Vec<String>,
+}
+
+async fn set_tags(
+    State(sim): State<Arc<Sim>>,
+    Path(id): Path<String>,
+    Json(body): Json<SetTags>,
+) -> Response {
+    admin_result(control(sim).set_tags(&id, &body.tags))
 }

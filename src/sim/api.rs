@@ -1,15 +1,16 @@
 //! The HTTP face: an API-gateway layer (request id, latency, authentication, project
 //! check, rate limit, injected errors) in front of the four ECS operations.
 
-use super::state::{Failure, ListQuery, invalid_parameter, not_found};
+use super::connection::Connection;
+use super::failure::{Failure, invalid_parameter, not_found};
+use super::listing::ListQuery;
+use super::render::{ServerJson, ServerPage, ShowServer};
+use super::state::{Answer, Listed};
 use super::{MAX_CLOCK_SKEW, Sim, admin};
 use crate::ecs::sign::{self, DateCheck, RequestParts};
-use crate::ecs::wire::{
-    BatchAction, EcsErrorBody, EcsErrorDetail, GatewayErrorBody, JobAccepted, MAX_PAGE_SIZE,
-    ShowServer,
-};
+use crate::ecs::wire::{BatchAction, EcsErrorBody, EcsErrorDetail, GatewayErrorBody, JobAccepted};
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -89,10 +90,16 @@ async fn gateway(
             }
         },
     };
-    sim.counters()
-        .request(operation, response.status().as_u16());
+    if response.extensions().get::<Unanswered>().is_none() {
+        sim.counters()
+            .request(operation, response.status().as_u16());
+    }
     response
 }
+
+/// Marks the response of a reset connection: it never reaches the client.
+#[derive(Debug, Clone, Copy)]
+struct Unanswered;
 
 /// The gateway's checks in the real order: who is calling, for which project,
 /// how fast; then the injected server errors. `None` lets the request through.
@@ -236,7 +243,12 @@ async fn no_such_api(Extension(request_id): Extension<RequestId>) -> Response {
     )
 }
 
-async fn batch_action(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+async fn batch_action(
+    State(sim): State<Arc<Sim>>,
+    ConnectInfo(connection): ConnectInfo<Connection>,
+    Extension(request_id): Extension<RequestId>,
+    body: Bytes,
+) -> Response {
     if body.trim_ascii().is_empty() {
         return ecs_error(&Failure::new(
             400,
@@ -248,17 +260,38 @@ async fn batch_action(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
         Ok(action) => action,
         Err(error) => return ecs_error(&invalid_parameter(error)),
     };
-    sim.counters()
-        .action(action.operation(), action.servers().len());
+    let (operation, ids) = (action.operation(), action.servers().len());
+    sim.counters().action(operation, ids);
     let submitted = {
         let (mut state, now) = sim.state();
-        state.submit(&action, now)
+        state
+            .submit(&action, now)
+            .map(|accepted| (accepted, state.draw_answer()))
     };
     match submitted {
-        Ok(job_id) => Json(JobAccepted {
-            job_id: Some(job_id),
-        })
-        .into_response(),
+        Ok((accepted, answer)) => {
+            sim.counters()
+                .accepted(operation, ids, accepted.redundant_stops, answer);
+            match answer {
+                Answer::Accepted => Json(JobAccepted {
+                    job_id: Some(accepted.job_id),
+                })
+                .into_response(),
+                // The gateway gave up waiting: its own body, no ECS code.
+                Answer::GatewayTimeout => gateway_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "APIG.0201",
+                    "Backend timeout.",
+                    &request_id,
+                ),
+                Answer::Dropped => {
+                    connection.reset();
+                    let mut response = StatusCode::NO_CONTENT.into_response();
+                    response.extensions_mut().insert(Unanswered);
+                    response
+                }
+            }
+        }
         Err(failure) => {
             if failure.http == StatusCode::TOO_MANY_REQUESTS.as_u16() {
                 sim.counters().budget_refusal();
@@ -289,54 +322,33 @@ async fn show_server(
 ) -> Response {
     let server = sim.state().0.server(&server_id);
     match server {
-        Some(server) => Json(ShowServer { server }).into_response(),
+        Some(server) => Json(ShowServer {
+            server: ServerJson::of(&server, &sim.profile),
+        })
+        .into_response(),
         None => ecs_error(&not_found()),
     }
 }
 
 async fn list_servers(State(sim): State<Arc<Sim>>, RawQuery(raw): RawQuery) -> Response {
-    let query = match parse_list_query(raw.as_deref().unwrap_or_default()) {
-        Ok(query) => query,
+    let listing = ListQuery::parse(raw.as_deref().unwrap_or_default())
+        .and_then(|query| sim.state().0.list(&query));
+    let listing = match listing {
+        Ok(listing) => listing,
         Err(failure) => return ecs_error(&failure),
     };
-    let page = sim.state().0.list(&query);
-    Json(page).into_response()
-}
-
-/// `offset` is a page number (0 means 1), `limit` 1..=1000 (default 25). Other
-/// documented filters (`flavor`, `tags`, `ip`, ...) are accepted and ignored.
-fn parse_list_query(raw: &str) -> Result<ListQuery, Failure> {
-    let mut query = ListQuery {
-        page: 1,
-        limit: 25,
-        ..ListQuery::default()
-    };
-    for (key, value) in sign::parse_query(raw) {
-        match key.as_str() {
-            "offset" => {
-                let page: usize = value.parse().map_err(|_| {
-                    invalid_parameter(format!("offset `{value}` is not a page number >= 0"))
-                })?;
-                query.page = page.max(1);
-            }
-            "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|limit| (1..=MAX_PAGE_SIZE as usize).contains(limit))
-                    .ok_or_else(|| {
-                        invalid_parameter(format!(
-                            "limit `{value}` is not between 1 and {MAX_PAGE_SIZE}"
-                        ))
-                    })?;
-            }
-            "status" => {
-                ListQuery::check_status(&value)?;
-                query.status = Some(value);
-            }
-            "name" => query.name = Some(value),
-            _ => {}
-        }
-    }
-    Ok(query)
+    let now = jiff::Timestamp::now();
+    let servers = listing
+        .entries
+        .iter()
+        .map(|entry| match entry {
+            Listed::Server(server) => ServerJson::of(server, &sim.profile),
+            Listed::Missing(id) => ServerJson::missing(id, now),
+        })
+        .collect();
+    Json(ServerPage {
+        count: listing.count,
+        servers,
+    })
+    .into_response()
 }

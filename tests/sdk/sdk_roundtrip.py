@@ -1,6 +1,7 @@
 """Drives ecs-sim with the OFFICIAL Huawei Cloud Python SDK (huaweicloudsdkecs),
 unchanged, to prove the simulator speaks the wire protocol the real client speaks:
-signing (User-Agent, Host with port), pagination, batch stop, job polling, errors.
+signing (User-Agent, Host with port), pagination by page and by marker, the tags
+and server_id filters, the server object's fields, batch stop, job polling, errors.
 
 Run by tests/sim_python_sdk.rs; configuration comes from the environment:
 SIM_ENDPOINT (http://127.0.0.1:PORT), SIM_AK, SIM_SK, SIM_PROJECT_ID, SIM_SERVERS.
@@ -75,6 +76,34 @@ def main():
     check(count == expected, f"count {count} != {expected}")
     check(len(set(ids)) == expected, f"{len(set(ids))} distinct ids, expected {expected}")
     check(all(s.status == "ACTIVE" for s in servers), "not every server starts ACTIVE")
+
+    first = servers[0]
+    check(first.flavor is not None and first.flavor.vcpus.isdigit(), f"flavor {first.flavor}")
+    check(first.image is not None and bool(first.image.id), "no image id")
+    address = next(iter(first.addresses.values()))[0]
+    check(bool(address.addr) and address.os_ext_ip_stype == "fixed", f"address {address}")
+    check(first.security_groups[0].name.startswith("sg-"), "no security group")
+    check(
+        first.os_extended_volumesvolumes_attached[0].device == "/dev/vda",
+        "no system disk",
+    )
+    check(first.metadata.get("os_type") == "Linux", f"metadata {first.metadata}")
+    check(len(first.tags) == 5 and first.tags[0].startswith("env="), f"tags {first.tags}")
+    env, team = first.tags[0][4:], first.tags[1][5:]
+    check(first.name.startswith(f"{env}-{team}-"), f"name {first.name} and tags {first.tags}")
+
+    dev_a = [s.id for s in servers if "env=dev" in s.tags and "team=a" in s.tags]
+    reply = ecs.list_servers_details(
+        ListServersDetailsRequest(tags="env=dev,team=a", limit=PAGE)
+    )
+    check(reply.count == len(dev_a), f"tags filter: {reply.count} != {len(dev_a)}")
+    check([s.id for s in reply.servers] == dev_a[:PAGE], "tags filter lists other servers")
+    reply = ecs.list_servers_details(
+        ListServersDetailsRequest(limit=PAGE, marker=ids[PAGE - 1])
+    )
+    check(reply.servers[0].id == ids[PAGE], "the marker page does not start after the marker")
+    reply = ecs.list_servers_details(ListServersDetailsRequest(server_id=",".join(ids[:3])))
+    check([s.id for s in reply.servers] == ids[:3], "server_id lists other servers")
 
     target = ids[:STOP]
     body = BatchStopServersRequestBody(
