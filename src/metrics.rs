@@ -30,6 +30,12 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LostLabels {
+    /// `deadline` or `poll_failed`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WaitLabels {
     pub reason: &'static str,
 }
@@ -45,6 +51,7 @@ pub struct Metrics {
     pub stop_calls: Counter,
     pub status_writes: Counter,
     pub jobs_in_flight: Gauge,
+    pub jobs_lost: Family<LostLabels, Counter>,
     pub wait_seconds: Family<WaitLabels, Counter<f64, AtomicU64>>,
 }
 
@@ -60,6 +67,7 @@ impl Default for Metrics {
         let stop_calls = Counter::default();
         let status_writes = Counter::default();
         let jobs_in_flight = Gauge::default();
+        let jobs_lost = Family::<LostLabels, Counter>::default();
         let wait_seconds = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
         registry.register(
             "reconciles",
@@ -107,6 +115,11 @@ impl Default for Metrics {
             jobs_in_flight.clone(),
         );
         registry.register(
+            "jobs_lost",
+            "Jobs given up on: their poll failed for good, or they stayed unfinished past --job-deadline",
+            jobs_lost.clone(),
+        );
+        registry.register(
             "wait_seconds",
             "Time spent waiting on the per-minute budget or on throttling",
             wait_seconds.clone(),
@@ -122,6 +135,7 @@ impl Default for Metrics {
             stop_calls,
             status_writes,
             jobs_in_flight,
+            jobs_lost,
             wait_seconds,
         }
     }
@@ -150,6 +164,14 @@ impl Metrics {
             .inc();
     }
 
+    pub fn job_lost(&self, reason: crate::fleet::LostReason) {
+        self.jobs_lost
+            .get_or_create(&LostLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
     pub fn waited(&self, reason: &'static str, took: Duration) {
         self.wait_seconds
             .get_or_create(&WaitLabels { reason })
@@ -167,12 +189,14 @@ mod tests {
         metrics.reconciled("ok", Duration::from_millis(20));
         metrics.error("auth");
         metrics.waited("budget", Duration::from_millis(1500));
+        metrics.job_lost(crate::fleet::LostReason::Deadline);
         let text = metrics.encode();
         for name in [
             "ecs_power_operator_reconciles_total{result=\"ok\"} 1",
             "ecs_power_operator_errors_total{kind=\"auth\"} 1",
             "ecs_power_operator_wait_seconds_total{reason=\"budget\"} 1.5",
             "ecs_power_operator_jobs_in_flight 0",
+            "ecs_power_operator_jobs_lost_total{reason=\"deadline\"} 1",
             "ecs_power_operator_status_writes_total 0",
             "# EOF",
         ] {

@@ -121,6 +121,10 @@ pub enum EcsError {
     DuplicateServer { id: String },
     #[error("a batch action needs at least one server")]
     NoServers,
+    #[error(
+        "region `{region}` (spec.cloud.region) is not an Open Telekom Cloud region ({known}); set spec.cloud.endpoint for any other"
+    )]
+    UnknownRegion { region: String, known: String },
     #[error("invalid ECS client configuration: {0}")]
     Config(String),
 }
@@ -137,7 +141,7 @@ impl EcsError {
             EcsError::TooManyServers { .. }
             | EcsError::DuplicateServer { .. }
             | EcsError::NoServers => ErrorKind::Refused,
-            EcsError::Config(_) => ErrorKind::Config,
+            EcsError::Config(_) | EcsError::UnknownRegion { .. } => ErrorKind::Config,
         }
     }
 

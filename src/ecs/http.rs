@@ -141,6 +141,13 @@ fn quote_body(body: &[u8]) -> String {
     }
 }
 
+/// Whether a gateway error may have come after the cloud accepted the request: a
+/// 502, 503 or 504 without an ECS code saying what the service did. For a request
+/// that must not be sent twice, its outcome is unknown.
+fn maybe_accepted(status: u16, code: Option<&str>) -> bool {
+    matches!(status, 502..=504) && !code.is_some_and(|c| c.starts_with("Ecs."))
+}
+
 /// The error for an answer: the cloud's code and message as the SDK finds them,
 /// else the raw body.
 pub(crate) fn error_from_answer(
@@ -148,12 +155,17 @@ pub(crate) fn error_from_answer(
     status: u16,
     headers: &HeaderMap,
     body: &[u8],
+    idempotent: bool,
 ) -> EcsError {
     let (code, message) = match wire::error_code_and_message(body) {
         Some((code, message)) => (Some(code), message),
         None => (None, quote_body(body)),
     };
-    let kind = classify(status, code.as_deref());
+    let kind = if !idempotent && maybe_accepted(status, code.as_deref()) {
+        ErrorKind::OutcomeUnknown
+    } else {
+        classify(status, code.as_deref())
+    };
     let retry_after = headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -289,7 +301,9 @@ impl Transport {
             .await
             .map_err(|e| error_without_answer(operation, e, idempotent))?;
         if !(200..300).contains(&status) {
-            return Err(error_from_answer(operation, status, &headers, &body));
+            return Err(error_from_answer(
+                operation, status, &headers, &body, idempotent,
+            ));
         }
         Ok(Answer {
             status,
@@ -314,6 +328,7 @@ mod tests {
             429,
             &headers,
             br#"{"error_code":"APIGW.0308","error_msg":"over ratelimit","request_id":"x"}"#,
+            true,
         );
         assert_eq!(err.kind(), ErrorKind::Throttled);
         assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
@@ -326,6 +341,7 @@ mod tests {
             400,
             &HeaderMap::new(),
             br#"{"error":{"code":"Ecs.0118","message":"too many"}}"#,
+            false,
         );
         assert_eq!(err.kind(), ErrorKind::Invalid);
         assert_eq!(err.failure().unwrap().message, "too many");
@@ -335,10 +351,30 @@ mod tests {
             502,
             &HeaderMap::new(),
             b"<html>bad gateway</html>",
+            true,
         );
         assert_eq!(err.kind(), ErrorKind::Transient);
         assert_eq!(err.failure().unwrap().code, None);
         assert_eq!(err.failure().unwrap().message, "<html>bad gateway</html>");
+    }
+
+    #[test]
+    fn a_gateway_error_on_a_batch_action_may_hide_an_accepted_one() {
+        let answer = |status: u16, body: &[u8]| {
+            error_from_answer("os-stop", status, &HeaderMap::new(), body, false).kind()
+        };
+        for status in [502, 503, 504] {
+            assert_eq!(answer(status, b""), ErrorKind::OutcomeUnknown, "{status}");
+            assert_eq!(
+                answer(status, br#"{"error_code":"APIGW.0201","error_msg":"x"}"#),
+                ErrorKind::OutcomeUnknown,
+                "{status} with a gateway code"
+            );
+        }
+        // The service itself says it did not do it: worth sending again later.
+        let busy = br#"{"error":{"code":"Ecs.0603","message":"busy"}}"#;
+        assert_eq!(answer(503, busy), ErrorKind::Transient);
+        assert_eq!(answer(500, b""), ErrorKind::Transient);
     }
 
     #[test]
