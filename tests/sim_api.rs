@@ -581,7 +581,8 @@ async fn admin_endpoints_over_http() {
         .unwrap();
     assert_eq!(
         faults,
-        json!({"throttle_rps": null, "subjob_failure_rate": 0.0, "error_rate": 1.0, "latency_ms": 5})
+        json!({"throttle_rps": null, "subjob_failure_rate": 0.0, "error_rate": 1.0, "latency_ms": 5,
+               "accept_then_fail_rate": 0.0, "accept_then_drop_rate": 0.0, "job_init_ms": 0})
     );
     assert_eq!(client.get("cloudservers/detail", &[]).await.status, 500);
 
@@ -597,5 +598,241 @@ async fn admin_endpoints_over_http() {
     assert_eq!(stats.servers_by_status["SHUTOFF"], 1);
     assert_eq!(stats.requests_with("show_server", 200), 2);
     assert_eq!(stats.requests_with("list_servers", 500), 1);
+    sim.shutdown().await;
+}
+
+/// Polls `cloudservers/{id}` until its status is `status` (at most `limit`).
+async fn wait_status(client: &Client, id: &str, status: &str, limit: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let server = client.get(&format!("cloudservers/{id}"), &[]).await.body;
+        if server["server"]["status"] == status {
+            return server["server"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} still {} after {limit:?}",
+            server["server"]["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn accept_then_fail_answers_a_gateway_504_and_the_servers_stop_all_the_same() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_millis(100),
+        ..config(3)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let http = reqwest::Client::new();
+    let ids = sim.server_ids();
+    let faults: Value = http
+        .post(format!("{}/_sim/faults", sim.base_url()))
+        .json(&json!({"accept_then_fail_rate": 1.0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults["accept_then_fail_rate"], 1.0);
+
+    let reply = client.stop(&ids[..2]).await;
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert_eq!(reply.code(), "APIG.0201");
+    assert!(
+        reply.body.get("error").is_none() && reply.body.get("job_id").is_none(),
+        "a gateway body, no ECS code saying it was not done, no job id: {}",
+        reply.body
+    );
+    assert_eq!(
+        reply.body["request_id"].as_str(),
+        reply.request_id.as_deref()
+    );
+    for id in &ids[..2] {
+        let server = wait_status(&client, id, "SHUTOFF", Duration::from_secs(5)).await;
+        assert_eq!(server["OS-EXT-STS:power_state"], 4);
+    }
+    let stats = sim.stats().await;
+    assert_eq!(stats.jobs, 1, "the job was created");
+    assert_eq!(stats.requests_with("batch_action", 504), 1);
+    assert_eq!(
+        (
+            stats.accepted_then_failed,
+            stats.stop_ids_accepted,
+            stats.stop_ids_total
+        ),
+        (1, 2, 2)
+    );
+
+    sim.control().set_faults(FaultsPatch {
+        accept_then_fail_rate: Some(0.0),
+        ..FaultsPatch::default()
+    });
+    let reply = client.stop(&ids[2..]).await;
+    assert_eq!(
+        reply.status, 200,
+        "switched off at run time: {}",
+        reply.body
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn accept_then_drop_resets_the_connection_and_the_servers_stop_all_the_same() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_millis(100),
+        accept_then_drop_rate: 1.0,
+        ..config(3)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+
+    let mut request = client.request("POST", "cloudservers/action");
+    request.body = serde_json::to_vec(&ids_body("os-stop", &ids[..1])).unwrap();
+    let received = client.send_raw(request).await;
+    match received {
+        Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}"),
+        Ok(bytes) => panic!(
+            "expected a reset before any answer, got {:?}",
+            String::from_utf8_lossy(&bytes)
+        ),
+    }
+    wait_status(&client, &ids[0], "SHUTOFF", Duration::from_secs(5)).await;
+
+    // An ordinary keep-alive client sees a failed request, not an answer.
+    let mut request = client.request("POST", "cloudservers/action");
+    request.body = serde_json::to_vec(&ids_body("os-stop", &ids[1..2])).unwrap();
+    let outcome = reqwest::Client::new()
+        .execute(client.prepare(request))
+        .await;
+    let error = outcome.expect_err("no answer after a reset");
+    assert!(!error.is_timeout(), "{error:?}");
+    wait_status(&client, &ids[1], "SHUTOFF", Duration::from_secs(5)).await;
+
+    let stats = sim.stats().await;
+    assert_eq!(stats.jobs, 2);
+    assert_eq!(
+        (stats.accepted_then_dropped, stats.stop_ids_accepted),
+        (2, 2)
+    );
+    assert_eq!(
+        stats.requests.get("batch_action"),
+        None,
+        "no status was sent for a dropped answer"
+    );
+
+    sim.control().set_faults(FaultsPatch {
+        accept_then_drop_rate: Some(0.0),
+        ..FaultsPatch::default()
+    });
+    assert_eq!(client.stop(&ids[2..]).await.status, 200);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_job_stays_init_without_sub_jobs_and_its_servers_untouched_then_runs() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_millis(300),
+        job_init: Duration::from_millis(500),
+        ..config(3)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+    let reply = client.stop(&ids[..2]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let job_id = reply.body["job_id"].as_str().unwrap().to_owned();
+
+    let job = client.get(&format!("jobs/{job_id}"), &[]).await.body;
+    assert_eq!(job["status"], "INIT");
+    assert_eq!(job["entities"], json!({}), "no sub-jobs while INIT: {job}");
+    assert!(job["begin_time"].is_string() && job["end_time"].is_null());
+    let listed = client
+        .get("cloudservers/detail", &[("limit", "1000")])
+        .await
+        .body;
+    for server in listed["servers"].as_array().unwrap() {
+        assert_eq!(server["status"], "ACTIVE");
+        assert!(server["OS-EXT-STS:task_state"].is_null(), "{server}");
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let running = loop {
+        let job = client.get(&format!("jobs/{job_id}"), &[]).await.body;
+        if job["status"] != "INIT" {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still INIT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(running["status"], "RUNNING", "{running}");
+    assert_eq!(running["entities"]["sub_jobs_total"], 2);
+    let server = client
+        .get(&format!("cloudservers/{}", ids[0]), &[])
+        .await
+        .body;
+    assert_eq!(server["server"]["OS-EXT-STS:task_state"], "powering-off");
+    let done = client.wait_job(&job_id, Duration::from_secs(5)).await;
+    assert_eq!(done["status"], "SUCCESS");
+    assert!(
+        done["entities"]["sub_jobs"][0]["begin_time"].as_str() >= done["begin_time"].as_str(),
+        "sub-jobs begin when INIT ends: {done}"
+    );
+
+    sim.control().set_faults(FaultsPatch {
+        job_init_ms: Some(0),
+        ..FaultsPatch::default()
+    });
+    let reply = client.stop(&ids[2..]).await;
+    let job_id = reply.body["job_id"].as_str().unwrap();
+    let job = client.get(&format!("jobs/{job_id}"), &[]).await.body;
+    assert_eq!(job["status"], "RUNNING", "INIT switched off at run time");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_counters_tell_accepted_and_redundant_ids_from_refused_ones() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_secs(30),
+        servers_per_window: 6,
+        ..config(8)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let control = sim.control();
+    let ids = sim.server_ids();
+    control.set_status(&ids[0], Status::Shutoff).unwrap();
+    let unknown = "616fb98f-46ca-475e-917e-2563e5a8cd19".to_owned();
+
+    // SHUTOFF already: redundant; ACTIVE and unknown: not.
+    let first = [ids[0].clone(), ids[1].clone(), unknown];
+    assert_eq!(client.stop(&first).await.status, 200);
+    // Powering off already: redundant.
+    assert_eq!(client.stop(&ids[1..2]).await.status, 200);
+    // Over the budget: asked for, not accepted.
+    let refused = client.stop(&ids[3..6]).await;
+    assert_eq!((refused.status, refused.code()), (429, "Common.1503"));
+    // Named by a stop job still INIT: redundant although the server looks untouched.
+    control.set_faults(FaultsPatch {
+        job_init_ms: Some(30_000),
+        ..FaultsPatch::default()
+    });
+    assert_eq!(client.stop(&ids[6..7]).await.status, 200);
+    assert_eq!(client.stop(&ids[6..7]).await.status, 200);
+
+    let stats = sim.stats().await;
+    assert_eq!(stats.stop_calls, 5);
+    assert_eq!(
+        stats.stop_ids_total,
+        3 + 1 + 3 + 1 + 1,
+        "every id asked for"
+    );
+    assert_eq!(stats.stop_ids_accepted, 3 + 1 + 1 + 1);
+    assert_eq!(stats.stop_ids_redundant, 3);
+    assert_eq!(stats.budget_refusals, 1);
     sim.shutdown().await;
 }

@@ -19,6 +19,12 @@ fn binary_prints_its_address_and_serves_with_the_secret_from_the_environment() {
             "42",
             "--seed",
             "9",
+            "--accept-then-fail-rate",
+            "0.02",
+            "--accept-then-drop-rate",
+            "0.01",
+            "--job-init-ms",
+            "1000",
         ])
         .env("ECS_SIM_SECRET_KEY", secret)
         .env("RUST_LOG", "debug")
@@ -36,22 +42,36 @@ fn binary_prints_its_address_and_serves_with_the_secret_from_the_environment() {
         .to_owned();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (stats, unsigned) = runtime.block_on(async {
-        let stats: serde_json::Value = reqwest::get(format!("{base}/_sim/stats"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let (stats, faults, unsigned) = runtime.block_on(async {
+        let get = |path: &str| {
+            let url = format!("{base}/_sim/{path}");
+            async move {
+                reqwest::get(url)
+                    .await
+                    .unwrap()
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let (stats, faults) = (get("stats").await, get("faults").await);
         let unsigned = reqwest::get(format!(
             "{base}/v1/0123456789abcdef0123456789abcdef/cloudservers/detail"
         ))
         .await
         .unwrap()
         .status();
-        (stats, unsigned)
+        (stats, faults, unsigned)
     });
     assert_eq!(stats["servers"], 42);
+    assert_eq!(
+        (
+            &faults["accept_then_fail_rate"],
+            &faults["accept_then_drop_rate"],
+            &faults["job_init_ms"]
+        ),
+        (&0.02.into(), &0.01.into(), &1000.into())
+    );
     assert_eq!(unsigned.as_u16(), 401);
 
     child.kill().unwrap();

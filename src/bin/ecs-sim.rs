@@ -52,6 +52,15 @@ struct Args {
     error_rate: f64,
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Fraction of accepted batch actions (executed) answered 504 by the gateway.
+    #[arg(long, default_value_t = 0.0)]
+    accept_then_fail_rate: f64,
+    /// Fraction of accepted batch actions (executed) whose connection is reset unanswered.
+    #[arg(long, default_value_t = 0.0)]
+    accept_then_drop_rate: f64,
+    /// Time a new job stays INIT, without sub-jobs and its servers untouched.
+    #[arg(long, default_value_t = 0)]
+    job_init_ms: u64,
     /// Per-server problems in a batch action: a failed sub-job, or a synchronous 4xx.
     #[arg(long, value_enum, default_value_t = ServerErrorMode::SubJob)]
     server_errors: ServerErrorMode,
@@ -78,6 +87,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         error_rate: args.error_rate,
         latency: Duration::from_millis(args.latency_ms),
         server_errors: args.server_errors,
+        accept_then_fail_rate: args.accept_then_fail_rate,
+        accept_then_drop_rate: args.accept_then_drop_rate,
+        job_init: Duration::from_millis(args.job_init_ms),
     };
     let running = sim::start(config, args.listen).await?;
     let mut stdout = std::io::stdout().lock();

@@ -1,7 +1,10 @@
 //! The HTTP face: an API-gateway layer (request id, latency, authentication, project
 //! check, rate limit, injected errors) in front of the four ECS operations.
 
-use super::state::{Failure, ListQuery, invalid_parameter, not_found};
+use super::connection::Connection;
+use super::failure::{Failure, invalid_parameter, not_found};
+use super::listing::ListQuery;
+use super::state::Answer;
 use super::{MAX_CLOCK_SKEW, Sim, admin};
 use crate::ecs::sign::{self, DateCheck, RequestParts};
 use crate::ecs::wire::{
@@ -9,7 +12,7 @@ use crate::ecs::wire::{
     ShowServer,
 };
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -89,10 +92,16 @@ async fn gateway(
             }
         },
     };
-    sim.counters()
-        .request(operation, response.status().as_u16());
+    if response.extensions().get::<Unanswered>().is_none() {
+        sim.counters()
+            .request(operation, response.status().as_u16());
+    }
     response
 }
+
+/// Marks the response of a reset connection: it never reaches the client.
+#[derive(Debug, Clone, Copy)]
+struct Unanswered;
 
 /// The gateway's checks in the real order: who is calling, for which project,
 /// how fast; then the injected server errors. `None` lets the request through.
@@ -236,7 +245,12 @@ async fn no_such_api(Extension(request_id): Extension<RequestId>) -> Response {
     )
 }
 
-async fn batch_action(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+async fn batch_action(
+    State(sim): State<Arc<Sim>>,
+    ConnectInfo(connection): ConnectInfo<Connection>,
+    Extension(request_id): Extension<RequestId>,
+    body: Bytes,
+) -> Response {
     if body.trim_ascii().is_empty() {
         return ecs_error(&Failure::new(
             400,
@@ -248,17 +262,38 @@ async fn batch_action(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
         Ok(action) => action,
         Err(error) => return ecs_error(&invalid_parameter(error)),
     };
-    sim.counters()
-        .action(action.operation(), action.servers().len());
+    let (operation, ids) = (action.operation(), action.servers().len());
+    sim.counters().action(operation, ids);
     let submitted = {
         let (mut state, now) = sim.state();
-        state.submit(&action, now)
+        state
+            .submit(&action, now)
+            .map(|accepted| (accepted, state.draw_answer()))
     };
     match submitted {
-        Ok(job_id) => Json(JobAccepted {
-            job_id: Some(job_id),
-        })
-        .into_response(),
+        Ok((accepted, answer)) => {
+            sim.counters()
+                .accepted(operation, ids, accepted.redundant_stops, answer);
+            match answer {
+                Answer::Accepted => Json(JobAccepted {
+                    job_id: Some(accepted.job_id),
+                })
+                .into_response(),
+                // The gateway gave up waiting: its own body, no ECS code.
+                Answer::GatewayTimeout => gateway_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "APIG.0201",
+                    "Backend timeout.",
+                    &request_id,
+                ),
+                Answer::Dropped => {
+                    connection.reset();
+                    let mut response = StatusCode::NO_CONTENT.into_response();
+                    response.extensions_mut().insert(Unanswered);
+                    response
+                }
+            }
+        }
         Err(failure) => {
             if failure.http == StatusCode::TOO_MANY_REQUESTS.as_u16() {
                 sim.counters().budget_refusal();

@@ -10,10 +10,17 @@
 
 mod admin;
 mod api;
+mod clock;
+mod connection;
+mod failure;
+mod job;
+mod limits;
+mod listing;
+mod server;
 mod state;
 mod stats;
 
-pub use state::Status;
+pub use server::Status;
 pub use stats::SimStats;
 
 use secrecy::SecretString;
@@ -48,6 +55,15 @@ pub struct Faults {
     pub error_rate: f64,
     /// Delay before each API answer.
     pub latency_ms: u64,
+    /// Fraction of accepted batch actions (executed, job created) answered 504
+    /// `APIG.0201` by the gateway, so the client cannot tell they were done.
+    pub accept_then_fail_rate: f64,
+    /// Fraction of accepted batch actions (executed, job created) whose connection is
+    /// reset before any byte of the answer.
+    pub accept_then_drop_rate: f64,
+    /// How long a new job stays INIT, without sub-jobs and without touching its
+    /// servers, before it runs.
+    pub job_init_ms: u64,
 }
 
 /// A partial update of [`Faults`]; absent fields stay. `throttle_rps: 0` turns throttling off.
@@ -58,6 +74,9 @@ pub struct FaultsPatch {
     pub subjob_failure_rate: Option<f64>,
     pub error_rate: Option<f64>,
     pub latency_ms: Option<u64>,
+    pub accept_then_fail_rate: Option<f64>,
+    pub accept_then_drop_rate: Option<f64>,
+    pub job_init_ms: Option<u64>,
 }
 
 impl Faults {
@@ -73,6 +92,15 @@ impl Faults {
         }
         if let Some(ms) = patch.latency_ms {
             self.latency_ms = ms;
+        }
+        if let Some(rate) = patch.accept_then_fail_rate {
+            self.accept_then_fail_rate = rate;
+        }
+        if let Some(rate) = patch.accept_then_drop_rate {
+            self.accept_then_drop_rate = rate;
+        }
+        if let Some(ms) = patch.job_init_ms {
+            self.job_init_ms = ms;
         }
     }
 }
@@ -103,6 +131,10 @@ pub struct SimConfig {
     pub error_rate: f64,
     pub latency: Duration,
     pub server_errors: ServerErrorMode,
+    pub accept_then_fail_rate: f64,
+    pub accept_then_drop_rate: f64,
+    /// Time a new job stays INIT before its sub-jobs start.
+    pub job_init: Duration,
 }
 
 impl Default for SimConfig {
@@ -122,6 +154,9 @@ impl Default for SimConfig {
             error_rate: 0.0,
             latency: Duration::ZERO,
             server_errors: ServerErrorMode::default(),
+            accept_then_fail_rate: 0.0,
+            accept_then_drop_rate: 0.0,
+            job_init: Duration::ZERO,
         }
     }
 }
@@ -133,6 +168,9 @@ impl SimConfig {
             subjob_failure_rate: self.subjob_failure_rate,
             error_rate: self.error_rate,
             latency_ms: self.latency.as_millis() as u64,
+            accept_then_fail_rate: self.accept_then_fail_rate,
+            accept_then_drop_rate: self.accept_then_drop_rate,
+            job_init_ms: self.job_init.as_millis() as u64,
         }
     }
 
@@ -226,7 +264,9 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> Result<RunningSim, 
         counters: Mutex::new(Counters::default()),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = api::router(sim.clone());
+    let app =
+        api::router(sim.clone()).into_make_service_with_connect_info::<connection::Connection>();
+    let listener = connection::ResettableListener(listener);
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stop_rx.await;

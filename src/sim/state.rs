@@ -5,431 +5,57 @@
 //! that fell due ([`State::advance`]). That keeps 100,000 servers cheap, since idle
 //! servers cost nothing and each request does work proportional to what it touches.
 
-use super::{Faults, ServerErrorMode, SimConfig, SimError};
-use crate::ecs::wire::{
-    self, BatchAction, JobEntities, JobStatus, MAX_SERVERS_PER_ACTION, PowerActionType,
-    ServerDetail, SubJobEntities,
+use super::clock::Clock;
+use super::failure::{
+    Failure, budget_exceeded, busy, injected_subjob_failure, interrupted, invalid_parameter,
+    locked, not_found, too_many_servers, wrong_status,
 };
+use super::job::{ActionKind, Job, SubJob, action_kind};
+use super::limits::{Bucket, Budget};
+use super::listing::ListQuery;
+use super::server::{AVAILABILITY_ZONES, Pending, Server, Status, Task, VmState};
+use super::{Faults, ServerErrorMode, SimConfig, SimError};
+use crate::ecs::wire::{self, BatchAction, JobStatus, MAX_SERVERS_PER_ACTION, ServerDetail};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// An error as the API reports it: HTTP status, ECS code and message.
+/// Something that falls due at a time: a server's action completes, or a job leaves INIT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Server(usize),
+    JobStart(usize),
+}
+
+/// An accepted batch action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub http: u16,
-    pub code: &'static str,
-    pub message: String,
+pub struct Accepted {
+    pub job_id: String,
+    /// Ids of a stop whose server was already SHUTOFF or already being stopped
+    /// (powering-off, or named by a stop job still INIT); 0 for start and reboot.
+    pub redundant_stops: usize,
 }
 
-impl Failure {
-    pub fn new(http: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            http,
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-// Codes and messages from the OTC error-code appendix (otc-ecs-error-codes.rst).
-pub fn invalid_parameter(why: impl std::fmt::Display) -> Failure {
-    Failure::new(
-        400,
-        "Ecs.0005",
-        format!("Invalid parameter values. Contact customer service. ({why})"),
-    )
-}
-pub fn not_found() -> Failure {
-    Failure::new(404, "Ecs.0114", "The ECS does not exist.")
-}
-fn wrong_status() -> Failure {
-    Failure::new(
-        400,
-        "Ecs.0100",
-        "The ECS status does not meet requirements. Make the ECS in the required status and try again.",
-    )
-}
-fn locked() -> Failure {
-    Failure::new(400, "Ecs.0605", "ECS locked.")
-}
-fn busy() -> Failure {
-    Failure::new(
-        501,
-        "Ecs.0603",
-        "The commands are being executed. Try again later.",
-    )
-}
-fn injected_subjob_failure() -> Failure {
-    Failure::new(
-        400,
-        "Ecs.0002",
-        "A system exception occurred. Try again later or contact customer service.",
-    )
-}
-fn interrupted() -> Failure {
-    Failure::new(
-        400,
-        "Ecs.0100",
-        "The ECS status was changed by another operation while the job ran.",
-    )
-}
-/// Top-level code of a job that has a failed sub-job.
-const JOB_FAILED: (&str, &str) = ("Common.0021", "Subjob fails.");
-
-/// Server status as the API spells it, derived from vm_state and task_state
-/// (appendix "ECS Statuses").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Status {
-    Active,
-    Shutoff,
-    Reboot,
-    HardReboot,
-    Error,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Active => "ACTIVE",
-            Status::Shutoff => "SHUTOFF",
-            Status::Reboot => "REBOOT",
-            Status::HardReboot => "HARD_REBOOT",
-            Status::Error => "ERROR",
-        }
-    }
-}
-
-/// Every status value the OTC docs list; a `status` filter outside it is a client bug.
-const DOCUMENTED_STATUSES: &[&str] = &[
-    "BUILD",
-    "REBOOT",
-    "HARD_REBOOT",
-    "REBUILD",
-    "MIGRATING",
-    "RESIZE",
-    "ACTIVE",
-    "SHUTOFF",
-    "REVERT_RESIZE",
-    "VERIFY_RESIZE",
-    "ERROR",
-    "DELETED",
-    "SHELVED",
-    "SHELVED_OFFLOADED",
-    "UNKNOWN",
-];
-
+/// How the gateway answers an accepted action, drawn from the seeded faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum VmState {
-    Active,
-    Stopped,
-    Error,
+pub enum Answer {
+    Accepted,
+    GatewayTimeout,
+    Dropped,
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Task {
-    PoweringOff,
-    PoweringOn,
-    Rebooting,
-    RebootingHard,
-}
-
-impl Task {
-    fn as_str(self) -> &'static str {
-        match self {
-            Task::PoweringOff => "powering-off",
-            Task::PoweringOn => "powering-on",
-            Task::Rebooting => "rebooting",
-            Task::RebootingHard => "rebooting_hard",
-        }
-    }
-}
-
-/// An action in flight on one server: which sub-job it answers and how it ends.
-#[derive(Debug)]
-struct Pending {
-    seq: u64,
-    job: usize,
-    sub: usize,
-    target: VmState,
-    /// Decided at submission from the seeded RNG, so runs are reproducible.
-    fails: bool,
-}
-
-#[derive(Debug)]
-struct Server {
-    id: String,
-    name: String,
-    vm: VmState,
-    task: Option<Task>,
-    locked: bool,
-    created: String,
-    updated: String,
-    az: &'static str,
-    pending: Option<Pending>,
-}
-
-impl Server {
-    fn status(&self) -> Status {
-        match (self.vm, self.task) {
-            (VmState::Active, Some(Task::Rebooting)) => Status::Reboot,
-            (VmState::Active, Some(Task::RebootingHard)) => Status::HardReboot,
-            (VmState::Active, _) => Status::Active,
-            (VmState::Stopped, _) => Status::Shutoff,
-            (VmState::Error, _) => Status::Error,
-        }
-    }
-
-    fn detail(&self, project_id: &str) -> ServerDetail {
-        let (vm_state, power_state) = match self.vm {
-            VmState::Active => ("active", 1),
-            VmState::Stopped => ("stopped", 4),
-            VmState::Error => ("error", 0),
-        };
-        ServerDetail {
-            id: self.id.clone(),
-            name: Some(self.name.clone()),
-            status: Some(self.status().as_str().to_owned()),
-            vm_state: Some(vm_state.to_owned()),
-            task_state: self.task.map(|t| t.as_str().to_owned()),
-            power_state: Some(power_state),
-            locked: Some(self.locked),
-            fault: None,
-            metadata: Some(BTreeMap::new()),
-            tags: Some(Vec::new()),
-            updated: Some(self.updated.clone()),
-            created: Some(self.created.clone()),
-            tenant_id: Some(project_id.to_owned()),
-            availability_zone: Some(self.az.to_owned()),
-        }
-    }
-
-    /// Status filter with the doc's note that a value also covers related
-    /// intermediate states (`ACTIVE` covers `REBOOT` and `HARD_REBOOT`).
-    fn matches_status(&self, filter: &str) -> bool {
-        let status = self.status();
-        status.as_str() == filter
-            || (filter == "ACTIVE" && matches!(status, Status::Reboot | Status::HardReboot))
-    }
-}
-
-#[derive(Debug)]
-struct SubJob {
-    id: String,
-    server_id: String,
-    status: JobStatus,
-    begin: String,
-    end: Option<String>,
-    failure: Option<Failure>,
-}
-
-#[derive(Debug)]
-struct Job {
-    id: String,
-    job_type: &'static str,
-    sub_job_type: &'static str,
-    begin: String,
-    end: Option<String>,
-    subs: Vec<SubJob>,
-    running: usize,
-    failed: usize,
-}
-
-impl Job {
-    fn status(&self) -> JobStatus {
-        match (self.running, self.failed) {
-            (0, 0) => JobStatus::Success,
-            (0, _) => JobStatus::Fail,
-            _ => JobStatus::Running,
-        }
-    }
-
-    fn finish_sub(&mut self, sub: usize, failure: Option<Failure>, at: &str) {
-        let sub_job = &mut self.subs[sub];
-        sub_job.status = if failure.is_some() {
-            self.failed += 1;
-            JobStatus::Fail
-        } else {
-            JobStatus::Success
-        };
-        sub_job.failure = failure;
-        sub_job.end = Some(at.to_owned());
-        self.running -= 1;
-        if self.running == 0 {
-            self.end = Some(at.to_owned());
-        }
-    }
-
-    fn to_wire(&self) -> wire::Job {
-        let status = self.status();
-        let (error_code, fail_reason) = match status {
-            JobStatus::Fail => (Some(JOB_FAILED.0.to_owned()), Some(JOB_FAILED.1.to_owned())),
-            _ => (None, None),
-        };
-        let sub_jobs = self
-            .subs
-            .iter()
-            .map(|s| wire::SubJob {
-                status: s.status,
-                entities: SubJobEntities {
-                    server_id: Some(s.server_id.clone()),
-                    nic_id: None,
-                    errorcode_message: s.failure.as_ref().map(|f| f.message.clone()),
-                },
-                job_id: Some(s.id.clone()),
-                job_type: Some(self.sub_job_type.to_owned()),
-                begin_time: Some(s.begin.clone()),
-                end_time: s.end.clone(),
-                error_code: s.failure.as_ref().map(|f| f.code.to_owned()),
-                fail_reason: s.failure.as_ref().map(|f| f.message.clone()),
-            })
-            .collect();
-        wire::Job {
-            status,
-            entities: JobEntities {
-                server_id: None,
-                sub_jobs_total: Some(self.subs.len() as u32),
-                sub_jobs: Some(sub_jobs),
-            },
-            job_id: Some(self.id.clone()),
-            job_type: Some(self.job_type.to_owned()),
-            begin_time: Some(self.begin.clone()),
-            end_time: self.end.clone(),
-            error_code,
-            fail_reason,
-        }
-    }
-}
-
-/// What one batch action asks of each server.
-struct ActionKind {
-    job_type: &'static str,
-    sub_job_type: &'static str,
-    from: VmState,
-    task: Task,
-    target: VmState,
-}
-
-fn action_kind(action: &BatchAction) -> ActionKind {
-    match action {
-        BatchAction::Stop(_) => ActionKind {
-            job_type: "batchStopServers",
-            sub_job_type: "stopServer",
-            from: VmState::Active,
-            task: Task::PoweringOff,
-            target: VmState::Stopped,
-        },
-        BatchAction::Start(_) => ActionKind {
-            job_type: "batchStartServers",
-            sub_job_type: "startServer",
-            from: VmState::Stopped,
-            task: Task::PoweringOn,
-            target: VmState::Active,
-        },
-        BatchAction::Reboot(body) => ActionKind {
-            job_type: "batchRebootServers",
-            sub_job_type: "rebootServer",
-            from: VmState::Active,
-            task: match body.reboot_type {
-                PowerActionType::Soft => Task::Rebooting,
-                PowerActionType::Hard => Task::RebootingHard,
-            },
-            target: VmState::Active,
-        },
-    }
-}
-
-/// Sliding window over the servers acted on, per project.
-#[derive(Debug)]
-struct Budget {
-    events: VecDeque<(Instant, usize)>,
-    used: usize,
-}
-
-impl Budget {
-    fn try_take(&mut self, now: Instant, n: usize, limit: usize, window: Duration) -> bool {
-        while let Some(&(at, count)) = self.events.front() {
-            if now.duration_since(at) < window {
-                break;
-            }
-            self.used -= count;
-            self.events.pop_front();
-        }
-        if self.used + n > limit {
-            return false;
-        }
-        self.used += n;
-        self.events.push_back((now, n));
-        true
-    }
-}
-
-/// Token bucket for `throttle_rps`; holds one second's worth of tokens.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-/// Wall-clock times of monotonic instants, so a lazily applied transition carries
-/// the time it was due, not the time somebody looked.
-#[derive(Debug)]
-struct Clock {
-    start: Instant,
-    start_wall: jiff::Timestamp,
-}
-
-impl Clock {
-    fn wall(&self, at: Instant) -> jiff::Timestamp {
-        let since = at.saturating_duration_since(self.start);
-        self.start_wall
-            .checked_add(since)
-            .expect("simulated time stays in jiff's range")
-    }
-    /// Job times: `2016-04-25T20:04:47.591Z`.
-    fn job_time(&self, at: Instant) -> String {
-        self.wall(at).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-    }
-    /// Server times: `2018-05-10T02:48:26Z`.
-    fn server_time(&self, at: Instant) -> String {
-        self.wall(at).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-    }
-}
-
-/// Query of `GET .../cloudservers/detail`, already validated.
-#[derive(Debug, Default)]
-pub struct ListQuery {
-    /// 1-based page number.
-    pub page: usize,
-    pub limit: usize,
-    pub status: Option<String>,
-    pub name: Option<String>,
-}
-
-impl ListQuery {
-    pub fn check_status(status: &str) -> Result<(), Failure> {
-        if DOCUMENTED_STATUSES.contains(&status) {
-            Ok(())
-        } else {
-            Err(invalid_parameter(format!("unknown status `{status}`")))
-        }
-    }
-}
-
-const AVAILABILITY_ZONES: [&str; 3] = ["eu-de-01", "eu-de-02", "eu-de-03"];
 
 pub struct State {
     project_id: String,
     servers: Vec<Server>,
     index: HashMap<String, usize>,
-    due: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    due: BinaryHeap<Reverse<(Instant, u64, Due)>>,
     next_seq: u64,
     jobs: Vec<Job>,
     job_index: HashMap<String, usize>,
+    /// Server index -> stop jobs still INIT that name it; empty without `job_init_ms`.
+    initialising_stops: HashMap<usize, u32>,
     budget: Budget,
     bucket: Bucket,
     pub faults: Faults,
@@ -454,14 +80,9 @@ impl State {
             next_seq: 0,
             jobs: Vec::new(),
             job_index: HashMap::new(),
-            budget: Budget {
-                events: VecDeque::new(),
-                used: 0,
-            },
-            bucket: Bucket {
-                tokens: config.throttle_rps.unwrap_or(0.0).max(1.0),
-                last: now,
-            },
+            initialising_stops: HashMap::new(),
+            budget: Budget::default(),
+            bucket: Bucket::new(config.throttle_rps, now),
             faults: config.faults(),
             stop_duration: config.stop_duration,
             servers_per_window: config.servers_per_window,
@@ -469,10 +90,7 @@ impl State {
             server_errors: config.server_errors,
             id_rng: StdRng::seed_from_u64(config.seed),
             rng: StdRng::seed_from_u64(config.seed ^ 0x5eed_fa17_5eed_fa17),
-            clock: Clock {
-                start: now,
-                start_wall: jiff::Timestamp::now(),
-            },
+            clock: Clock::new(now),
         };
         state.add_servers(config.servers, now);
         state
@@ -532,20 +150,32 @@ impl State {
 
     /// Applies every transition due at `now`, in due order.
     pub fn advance(&mut self, now: Instant) {
-        while let Some(&Reverse((due, seq, server))) = self.due.peek() {
-            if due > now {
+        while let Some(&Reverse((at, seq, due))) = self.due.peek() {
+            if at > now {
                 break;
             }
             self.due.pop();
-            // A pending entry replaced or cancelled since (admin set-state) is stale.
-            if self.servers[server]
-                .pending
-                .as_ref()
-                .is_some_and(|p| p.seq == seq)
-            {
-                self.complete(server, due);
+            match due {
+                Due::JobStart(job) => self.start_job(job, at),
+                // A pending entry replaced or cancelled since (admin set-state) is stale.
+                Due::Server(server)
+                    if self.servers[server]
+                        .pending
+                        .as_ref()
+                        .is_some_and(|p| p.seq == seq) =>
+                {
+                    self.complete(server, at)
+                }
+                Due::Server(_) => {}
             }
         }
+    }
+
+    fn schedule(&mut self, at: Instant, due: Due) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.due.push(Reverse((at, seq, due)));
+        seq
     }
 
     fn complete(&mut self, server: usize, at: Instant) {
@@ -565,20 +195,9 @@ impl State {
 
     /// Admission control for `throttle_rps`: false when the request is over the rate.
     pub fn take_request_token(&mut self, now: Instant) -> bool {
-        let Some(rps) = self.faults.throttle_rps else {
-            return true;
-        };
-        let burst = rps.max(1.0);
-        let elapsed = now
-            .saturating_duration_since(self.bucket.last)
-            .as_secs_f64();
-        self.bucket.tokens = (self.bucket.tokens + elapsed * rps).min(burst);
-        self.bucket.last = now;
-        if self.bucket.tokens >= 1.0 {
-            self.bucket.tokens -= 1.0;
-            true
-        } else {
-            false
+        match self.faults.throttle_rps {
+            Some(rps) => self.bucket.take(rps, now),
+            None => true,
         }
     }
 
@@ -602,21 +221,15 @@ impl State {
         }
     }
 
-    /// Validates a batch action and starts its job; returns the job id.
-    pub fn submit(&mut self, action: &BatchAction, now: Instant) -> Result<String, Failure> {
+    /// Validates a batch action and creates its job, which starts at once or after
+    /// `job_init_ms` in INIT.
+    pub fn submit(&mut self, action: &BatchAction, now: Instant) -> Result<Accepted, Failure> {
         let ids = action.servers();
         if ids.is_empty() {
             return Err(invalid_parameter("servers must not be empty"));
         }
         if ids.len() > MAX_SERVERS_PER_ACTION {
-            return Err(Failure::new(
-                400,
-                "Ecs.0118",
-                format!(
-                    "The number of ECSs exceeds the maximum allowed limit. ({} > {MAX_SERVERS_PER_ACTION})",
-                    ids.len()
-                ),
-            ));
+            return Err(too_many_servers(ids.len()));
         }
         let mut seen = HashSet::with_capacity(ids.len());
         for server in ids {
@@ -634,41 +247,90 @@ impl State {
             }
         }
         let kind = action_kind(action);
-        let checks: Vec<Result<usize, Failure>> =
-            ids.iter().map(|s| self.refuse(&s.id, &kind)).collect();
         if self.server_errors == ServerErrorMode::Reject
-            && let Some(Err(failure)) = checks.iter().find(|c| c.is_err())
+            && let Some(failure) = ids.iter().find_map(|s| self.refuse(&s.id, &kind).err())
         {
-            return Err(failure.clone());
+            return Err(failure);
         }
         if !self
             .budget
             .try_take(now, ids.len(), self.servers_per_window, self.budget_window)
         {
-            return Err(Failure::new(
-                429,
-                "Common.1503",
-                format!(
-                    "Api flow control Error because more than {} ECSs were acted on within {} s in this project.",
-                    self.servers_per_window,
-                    self.budget_window.as_secs_f64()
-                ),
-            ));
+            return Err(budget_exceeded(self.servers_per_window, self.budget_window));
         }
 
+        let redundant_stops = if kind.is_stop() {
+            ids.iter().filter(|s| self.already_stopping(&s.id)).count()
+        } else {
+            0
+        };
         let job = self.jobs.len();
-        let begin = self.clock.job_time(now);
-        let due = now + self.stop_duration;
         let job_id = self.random_hex();
+        self.job_index.insert(job_id.clone(), job);
+        self.jobs.push(Job {
+            id: job_id.clone(),
+            kind,
+            begin: self.clock.job_time(now),
+            end: None,
+            initialising: Some(ids.iter().map(|s| s.id.clone()).collect()),
+            subs: Vec::new(),
+            running: 0,
+            failed: 0,
+        });
+        let init = Duration::from_millis(self.faults.job_init_ms);
+        if init.is_zero() {
+            self.start_job(job, now);
+        } else {
+            if kind.is_stop() {
+                for server in ids {
+                    if let Some(&index) = self.index.get(&server.id) {
+                        *self.initialising_stops.entry(index).or_default() += 1;
+                    }
+                }
+            }
+            self.schedule(now + init, Due::JobStart(job));
+        }
+        Ok(Accepted {
+            job_id,
+            redundant_stops,
+        })
+    }
+
+    /// A stop of this server would change nothing: it is SHUTOFF (and not starting),
+    /// powering off, or named by a stop job still INIT.
+    fn already_stopping(&self, id: &str) -> bool {
+        let Some(&index) = self.index.get(id) else {
+            return false;
+        };
+        let server = &self.servers[index];
+        match server.task {
+            Some(Task::PoweringOff) => true,
+            Some(_) => false,
+            None => server.vm == VmState::Stopped || self.initialising_stops.contains_key(&index),
+        }
+    }
+
+    /// The job leaves INIT at `at`: each server is checked now (not at submission: the
+    /// world may have changed meanwhile) and gets its sub-job.
+    fn start_job(&mut self, job: usize, at: Instant) {
+        let Some(ids) = self.jobs[job].initialising.take() else {
+            return;
+        };
+        let kind = self.jobs[job].kind;
+        let begin = self.clock.job_time(at);
+        let due = at + self.stop_duration;
         let mut subs = Vec::with_capacity(ids.len());
         let (mut running, mut failed) = (0, 0);
-        for (sub, (server, check)) in ids.iter().zip(checks).enumerate() {
+        for (sub, server_id) in ids.into_iter().enumerate() {
+            if kind.is_stop() {
+                self.forget_initialising_stop(&server_id);
+            }
+            let check = self.refuse(&server_id, &kind);
             let sub_id = self.random_hex();
             let (status, failure, end) = match check {
                 Ok(index) => {
                     let fails = self.chance(self.faults.subjob_failure_rate);
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
+                    let seq = self.schedule(due, Due::Server(index));
                     let s = &mut self.servers[index];
                     s.task = Some(kind.task);
                     s.pending = Some(Pending {
@@ -678,7 +340,6 @@ impl State {
                         target: kind.target,
                         fails,
                     });
-                    self.due.push(Reverse((due, seq, index)));
                     running += 1;
                     (JobStatus::Running, None, None)
                 }
@@ -689,25 +350,42 @@ impl State {
             };
             subs.push(SubJob {
                 id: sub_id,
-                server_id: server.id.clone(),
+                server_id,
                 status,
                 begin: begin.clone(),
                 end,
                 failure,
             });
         }
-        self.job_index.insert(job_id.clone(), job);
-        self.jobs.push(Job {
-            id: job_id.clone(),
-            job_type: kind.job_type,
-            sub_job_type: kind.sub_job_type,
-            end: (running == 0).then(|| begin.clone()),
-            begin,
-            subs,
-            running,
-            failed,
-        });
-        Ok(job_id)
+        let job = &mut self.jobs[job];
+        job.end = (running == 0).then(|| begin.clone());
+        job.subs = subs;
+        job.running = running;
+        job.failed = failed;
+    }
+
+    fn forget_initialising_stop(&mut self, server_id: &str) {
+        let Some(&index) = self.index.get(server_id) else {
+            return;
+        };
+        if let Some(count) = self.initialising_stops.get_mut(&index) {
+            *count -= 1;
+            if *count == 0 {
+                self.initialising_stops.remove(&index);
+            }
+        }
+    }
+
+    /// How the gateway answers an action the service accepted: seeded, drawn only
+    /// for rates above 0 so runs without these faults see the same stream as before.
+    pub fn draw_answer(&mut self) -> Answer {
+        if self.chance(self.faults.accept_then_fail_rate) {
+            Answer::GatewayTimeout
+        } else if self.chance(self.faults.accept_then_drop_rate) {
+            Answer::Dropped
+        } else {
+            Answer::Accepted
+        }
     }
 
     pub fn job(&self, job_id: &str) -> Option<wire::Job> {
@@ -817,7 +495,7 @@ mod tests {
     fn stop_is_powering_off_until_due_then_shutoff() {
         let (mut s, t0) = state(2);
         let ids = s.server_ids();
-        let job = s.submit(&stop(&ids[..1]), t0).unwrap();
+        let job = s.submit(&stop(&ids[..1]), t0).unwrap().job_id;
         let d = s.server(&ids[0]).unwrap();
         assert_eq!(
             (d.status.as_deref(), d.task_state.as_deref()),
@@ -835,7 +513,7 @@ mod tests {
     fn admin_override_ends_the_sub_job() {
         let (mut s, t0) = state(1);
         let ids = s.server_ids();
-        let job = s.submit(&stop(&ids), t0).unwrap();
+        let job = s.submit(&stop(&ids), t0).unwrap().job_id;
         s.set_status(&ids[0], Status::Active, t0).unwrap();
         s.advance(t0 + Duration::from_secs(60));
         let job = s.job(&job).unwrap();
@@ -844,14 +522,28 @@ mod tests {
     }
 
     #[test]
-    fn budget_window_slides() {
-        let mut budget = Budget {
-            events: VecDeque::new(),
-            used: 0,
-        };
-        let (t0, w) = (Instant::now(), Duration::from_secs(60));
-        assert!(budget.try_take(t0, 1000, 1000, w));
-        assert!(!budget.try_take(t0 + Duration::from_secs(59), 1, 1000, w));
-        assert!(budget.try_take(t0 + w, 1000, 1000, w));
+    fn an_init_job_checks_its_servers_when_it_starts_not_when_submitted() {
+        let (mut s, t0) = state(2);
+        s.faults.job_init_ms = 1000;
+        let ids = s.server_ids();
+        let job = s.submit(&stop(&ids), t0).unwrap().job_id;
+        assert_eq!(s.job(&job).unwrap().status, JobStatus::Init);
+        assert_eq!(s.server(&ids[0]).unwrap().task_state, None);
+        s.set_status(&ids[1], Status::Shutoff, t0).unwrap();
+
+        s.advance(t0 + Duration::from_secs(1));
+        let running = s.job(&job).unwrap();
+        assert_eq!(running.status, JobStatus::Running);
+        let subs = running.entities.sub_jobs.unwrap();
+        assert_eq!(subs[0].status, JobStatus::Running);
+        assert_eq!(subs[1].error_code.as_deref(), Some("Ecs.0100"));
+        assert!(s.initialising_stops.is_empty());
+
+        s.advance(t0 + Duration::from_secs(11));
+        assert_eq!(s.job(&job).unwrap().status, JobStatus::Fail);
+        assert_eq!(
+            s.server(&ids[0]).unwrap().status.as_deref(),
+            Some("SHUTOFF")
+        );
     }
 }

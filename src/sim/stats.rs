@@ -1,6 +1,7 @@
 //! Counters behind `GET /_sim/stats`: what the clients did, so tests and benchmarks
 //! can assert on the traffic (never more than 1000 ids per stop, how many 429s).
 
+use super::state::Answer;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -10,6 +11,10 @@ pub(super) struct Counters {
     stop_calls: u64,
     stop_ids_total: u64,
     stop_ids_max: u64,
+    stop_ids_accepted: u64,
+    stop_ids_redundant: u64,
+    accepted_then_failed: u64,
+    accepted_then_dropped: u64,
     start_calls: u64,
     reboot_calls: u64,
     rate_limited: u64,
@@ -42,6 +47,25 @@ impl Counters {
         }
     }
 
+    /// A batch action the service accepted (job created), whatever the client got.
+    pub fn accepted(
+        &mut self,
+        operation: &str,
+        ids: usize,
+        redundant_stops: usize,
+        answer: Answer,
+    ) {
+        if operation == "os-stop" {
+            self.stop_ids_accepted += ids as u64;
+            self.stop_ids_redundant += redundant_stops as u64;
+        }
+        match answer {
+            Answer::Accepted => {}
+            Answer::GatewayTimeout => self.accepted_then_failed += 1,
+            Answer::Dropped => self.accepted_then_dropped += 1,
+        }
+    }
+
     pub fn rate_limited(&mut self) {
         self.rate_limited += 1;
     }
@@ -68,6 +92,10 @@ impl Counters {
             stop_calls: self.stop_calls,
             stop_ids_total: self.stop_ids_total,
             stop_ids_max: self.stop_ids_max,
+            stop_ids_accepted: self.stop_ids_accepted,
+            stop_ids_redundant: self.stop_ids_redundant,
+            accepted_then_failed: self.accepted_then_failed,
+            accepted_then_dropped: self.accepted_then_dropped,
             start_calls: self.start_calls,
             reboot_calls: self.reboot_calls,
             responses_429: self.rate_limited + self.budget_refusals,
@@ -87,10 +115,24 @@ impl Counters {
 pub struct SimStats {
     /// Operation (`batch_action`, `list_servers`, `show_server`, `show_job`,
     /// `unknown`) -> HTTP status -> count. Admin calls are not counted.
+    /// `accept_then_drop` answers are not in it: no status was sent.
     pub requests: BTreeMap<String, BTreeMap<u16, u64>>,
+    /// Well-formed `os-stop` bodies, whatever the answer (refused ones included).
     pub stop_calls: u64,
+    /// Ids of those bodies, also of calls refused (429, 4xx): what clients asked for.
     pub stop_ids_total: u64,
+    /// The most ids in one of those bodies.
     pub stop_ids_max: u64,
+    /// Ids of stop calls the service accepted (a job was created), whatever answer
+    /// the client got (also a 504 or a reset connection from the faults).
+    pub stop_ids_accepted: u64,
+    /// Of `stop_ids_accepted`, ids whose server was already SHUTOFF or already being
+    /// stopped (powering-off, or named by a stop job still INIT) when accepted.
+    pub stop_ids_redundant: u64,
+    /// Accepted batch actions answered 504 by `accept_then_fail_rate`.
+    pub accepted_then_failed: u64,
+    /// Accepted batch actions whose connection `accept_then_drop_rate` reset.
+    pub accepted_then_dropped: u64,
     pub start_calls: u64,
     pub reboot_calls: u64,
     /// Every 429 sent: `rate_limited` + `budget_refusals`.

@@ -149,6 +149,36 @@ impl Client {
             .expect("request reaches the simulator")
     }
 
+    /// Sends `request` signed on a fresh TCP connection, as raw HTTP/1.1, and reads
+    /// until the simulator closes it: what arrived, or the error that ended it.
+    pub async fn send_raw(&self, request: Request) -> std::io::Result<Vec<u8>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let request = self.prepare(request);
+        let url = request.url();
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let body = request
+            .body()
+            .and_then(reqwest::Body::as_bytes)
+            .unwrap_or_default();
+        let mut head = format!("{} {target} HTTP/1.1\r\n", request.method());
+        for (name, value) in request.headers() {
+            head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+        }
+        head.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ));
+        let mut stream = tokio::net::TcpStream::connect(&self.host).await?;
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).await?;
+        Ok(received)
+    }
+
     pub async fn send(&self, request: Request) -> Reply {
         let response = self.execute(self.prepare(request)).await;
         let status = response.status().as_u16();
