@@ -247,6 +247,8 @@ pub struct FleetState {
     unknown: HashMap<String, Instant>,
     jobs: HashMap<String, TrackedJob>,
     lost: Vec<LostJob>,
+    /// Why each job given up on since [`Self::expire`] last said so: for the metric.
+    newly_lost: Vec<LostReason>,
     retry: HashMap<String, RetryState>,
     last_submit_failure: Option<SubmitFailure>,
     throttled_until: Option<Instant>,
@@ -262,6 +264,7 @@ impl FleetState {
             unknown: HashMap::new(),
             jobs: HashMap::new(),
             lost: Vec::new(),
+            newly_lost: Vec::new(),
             retry: HashMap::new(),
             last_submit_failure: None,
             throttled_until: None,
@@ -753,6 +756,7 @@ impl FleetState {
         for id in job.server_ids() {
             self.unknown.insert(id.clone(), now.at);
         }
+        self.newly_lost.push(reason);
         self.lost.push(LostJob {
             job,
             reason,
@@ -762,7 +766,7 @@ impl FleetState {
     }
 
     /// Gives up on jobs past the deadline and forgets finished and lost jobs past
-    /// their retention; returns why each job given up on was.
+    /// their retention; returns why each job given up on since the last call was.
     pub fn expire(&mut self, now: Now) -> Vec<LostReason> {
         let overdue: Vec<String> = self
             .jobs
@@ -783,7 +787,7 @@ impl FleetState {
             .retain(|_, job| !job.finished_before(retention, now.at));
         self.lost
             .retain(|lost| now.at.saturating_duration_since(lost.at.1) < retention);
-        overdue.iter().map(|_| LostReason::Deadline).collect()
+        std::mem::take(&mut self.newly_lost)
     }
 
     /// The jobs that touch `desired`, newest first, counted over `desired` only; jobs

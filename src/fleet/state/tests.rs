@@ -377,6 +377,7 @@ fn a_job_whose_poll_fails_for_good_is_lost_and_its_servers_re_observed() {
     let gone = error(ErrorKind::Invalid, Some(400), Some("Common.0011"));
     w.state.record_poll("j", Err(gone), w.clock.at(800));
     assert_eq!(w.state.unfinished_count(), 0);
+    assert_eq!(w.state.expire(w.clock.at(800)), [LostReason::PollFailed]);
     let view = w.sync_with("p", &["a"], (Mode::Act, Lane::SoftStop), &[], (700, 900));
     assert_eq!(view.lost.len(), 1);
     assert_eq!(view.lost[0].reason, LostReason::PollFailed);
