@@ -266,6 +266,20 @@ mod tests {
         }
     }
 
+    /// Job "j" of `servers` servers, all succeeded, submitted at 1 and done at 9.
+    fn finished_view(status: JobStatus, servers: usize) -> JobView {
+        JobView {
+            job_id: "j".into(),
+            servers,
+            status,
+            lost: false,
+            succeeded: servers,
+            failed: 0,
+            submitted_at: ts(1),
+            completed_at: Some(ts(9)),
+        }
+    }
+
     fn outcome(phase: Phase, summary: Summary) -> PlanOutcome {
         PlanOutcome {
             to_stop: vec![],
@@ -306,14 +320,8 @@ mod tests {
     fn a_lost_job_is_recorded_as_lost_and_no_longer_in_flight() {
         let previous = vec![record("j", 1, JobState::Running)];
         let view = JobView {
-            job_id: "j".into(),
-            servers: 0,
-            status: JobStatus::Running,
             lost: true,
-            succeeded: 0,
-            failed: 0,
-            submitted_at: ts(1),
-            completed_at: Some(ts(9)),
+            ..finished_view(JobStatus::Running, 0)
         };
         let merged = merge_jobs(&previous, &[view]);
         assert_eq!(merged[0].status, JobState::Lost);
@@ -331,17 +339,7 @@ mod tests {
     #[test]
     fn fleet_view_replaces_the_record_of_the_same_job() {
         let previous = vec![record("j", 1, JobState::Running)];
-        let view = JobView {
-            job_id: "j".into(),
-            servers: 3,
-            status: JobStatus::Success,
-            lost: false,
-            succeeded: 3,
-            failed: 0,
-            submitted_at: ts(1),
-            completed_at: Some(ts(9)),
-        };
-        let merged = merge_jobs(&previous, &[view]);
+        let merged = merge_jobs(&previous, &[finished_view(JobStatus::Success, 3)]);
         assert_eq!(merged.len(), 1);
         assert_eq!(
             (merged[0].status, merged[0].succeeded),

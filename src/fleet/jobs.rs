@@ -184,7 +184,7 @@ impl TrackedJob {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::ecs::wire::{JobEntities, SubJobEntities};
 
@@ -212,7 +212,7 @@ mod tests {
         }
     }
 
-    fn job(status: JobStatus, subs: Vec<SubJob>) -> Job {
+    pub fn job(status: JobStatus, subs: Vec<SubJob>) -> Job {
         Job {
             status,
             entities: JobEntities {

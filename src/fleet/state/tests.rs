@@ -3,7 +3,8 @@
 use super::*;
 use crate::ecs::budget::BudgetLimits;
 use crate::ecs::error::ApiFailure;
-use crate::ecs::wire::{Job, JobEntities, JobStatus};
+use crate::ecs::wire::JobStatus;
+use crate::fleet::jobs::tests::job;
 
 const OPEN: Gate = Gate::Open {
     round_ended_at: None,
@@ -67,23 +68,6 @@ fn error(kind: ErrorKind, status: Option<u16>, code: Option<&str>) -> EcsError {
         },
         None,
     )
-}
-
-fn job(status: JobStatus) -> Job {
-    Job {
-        status,
-        entities: JobEntities {
-            server_id: None,
-            sub_jobs_total: Some(0),
-            sub_jobs: Some(Vec::new()),
-        },
-        job_id: Some("j".into()),
-        job_type: None,
-        begin_time: None,
-        end_time: None,
-        error_code: None,
-        fail_reason: None,
-    }
 }
 
 struct World {
@@ -399,7 +383,7 @@ fn a_job_unfinished_past_the_deadline_is_lost_and_retention_forgets_it() {
     let mut w = World::new();
     w.state.adopt(&key("p"), [("j".to_owned(), w.clock.wall0)]);
     assert!(w.state.expire(w.clock.at(59_000)).is_empty());
-    let running = job(JobStatus::Running);
+    let running = job(JobStatus::Running, Vec::new());
     w.state.record_poll("j", Ok(running), w.clock.at(59_500));
     assert_eq!(w.state.expire(w.clock.at(60_000)), [LostReason::Deadline]);
     assert_eq!(w.sync("p", &["a"], 60_100).lost.len(), 1);

@@ -13,6 +13,7 @@
 use crate::ensure_eq;
 use crate::harness::{
     ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary, wait_until,
+    with_budget_window,
 };
 use crate::operator::{free_port, metric_sum};
 use anyhow::{Result, bail};
@@ -82,20 +83,14 @@ async fn delete_policy(ctx: &Ctx, name: &str) -> Result<()> {
 pub async fn withdrawn_in_flight(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let window = Duration::from_secs(20);
-    let sim = start_sim(20, |c| {
-        c.servers_per_window = 10;
-        c.budget_window = window;
-    })
+    let (sim, _op) = with_budget_window(
+        &ctx,
+        20,
+        window,
+        |c| c.servers_per_window = 10,
+        &["--inventory-max-age-ms=1", "--linger-ms=300"],
+    )
     .await?;
-    ctx.secret(ns, CREDS, ACCESS_KEY, SECRET_KEY).await?;
-    let window_flag = format!("--budget-window-ms={}", window.as_millis());
-    let _op = ctx
-        .operator(
-            "operator",
-            ns,
-            &[&window_flag, "--inventory-max-age-ms=1", "--linger-ms=300"],
-        )
-        .await?;
     let ids = sim.server_ids();
     ctx.k
         .apply_ok(&Policy::new(ns, "first", &sim, &ids[..10]).yaml())
@@ -403,17 +398,17 @@ pub async fn locked_servers(ctx: Ctx) -> Result<()> {
 pub async fn many_unfinished_jobs(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let window = Duration::from_millis(300);
-    let sim = start_sim(300, |c| {
-        c.servers_per_window = 10;
-        c.budget_window = window;
-        c.stop_duration = Duration::from_secs(120);
-    })
+    let (sim, _op) = with_budget_window(
+        &ctx,
+        300,
+        window,
+        |c| {
+            c.servers_per_window = 10;
+            c.stop_duration = Duration::from_secs(120);
+        },
+        &["--budget-servers=10"],
+    )
     .await?;
-    ctx.secret(ns, CREDS, ACCESS_KEY, SECRET_KEY).await?;
-    let window_flag = format!("--budget-window-ms={}", window.as_millis());
-    let _op = ctx
-        .operator("operator", ns, &["--budget-servers=10", &window_flag])
-        .await?;
     ctx.k
         .apply_ok(&Policy::new(ns, "three-hundred", &sim, &sim.server_ids()).yaml())
         .await?;
