@@ -5,7 +5,7 @@ use super::credentials::{self, CredentialsError};
 use super::events::{self, Notice};
 use super::status::{self, Problem, SyncReport};
 use crate::ecs::endpoint;
-use crate::ecs::error::{EcsError, ErrorKind};
+use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
 use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Synced};
 use crate::plan::{Mode, PlanOutcome};
@@ -61,17 +61,19 @@ pub async fn reconcile(policy: Arc<EcsPowerPolicy>, ctx: Arc<Context>) -> Result
 /// Why a policy cannot be synced, for the cases a person has to fix (or that last
 /// until the cloud is reachable again): Degraded with a reason of its own.
 fn problem_of(error: &EcsError) -> Option<Problem> {
+    // Those without an answer last until the endpoint is reachable: retried with
+    // backoff, shown meanwhile.
     let reason = match error {
         EcsError::UnknownRegion { .. } => "UnknownRegion",
+        EcsError::Unreachable { cause, .. } => match cause {
+            NoAnswer::Unresolved => "EndpointNotResolved",
+            NoAnswer::Tls => "TlsHandshakeFailed",
+            NoAnswer::Refused | NoAnswer::TimedOut | NoAnswer::Other => "EndpointUnreachable",
+        },
         _ => match error.kind() {
             ErrorKind::Auth if error.failure().and_then(|f| f.status) == Some(403) => "Forbidden",
             ErrorKind::Auth => "AuthenticationFailed",
             ErrorKind::Config => "InvalidCloudConfig",
-            // No answer at all: the endpoint cannot be resolved, reached, or spoken
-            // TLS with. Retried with backoff, shown meanwhile.
-            ErrorKind::Transient if error.failure().is_some_and(|f| f.status.is_none()) => {
-                "EndpointUnreachable"
-            }
             _ => return None,
         },
     };

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::endpoint;
-use super::error::{ApiFailure, EcsError, ErrorKind, classify};
+use super::error::{ApiFailure, EcsError, ErrorKind, NoAnswer, classify};
 use super::observer::{RequestEvent, RequestObserver};
 use super::retry::parse_retry_after;
 use super::sign::canonical_query;
@@ -204,27 +204,62 @@ fn error_without_answer(
     error: reqwest::Error,
     idempotent: bool,
 ) -> EcsError {
-    let kind = if idempotent || error.is_connect() {
-        ErrorKind::Transient
-    } else {
-        ErrorKind::OutcomeUnknown
-    };
+    let cause = no_answer_cause(&error);
+    let connected = !error.is_connect();
     let message = if error.is_timeout() {
         format!("timed out: {}", describe(&error.without_url()))
     } else {
         describe(&error.without_url())
     };
-    EcsError::from_failure(
-        kind,
-        operation,
-        ApiFailure {
-            status: None,
-            code: None,
-            message,
-            request_id: None,
-        },
-        None,
-    )
+    let failure = ApiFailure {
+        status: None,
+        code: None,
+        message,
+        request_id: None,
+    };
+    if idempotent || !connected {
+        EcsError::Unreachable {
+            operation,
+            cause,
+            failure,
+        }
+    } else {
+        EcsError::OutcomeUnknown { operation, failure }
+    }
+}
+
+/// Why the connection failed, from reqwest's cause chain. TLS and socket errors are
+/// typed (wrapped in `io::Error`s, sometimes twice); hyper-util's resolver failure
+/// is not exported, only named by its text.
+fn no_answer_cause(error: &reqwest::Error) -> NoAnswer {
+    if error.is_timeout() {
+        return NoAnswer::TimedOut;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(found) = typed_cause(cause) {
+            return found;
+        }
+        if cause.to_string() == "dns error" {
+            return NoAnswer::Unresolved;
+        }
+        source = cause.source();
+    }
+    NoAnswer::Other
+}
+
+/// A TLS failure or a refused connection in `cause` or the errors its `io::Error`s
+/// wrap (which `source()` skips).
+fn typed_cause(cause: &(dyn std::error::Error + 'static)) -> Option<NoAnswer> {
+    if cause.downcast_ref::<rustls::Error>().is_some() {
+        return Some(NoAnswer::Tls);
+    }
+    let io = cause.downcast_ref::<std::io::Error>()?;
+    if io.kind() == std::io::ErrorKind::ConnectionRefused {
+        return Some(NoAnswer::Refused);
+    }
+    let inner: &(dyn std::error::Error + 'static) = io.get_ref()?;
+    typed_cause(inner)
 }
 
 /// Sends requests with a timeout and reports each exchange to the observer.
@@ -375,6 +410,32 @@ mod tests {
         let busy = br#"{"error":{"code":"Ecs.0603","message":"busy"}}"#;
         assert_eq!(answer(503, busy), ErrorKind::Transient);
         assert_eq!(answer(500, b""), ErrorKind::Transient);
+    }
+
+    #[tokio::test]
+    async fn a_connection_failure_says_why() {
+        // Something that answers plain HTTP where TLS is expected.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        // Nobody listens on a port just released.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client = reqwest::Client::new();
+        for (url, want) in [
+            (format!("https://{plain}/"), NoAnswer::Tls),
+            (format!("http://{closed}/"), NoAnswer::Refused),
+        ] {
+            let error = client.get(&url).send().await.unwrap_err();
+            assert_eq!(no_answer_cause(&error), want, "{url}");
+        }
     }
 
     #[test]

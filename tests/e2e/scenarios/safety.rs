@@ -435,8 +435,9 @@ pub async fn many_unfinished_jobs(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-/// g. Failures that prevent a sync: an endpoint nobody listens on, one whose name
-/// does not resolve, one that does not speak TLS, a region that does not exist.
+/// g. Failures that prevent a sync, each with its own reason: an endpoint nobody
+/// listens on, one whose name does not resolve, one that does not speak TLS, a region
+/// that does not exist.
 /// Before, each was a sync error retried with backoff and nothing in status.
 pub async fn sync_failures(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
@@ -451,9 +452,9 @@ pub async fn sync_failures(ctx: Ctx) -> Result<()> {
         (
             "unresolved",
             Some("https://ecs.nowhere.invalid"),
-            "EndpointUnreachable",
+            "EndpointNotResolved",
         ),
-        ("not-tls", Some(not_tls.as_str()), "EndpointUnreachable"),
+        ("not-tls", Some(not_tls.as_str()), "TlsHandshakeFailed"),
         ("no-region", None, "UnknownRegion"),
     ];
     let mut yaml = String::new();
@@ -492,7 +493,7 @@ pub async fn sync_failures(ctx: Ctx) -> Result<()> {
             bail!("{name}: the Degraded message shows the secret key");
         }
     }
-    for reason in ["EndpointUnreachable", "UnknownRegion"] {
+    for (_, _, reason) in &cases {
         ctx.wait_event(ns, reason, Some("Warning"), Duration::from_secs(10))
             .await?;
     }
