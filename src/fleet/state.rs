@@ -421,10 +421,12 @@ impl FleetState {
                     .any(|e| wanted.contains(e.id.as_str()))
             })
             || self.unknown.keys().any(|id| wanted.contains(id.as_str()));
+        // A job of its own still running: its status has news coming. (Looking at
+        // its own jobs only spares a pass over every job's 1000 ids per sync.)
         let in_job = self
             .jobs
             .values()
-            .filter(|job| !job.is_finished())
+            .filter(|job| !job.is_finished() && job.policies.contains(policy))
             .flat_map(|job| job.server_ids())
             .any(|id| wanted.contains(id.as_str()));
         !under_way && !in_job
