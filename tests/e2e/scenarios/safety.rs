@@ -74,21 +74,25 @@ async fn delete_policy(ctx: &Ctx, name: &str) -> Result<()> {
 /// back under every policy it carried, deleted or not, and sent again until accepted:
 /// the deleted policy's ten servers were SHUTOFF once the sim's window had passed.
 ///
-/// The sim's budget (10 per 20 s) is below the operator's, so every call after the
+/// The sim's budget (10 per 40 s) is below the operator's, so every call after the
 /// first is refused until the window passes; ecs-sim's latency fault holds each
-/// request 4 s, long enough to delete the policy while its call runs. (A sync still
+/// request 8 s, long enough to delete the policy while its call runs. (A sync still
 /// under way at the deletion queues nothing either: the fleet's unit test
 /// `a_sync_still_under_way_at_the_deletion_queues_nothing`; its timing cannot be
 /// forced from outside the operator.)
 pub async fn withdrawn_in_flight(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
-    let window = Duration::from_secs(20);
+    let window = Duration::from_secs(40);
     let (sim, _op) = with_budget_window(
         &ctx,
         20,
         window,
         |c| c.servers_per_window = 10,
-        &["--inventory-max-age-ms=1", "--linger-ms=300"],
+        &[
+            "--inventory-max-age-ms=1",
+            "--linger-ms=300",
+            "--request-timeout-ms=30000",
+        ],
     )
     .await?;
     let ids = sim.server_ids();
@@ -101,22 +105,22 @@ pub async fn withdrawn_in_flight(ctx: Ctx) -> Result<()> {
     .await?;
     let first_call = Instant::now();
     sim.control().set_faults(FaultsPatch {
-        latency_ms: Some(4000),
+        latency_ms: Some(8000),
         ..FaultsPatch::default()
     });
 
     ctx.k
         .apply_ok(&Policy::new(ns, "refused", &sim, &ids[10..]).yaml())
         .await?;
-    ctx.wait_phase(ns, "refused", "Stopping", Duration::from_secs(20))
+    ctx.wait_phase(ns, "refused", "Stopping", Duration::from_secs(30))
         .await?;
-    // Queued now; the call leaves after the linger and takes 4 s to be refused.
+    // Queued now; the call leaves after the linger and takes 8 s to be refused.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     delete_policy(&ctx, "refused").await?;
     if first_call.elapsed() >= window {
         bail!("the test was too slow: the sim's budget window passed before the deletion");
     }
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     sim.control().set_faults(FaultsPatch {
         latency_ms: Some(0),
         ..FaultsPatch::default()
