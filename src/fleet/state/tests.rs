@@ -461,3 +461,128 @@ fn withdrawing_a_server_from_the_list_keeps_the_rest() {
     assert_eq!(w.due(Lane::SoftStop, 600).unwrap().ids, ids(&["b"]));
     let _ = set(&[]);
 }
+
+mod properties {
+    //! Over random sequences of syncs, withdrawals, due calls and answers: a call
+    //! carries only ids some policy still wants in its lane, never an id in another
+    //! call under way or in an unfinished job, and never an id whose last call's
+    //! outcome is unknown until a listing begun after that said what happened.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Sync {
+            policy: usize,
+            servers: Vec<usize>,
+            hard: bool,
+            act: bool,
+            /// The listing began this long before the sync.
+            listing_lag_ms: u64,
+        },
+        Withdraw(usize),
+        Due(bool),
+        Answer(usize, u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3usize, proptest::collection::vec(0..8usize, 0..6), any::<bool>(), prop::bool::weighted(0.8), prop_oneof![Just(0u64), Just(700u64)])
+                .prop_map(|(policy, servers, hard, act, listing_lag_ms)| Op::Sync { policy, servers, hard, act, listing_lag_ms }),
+            1 => (0..3usize).prop_map(Op::Withdraw),
+            3 => any::<bool>().prop_map(Op::Due),
+            3 => (0..4usize, 0..4u8).prop_map(|(call, answer)| Op::Answer(call, answer)),
+        ]
+    }
+
+    fn server(i: usize) -> String {
+        format!("s{i}")
+    }
+
+    proptest! {
+        #[test]
+        fn no_call_carries_an_id_it_should_not(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut w = World::new();
+            let mut t: u64 = 1_000;
+            // The model: what each policy wants now, in which lane.
+            let mut wants: HashMap<usize, (Lane, HashSet<String>)> = HashMap::new();
+            let mut under_way: Vec<DueCall> = Vec::new();
+            let mut in_jobs: HashSet<String> = HashSet::new();
+            let mut unknown_since: HashMap<String, u64> = HashMap::new();
+            let throttled = error(ErrorKind::Throttled, Some(429), None);
+            let lost = error(ErrorKind::OutcomeUnknown, Some(504), None);
+            let locked = error(ErrorKind::Invalid, Some(400), Some("Ecs.0605"));
+            for op in ops {
+                t += 100;
+                match op {
+                    Op::Sync { policy, servers, hard, act, listing_lag_ms } => {
+                        let lane = if hard { Lane::HardStop } else { Lane::SoftStop };
+                        let names: Vec<String> = servers.iter().map(|i| server(*i)).collect();
+                        let desired: Vec<&str> = names.iter().map(String::as_str).collect();
+                        let mode = if act { Mode::Act } else { Mode::Suspend };
+                        let listed = t - listing_lag_ms;
+                        w.sync_with(&format!("p{policy}"), &desired, (mode, lane), &[], (listed, t));
+                        unknown_since.retain(|_, since| listed <= *since);
+                        let wanted = if act { names.into_iter().collect() } else { HashSet::new() };
+                        wants.insert(policy, (lane, wanted));
+                    }
+                    Op::Withdraw(policy) => {
+                        w.state.withdraw_unwanted(&key(&format!("p{policy}")), None, &HashSet::new());
+                        wants.remove(&policy);
+                    }
+                    Op::Due(hard) => {
+                        let lane = if hard { Lane::HardStop } else { Lane::SoftStop };
+                        // Late enough for any linger and throttle back-off.
+                        t += 3_000;
+                        if let Some(call) = w.due(lane, t) {
+                            let distinct: HashSet<&String> = call.ids.iter().collect();
+                            prop_assert_eq!(distinct.len(), call.ids.len(), "an id twice in one call");
+                            for id in &call.ids {
+                                prop_assert!(
+                                    wants.values().any(|(l, ids)| *l == lane && ids.contains(id)),
+                                    "{} sent in {:?}, wanted by nobody there: {:?}", id, lane, wants
+                                );
+                                prop_assert!(
+                                    !under_way.iter().any(|c| c.ids.contains(id)),
+                                    "{} in two calls at once", id
+                                );
+                                prop_assert!(!in_jobs.contains(id), "{} sent while its job runs", id);
+                                prop_assert!(
+                                    !unknown_since.contains_key(id),
+                                    "{} re-sent before a listing told its unknown outcome", id
+                                );
+                            }
+                            under_way.push(call);
+                        }
+                    }
+                    Op::Answer(index, answer) => {
+                        if under_way.is_empty() {
+                            continue;
+                        }
+                        let call = under_way.remove(index % under_way.len());
+                        let now = w.clock.at(t);
+                        match answer {
+                            0 => {
+                                in_jobs.extend(call.ids.iter().cloned());
+                                w.state.record_call(call.id, Ok(&format!("job-{t}")), now);
+                            }
+                            1 => {
+                                w.state.record_call(call.id, Err(&throttled), now);
+                            }
+                            2 => {
+                                for id in &call.ids {
+                                    unknown_since.insert(id.clone(), t);
+                                }
+                                w.state.record_call(call.id, Err(&lost), now);
+                            }
+                            _ => {
+                                w.state.record_call(call.id, Err(&locked), now);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
