@@ -18,6 +18,7 @@ mod first_round;
 mod inventory;
 mod jobs;
 mod key;
+mod lane;
 mod registry;
 mod state;
 mod worker;

@@ -12,16 +12,14 @@
 //! - *retry state* is written by [`FleetState::fail_server`] alone.
 
 use super::jobs::{JobView, TrackedJob};
+pub use super::lane::Lane;
+use super::lane::{Entries, LaneState, Lingering};
 use super::{FleetConfig, Gate, PolicyKey};
 use crate::ecs::budget::ActionBudget;
 use crate::ecs::error::{EcsError, ErrorKind};
-use crate::ecs::wire::{Job, PowerActionType};
-use crate::plan::{
-    Backoff, BatchEntry, Mode, ObservedPower, PlanInput, PlanOutcome, RetryState, StopQueue,
-    plan_stops,
-};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::time::Duration;
+use crate::ecs::wire::Job;
+use crate::plan::{Backoff, Mode, ObservedPower, PlanInput, PlanOutcome, RetryState, plan_stops};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio::time::Instant;
 
 /// The time of a decision, on both clocks: the monotonic one orders events inside the
@@ -38,81 +36,6 @@ impl Now {
             at: Instant::now(),
             wall: jiff::Timestamp::now(),
         }
-    }
-}
-
-/// One kind of call, with its own queue. Starting servers gets a lane of its own
-/// with the issue that adds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Lane {
-    SoftStop,
-    HardStop,
-}
-
-impl Lane {
-    pub const ALL: [Lane; 2] = [Lane::SoftStop, Lane::HardStop];
-
-    pub fn stop(stop_type: PowerActionType) -> Self {
-        match stop_type {
-            PowerActionType::Soft => Lane::SoftStop,
-            PowerActionType::Hard => Lane::HardStop,
-        }
-    }
-
-    pub fn action(self) -> PowerActionType {
-        match self {
-            Lane::SoftStop => PowerActionType::Soft,
-            Lane::HardStop => PowerActionType::Hard,
-        }
-    }
-}
-
-/// When a lane's oldest waiting id arrived, and when the lane last grew.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Lingering {
-    since: Instant,
-    grown_at: Instant,
-}
-
-/// A partial batch waits this many lingers at most, even while the queue keeps growing.
-const MAX_LINGERS: u32 = 10;
-
-impl Lingering {
-    fn new(now: Instant) -> Self {
-        Self {
-            since: now,
-            grown_at: now,
-        }
-    }
-
-    /// A partial batch goes once nobody is about to add to it: not during the first
-    /// round; at its end if the queue has not grown since (every policy has been
-    /// planned); after that once the queue has not grown for `linger` (the syncs that
-    /// were adding to it are done), or after `MAX_LINGERS` lingers in any case.
-    fn partial_batch_due(&self, now: Instant, linger: Duration, gate: Gate) -> bool {
-        let Gate::Open { round_ended_at } = gate else {
-            return false;
-        };
-        round_ended_at.is_some_and(|end| end >= self.grown_at)
-            || now.duration_since(self.grown_at) >= linger
-            || now.duration_since(self.since) >= linger * MAX_LINGERS
-    }
-}
-
-type Entries = Vec<BatchEntry<PolicyKey>>;
-
-#[derive(Debug, Default)]
-struct LaneState {
-    queue: StopQueue<PolicyKey>,
-    lingering: Option<Lingering>,
-    /// Halves of a call refused because of some of its servers, each sent on its own
-    /// before the queue (see [`FleetState::record_call`]).
-    halves: VecDeque<Entries>,
-}
-
-impl LaneState {
-    fn is_empty(&self) -> bool {
-        self.queue.is_empty() && self.halves.is_empty()
     }
 }
 

@@ -5,6 +5,8 @@ use crate::ecs::budget::BudgetLimits;
 use crate::ecs::error::ApiFailure;
 use crate::ecs::wire::JobStatus;
 use crate::fleet::jobs::tests::job;
+use crate::fleet::lane::MAX_LINGERS;
+use std::time::Duration;
 
 const OPEN: Gate = Gate::Open {
     round_ended_at: None,
