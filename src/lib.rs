@@ -3,11 +3,11 @@
 pub mod controller;
 pub mod ecs;
 pub mod fleet;
-pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
 pub mod plan;
 pub mod policy;
+pub mod probes;
 pub mod sim;
 pub mod telemetry;

@@ -32,13 +32,13 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WaitLabels {
+pub struct LostLabels {
+    /// `deadline` or `poll_failed`.
     pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct JobLostLabels {
-    /// deadline | poll_failed
+pub struct WaitLabels {
     pub reason: &'static str,
 }
 
@@ -60,8 +60,8 @@ pub struct Metrics {
     pub stop_calls: Counter,
     pub status_writes: Counter,
     pub jobs_in_flight: Gauge,
+    pub jobs_lost: Family<LostLabels, Counter>,
     pub wait_seconds: Family<WaitLabels, Counter<f64, AtomicU64>>,
-    pub jobs_lost: Family<JobLostLabels, Counter>,
     pub policy_condition: Family<ConditionLabels, Gauge>,
 }
 
@@ -77,13 +77,15 @@ impl Default for Metrics {
         let stop_calls = Counter::default();
         let status_writes = Counter::default();
         let jobs_in_flight = Gauge::default();
-        let wait_seconds = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
-        let jobs_lost = Family::<JobLostLabels, Counter>::default();
-        // Both reasons from 0, so that the first loss is an increase() and the family
+        let jobs_lost = Family::<LostLabels, Counter>::default();
+        // Every reason from 0, so that the first loss is an increase() and the family
         // is in /metrics before anything was lost (the alert rule uses it).
-        for reason in ["deadline", "poll_failed"] {
-            let _ = jobs_lost.get_or_create(&JobLostLabels { reason });
+        for reason in crate::fleet::LostReason::ALL {
+            let _ = jobs_lost.get_or_create(&LostLabels {
+                reason: reason.as_str(),
+            });
         }
+        let wait_seconds = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
         let policy_condition = Family::<ConditionLabels, Gauge>::default();
         registry.register(
             "reconciles",
@@ -131,14 +133,14 @@ impl Default for Metrics {
             jobs_in_flight.clone(),
         );
         registry.register(
+            "jobs_lost",
+            "ECS stop jobs given up unfinished, by reason (deadline: not finished by --job-deadline; poll_failed: its status could not be read)",
+            jobs_lost.clone(),
+        );
+        registry.register(
             "wait_seconds",
             "Time spent waiting on the per-minute budget or on throttling",
             wait_seconds.clone(),
-        );
-        registry.register(
-            "jobs_lost",
-            "ECS stop jobs given up unfinished, by reason (deadline: not finished by its deadline; poll_failed: its status could not be read)",
-            jobs_lost.clone(),
         );
         registry.register(
             "policy_condition",
@@ -156,8 +158,8 @@ impl Default for Metrics {
             stop_calls,
             status_writes,
             jobs_in_flight,
-            wait_seconds,
             jobs_lost,
+            wait_seconds,
             policy_condition,
         }
     }
@@ -204,6 +206,14 @@ impl Metrics {
         }
     }
 
+    pub fn job_lost(&self, reason: crate::fleet::LostReason) {
+        self.jobs_lost
+            .get_or_create(&LostLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
     pub fn waited(&self, reason: &'static str, took: Duration) {
         self.wait_seconds
             .get_or_create(&WaitLabels { reason })
@@ -229,14 +239,15 @@ mod tests {
         metrics.reconciled("ok", Duration::from_millis(20));
         metrics.error("auth");
         metrics.waited("budget", Duration::from_millis(1500));
+        metrics.job_lost(crate::fleet::LostReason::Deadline);
         let text = metrics.encode();
         for name in [
             "ecs_power_operator_reconciles_total{result=\"ok\"} 1",
             "ecs_power_operator_errors_total{kind=\"auth\"} 1",
             "ecs_power_operator_wait_seconds_total{reason=\"budget\"} 1.5",
             "ecs_power_operator_jobs_in_flight 0",
+            "ecs_power_operator_jobs_lost_total{reason=\"deadline\"} 1",
             "ecs_power_operator_status_writes_total 0",
-            "ecs_power_operator_jobs_lost_total{reason=\"deadline\"} 0",
             "ecs_power_operator_jobs_lost_total{reason=\"poll_failed\"} 0",
             "# EOF",
         ] {

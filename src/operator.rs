@@ -3,16 +3,16 @@
 
 use crate::controller::{self, Context, ControllerConfig};
 use crate::ecs::auth::Credentials;
-use crate::ecs::budget::{ActionBudget, BudgetLimits, BudgetRegistry};
+use crate::ecs::budget::{ActionBudget, BudgetLimits};
 use crate::ecs::client::{EcsApi, HttpEcsClient};
 use crate::ecs::config::EcsClientConfig;
 use crate::ecs::error::EcsError;
 use crate::ecs::observer::{RequestEvent, RequestObserver};
 use crate::fleet::{CloudTarget, Connector, FleetConfig, FleetRegistry};
-use crate::http::{self, Readiness};
 use crate::leader::{Leadership, LeaseConfig};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::plan::Backoff;
+use crate::probes::{self, Readiness};
 use crate::telemetry::LogFormat;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +73,10 @@ pub struct RunArgs {
     pub linger_ms: u64,
     #[arg(long, default_value_t = 1_000)]
     pub job_poll_interval_ms: u64,
+    /// A stop job still unfinished this long after its submission is given up on:
+    /// its servers are re-observed, its policy shows JobLost.
+    #[arg(long, default_value_t = 1_800_000)]
+    pub job_deadline_ms: u64,
     /// Timeout of each ECS API request.
     #[arg(long, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
@@ -114,7 +118,6 @@ impl RequestObserver for MetricsObserver {
 }
 
 struct HttpConnector {
-    limits: BudgetLimits,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
@@ -123,22 +126,17 @@ impl Connector for HttpConnector {
     fn connect(
         &self,
         target: &CloudTarget,
-    ) -> Result<(Arc<dyn EcsApi>, Arc<ActionBudget>), EcsError> {
-        let budget = BudgetRegistry::global().budget(
-            target.endpoint.as_str(),
-            &target.project_id,
-            self.limits,
-        );
+        budget: Arc<ActionBudget>,
+    ) -> Result<Arc<dyn EcsApi>, EcsError> {
         let mut config = EcsClientConfig::new(
             target.endpoint.clone(),
             target.project_id.clone(),
             Credentials::aksk(target.access_key.clone(), target.secret_key.clone()),
         );
         config.request_timeout = self.timeout;
-        config.budget = Arc::clone(&budget);
+        config.budget = budget;
         config.observer = Arc::new(MetricsObserver(Arc::clone(&self.metrics)));
-        let client = HttpEcsClient::new(config)?;
-        Ok((Arc::new(client), budget))
+        Ok(Arc::new(HttpEcsClient::new(config)?))
     }
 }
 
@@ -162,6 +160,7 @@ impl RunArgs {
         FleetConfig {
             linger: millis(self.linger_ms),
             job_poll_interval: millis(self.job_poll_interval_ms),
+            job_deadline: millis(self.job_deadline_ms),
             ..FleetConfig::default()
         }
     }
@@ -195,9 +194,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             shutdown.cancel();
         });
     }
-    let server = http::serve(
+    let server = probes::serve(
         args.http_addr,
-        http::router(Arc::clone(&metrics), Arc::clone(&readiness)),
+        probes::router(Arc::clone(&metrics), Arc::clone(&readiness)),
         shutdown.clone().cancelled_owned(),
     )
     .await?;
@@ -208,16 +207,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("ecs-power-operator-{}", std::process::id()));
     let connector = HttpConnector {
-        limits: BudgetLimits {
-            servers_per_window: usize::try_from(args.budget_servers).unwrap_or(usize::MAX),
-            window: millis(args.budget_window_ms),
-        },
         timeout: millis(args.request_timeout_ms),
         metrics: Arc::clone(&metrics),
     };
     let fleets = FleetRegistry::new(
         Box::new(connector),
         args.fleet_config(),
+        BudgetLimits {
+            servers_per_window: usize::try_from(args.budget_servers).unwrap_or(usize::MAX),
+            window: millis(args.budget_window_ms),
+        },
         Arc::clone(&metrics),
         shutdown.child_token(),
     );

@@ -325,8 +325,7 @@ async fn stop_follow_the_job_then_start_again() {
         ..SimConfig::default()
     };
     let sim = start_sim(sim_config.clone()).await;
-    let client: Arc<dyn EcsApi> =
-        Arc::new(HttpEcsClient::new(config_for(&sim, &sim_config)).unwrap());
+    let client = Arc::new(HttpEcsClient::new(config_for(&sim, &sim_config)).unwrap());
     let ids = sim.server_ids();
 
     let job_id = client

@@ -1,8 +1,10 @@
 //! A bounded load run on loopback: how many requests per second ecs-sim serves with
 //! 100,000 servers, for the heaviest reads a client makes (a 1000-sub-job job, a
 //! 1000-server page) and a small one. Figures are printed (`--nocapture`); the
-//! load generator shares the machine, so they are a floor. In release builds the
-//! test also holds the simulator to "thousands of requests per second".
+//! load generator shares the machine, so they are a floor. The test holds the
+//! simulator to a floor in the build it runs in: "thousands of requests per second"
+//! for small reads in release builds, and in the debug build `hack/test.sh` runs,
+//! a floor a quarter of what a loaded 2-core machine measured (764/s).
 
 mod sim_support;
 
@@ -73,8 +75,15 @@ async fn throughput_with_100k_servers() {
         )
         .await,
     ];
-    if !cfg!(debug_assertions) {
-        assert!(rates[2] > 2000.0, "small reads at {:.0}/s", rates[2]);
-    }
+    let floor = if cfg!(debug_assertions) {
+        200.0
+    } else {
+        2000.0
+    };
+    assert!(
+        rates[2] > floor,
+        "small reads at {:.0}/s, below {floor}/s",
+        rates[2]
+    );
     sim.shutdown().await;
 }

@@ -57,6 +57,10 @@ impl CredentialsError {
             CredentialsError::SecretNotFound { .. } => "SecretNotFound",
             CredentialsError::KeyMissing { .. } => "SecretKeyMissing",
             CredentialsError::KeyInvalid { .. } => "SecretKeyInvalid",
+            CredentialsError::Kubernetes {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 403 => "SecretForbidden",
             CredentialsError::Kubernetes { .. } => "SecretUnreadable",
         }
     }

@@ -3,6 +3,7 @@
 //! turn to Degraded or Stalled, the recovery, everything stopped; and the bound on how
 //! many Events one policy may cause a minute. Pure: [`super::recorder`] writes them.
 
+use crate::fleet::PolicyKey;
 use crate::policy::conditions::{self, ConditionType};
 use crate::policy::{EcsPowerPolicyStatus, JobState, Phase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -101,7 +102,7 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
 /// announce the same finished job twice.
 #[derive(Debug, Default)]
 pub struct Announced {
-    written: HashMap<String, EcsPowerPolicyStatus>,
+    written: HashMap<PolicyKey, EcsPowerPolicyStatus>,
 }
 
 impl Announced {
@@ -109,7 +110,7 @@ impl Announced {
     /// as `cached`; remembers `next`.
     pub fn written(
         &mut self,
-        policy: &str,
+        policy: &PolicyKey,
         cached: &EcsPowerPolicyStatus,
         next: &EcsPowerPolicyStatus,
     ) -> Vec<Notice> {
@@ -120,12 +121,12 @@ impl Announced {
             dry_run: None,
             ..next.clone()
         };
-        self.written.insert(policy.to_owned(), kept);
+        self.written.insert(policy.clone(), kept);
         notices
     }
 
     /// A deleted policy's last status.
-    pub fn forget(&mut self, policy: &str) {
+    pub fn forget(&mut self, policy: &PolicyKey) {
         self.written.remove(policy);
     }
 }
@@ -171,7 +172,7 @@ fn health_turn(old: &[Condition], new: &[Condition]) -> Option<Notice> {
 pub struct EventBudget {
     limit: usize,
     window: Duration,
-    policies: HashMap<String, Window>,
+    policies: HashMap<PolicyKey, Window>,
     last_prune: Option<Instant>,
 }
 
@@ -203,9 +204,14 @@ impl EventBudget {
 
     /// The notices of `policy` that may be published at `now`; returns them in order,
     /// the last replaced by a throttle notice when the window is full.
-    pub fn admit(&mut self, policy: &str, mut notices: Vec<Notice>, now: Instant) -> Vec<Notice> {
+    pub fn admit(
+        &mut self,
+        policy: &PolicyKey,
+        mut notices: Vec<Notice>,
+        now: Instant,
+    ) -> Vec<Notice> {
         self.prune(now);
-        let window = self.policies.entry(policy.to_owned()).or_insert(Window {
+        let window = self.policies.entry(policy.clone()).or_insert(Window {
             opened: now,
             sent: 0,
         });
@@ -237,7 +243,7 @@ impl EventBudget {
     }
 
     /// A deleted policy's window.
-    pub fn forget(&mut self, policy: &str) {
+    pub fn forget(&mut self, policy: &PolicyKey) {
         self.policies.remove(policy);
     }
 
@@ -302,11 +308,25 @@ mod tests {
         let running = with_jobs(vec![job("j1", JobState::Running)]);
         let done = with_jobs(vec![job("j1", JobState::Success)]);
         let mut announced = Announced::default();
-        assert_eq!(announced.written("ns/p", &running, &done).len(), 1);
+        assert_eq!(
+            announced
+                .written(&PolicyKey::new("ns", "p"), &running, &done)
+                .len(),
+            1
+        );
         // The next sync still sees RUNNING in the watch cache.
-        assert!(announced.written("ns/p", &running, &done).is_empty());
-        announced.forget("ns/p");
-        assert_eq!(announced.written("ns/p", &running, &done).len(), 1);
+        assert!(
+            announced
+                .written(&PolicyKey::new("ns", "p"), &running, &done)
+                .is_empty()
+        );
+        announced.forget(&PolicyKey::new("ns", "p"));
+        assert_eq!(
+            announced
+                .written(&PolicyKey::new("ns", "p"), &running, &done)
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -427,20 +447,42 @@ mod tests {
     fn the_budget_bounds_events_per_policy_and_window() {
         let t0 = Instant::now();
         let mut budget = EventBudget::new(5, Duration::from_secs(60));
-        assert_eq!(budget.admit("ns/a", submitted(3), t0).len(), 3);
-        let rest = budget.admit("ns/a", submitted(4), t0 + Duration::from_secs(1));
+        assert_eq!(
+            budget
+                .admit(&PolicyKey::new("ns", "a"), submitted(3), t0)
+                .len(),
+            3
+        );
+        let rest = budget.admit(
+            &PolicyKey::new("ns", "a"),
+            submitted(4),
+            t0 + Duration::from_secs(1),
+        );
         let reasons: Vec<&str> = rest.iter().map(|n| n.reason.as_str()).collect();
         assert_eq!(reasons, ["StopSubmitted", "EventsThrottled"]);
         assert!(
             budget
-                .admit("ns/a", submitted(1), t0 + Duration::from_secs(59))
+                .admit(
+                    &PolicyKey::new("ns", "a"),
+                    submitted(1),
+                    t0 + Duration::from_secs(59)
+                )
                 .is_empty()
         );
         // Another policy has its own budget; a new window a fresh one.
-        assert_eq!(budget.admit("ns/b", submitted(5), t0).len(), 5);
         assert_eq!(
             budget
-                .admit("ns/a", submitted(5), t0 + Duration::from_secs(60))
+                .admit(&PolicyKey::new("ns", "b"), submitted(5), t0)
+                .len(),
+            5
+        );
+        assert_eq!(
+            budget
+                .admit(
+                    &PolicyKey::new("ns", "a"),
+                    submitted(5),
+                    t0 + Duration::from_secs(60)
+                )
                 .len(),
             5
         );
@@ -450,10 +492,14 @@ mod tests {
     fn ended_windows_are_pruned() {
         let t0 = Instant::now();
         let mut budget = EventBudget::new(5, Duration::from_secs(60));
-        budget.admit("ns/a", submitted(1), t0);
-        budget.admit("ns/b", submitted(1), t0 + Duration::from_secs(61));
+        budget.admit(&PolicyKey::new("ns", "a"), submitted(1), t0);
+        budget.admit(
+            &PolicyKey::new("ns", "b"),
+            submitted(1),
+            t0 + Duration::from_secs(61),
+        );
         assert_eq!(budget.policies.len(), 1);
-        budget.forget("ns/b");
+        budget.forget(&PolicyKey::new("ns", "b"));
         assert!(budget.policies.is_empty());
     }
 }

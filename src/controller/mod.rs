@@ -11,7 +11,7 @@ mod status;
 pub use credentials::{ACCESS_KEY, CloudCredentials, CredentialsError, SECRET_KEY};
 pub use reconcile::{Error, reconcile};
 
-use crate::fleet::FleetRegistry;
+use crate::fleet::{FleetRegistry, PolicyKey};
 use crate::metrics::Metrics;
 use crate::plan::Backoff;
 use crate::policy::EcsPowerPolicy;
@@ -79,11 +79,9 @@ pub struct Context {
     pub fleets: FleetRegistry,
     pub config: ControllerConfig,
     /// Consecutive failed syncs per policy, for the error backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<PolicyKey, u32>>,
     /// Credentials of the Secrets policies name, dropped when the Secret changes.
     credentials: credentials_cache::CredentialsCache,
-    /// False while the first round plans every listed policy; syncs wait for it.
-    first_round_done: tokio::sync::watch::Sender<bool>,
 }
 
 impl Context {
@@ -102,26 +100,18 @@ impl Context {
             config,
             failures: Mutex::default(),
             credentials: Default::default(),
-            first_round_done: tokio::sync::watch::Sender::new(true),
         }
     }
 
-    /// Returns once no first round is planning (at once outside one).
-    async fn first_round_done(&self) {
-        let mut done = self.first_round_done.subscribe();
-        // The sender lives as long as `self`: waiting cannot fail.
-        let _ = done.wait_for(|done| *done).await;
-    }
-
     /// The delay before the next try of a policy that failed to sync `n` times in a row.
-    fn failed_sync(&self, policy: &str) -> Duration {
+    fn failed_sync(&self, policy: &PolicyKey) -> Duration {
         let mut failures = self.failures.lock().expect("failure counts lock poisoned");
-        let count = failures.entry(policy.to_owned()).or_default();
+        let count = failures.entry(policy.clone()).or_default();
         *count += 1;
         self.config.error_backoff.delay(*count)
     }
 
-    fn synced(&self, policy: &str) {
+    fn synced(&self, policy: &PolicyKey) {
         self.failures
             .lock()
             .expect("failure counts lock poisoned")
@@ -130,17 +120,11 @@ impl Context {
 }
 
 fn error_policy(policy: Arc<EcsPowerPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = reconcile::policy_key(&policy);
+    let key = PolicyKey::of(&policy);
     ctx.metrics.error(error.kind());
     let delay = ctx.failed_sync(&key);
     tracing::warn!(policy = %key, %error, retry_in = ?delay, "sync failed");
     Action::requeue(delay)
-}
-
-/// The policy behind a key `namespace/name`.
-fn policy_ref(key: &str) -> Option<ObjectRef<EcsPowerPolicy>> {
-    let (namespace, name) = key.split_once('/')?;
-    Some(ObjectRef::new(name).within(namespace))
 }
 
 /// Runs the controller until `shutdown` resolves; reconciles under way then finish.
@@ -163,7 +147,6 @@ pub async fn run(
     // sync starts reporting (syncs wait for it), so that stops go out in full calls
     // within a second of start-up, not after a round of 1000 status writes.
     ctx.fleets.begin_first_round();
-    ctx.first_round_done.send_replace(false);
     let listed = store.clone();
     let planner = Arc::clone(&ctx);
     let shutdown = shutdown.shared();
@@ -189,9 +172,8 @@ pub async fn run(
             () = round => planner.fleets.end_first_round(),
             // Stopping (SIGTERM, leadership lost): held batches stay held, and the
             // fleets' workers are cancelled once the controller has returned.
-            () = stopping => {}
+            () = stopping => planner.fleets.abandon_first_round(),
         }
-        planner.first_round_done.send_replace(true);
         // Ends only with the controller, beside which it runs.
         std::future::pending::<()>().await
     };
@@ -211,9 +193,11 @@ pub async fn run(
         // A deleted policy is never reconciled again: withdraw what it queued here.
         .inspect_ok(move |event| {
             if let watcher::Event::Delete(policy) = event {
-                let key = reconcile::policy_key(policy);
-                deletions.fleets.forget_policy(&key);
-                reconcile::forget_reports(policy, &deletions, &key);
+                let key = PolicyKey::of(policy);
+                deletions
+                    .fleets
+                    .policy_deleted(&key, policy.uid().as_deref());
+                reconcile::forget_reports(&deletions, &key);
             }
         })
         .applied_objects()
@@ -224,7 +208,7 @@ pub async fn run(
         let policy = rx.recv().await?;
         Some((policy, Some(rx)))
     })
-    .filter_map(|policy| std::future::ready(policy_ref(&policy)));
+    .map(|policy| policy.object_ref());
     let controller = Controller::for_stream(policy_changes, store.clone())
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .reconcile_on(batches_sent);

@@ -4,17 +4,16 @@ use super::Context;
 use super::credentials::{self, CredentialsError};
 use super::status::{self, Problem, SyncReport};
 use crate::ecs::endpoint;
-use crate::ecs::error::{EcsError, ErrorKind};
+use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
-use crate::fleet::{CloudTarget, Fleet, PolicyObservation};
-use crate::plan::{Mode, ObservedPower, PlanInput, PlanOutcome, RetryState, plan_stops};
+use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Synced};
+use crate::plan::{Mode, PlanOutcome};
 use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, StopType};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -45,18 +44,10 @@ impl Error {
     }
 }
 
-pub fn policy_key(policy: &EcsPowerPolicy) -> String {
-    format!(
-        "{}/{}",
-        policy.namespace().unwrap_or_default(),
-        policy.name_any()
-    )
-}
-
 pub async fn reconcile(policy: Arc<EcsPowerPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     // The first round may be planning this very policy: one plan at a time.
-    ctx.first_round_done().await;
-    let key = policy_key(&policy);
+    ctx.fleets.first_round_done().await;
+    let key = PolicyKey::of(&policy);
     let started = Instant::now();
     let span = tracing::info_span!("reconcile", policy = %key);
     let result = sync(&policy, &ctx, &key).instrument(span).await;
@@ -65,13 +56,24 @@ pub async fn reconcile(policy: Arc<EcsPowerPolicy>, ctx: Arc<Context>) -> Result
     result
 }
 
-/// Why a policy cannot be synced, for the cases a person has to fix.
+/// Why a policy cannot be synced, for the cases a person has to fix (or that last
+/// until the cloud is reachable again): Degraded with a reason of its own.
 fn problem_of(error: &EcsError) -> Option<Problem> {
-    let reason = match error.kind() {
-        ErrorKind::Auth if error.failure().and_then(|f| f.status) == Some(403) => "Forbidden",
-        ErrorKind::Auth => "AuthenticationFailed",
-        ErrorKind::Config => "InvalidCloudConfig",
-        _ => return None,
+    // Those without an answer last until the endpoint is reachable: retried with
+    // backoff, shown meanwhile.
+    let reason = match error {
+        EcsError::UnknownRegion { .. } => "UnknownRegion",
+        EcsError::Unreachable { cause, .. } => match cause {
+            NoAnswer::Unresolved => "EndpointNotResolved",
+            NoAnswer::Tls => "TlsHandshakeFailed",
+            NoAnswer::Refused | NoAnswer::TimedOut | NoAnswer::Other => "EndpointUnreachable",
+        },
+        _ => match error.kind() {
+            ErrorKind::Auth if error.failure().and_then(|f| f.status) == Some(403) => "Forbidden",
+            ErrorKind::Auth => "AuthenticationFailed",
+            ErrorKind::Config => "InvalidCloudConfig",
+            _ => return None,
+        },
     };
     Some(Problem {
         reason,
@@ -101,58 +103,49 @@ fn target_of(
     })
 }
 
-/// A policy planned against its fleet, its stops queued.
-struct Planned {
-    fleet: Arc<Fleet>,
-    desired: HashSet<String>,
-    observed: PolicyObservation,
-    retries: HashMap<String, RetryState>,
-    mode: Mode,
-    outcome: PlanOutcome,
-    now: jiff::Timestamp,
-}
-
 /// What a sync found before reporting it.
 enum Prepared {
-    Planned(Box<Planned>),
+    Planned(Box<Synced>),
     /// Nothing could be planned until a person fixes this; `kind` is the ECS error
     /// kind behind it, if it came from the API.
     Problem {
         problem: Problem,
-        kind: Option<&'static str>,
+        kind: Option<ErrorKind>,
     },
 }
 
-/// A policy that cannot be synced until a person acts: nothing is stopped in its name
-/// meanwhile, with credentials or a project it may no longer have.
-fn problem(ctx: &Context, key: &str, problem: Problem, kind: Option<&'static str>) -> Prepared {
-    ctx.fleets.forget_policy(key);
+/// A policy that cannot be synced: nothing is stopped in its name meanwhile, with
+/// credentials or a project it may no longer have.
+fn problem(ctx: &Context, key: &PolicyKey, problem: Problem, kind: Option<ErrorKind>) -> Prepared {
+    ctx.fleets.leave(key);
     Prepared::Problem { problem, kind }
 }
 
-/// The problem a person must fix behind `error`, or the error to retry with backoff.
-fn prepared_from(ctx: &Context, key: &str, error: EcsError) -> Result<Prepared, Error> {
+/// The problem behind `error`, or the error to retry with backoff.
+fn prepared_from(ctx: &Context, key: &PolicyKey, error: EcsError) -> Result<Prepared, Error> {
     match problem_of(&error) {
-        Some(found) => Ok(problem(ctx, key, found, Some(error.kind().as_str()))),
+        Some(found) => Ok(problem(ctx, key, found, Some(error.kind()))),
         None => Err(Error::Ecs(error)),
     }
 }
 
-/// Observe, plan and queue the stops of one policy: everything of a sync but the
-/// report. Writes nothing to Kubernetes.
-async fn prepare(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Prepared, Error> {
-    let mode = if policy.spec.suspend {
+fn mode_of(policy: &EcsPowerPolicy) -> Mode {
+    if policy.spec.suspend {
         Mode::Suspend
     } else if policy.spec.dry_run {
         Mode::DryRun
     } else {
         Mode::Act
-    };
-    // Suspended or dry run: nothing queued earlier goes out in its name, whatever
-    // happens below (a missing Secret, an unreachable API).
-    if mode != Mode::Act {
-        ctx.fleets.withdraw_policy(key);
     }
+}
+
+/// Observe, plan and queue the stops of one policy: everything of a sync but the
+/// report, in one call of its fleet. Writes nothing to Kubernetes.
+async fn prepare(
+    policy: &EcsPowerPolicy,
+    ctx: &Context,
+    key: &PolicyKey,
+) -> Result<Prepared, Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
     let creds = match ctx
@@ -161,7 +154,8 @@ async fn prepare(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Pr
         .await
     {
         Ok(creds) => creds,
-        Err(CredentialsError::Kubernetes { source, .. }) if !is_not_found(&source) => {
+        // The API server did not answer as it should: retried with backoff.
+        Err(CredentialsError::Kubernetes { source, .. }) if is_transient(&source) => {
             return Err(Error::Credentials(CredentialsError::Kubernetes {
                 namespace,
                 name: secret_name.clone(),
@@ -180,53 +174,33 @@ async fn prepare(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Pr
         Ok(fleet) => fleet,
         Err(error) => return prepared_from(ctx, key, error),
     };
-
-    let previous_jobs = policy.status.iter().flat_map(|status| &status.jobs);
-    fleet.adopt_jobs(
-        key,
-        previous_jobs
-            .filter(|job| job.status.in_flight())
-            .map(|job| (job.job_id.clone(), job.submitted_at.0)),
-    );
+    let adopt = policy
+        .status
+        .iter()
+        .flat_map(|status| &status.jobs)
+        .filter(|job| job.status.in_flight())
+        .map(|job| (job.job_id.clone(), job.submitted_at.0))
+        .collect();
     let desired: Vec<String> = policy.spec.servers.iter().map(|s| s.id.clone()).collect();
-    let observed = match fleet
-        .observe(key, &desired, ctx.config.inventory_max_age)
-        .await
-    {
-        Ok(observed) => observed,
-        Err(error) => return prepared_from(ctx, key, error),
-    };
-    let desired_set: HashSet<String> = desired.iter().cloned().collect();
-    let retries = fleet.retry_states(&desired_set);
-    let now = jiff::Timestamp::now();
-    let outcome = plan_stops(&PlanInput {
-        desired: &desired,
-        observed: &observed.servers,
-        in_flight: &observed.in_flight,
-        retries: &retries,
-        now,
-        mode,
-        backoff: ctx.config.retry_backoff,
-    });
-
     let stop_type = match policy.spec.stop_type {
         StopType::Soft => PowerActionType::Soft,
         StopType::Hard => PowerActionType::Hard,
     };
-    // Queued ids of servers removed from its list must not be stopped in its name.
-    if mode == Mode::Act {
-        fleet.withdraw(key, &desired_set);
+    let uid = policy.uid();
+    let request = FleetRequest {
+        policy: key,
+        uid: uid.as_deref(),
+        desired: &desired,
+        mode: mode_of(policy),
+        lane: Lane::stop(stop_type),
+        backoff: ctx.config.retry_backoff,
+        max_age: ctx.config.inventory_max_age,
+        adopt,
+    };
+    match fleet.sync(request).await {
+        Ok(synced) => Ok(Prepared::Planned(Box::new(synced))),
+        Err(error) => prepared_from(ctx, key, error),
     }
-    fleet.enqueue(key, outcome.to_stop.clone(), stop_type);
-    Ok(Prepared::Planned(Box::new(Planned {
-        fleet,
-        desired: desired_set,
-        observed,
-        retries,
-        mode,
-        outcome,
-        now,
-    })))
 }
 
 /// Queues the stops of every policy listed at start, before any sync reports: at
@@ -240,13 +214,9 @@ pub async fn plan_ahead(store: &Store<EcsPowerPolicy>, ctx: &Context) {
     );
     futures::stream::iter(policies)
         .for_each_concurrent(usize::from(ctx.config.concurrency), |policy| async move {
-            let key = policy_key(&policy);
+            let key = PolicyKey::of(&policy);
             if let Err(error) = prepare(&policy, ctx, &key).await {
                 tracing::debug!(policy = %key, %error, "planning ahead failed; the sync will report it");
-            }
-            // Deleted while the round ran: its deletion found nothing to withdraw yet.
-            if store.get(&ObjectRef::from_obj(&*policy)).is_none() {
-                ctx.fleets.forget_policy(&key);
             }
         })
         .await;
@@ -254,56 +224,57 @@ pub async fn plan_ahead(store: &Store<EcsPowerPolicy>, ctx: &Context) {
 
 /// What a deleted policy leaves in the operator's reports: its condition gauges and
 /// its Event budget.
-pub fn forget_reports(policy: &EcsPowerPolicy, ctx: &Context, key: &str) {
+pub fn forget_reports(ctx: &Context, key: &PolicyKey) {
     ctx.metrics
-        .forget_policy_conditions(&policy.namespace().unwrap_or_default(), &policy.name_any());
+        .forget_policy_conditions(&key.namespace, &key.name);
     ctx.recorder.forget(key);
 }
+/// The problem a stop-call failure no retry fixes by itself is for every policy of
+/// the project; a job given up on, for its policies.
+fn fleet_problem(view: &FleetView) -> Option<Problem> {
+    if let Some(failure) = &view.submit_failure {
+        return Some(Problem {
+            reason: "StopCallRefused",
+            message: failure.message.clone(),
+        });
+    }
+    view.lost.first().map(|lost| Problem {
+        reason: "JobLost",
+        message: format!(
+            "stop job {} given up on ({}): {}; its servers are re-observed by the next listing",
+            lost.job_id(),
+            lost.reason.as_str(),
+            lost.detail
+        ),
+    })
+}
 
-async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Action, Error> {
+async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result<Action, Error> {
     let previous = policy.status.clone().unwrap_or_default();
     let prepared = match prepare(policy, ctx, key).await {
         Ok(prepared) => prepared,
         Err(error) => return Err(report_error(policy, ctx, key, &previous, error).await),
     };
-    let planned = match prepared {
-        Prepared::Planned(planned) => planned,
+    let synced = match prepared {
+        Prepared::Planned(synced) => synced,
         Prepared::Problem { problem, kind } => {
             if let Some(kind) = kind {
-                ctx.metrics.error(kind);
+                ctx.metrics.error(kind.as_str());
             }
             return report_problem(policy, ctx, key, &previous, problem).await;
         }
     };
-    let Planned {
-        fleet,
-        desired,
-        observed,
-        retries,
-        mode,
-        outcome,
-        now,
-    } = *planned;
-    let jobs = fleet.jobs_of(key, &desired);
-    let failing: HashMap<_, _> = retries
-        .into_iter()
-        .filter(|(id, _)| observed.servers.get(id) != Some(&ObservedPower::Stopped))
-        .collect();
-    let problem = fleet.last_submit_failure().and_then(|failure| {
-        matches!(failure.kind, "auth" | "config" | "invalid").then(|| Problem {
-            reason: "StopCallRefused",
-            message: failure.message,
-        })
-    });
+    let Synced { view, powering_off } = *synced;
+    let now = jiff::Timestamp::now();
     let next = status::from_sync(
         &previous,
         &SyncReport {
             generation: policy.meta().generation,
-            outcome: &outcome,
-            jobs: &jobs,
-            failing: &failing,
-            dry_run: mode == Mode::DryRun,
-            problem,
+            outcome: &view.outcome,
+            jobs: &view.jobs,
+            failing: &view.failing,
+            dry_run: mode_of(policy) == Mode::DryRun,
+            problem: fleet_problem(&view),
             now,
         },
     );
@@ -311,12 +282,13 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &str) -> Result<Actio
     ctx.synced(key);
     // Its stops all wait for budget: it is synced when they go out (the worker says
     // so), not every few seconds for as long as the budget makes it wait.
-    let powering_off = observed
-        .servers
-        .values()
-        .any(|power| *power == ObservedPower::Stopping);
-    let waiting = !powering_off && fleet.only_queued(key, &desired);
-    Ok(Action::requeue(next_sync_in(ctx, &outcome, &jobs, waiting)))
+    let waiting = !powering_off && view.waiting_for_budget;
+    Ok(Action::requeue(next_sync_in(
+        ctx,
+        &view.outcome,
+        &view.jobs,
+        waiting,
+    )))
 }
 
 fn next_sync_in(
@@ -336,8 +308,13 @@ fn next_sync_in(
     outcome.next_retry_in.map_or(base, |retry| retry.min(base))
 }
 
-fn is_not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 404)
+/// An error reading the Secret that may pass by itself: the API server unreachable
+/// or overloaded. A refusal (403) or a missing Secret (404) is for a person to fix.
+fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => true,
+    }
 }
 
 /// A problem a person must fix: Degraded status, a Warning Event, and a retry with
@@ -345,7 +322,7 @@ fn is_not_found(error: &kube::Error) -> bool {
 async fn report_problem(
     policy: &EcsPowerPolicy,
     ctx: &Context,
-    key: &str,
+    key: &PolicyKey,
     previous: &EcsPowerPolicyStatus,
     problem: Problem,
 ) -> Result<Action, Error> {
@@ -366,7 +343,7 @@ async fn report_problem(
 async fn report_error(
     policy: &EcsPowerPolicy,
     ctx: &Context,
-    key: &str,
+    key: &PolicyKey,
     previous: &EcsPowerPolicyStatus,
     error: Error,
 ) -> Error {
@@ -390,7 +367,7 @@ async fn report_error(
 async fn write_status(
     policy: &EcsPowerPolicy,
     ctx: &Context,
-    key: &str,
+    key: &PolicyKey,
     previous: &EcsPowerPolicyStatus,
     next: EcsPowerPolicyStatus,
 ) -> Result<(), Error> {
@@ -410,7 +387,7 @@ async fn write_status(
     )
     .await
     .map_err(|source| Error::StatusPatch {
-        policy: key.to_owned(),
+        policy: key.to_string(),
         source,
     })?;
     ctx.metrics.status_writes.inc();

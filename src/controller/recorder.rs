@@ -6,6 +6,7 @@
 //! "x3" showing the first job's id. A job's Event must name that job.
 
 use super::events::{Announced, EventBudget, Notice};
+use crate::fleet::PolicyKey;
 use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -42,7 +43,7 @@ impl EventRecorder {
     pub async fn status_written(
         &self,
         policy: &EcsPowerPolicy,
-        key: &str,
+        key: &PolicyKey,
         previous: &EcsPowerPolicyStatus,
         next: &EcsPowerPolicyStatus,
     ) {
@@ -56,7 +57,7 @@ impl EventRecorder {
 
     /// Publishes what the budget lets through. An Event is a courtesy: failing to
     /// record one is logged and does not fail the sync.
-    async fn publish(&self, policy: &EcsPowerPolicy, key: &str, notices: Vec<Notice>) {
+    async fn publish(&self, policy: &EcsPowerPolicy, key: &PolicyKey, notices: Vec<Notice>) {
         if notices.is_empty() {
             return;
         }
@@ -84,7 +85,7 @@ impl EventRecorder {
     }
 
     /// Forgets a deleted policy's budget and last status.
-    pub fn forget(&self, key: &str) {
+    pub fn forget(&self, key: &PolicyKey) {
         self.budget
             .lock()
             .expect("event budget lock poisoned")

@@ -31,8 +31,11 @@ pub struct SyncReport<'a> {
     pub now: jiff::Timestamp,
 }
 
-fn job_state(status: JobStatus) -> JobState {
-    match status {
+fn job_state(view: &JobView) -> JobState {
+    if view.lost {
+        return JobState::Lost;
+    }
+    match view.status {
         JobStatus::Init => JobState::Init,
         JobStatus::Running | JobStatus::PendingPayment => JobState::Running,
         JobStatus::Success => JobState::Success,
@@ -45,14 +48,16 @@ fn count(n: usize) -> u32 {
 }
 
 /// Fleet views replace the records of the same jobs; older finished records stay as
-/// history. Newest first, every unfinished job kept, finished ones up to the bound.
+/// history. At most `MAX_JOBS_IN_STATUS` (the CRD refuses more, and a refused patch
+/// would freeze the status): unfinished jobs first, newest first, then the newest
+/// finished ones in the room left.
 fn merge_jobs(previous: &[JobRecord], views: &[JobView]) -> Vec<JobRecord> {
     let mut records: Vec<JobRecord> = views
         .iter()
         .map(|view| JobRecord {
             job_id: view.job_id.clone(),
             servers: count(view.servers),
-            status: job_state(view.status),
+            status: job_state(view),
             succeeded: count(view.succeeded),
             failed: count(view.failed),
             submitted_at: status_time(view.submitted_at),
@@ -72,20 +77,36 @@ fn merge_jobs(previous: &[JobRecord], views: &[JobView]) -> Vec<JobRecord> {
             .cmp(&a.submitted_at.0)
             .then_with(|| a.job_id.cmp(&b.job_id))
     });
-    let unfinished = records.iter().filter(|r| r.status.in_flight()).count();
-    let mut finished_room = MAX_JOBS_IN_STATUS.saturating_sub(unfinished);
-    records.retain(|r| {
-        if r.status.in_flight() {
-            return true;
-        }
-        let keep = finished_room > 0;
-        finished_room = finished_room.saturating_sub(1);
-        keep
+    let (mut kept, finished): (Vec<JobRecord>, Vec<JobRecord>) =
+        records.into_iter().partition(|r| r.status.in_flight());
+    kept.truncate(MAX_JOBS_IN_STATUS);
+    let room = MAX_JOBS_IN_STATUS - kept.len();
+    kept.extend(finished.into_iter().take(room));
+    kept.sort_by(|a, b| {
+        b.submitted_at
+            .0
+            .cmp(&a.submitted_at.0)
+            .then_with(|| a.job_id.cmp(&b.job_id))
     });
-    records
+    kept
 }
 
-fn failures(failing: &HashMap<String, RetryState>) -> Vec<ServerFailure> {
+/// The code of a server the listing shows locked: no stop is sent for it.
+pub const LOCKED: &str = "Locked";
+
+/// Servers whose last attempt failed, and locked servers (never attempted: shown
+/// since the sync that first saw them locked).
+fn failures(
+    previous: &[ServerFailure],
+    failing: &HashMap<String, RetryState>,
+    locked: &[String],
+    now: jiff::Timestamp,
+) -> Vec<ServerFailure> {
+    let locked_since: HashMap<&str, &ServerFailure> = previous
+        .iter()
+        .filter(|f| f.code == LOCKED)
+        .map(|f| (f.server_id.as_str(), f))
+        .collect();
     let mut list: Vec<ServerFailure> = failing
         .iter()
         .map(|(id, retry)| ServerFailure {
@@ -96,6 +117,20 @@ fn failures(failing: &HashMap<String, RetryState>) -> Vec<ServerFailure> {
             last_attempt_at: status_time(retry.last_failure_at),
         })
         .collect();
+    list.extend(
+        locked
+            .iter()
+            .filter(|id| !failing.contains_key(*id))
+            .map(|id| ServerFailure {
+                server_id: id.clone(),
+                code: LOCKED.to_owned(),
+                message: "the server is locked: ECS refuses to stop it (Ecs.0605) until it is unlocked, so no stop is sent".to_owned(),
+                attempts: 0,
+                last_attempt_at: locked_since
+                    .get(id.as_str())
+                    .map_or_else(|| status_time(now), |f| f.last_attempt_at.clone()),
+            }),
+    );
     list.sort_by(|a, b| {
         b.last_attempt_at
             .0
@@ -129,7 +164,12 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
     status.observed_generation = report.generation;
     status.summary = report.outcome.summary;
     status.jobs = merge_jobs(&previous.jobs, report.jobs);
-    status.failures = failures(report.failing);
+    status.failures = failures(
+        &previous.failures,
+        report.failing,
+        &report.outcome.locked,
+        report.now,
+    );
     status.dry_run = report.dry_run.then(|| DryRunReport {
         would_stop: count(report.outcome.would_stop.len()),
         sample: report
@@ -241,10 +281,25 @@ mod tests {
         }
     }
 
+    /// Job "j" of `servers` servers, all succeeded, submitted at 1 and done at 9.
+    fn finished_view(status: JobStatus, servers: usize) -> JobView {
+        JobView {
+            job_id: "j".into(),
+            servers,
+            status,
+            lost: false,
+            succeeded: servers,
+            failed: 0,
+            submitted_at: ts(1),
+            completed_at: Some(ts(9)),
+        }
+    }
+
     fn outcome(phase: Phase, summary: Summary) -> PlanOutcome {
         PlanOutcome {
             to_stop: vec![],
             would_stop: vec![],
+            locked: vec![],
             summary,
             next_retry_in: None,
             phase,
@@ -264,18 +319,42 @@ mod tests {
     }
 
     #[test]
-    fn fleet_view_replaces_the_record_of_the_same_job() {
+    fn thirty_unfinished_jobs_fit_the_schema_newest_first() {
+        let mut previous: Vec<JobRecord> = (0..30)
+            .map(|i| record(&format!("running-{i:02}"), i, JobState::Running))
+            .collect();
+        previous.push(record("done", 100, JobState::Success));
+        let merged = merge_jobs(&previous, &[]);
+        assert_eq!(merged.len(), MAX_JOBS_IN_STATUS);
+        assert!(merged.iter().all(|r| r.status.in_flight()));
+        assert_eq!(merged[0].job_id, "running-29");
+        assert_eq!(merged[MAX_JOBS_IN_STATUS - 1].job_id, "running-10");
+    }
+
+    #[test]
+    fn a_lost_job_is_recorded_as_lost_and_no_longer_in_flight() {
         let previous = vec![record("j", 1, JobState::Running)];
         let view = JobView {
-            job_id: "j".into(),
-            servers: 3,
-            status: JobStatus::Success,
-            succeeded: 3,
-            failed: 0,
-            submitted_at: ts(1),
-            completed_at: Some(ts(9)),
+            lost: true,
+            ..finished_view(JobStatus::Running, 0)
         };
         let merged = merge_jobs(&previous, &[view]);
+        assert_eq!(merged[0].status, JobState::Lost);
+        assert!(!merged[0].status.in_flight());
+    }
+
+    #[test]
+    fn a_locked_server_is_a_failure_dated_from_when_it_was_first_seen() {
+        let first = failures(&[], &HashMap::new(), &["l".to_owned()], ts(10));
+        assert_eq!((first[0].code.as_str(), first[0].attempts), (LOCKED, 0));
+        let later = failures(&first, &HashMap::new(), &["l".to_owned()], ts(20));
+        assert_eq!(later, first, "unchanged: no status write per sync");
+    }
+
+    #[test]
+    fn fleet_view_replaces_the_record_of_the_same_job() {
+        let previous = vec![record("j", 1, JobState::Running)];
+        let merged = merge_jobs(&previous, &[finished_view(JobStatus::Success, 3)]);
         assert_eq!(merged.len(), 1);
         assert_eq!(
             (merged[0].status, merged[0].succeeded),
@@ -368,7 +447,7 @@ mod tests {
                 )
             })
             .collect();
-        let list = failures(&failing);
+        let list = failures(&[], &failing, &[], ts(0));
         assert_eq!(list.len(), MAX_FAILURES_IN_STATUS);
         assert_eq!(list[0].server_id, "s59");
     }

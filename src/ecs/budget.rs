@@ -1,10 +1,11 @@
 //! The per-project action budget: "a maximum of 1,000 ECSs can be stopped in one
-//! minute". It counts servers, not calls, over a sliding window, and is shared by
-//! every caller acting on the same project in this process, so two policies (or a
-//! policy and a manual call) cannot together exceed what the cloud allows.
+//! minute". It counts servers, not calls, over a sliding window. Whoever acts on
+//! several targets of one project shares one budget between them (the operator's
+//! fleet registry does, through a [`BudgetRegistry`] it owns), so two policies
+//! cannot together exceed what the cloud allows.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -204,19 +205,13 @@ impl ActionBudget {
     }
 }
 
-/// One budget per (endpoint, project) for the whole process.
+/// One budget per (endpoint, project), for its owner's callers to share.
 #[derive(Debug, Default)]
 pub struct BudgetRegistry {
     budgets: Mutex<HashMap<(String, String), Arc<ActionBudget>>>,
 }
 
 impl BudgetRegistry {
-    /// The registry every client uses unless given its own budget.
-    pub fn global() -> &'static BudgetRegistry {
-        static GLOBAL: OnceLock<BudgetRegistry> = OnceLock::new();
-        GLOBAL.get_or_init(BudgetRegistry::default)
-    }
-
     /// The budget of this project. The first caller's `limits` win: a budget's
     /// limits cannot change under callers already sharing it.
     pub fn budget(

@@ -28,6 +28,8 @@ pub struct ServerFilter {
 }
 
 #[async_trait]
+/// What a fleet needs of the ECS API: stop, follow jobs, list. A trait so that the
+/// fleet's unit tests can serve listings from memory.
 pub trait EcsApi: Send + Sync {
     /// Batch stop; returns the job id. Never re-sent: see [`EcsError::OutcomeUnknown`].
     async fn stop_servers(
@@ -35,8 +37,6 @@ pub trait EcsApi: Send + Sync {
         ids: &[String],
         stop_type: PowerActionType,
     ) -> Result<String, EcsError>;
-    /// Batch start; returns the job id.
-    async fn start_servers(&self, ids: &[String]) -> Result<String, EcsError>;
     async fn get_job(&self, job_id: &str) -> Result<Job, EcsError>;
     /// Every matching server, page by page as the pages arrive, so that a listing of
     /// 100,000 servers is never held whole. A server that moves between two pages
@@ -57,7 +57,6 @@ pub trait EcsApi: Send + Sync {
         servers.retain(|s| seen.insert(s.id.clone()));
         Ok(servers)
     }
-    async fn get_server(&self, id: &str) -> Result<ServerDetail, EcsError>;
 }
 
 /// Refuse a batch the API would refuse or, worse, half-accept: no ids, more than
@@ -281,12 +280,6 @@ impl EcsApi for HttpEcsClient {
         .await
     }
 
-    async fn start_servers(&self, ids: &[String]) -> Result<String, EcsError> {
-        check_batch(ids)?;
-        self.act(BatchAction::Start(StartBody { servers: refs(ids) }))
-            .await
-    }
-
     async fn get_job(&self, job_id: &str) -> Result<Job, EcsError> {
         self.get("get-job", &["jobs", job_id], Vec::new()).await
     }
@@ -322,8 +315,18 @@ impl EcsApi for HttpEcsClient {
         }
         Ok(())
     }
+}
 
-    async fn get_server(&self, id: &str) -> Result<ServerDetail, EcsError> {
+/// What the operator's fleets do not need of the API ([`EcsApi`] is theirs).
+impl HttpEcsClient {
+    /// Batch start; returns the job id.
+    pub async fn start_servers(&self, ids: &[String]) -> Result<String, EcsError> {
+        check_batch(ids)?;
+        self.act(BatchAction::Start(StartBody { servers: refs(ids) }))
+            .await
+    }
+
+    pub async fn get_server(&self, id: &str) -> Result<ServerDetail, EcsError> {
         let show: ShowServer = self
             .get("get-server", &["cloudservers", id], Vec::new())
             .await?;

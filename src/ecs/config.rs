@@ -7,7 +7,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::auth::Credentials;
-use super::budget::{ActionBudget, BudgetLimits, BudgetRegistry};
+use super::budget::{ActionBudget, BudgetLimits};
 use super::endpoint;
 use super::error::EcsError;
 use super::observer::{NoopObserver, RequestObserver};
@@ -28,43 +28,25 @@ pub struct EcsClientConfig {
     pub page_size: u32,
     /// Backoff for reads; batch actions are never retried.
     pub retry: RetryPolicy,
-    /// Servers per window for stop/start, normally shared by the whole process.
+    /// Servers per window for stop/start. A client's own unless the caller shares
+    /// one between the clients of a project.
     pub budget: Arc<ActionBudget>,
     pub observer: Arc<dyn RequestObserver>,
 }
 
 impl EcsClientConfig {
-    /// Defaults for everything else; the budget is this project's process-wide one.
+    /// Defaults for everything else, the budget the cloud's own limit.
     pub fn new(endpoint: Url, project_id: impl Into<String>, credentials: Credentials) -> Self {
-        let project_id = project_id.into();
-        let budget = BudgetRegistry::global().budget(
-            endpoint.as_str(),
-            &project_id,
-            BudgetLimits::default(),
-        );
         Self {
             endpoint,
-            project_id,
+            project_id: project_id.into(),
             credentials,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             page_size: MAX_PAGE_SIZE,
             retry: RetryPolicy::default(),
-            budget,
+            budget: Arc::new(ActionBudget::new(BudgetLimits::default())),
             observer: Arc::new(NoopObserver),
         }
-    }
-
-    /// The OTC endpoint of `region` (`https://ecs.{region}.otc.t-systems.com`).
-    pub fn for_region(
-        region: &str,
-        project_id: impl Into<String>,
-        credentials: Credentials,
-    ) -> Result<Self, EcsError> {
-        Ok(Self::new(
-            endpoint::default_ecs_endpoint(region)?,
-            project_id,
-            credentials,
-        ))
     }
 
     pub(crate) fn validate(&self) -> Result<(), EcsError> {

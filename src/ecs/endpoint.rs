@@ -18,15 +18,15 @@ pub fn default_iam_endpoint(region: &str) -> Result<Url, EcsError> {
     region_url("iam", region)
 }
 
+/// The regions of `*.otc.t-systems.com`: any other name resolves nowhere.
+const OTC_REGIONS: &[&str] = &["eu-de", "eu-nl", "eu-ch2"];
+
 fn region_url(service: &str, region: &str) -> Result<Url, EcsError> {
-    let valid = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !valid {
-        return Err(EcsError::Config(format!(
-            "region `{region}` is not of the form eu-de"
-        )));
+    if !OTC_REGIONS.contains(&region) {
+        return Err(EcsError::UnknownRegion {
+            region: region.to_owned(),
+            known: OTC_REGIONS.join(", "),
+        });
     }
     Url::parse(&format!("https://{service}.{region}.otc.t-systems.com"))
         .map_err(|e| EcsError::Config(format!("region `{region}`: {e}")))
@@ -87,6 +87,10 @@ mod tests {
             "https://iam.eu-nl.otc.t-systems.com/"
         );
         assert!(default_ecs_endpoint("eu-de/evil").is_err());
+        assert!(matches!(
+            default_ecs_endpoint("eu-dee"),
+            Err(EcsError::UnknownRegion { region, .. }) if region == "eu-dee"
+        ));
         assert!(default_ecs_endpoint("").is_err());
     }
 

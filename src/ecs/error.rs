@@ -79,6 +79,34 @@ impl fmt::Display for ApiFailure {
     }
 }
 
+/// Why no answer came, as far as the transport can tell: each is a different thing
+/// for a person to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// The endpoint's name does not resolve.
+    Unresolved,
+    /// Nobody accepts connections there.
+    Refused,
+    /// The TLS handshake failed (not TLS, a certificate not trusted, ...).
+    Tls,
+    /// No connection within the request timeout.
+    TimedOut,
+    /// Any other way the connection failed.
+    Other,
+}
+
+impl fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NoAnswer::Unresolved => "name not resolved",
+            NoAnswer::Refused => "connection refused",
+            NoAnswer::Tls => "TLS handshake failed",
+            NoAnswer::TimedOut => "timed out",
+            NoAnswer::Other => "connection failed",
+        })
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EcsError {
     #[error("{operation} throttled: {failure}")]
@@ -91,6 +119,14 @@ pub enum EcsError {
     #[error("{operation} failed transiently: {failure}")]
     Transient {
         operation: &'static str,
+        failure: ApiFailure,
+    },
+    /// No answer, and nothing was sent that could have acted (a connection never
+    /// made, or a request that may be repeated): transient, with the reason.
+    #[error("{operation} could not reach the endpoint ({cause}): {failure}")]
+    Unreachable {
+        operation: &'static str,
+        cause: NoAnswer,
         failure: ApiFailure,
     },
     #[error("{operation} not authorised: {failure}")]
@@ -121,6 +157,10 @@ pub enum EcsError {
     DuplicateServer { id: String },
     #[error("a batch action needs at least one server")]
     NoServers,
+    #[error(
+        "region `{region}` (spec.cloud.region) is not an Open Telekom Cloud region ({known}); set spec.cloud.endpoint for any other"
+    )]
+    UnknownRegion { region: String, known: String },
     #[error("invalid ECS client configuration: {0}")]
     Config(String),
 }
@@ -129,7 +169,7 @@ impl EcsError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             EcsError::Throttled { .. } => ErrorKind::Throttled,
-            EcsError::Transient { .. } => ErrorKind::Transient,
+            EcsError::Transient { .. } | EcsError::Unreachable { .. } => ErrorKind::Transient,
             EcsError::Auth { .. } => ErrorKind::Auth,
             EcsError::NotFound { .. } => ErrorKind::NotFound,
             EcsError::Invalid { .. } => ErrorKind::Invalid,
@@ -137,7 +177,7 @@ impl EcsError {
             EcsError::TooManyServers { .. }
             | EcsError::DuplicateServer { .. }
             | EcsError::NoServers => ErrorKind::Refused,
-            EcsError::Config(_) => ErrorKind::Config,
+            EcsError::Config(_) | EcsError::UnknownRegion { .. } => ErrorKind::Config,
         }
     }
 
@@ -152,6 +192,7 @@ impl EcsError {
         match self {
             EcsError::Throttled { failure, .. }
             | EcsError::Transient { failure, .. }
+            | EcsError::Unreachable { failure, .. }
             | EcsError::Auth { failure, .. }
             | EcsError::NotFound { failure, .. }
             | EcsError::Invalid { failure, .. }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::endpoint;
-use super::error::{ApiFailure, EcsError, ErrorKind, classify};
+use super::error::{ApiFailure, EcsError, ErrorKind, NoAnswer, classify};
 use super::observer::{RequestEvent, RequestObserver};
 use super::retry::parse_retry_after;
 use super::sign::canonical_query;
@@ -141,6 +141,13 @@ fn quote_body(body: &[u8]) -> String {
     }
 }
 
+/// Whether a gateway error may have come after the cloud accepted the request: a
+/// 502, 503 or 504 without an ECS code saying what the service did. For a request
+/// that must not be sent twice, its outcome is unknown.
+fn maybe_accepted(status: u16, code: Option<&str>) -> bool {
+    matches!(status, 502..=504) && !code.is_some_and(|c| c.starts_with("Ecs."))
+}
+
 /// The error for an answer: the cloud's code and message as the SDK finds them,
 /// else the raw body.
 pub(crate) fn error_from_answer(
@@ -148,12 +155,17 @@ pub(crate) fn error_from_answer(
     status: u16,
     headers: &HeaderMap,
     body: &[u8],
+    idempotent: bool,
 ) -> EcsError {
     let (code, message) = match wire::error_code_and_message(body) {
         Some((code, message)) => (Some(code), message),
         None => (None, quote_body(body)),
     };
-    let kind = classify(status, code.as_deref());
+    let kind = if !idempotent && maybe_accepted(status, code.as_deref()) {
+        ErrorKind::OutcomeUnknown
+    } else {
+        classify(status, code.as_deref())
+    };
     let retry_after = headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -192,27 +204,62 @@ fn error_without_answer(
     error: reqwest::Error,
     idempotent: bool,
 ) -> EcsError {
-    let kind = if idempotent || error.is_connect() {
-        ErrorKind::Transient
-    } else {
-        ErrorKind::OutcomeUnknown
-    };
+    let cause = no_answer_cause(&error);
+    let connected = !error.is_connect();
     let message = if error.is_timeout() {
         format!("timed out: {}", describe(&error.without_url()))
     } else {
         describe(&error.without_url())
     };
-    EcsError::from_failure(
-        kind,
-        operation,
-        ApiFailure {
-            status: None,
-            code: None,
-            message,
-            request_id: None,
-        },
-        None,
-    )
+    let failure = ApiFailure {
+        status: None,
+        code: None,
+        message,
+        request_id: None,
+    };
+    if idempotent || !connected {
+        EcsError::Unreachable {
+            operation,
+            cause,
+            failure,
+        }
+    } else {
+        EcsError::OutcomeUnknown { operation, failure }
+    }
+}
+
+/// Why the connection failed, from reqwest's cause chain. TLS and socket errors are
+/// typed (wrapped in `io::Error`s, sometimes twice); hyper-util's resolver failure
+/// is not exported, only named by its text.
+fn no_answer_cause(error: &reqwest::Error) -> NoAnswer {
+    if error.is_timeout() {
+        return NoAnswer::TimedOut;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(found) = typed_cause(cause) {
+            return found;
+        }
+        if cause.to_string() == "dns error" {
+            return NoAnswer::Unresolved;
+        }
+        source = cause.source();
+    }
+    NoAnswer::Other
+}
+
+/// A TLS failure or a refused connection in `cause` or the errors its `io::Error`s
+/// wrap (which `source()` skips).
+fn typed_cause(cause: &(dyn std::error::Error + 'static)) -> Option<NoAnswer> {
+    if cause.downcast_ref::<rustls::Error>().is_some() {
+        return Some(NoAnswer::Tls);
+    }
+    let io = cause.downcast_ref::<std::io::Error>()?;
+    if io.kind() == std::io::ErrorKind::ConnectionRefused {
+        return Some(NoAnswer::Refused);
+    }
+    let inner: &(dyn std::error::Error + 'static) = io.get_ref()?;
+    typed_cause(inner)
 }
 
 /// Sends requests with a timeout and reports each exchange to the observer.
@@ -289,7 +336,9 @@ impl Transport {
             .await
             .map_err(|e| error_without_answer(operation, e, idempotent))?;
         if !(200..300).contains(&status) {
-            return Err(error_from_answer(operation, status, &headers, &body));
+            return Err(error_from_answer(
+                operation, status, &headers, &body, idempotent,
+            ));
         }
         Ok(Answer {
             status,
@@ -314,6 +363,7 @@ mod tests {
             429,
             &headers,
             br#"{"error_code":"APIGW.0308","error_msg":"over ratelimit","request_id":"x"}"#,
+            true,
         );
         assert_eq!(err.kind(), ErrorKind::Throttled);
         assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
@@ -326,6 +376,7 @@ mod tests {
             400,
             &HeaderMap::new(),
             br#"{"error":{"code":"Ecs.0118","message":"too many"}}"#,
+            false,
         );
         assert_eq!(err.kind(), ErrorKind::Invalid);
         assert_eq!(err.failure().unwrap().message, "too many");
@@ -335,10 +386,56 @@ mod tests {
             502,
             &HeaderMap::new(),
             b"<html>bad gateway</html>",
+            true,
         );
         assert_eq!(err.kind(), ErrorKind::Transient);
         assert_eq!(err.failure().unwrap().code, None);
         assert_eq!(err.failure().unwrap().message, "<html>bad gateway</html>");
+    }
+
+    #[test]
+    fn a_gateway_error_on_a_batch_action_may_hide_an_accepted_one() {
+        let answer = |status: u16, body: &[u8]| {
+            error_from_answer("os-stop", status, &HeaderMap::new(), body, false).kind()
+        };
+        for status in [502, 503, 504] {
+            assert_eq!(answer(status, b""), ErrorKind::OutcomeUnknown, "{status}");
+            assert_eq!(
+                answer(status, br#"{"error_code":"APIGW.0201","error_msg":"x"}"#),
+                ErrorKind::OutcomeUnknown,
+                "{status} with a gateway code"
+            );
+        }
+        // The service itself says it did not do it: worth sending again later.
+        let busy = br#"{"error":{"code":"Ecs.0603","message":"busy"}}"#;
+        assert_eq!(answer(503, busy), ErrorKind::Transient);
+        assert_eq!(answer(500, b""), ErrorKind::Transient);
+    }
+
+    #[tokio::test]
+    async fn a_connection_failure_says_why() {
+        // Something that answers plain HTTP where TLS is expected.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        // Nobody listens on a port just released.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client = reqwest::Client::new();
+        for (url, want) in [
+            (format!("https://{plain}/"), NoAnswer::Tls),
+            (format!("http://{closed}/"), NoAnswer::Refused),
+        ] {
+            let error = client.get(&url).send().await.unwrap_err();
+            assert_eq!(no_answer_cause(&error), want, "{url}");
+        }
     }
 
     #[test]

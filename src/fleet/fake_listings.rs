@@ -40,14 +40,8 @@ impl EcsApi for Listings {
     async fn stop_servers(&self, _: &[String], _: PowerActionType) -> Result<String, EcsError> {
         unreachable!("these tests never let a batch go")
     }
-    async fn start_servers(&self, _: &[String]) -> Result<String, EcsError> {
-        unreachable!("the fleet never starts servers")
-    }
     async fn get_job(&self, _: &str) -> Result<Job, EcsError> {
         unreachable!("these tests submit no job")
-    }
-    async fn get_server(&self, _: &str) -> Result<ServerDetail, EcsError> {
-        unreachable!("the fleet only lists")
     }
     async fn for_each_server_page(
         &self,

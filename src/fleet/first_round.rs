@@ -2,12 +2,13 @@
 //! and queues their stops before any sync reports (see
 //! `controller::reconcile::plan_ahead`). While that round runs the queue is still
 //! filling, so a partial batch waits for its end instead of for a quiet spell in the
-//! queue, and goes at once when it ends.
+//! queue, and goes at once when it ends; and syncs wait for it, so that one policy is
+//! never planned twice at once. One record of the round serves both.
 
-use std::sync::Mutex;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Round {
     /// No controller has begun a round (a fleet used on its own): no gate.
     NotBegun,
@@ -15,6 +16,8 @@ enum Round {
     Ended {
         at: Instant,
     },
+    /// Stopping before it ended: syncs may finish, held batches stay held.
+    Abandoned,
 }
 
 /// Whether partial batches may go.
@@ -29,42 +32,57 @@ pub enum Gate {
 
 #[derive(Debug)]
 pub struct FirstRound {
-    round: Mutex<Round>,
+    round: watch::Sender<Round>,
 }
 
 impl Default for FirstRound {
     fn default() -> Self {
         Self {
-            round: Mutex::new(Round::NotBegun),
+            round: watch::Sender::new(Round::NotBegun),
         }
     }
 }
 
 impl FirstRound {
-    fn set(&self, round: Round) {
-        *self.round.lock().expect("first round lock poisoned") = round;
-    }
-
-    /// A controller starts: partial batches wait.
+    /// A controller starts: partial batches and syncs wait.
     pub fn begin(&self) {
-        self.set(Round::Running);
+        self.round.send_replace(Round::Running);
     }
 
     /// Every listed policy has been planned (or the round ran out of time).
     pub fn end(&self, now: Instant) {
-        self.set(Round::Ended { at: now });
+        self.round.send_replace(Round::Ended { at: now });
+    }
+
+    /// Stopping before the round ended (SIGTERM, lost leadership): syncs may finish,
+    /// held batches stay held.
+    pub fn abandon(&self) {
+        self.round.send_if_modified(|round| {
+            let running = *round == Round::Running;
+            if running {
+                *round = Round::Abandoned;
+            }
+            running
+        });
     }
 
     pub fn gate(&self) -> Gate {
-        match *self.round.lock().expect("first round lock poisoned") {
+        match *self.round.borrow() {
             Round::NotBegun => Gate::Open {
                 round_ended_at: None,
             },
-            Round::Running => Gate::Closed,
+            Round::Running | Round::Abandoned => Gate::Closed,
             Round::Ended { at } => Gate::Open {
                 round_ended_at: Some(at),
             },
         }
+    }
+
+    /// Returns once no round is running (at once outside one).
+    pub async fn done(&self) {
+        let mut round = self.round.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = round.wait_for(|round| *round != Round::Running).await;
     }
 }
 
@@ -91,5 +109,21 @@ mod tests {
                 round_ended_at: Some(end)
             }
         );
+    }
+
+    #[tokio::test]
+    async fn syncs_wait_for_the_round_and_an_abandoned_round_holds_nothing_back_but_batches() {
+        let round = std::sync::Arc::new(FirstRound::default());
+        round.done().await;
+        round.begin();
+        let waiting = tokio::spawn({
+            let round = round.clone();
+            async move { round.done().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        round.abandon();
+        waiting.await.unwrap();
+        assert_eq!(round.gate(), Gate::Closed);
     }
 }

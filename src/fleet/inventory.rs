@@ -8,6 +8,7 @@
 //! one left it, and plan against the last listing's start time, so nothing that ended
 //! since counts as settled.
 
+use super::PolicyKey;
 use crate::ecs::client::{EcsApi, ServerFilter};
 use crate::ecs::error::EcsError;
 use crate::plan::ObservedPower;
@@ -36,7 +37,7 @@ struct State {
     stale: bool,
     /// Policies that planned with the current listing: one that has not may still use
     /// it past `max_age`, so a sync round of many policies costs one listing.
-    seen_by: HashSet<String>,
+    seen_by: HashSet<PolicyKey>,
     /// Results learnt from jobs, and when: those newer than a listing's start win
     /// over it, since the listing may have read the server before the job ended.
     confirmed: HashMap<String, (ObservedPower, Instant)>,
@@ -45,7 +46,7 @@ struct State {
 impl State {
     /// Fresh for `policy`: younger than `max_age`, or not yet seen by it and younger
     /// than `MAX_AGE_PER_ROUND` of them.
-    fn is_fresh(&self, policy: &str, max_age: Duration) -> bool {
+    fn is_fresh(&self, policy: &PolicyKey, max_age: Duration) -> bool {
         let limit = if self.seen_by.contains(policy) {
             max_age
         } else {
@@ -105,7 +106,7 @@ impl InventoryCache {
     pub async fn refresh(
         &self,
         api: &dyn EcsApi,
-        policy: &str,
+        policy: &PolicyKey,
         max_age: Duration,
     ) -> Result<(), EcsError> {
         if self.lock().is_fresh(policy, max_age) {
@@ -134,6 +135,7 @@ impl InventoryCache {
                 let listed = ObservedPower::from_ecs(
                     detail.status.as_deref().unwrap_or("UNKNOWN"),
                     detail.task_state.as_deref(),
+                    detail.locked.unwrap_or(false),
                 );
                 // A job result newer than this listing's start wins: the page may
                 // have been read before the job ended.
@@ -172,9 +174,11 @@ impl InventoryCache {
 
     /// The asked-for servers as last listed (or confirmed by a job since). Call
     /// [`Self::refresh`] first.
-    pub fn observe(&self, policy: &str, ids: &[String]) -> Observation {
+    pub fn observe(&self, policy: &PolicyKey, ids: &[String]) -> Observation {
         let mut state = self.lock();
-        state.seen_by.insert(policy.to_owned());
+        if !state.seen_by.contains(policy) {
+            state.seen_by.insert(policy.clone());
+        }
         Observation {
             fetched_at: state.fetched_at.unwrap_or_else(Instant::now),
             servers: ids
@@ -195,9 +199,13 @@ mod tests {
         names.iter().map(|n| (*n).to_owned()).collect()
     }
 
+    fn key(name: &str) -> PolicyKey {
+        PolicyKey::new("ns", name)
+    }
+
     fn seen(cache: &InventoryCache, policy: &str, names: &[&str]) -> Vec<(String, ObservedPower)> {
         let mut servers: Vec<_> = cache
-            .observe(policy, &ids(names))
+            .observe(&key(policy), &ids(names))
             .servers
             .into_iter()
             .collect();
@@ -218,9 +226,15 @@ mod tests {
             ],
             Box::new(|| {}),
         );
-        cache.refresh(&api, "p", Duration::ZERO).await.unwrap();
+        cache
+            .refresh(&api, &key("p"), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(seen(&cache, "p", &["a", "b", "c"]).len(), 3);
-        cache.refresh(&api, "p", Duration::ZERO).await.unwrap();
+        cache
+            .refresh(&api, &key("p"), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(
             seen(&cache, "p", &["a", "b", "c", "d"]),
             [
@@ -244,7 +258,10 @@ mod tests {
                 during.confirm(&ids(&["b"]), ObservedPower::Stopped);
             }),
         );
-        cache.refresh(&api, "p", Duration::ZERO).await.unwrap();
+        cache
+            .refresh(&api, &key("p"), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(
             seen(&cache, "p", &["a", "b"]),
             [
@@ -268,14 +285,20 @@ mod tests {
             Box::new(move || {
                 // Half-way: "a" from the new listing, "b" still from the last one, and
                 // the time to plan against is the last listing's start.
-                let observed = during.observe("q", &ids(&["a", "b"]));
+                let observed = during.observe(&key("q"), &ids(&["a", "b"]));
                 assert_eq!(observed.servers["a"], ObservedPower::Stopped);
                 assert_eq!(observed.servers["b"], ObservedPower::Running);
             }),
         );
-        cache.refresh(&api, "p", Duration::ZERO).await.unwrap();
-        let first = cache.observe("p", &[]).fetched_at;
-        cache.refresh(&api, "p", Duration::ZERO).await.unwrap();
-        assert!(cache.observe("p", &[]).fetched_at > first);
+        cache
+            .refresh(&api, &key("p"), Duration::ZERO)
+            .await
+            .unwrap();
+        let first = cache.observe(&key("p"), &[]).fetched_at;
+        cache
+            .refresh(&api, &key("p"), Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(cache.observe(&key("p"), &[]).fetched_at > first);
     }
 }

@@ -1,6 +1,7 @@
 //! Stop jobs as the fleet tracks them, and what each policy sees of them.
 
 use super::PolicyKey;
+use super::state::Now;
 use crate::ecs::wire::{Job, JobStatus, SubJob};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -22,7 +23,6 @@ pub struct TrackedJob {
 /// What a job's first observation as finished taught: processed exactly once.
 #[derive(Debug, Default)]
 pub struct JobOutcome {
-    pub finished: bool,
     pub succeeded: Vec<String>,
     /// Server id, the cloud's code and message.
     pub failed: Vec<(String, String, String)>,
@@ -35,6 +35,8 @@ pub struct JobView {
     pub job_id: String,
     pub servers: usize,
     pub status: JobStatus,
+    /// Given up on (see [`super::LostJob`]): `status` is the last one seen.
+    pub lost: bool,
     pub succeeded: usize,
     pub failed: usize,
     pub submitted_at: jiff::Timestamp,
@@ -74,10 +76,18 @@ impl TrackedJob {
         self.completed.is_some()
     }
 
-    /// Finished at least `age` ago.
-    pub fn finished_before(&self, age: Duration) -> bool {
+    /// Finished at least `age` before `now`.
+    pub fn finished_before(&self, age: Duration, now: Instant) -> bool {
         self.completed
-            .is_some_and(|(_, completed)| completed.elapsed() >= age)
+            .is_some_and(|(_, completed)| now.saturating_duration_since(completed) >= age)
+    }
+
+    /// Unfinished `deadline` after it was submitted (by the wall clock: an adopted
+    /// job's submission time comes from a policy's status).
+    pub fn past_deadline(&self, deadline: Duration, now: jiff::Timestamp) -> bool {
+        !self.is_finished()
+            && Duration::try_from(now.duration_since(self.submitted_at))
+                .is_ok_and(|age| age >= deadline)
     }
 
     /// Whether its servers must still be kept out of planning for an inventory
@@ -93,7 +103,9 @@ impl TrackedJob {
         self.servers.iter().map(|(id, _)| id)
     }
 
-    pub fn update(&mut self, job: Job, now: jiff::Timestamp) -> JobOutcome {
+    /// Takes in a poll's answer; the outcome comes once, with the first answer that
+    /// shows the job finished.
+    pub fn update(&mut self, job: Job, now: Now) -> Option<JobOutcome> {
         let by_server: HashMap<&str, &SubJob> = sub_jobs(&job)
             .iter()
             .filter_map(|sub| sub_job_server(sub).map(|id| (id, sub)))
@@ -110,12 +122,11 @@ impl TrackedJob {
             }
         }
         self.status = job.status;
-        let mut outcome = JobOutcome::default();
         if !job.status.is_terminal() || self.completed.is_some() {
-            return outcome;
+            return None;
         }
-        self.completed = Some((now, Instant::now()));
-        outcome.finished = true;
+        self.completed = Some((now.wall, now.at));
+        let mut outcome = JobOutcome::default();
         for (id, sub) in &by_server {
             match sub.status {
                 JobStatus::Success => outcome.succeeded.push((*id).to_owned()),
@@ -142,7 +153,7 @@ impl TrackedJob {
                 .map(|id| (id.clone(), code.clone(), message.clone()))
                 .collect();
         }
-        outcome
+        Some(outcome)
     }
 
     pub fn view(&self, desired: &HashSet<String>) -> Option<JobView> {
@@ -163,6 +174,7 @@ impl TrackedJob {
             job_id: self.job_id.clone(),
             servers,
             status: self.status,
+            lost: false,
             succeeded,
             failed,
             submitted_at: self.submitted_at,
@@ -172,9 +184,16 @@ impl TrackedJob {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::ecs::wire::{JobEntities, SubJobEntities};
+
+    fn now() -> Now {
+        Now {
+            at: Instant::now(),
+            wall: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
 
     fn sub(server: &str, status: JobStatus, code: Option<&str>) -> SubJob {
         SubJob {
@@ -193,7 +212,7 @@ mod tests {
         }
     }
 
-    fn job(status: JobStatus, subs: Vec<SubJob>) -> Job {
+    pub fn job(status: JobStatus, subs: Vec<SubJob>) -> Job {
         Job {
             status,
             entities: JobEntities {
@@ -226,11 +245,7 @@ mod tests {
                 sub("b", JobStatus::Running, None),
             ],
         );
-        assert!(
-            !tracked
-                .update(running, jiff::Timestamp::UNIX_EPOCH)
-                .finished
-        );
+        assert!(tracked.update(running, now()).is_none());
         let failed = job(
             JobStatus::Fail,
             vec![
@@ -238,13 +253,11 @@ mod tests {
                 sub("b", JobStatus::Fail, Some("Ecs.0605")),
             ],
         );
-        let outcome = tracked.update(failed.clone(), jiff::Timestamp::UNIX_EPOCH);
-        assert!(outcome.finished);
+        let outcome = tracked.update(failed.clone(), now()).unwrap();
         assert_eq!(outcome.succeeded, vec!["a".to_string()]);
         assert_eq!(outcome.failed[0].0, "b");
         assert_eq!(outcome.failed[0].1, "Ecs.0605");
-        let again = tracked.update(failed, jiff::Timestamp::UNIX_EPOCH);
-        assert!(!again.finished && again.succeeded.is_empty() && again.failed.is_empty());
+        assert!(tracked.update(failed, now()).is_none());
     }
 
     #[test]
@@ -252,7 +265,7 @@ mod tests {
         let mut tracked = TrackedJob::adopted("j".into(), jiff::Timestamp::UNIX_EPOCH);
         tracked.update(
             job(JobStatus::Running, vec![sub("a", JobStatus::Running, None)]),
-            jiff::Timestamp::UNIX_EPOCH,
+            now(),
         );
         assert_eq!(tracked.server_ids().collect::<Vec<_>>(), vec!["a"]);
         assert!(tracked.in_flight_for(Instant::now()));
@@ -276,7 +289,7 @@ mod tests {
                     sub("c", JobStatus::Success, None),
                 ],
             ),
-            jiff::Timestamp::UNIX_EPOCH,
+            now(),
         );
         let mine: HashSet<String> = ["a", "b"].map(String::from).into();
         let view = tracked.view(&mine).unwrap();

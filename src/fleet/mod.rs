@@ -1,43 +1,47 @@
-//! One fleet per (endpoint, project, credentials): the state every policy of that
-//! project shares.
+//! One fleet per (endpoint, project, credentials): the single owner of what every
+//! policy of that project shares.
 //!
+//! - its state ([`state::FleetState`], plain data and pure decisions): the queue
+//!   lanes, what is in flight, per-server retry state, the jobs it follows;
 //! - one server inventory, refreshed by a single paginated listing however many
 //!   policies ask for it within its maximum age;
-//! - one stop queue that coalesces the stops of all policies into calls of up to
-//!   1000 ids under the project's per-minute budget, fairly across policies;
-//! - the stop jobs in flight, polled once per interval, and the per-server retry
-//!   state that failed sub-jobs leave behind.
+//! - the project's budget, passed in by whoever shares it;
+//! - a worker, the only caller of the stop API: thin I/O around the state's
+//!   decisions ([`worker`]).
 //!
-//! Reconcilers observe and enqueue; only the fleet's worker calls the stop API.
+//! A sync makes one call, [`Fleet::sync`]: it polls jobs and lists when due (I/O),
+//! then takes its decision and its view in one locked call of the pure state.
 
 #[cfg(test)]
 mod fake_listings;
 mod first_round;
 mod inventory;
 mod jobs;
+mod key;
+mod lane;
 mod registry;
+mod state;
 mod worker;
 
 use first_round::{FirstRound, Gate};
-pub use jobs::{JobView, TrackedJob};
+pub use jobs::JobView;
+pub use key::PolicyKey;
 pub use registry::{CloudTarget, Connector, FleetRegistry};
+pub use state::{FleetView, Lane, LostJob, LostReason, SubmitFailure};
 
 use crate::ecs::budget::ActionBudget;
 use crate::ecs::client::EcsApi;
 use crate::ecs::error::EcsError;
-use crate::ecs::wire::PowerActionType;
 use crate::metrics::Metrics;
-use crate::plan::{ObservedPower, RetryState, StopQueue};
-use std::collections::{HashMap, HashSet};
+use crate::plan::{Backoff, Mode, ObservedPower};
+use registry::Deleted;
+use state::{FleetState, Now, Observed, SyncRequest};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// `namespace/name` of a policy.
-pub type PolicyKey = String;
 
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -47,13 +51,12 @@ pub struct FleetConfig {
     pub linger: Duration,
     /// Jobs in flight are polled at most this often.
     pub job_poll_interval: Duration,
-    /// After a stop whose answer was lost, its servers count as in flight this long,
-    /// so that a fresh observation decides, not a blind re-send.
-    pub outcome_unknown_grace: Duration,
+    /// A job still unfinished this long after its submission is given up on.
+    pub job_deadline: Duration,
     /// Back-off after the API throttled a stop call.
     pub throttle_backoff: Duration,
-    /// How long a finished job is still shown to policies' syncs (their status keeps
-    /// it as history after that).
+    /// How long a finished (or lost) job is still shown to policies' syncs (their
+    /// status keeps it as history after that).
     pub finished_job_retention: Duration,
 }
 
@@ -63,82 +66,39 @@ impl Default for FleetConfig {
             max_per_call: crate::ecs::wire::MAX_SERVERS_PER_ACTION,
             linger: Duration::from_millis(500),
             job_poll_interval: Duration::from_secs(1),
-            outcome_unknown_grace: Duration::from_secs(30),
+            job_deadline: Duration::from_secs(30 * 60),
             throttle_backoff: Duration::from_secs(2),
             finished_job_retention: Duration::from_secs(600),
         }
     }
 }
 
-/// The last error the worker met on a stop call that no retry can fix by itself
-/// (bad credentials, forbidden project, invalid request). Shown on every policy.
-#[derive(Debug, Clone)]
-pub struct SubmitFailure {
-    pub kind: &'static str,
-    pub message: String,
-    pub at: jiff::Timestamp,
-}
-
-/// When a queue's oldest waiting id arrived, and when the queue last grew.
-#[derive(Debug, Clone, Copy)]
-struct Lingering {
-    since: Instant,
-    grown_at: Instant,
-}
-
 /// Jobs are polled at most this often when a listing suggests one has finished.
 const EARLY_JOB_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A partial batch waits this many lingers at most, even while the queue keeps growing.
-const MAX_LINGERS: u32 = 10;
-
-impl Lingering {
-    fn new(now: Instant) -> Self {
-        Self {
-            since: now,
-            grown_at: now,
-        }
-    }
-
-    /// A partial batch goes once nobody is about to add to it: not during the first
-    /// round; at its end if the queue has not grown since (every policy has been
-    /// planned); after that once the queue has not grown for `linger` (the syncs that
-    /// were adding to it are done), or after `MAX_LINGERS` lingers in any case.
-    fn partial_batch_due(&self, now: Instant, linger: Duration, gate: Gate) -> bool {
-        let Gate::Open { round_ended_at } = gate else {
-            return false;
-        };
-        round_ended_at.is_some_and(|end| end >= self.grown_at)
-            || now.duration_since(self.grown_at) >= linger
-            || now.duration_since(self.since) >= linger * MAX_LINGERS
-    }
-}
-
-#[derive(Default)]
-struct FleetState {
-    queues: HashMap<PowerActionType, StopQueue<PolicyKey>>,
-    /// For the linger rule of each queue that holds ids.
-    lingering: HashMap<PowerActionType, Lingering>,
-    jobs: HashMap<String, TrackedJob>,
-    retry: HashMap<String, RetryState>,
-    /// Ids whose stop call got no answer, and until when they count as in flight.
-    outcome_unknown: HashMap<String, Instant>,
-    /// Ids taken from the queue for a stop call whose answer has not come yet: neither
-    /// queued nor in a tracked job, but in flight all the same.
-    submitting: HashSet<String>,
-    last_submit_failure: Option<SubmitFailure>,
-    throttled_until: Option<Instant>,
-}
-
-/// What a sync needs to plan one policy.
+/// One sync of one policy, as the controller asks for it.
 #[derive(Debug)]
-pub struct PolicyObservation {
-    /// The policy's servers that exist, and their power state.
-    pub servers: HashMap<String, ObservedPower>,
-    /// The policy's servers that must not be planned again now: queued by it, in a stop
-    /// call under way, in an unfinished job, in a job that finished after the listing
-    /// began, or whose stop call got no answer recently.
-    pub in_flight: HashSet<String>,
+pub struct FleetRequest<'a> {
+    pub policy: &'a PolicyKey,
+    /// The policy object's uid: a deleted policy's late sync queues nothing.
+    pub uid: Option<&'a str>,
+    /// Server ids of the spec, in order.
+    pub desired: &'a [String],
+    pub mode: Mode,
+    pub lane: Lane,
+    pub backoff: Backoff,
+    /// Oldest inventory the sync may use.
+    pub max_age: Duration,
+    /// Jobs the policy's status lists as unfinished, to follow after a restart.
+    pub adopt: Vec<(String, jiff::Timestamp)>,
+}
+
+/// What a sync gets back: the fleet's view, and what the inventory showed.
+#[derive(Debug)]
+pub struct Synced {
+    pub view: FleetView,
+    /// Any of the policy's servers powering off.
+    pub powering_off: bool,
 }
 
 pub struct Fleet {
@@ -151,33 +111,42 @@ pub struct Fleet {
     job_poll: tokio::sync::Mutex<Option<Instant>>,
     /// Shared by every fleet: partial batches wait for the controller's first round.
     first_round: Arc<FirstRound>,
+    /// Policies deleted recently, shared by every fleet.
+    deleted: Arc<Deleted>,
     /// Policies whose ids just went out in a stop call, for the controller to sync.
     submitted: UnboundedSender<PolicyKey>,
     wake: Notify,
     shutdown: CancellationToken,
 }
 
+/// What a fleet is started with besides its API client and budget.
+pub(crate) struct Shared {
+    pub config: FleetConfig,
+    pub metrics: Arc<Metrics>,
+    pub first_round: Arc<FirstRound>,
+    pub deleted: Arc<Deleted>,
+    pub submitted: UnboundedSender<PolicyKey>,
+}
+
 impl Fleet {
     /// Starts the fleet's stop worker; it runs until `shutdown` is cancelled.
-    pub fn start(
+    pub(crate) fn start(
         api: Arc<dyn EcsApi>,
         budget: Arc<ActionBudget>,
-        config: FleetConfig,
-        metrics: Arc<Metrics>,
-        first_round: Arc<FirstRound>,
-        submitted: UnboundedSender<PolicyKey>,
+        shared: Shared,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let fleet = Arc::new(Self {
             api,
             budget,
-            config,
-            metrics,
-            state: Mutex::default(),
+            state: Mutex::new(FleetState::new(shared.config.clone())),
+            config: shared.config,
+            metrics: shared.metrics,
             inventory: inventory::InventoryCache::default(),
             job_poll: tokio::sync::Mutex::new(None),
-            first_round,
-            submitted,
+            first_round: shared.first_round,
+            deleted: shared.deleted,
+            submitted: shared.submitted,
             wake: Notify::new(),
             shutdown,
         });
@@ -189,266 +158,117 @@ impl Fleet {
         self.state.lock().expect("fleet state lock poisoned")
     }
 
-    /// The policy's servers as the cloud reports them, from a listing no older than
-    /// `max_age` (or, if this policy has not planned with it yet, one from the same
-    /// sync round; or any, if all of them are queued or under way) with every job
-    /// result seen since folded in; jobs are polled first.
-    pub async fn observe(
-        &self,
-        policy: &str,
-        desired: &[String],
-        max_age: Duration,
-    ) -> Result<PolicyObservation, EcsError> {
-        self.refresh_jobs(self.config.job_poll_interval).await?;
+    /// One sync: follow the jobs the policy's status lists, poll jobs and list the
+    /// project when due, then plan, queue and report from one view of the state.
+    pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Synced, EcsError> {
+        if !request.adopt.is_empty() {
+            self.lock()
+                .adopt(request.policy, request.adopt.iter().cloned());
+        }
+        self.poll_jobs(self.config.job_poll_interval).await;
         // Everything the policy wants is queued or under way (waiting for budget, at
         // 100,000 servers for 100 minutes): a new listing changes nothing it would
-        // plan, and its jobs' results reach the inventory without one. Listing for
-        // such syncs kept a 100-page listing going every few seconds for as long as
-        // the budget made everyone wait.
-        // (Judged as of now: a job that has finished is no reason to skip a listing.)
-        if self.inventory.is_usable() && !desired.is_empty() {
-            let waiting = self.in_flight_among(policy, desired, Instant::now());
-            if waiting.len() == desired.len() {
-                let observation = self.inventory.observe(policy, desired);
-                return Ok(PolicyObservation {
-                    servers: observation.servers,
-                    in_flight: waiting,
-                });
+        // plan, and its jobs' results reach the inventory without one.
+        let settled = self.inventory.is_usable()
+            && self.lock().all_in_flight(
+                request.policy,
+                request.lane,
+                request.desired,
+                Instant::now(),
+            );
+        if !settled {
+            self.inventory
+                .refresh(self.api.as_ref(), request.policy, request.max_age)
+                .await?;
+            // A listing newer than the last poll may already show a job's servers
+            // stopped: poll now, or the status would say Stopped beside a job still
+            // RUNNING.
+            if self.unfinished_job_looks_done() {
+                self.poll_jobs(EARLY_JOB_POLL_INTERVAL).await;
             }
         }
-        self.inventory
-            .refresh(self.api.as_ref(), policy, max_age)
-            .await?;
-        // A listing newer than the last poll may already show a job's servers stopped:
-        // poll now, or the status would say Stopped beside a job still RUNNING.
-        if self.unfinished_job_looks_done() {
-            self.refresh_jobs(EARLY_JOB_POLL_INTERVAL).await?;
+        let observation = self.inventory.observe(request.policy, request.desired);
+        let powering_off = observation
+            .servers
+            .values()
+            .any(|power| *power == ObservedPower::Stopping);
+        let view = {
+            let mut state = self.lock();
+            // Under the state lock: a deletion records itself before it withdraws.
+            let deleted = request.uid.is_some_and(|uid| self.deleted.contains(uid));
+            state.sync(
+                &SyncRequest {
+                    policy: request.policy,
+                    desired: request.desired,
+                    mode: request.mode,
+                    lane: request.lane,
+                    backoff: request.backoff,
+                    deleted,
+                },
+                &Observed {
+                    servers: &observation.servers,
+                    listed_at: observation.fetched_at,
+                },
+                Now::current(),
+            )
+        };
+        if view.queued {
+            self.wake.notify_one();
         }
-        let observation = self.inventory.observe(policy, desired);
-        Ok(PolicyObservation {
-            in_flight: self.in_flight_among(policy, desired, observation.fetched_at),
-            servers: observation.servers,
-        })
+        Ok(Synced { view, powering_off })
     }
 
-    /// Track jobs that a policy's status lists as in flight (after an operator
-    /// restart), so they are polled and their servers are not stopped twice.
-    pub fn adopt_jobs(
-        &self,
-        policy: &str,
-        jobs: impl IntoIterator<Item = (String, jiff::Timestamp)>,
-    ) {
-        let mut state = self.lock();
-        for (job_id, submitted_at) in jobs {
-            state
-                .jobs
-                .entry(job_id.clone())
-                .or_insert_with(|| TrackedJob::adopted(job_id, submitted_at))
-                .policies
-                .insert(policy.to_owned());
-        }
-    }
-
-    /// Poll every unfinished job, at most once per `job_poll_interval` however many
-    /// reconciles ask. Finished jobs update retry state and the inventory, and are
-    /// forgotten `finished_job_retention` later.
-    async fn refresh_jobs(&self, interval: Duration) -> Result<(), EcsError> {
+    /// Poll every unfinished job, at most once per `interval` however many syncs
+    /// ask. A poll that fails leaves the decision to the state: it gives the job up
+    /// if it failed for good; jobs past the deadline are given up on too.
+    async fn poll_jobs(&self, interval: Duration) {
         let mut last_poll = self.job_poll.lock().await;
         if last_poll.is_some_and(|at| at.elapsed() < interval) {
-            return Ok(());
+            return;
         }
         let pending: Vec<String> = self
             .lock()
-            .jobs
-            .values()
-            .filter(|job| !job.is_finished())
+            .unfinished_jobs()
             .map(|job| job.job_id.clone())
             .collect();
         for job_id in pending {
-            let job = self.api.get_job(&job_id).await?;
-            let succeeded = {
-                let mut state = self.lock();
-                let now = jiff::Timestamp::now();
-                let state = &mut *state;
-                let tracked = state.jobs.get_mut(&job_id).expect("pending job is tracked");
-                let outcome = tracked.update(job, now);
-                for server in &outcome.succeeded {
-                    state.retry.remove(server);
-                }
-                for (server, code, message) in &outcome.failed {
-                    let previous = state.retry.get(server).map_or(0, |r| r.attempts);
-                    state.retry.insert(
-                        server.clone(),
-                        RetryState {
-                            attempts: previous + 1,
-                            last_failure_at: now,
-                            code: code.clone(),
-                            message: message.clone(),
-                        },
-                    );
-                }
-                self.metrics
-                    .servers_stopped
-                    .inc_by(outcome.succeeded.len() as u64);
-                outcome.succeeded
-            };
+            let answer = self.api.get_job(&job_id).await;
+            if let Err(error) = &answer {
+                tracing::debug!(%job_id, %error, "job poll failed");
+            }
+            let succeeded = self.lock().record_poll(&job_id, answer, Now::current());
+            self.metrics.servers_stopped.inc_by(succeeded.len() as u64);
             self.inventory.confirm(&succeeded, ObservedPower::Stopped);
         }
-        let retention = self.config.finished_job_retention;
-        let unfinished = {
+        let (lost, unfinished) = {
             let mut state = self.lock();
-            state.jobs.retain(|_, job| !job.finished_before(retention));
-            state.jobs.values().filter(|j| !j.is_finished()).count()
+            (state.expire(Now::current()), state.unfinished_count())
         };
+        for reason in lost {
+            self.metrics.job_lost(reason);
+        }
         self.metrics.jobs_in_flight.set(unfinished as i64);
         *last_poll = Some(Instant::now());
-        Ok(())
     }
 
     /// Whether the inventory shows every server of some unfinished job stopped.
     fn unfinished_job_looks_done(&self) -> bool {
         let state = self.lock();
         state
-            .jobs
-            .values()
-            .filter(|job| !job.is_finished())
+            .unfinished_jobs()
             .any(|job| self.inventory.all_stopped(job.server_ids()))
     }
 
-    /// Which of `desired` must not be planned again now (see [`PolicyObservation`]).
-    /// An id queued by another policy only is planned again: the queue sends it once
-    /// and attributes it to both.
-    fn in_flight_among(
-        &self,
-        policy: &str,
-        desired: &[String],
-        observed_at: Instant,
-    ) -> HashSet<String> {
-        let state = self.lock();
-        let now = Instant::now();
-        let policy = policy.to_owned();
-        let queued: Vec<&HashSet<String>> = state
-            .queues
-            .values()
-            .filter_map(|queue| queue.queued_ids(&policy))
-            .collect();
-        let wanted: HashSet<&str> = desired.iter().map(String::as_str).collect();
-        let mut ids: HashSet<String> = desired
-            .iter()
-            .filter(|id| {
-                queued.iter().any(|set| set.contains(*id))
-                    || state.submitting.contains(*id)
-                    || state
-                        .outcome_unknown
-                        .get(*id)
-                        .is_some_and(|until| *until > now)
-            })
-            .cloned()
-            .collect();
-        for job in state
-            .jobs
-            .values()
-            .filter(|job| job.in_flight_for(observed_at))
-        {
-            ids.extend(
-                job.server_ids()
-                    .filter(|id| wanted.contains(id.as_str()))
-                    .cloned(),
-            );
-        }
-        ids
-    }
-
-    pub fn retry_states(&self, ids: &HashSet<String>) -> HashMap<String, RetryState> {
+    /// `policy` no longer uses this fleet (deleted, moved to other credentials,
+    /// cannot be synced): none of its stops goes out here any more.
+    fn withdraw_all(&self, policy: &PolicyKey) {
         self.lock()
-            .retry
-            .iter()
-            .filter(|(id, _)| ids.contains(*id))
-            .map(|(id, r)| (id.clone(), r.clone()))
-            .collect()
-    }
-
-    pub fn enqueue(&self, policy: &str, ids: Vec<String>, stop_type: PowerActionType) {
-        if ids.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let grew = {
-            let mut state = self.lock();
-            let queue = state.queues.entry(stop_type).or_default();
-            let before = queue.len();
-            queue.push(policy.to_owned(), ids);
-            let grew = queue.len() > before;
-            if grew {
-                state
-                    .lingering
-                    .entry(stop_type)
-                    .and_modify(|l| l.grown_at = now)
-                    .or_insert_with(|| Lingering::new(now));
-            }
-            grew
-        };
-        if grew {
-            self.wake.notify_one();
-        }
-    }
-
-    /// Drops the ids `policy` queued but no longer wants (deleted, suspended, a server
-    /// left its list): nothing is stopped on behalf of a policy that no longer asks.
-    pub fn withdraw(&self, policy: &str, wanted: &HashSet<String>) {
-        let policy = policy.to_owned();
-        let mut state = self.lock();
-        let mut withdrawn = 0;
-        for queue in state.queues.values_mut() {
-            withdrawn += queue.withdraw(&policy, wanted);
-        }
-        let FleetState {
-            queues, lingering, ..
-        } = &mut *state;
-        queues.retain(|_, queue| !queue.is_empty());
-        lingering.retain(|stop_type, _| queues.contains_key(stop_type));
-        if withdrawn > 0 {
-            tracing::info!(%policy, withdrawn, "queued stops withdrawn");
-        }
-    }
-
-    /// The jobs that touch `desired`, newest first, counted over `desired` only.
-    pub fn jobs_of(&self, policy: &str, desired: &HashSet<String>) -> Vec<JobView> {
-        let state = self.lock();
-        let mut views: Vec<JobView> = state
-            .jobs
-            .values()
-            .filter(|job| job.policies.contains(policy))
-            .filter_map(|job| job.view(desired))
-            .collect();
-        views.sort_by_key(|view| std::cmp::Reverse(view.submitted_at));
-        views
-    }
-
-    /// Whether all `policy` waits for is its queued stops: none of `desired` in a call
-    /// under way, an unfinished job or a lost answer. Nothing changes for it until its
-    /// batch goes out, and the worker says when (see [`FleetRegistry::take_submitted`]).
-    pub fn only_queued(&self, policy: &str, desired: &HashSet<String>) -> bool {
-        let state = self.lock();
-        let key = policy.to_owned();
-        state.queues.values().any(|queue| queue.queued(&key) > 0)
-            && !desired
-                .iter()
-                .any(|id| state.submitting.contains(id) || state.outcome_unknown.contains_key(id))
-            && !state
-                .jobs
-                .values()
-                .any(|job| !job.is_finished() && job.policies.contains(policy))
+            .withdraw_unwanted(policy, None, &std::collections::HashSet::new());
     }
 
     /// Nothing queued and no stop call under way: the worker has nothing to finish.
     fn is_idle(&self) -> bool {
-        let state = self.lock();
-        state.queues.values().all(|queue| queue.is_empty()) && state.submitting.is_empty()
-    }
-
-    pub fn last_submit_failure(&self) -> Option<SubmitFailure> {
-        self.lock().last_submit_failure.clone()
+        self.lock().is_idle()
     }
 }
 
@@ -462,16 +282,35 @@ mod tests {
         Fleet::start(
             api,
             Arc::new(ActionBudget::new(BudgetLimits::default())),
-            FleetConfig {
-                // Nothing queued here may go out while a test looks at it.
-                linger: Duration::from_secs(3600),
-                ..FleetConfig::default()
+            Shared {
+                config: FleetConfig {
+                    // Nothing queued here may go out while a test looks at it.
+                    linger: Duration::from_secs(3600),
+                    ..FleetConfig::default()
+                },
+                metrics: Arc::default(),
+                first_round: Arc::default(),
+                deleted: Arc::default(),
+                submitted: tokio::sync::mpsc::unbounded_channel().0,
             },
-            Arc::default(),
-            Arc::default(),
-            tokio::sync::mpsc::unbounded_channel().0,
             CancellationToken::new(),
         )
+    }
+
+    fn request<'a>(policy: &'a PolicyKey, desired: &'a [String], mode: Mode) -> FleetRequest<'a> {
+        FleetRequest {
+            policy,
+            uid: Some("uid-p"),
+            desired,
+            mode,
+            lane: Lane::SoftStop,
+            backoff: Backoff {
+                base: Duration::from_secs(10),
+                max: Duration::from_secs(60),
+            },
+            max_age: Duration::ZERO,
+            adopt: Vec::new(),
+        }
     }
 
     #[tokio::test]
@@ -481,73 +320,36 @@ mod tests {
             Box::new(|| {}),
         ));
         let fleet = fleet(Arc::clone(&api));
+        let p = PolicyKey::new("ns", "p");
         let desired = vec!["a".to_owned(), "b".to_owned()];
-        let first = fleet.observe("p", &desired, Duration::ZERO).await.unwrap();
-        assert!(first.in_flight.is_empty());
+        let first = fleet.sync(request(&p, &desired, Mode::Act)).await.unwrap();
+        assert_eq!(first.view.outcome.to_stop, desired);
         assert_eq!(api.served(), 1);
 
-        fleet.enqueue("p", desired.clone(), PowerActionType::Soft);
-        let waiting = fleet.observe("p", &desired, Duration::ZERO).await.unwrap();
-        assert_eq!(waiting.in_flight.len(), 2);
+        let waiting = fleet.sync(request(&p, &desired, Mode::Act)).await.unwrap();
+        assert_eq!(waiting.view.outcome.summary.stopping, 2);
+        assert!(waiting.view.waiting_for_budget);
         assert_eq!(api.served(), 1, "all of it queued: no listing");
 
-        // One server no longer queued (withdrawn): the policy plans again, afresh.
-        fleet.withdraw("p", &HashSet::from(["a".to_owned()]));
-        fleet.observe("p", &desired, Duration::ZERO).await.unwrap();
+        // One server left its list: "a" is withdrawn, and the policy plans afresh.
+        let fewer = vec!["b".to_owned()];
+        fleet.sync(request(&p, &fewer, Mode::Act)).await.unwrap();
+        fleet.sync(request(&p, &desired, Mode::Act)).await.unwrap();
         assert_eq!(api.served(), 2);
     }
 
     #[tokio::test]
-    async fn a_policy_only_waits_while_nothing_of_it_is_under_way() {
-        let api = Arc::new(Listings::new(vec![vec![]], Box::new(|| {})));
+    async fn a_sync_still_under_way_at_the_deletion_queues_nothing() {
+        let api = Arc::new(Listings::new(
+            vec![vec![vec![("a", "ACTIVE")]]],
+            Box::new(|| {}),
+        ));
         let fleet = fleet(api);
-        let desired = HashSet::from(["a".to_owned(), "b".to_owned()]);
-        assert!(!fleet.only_queued("p", &desired), "nothing queued");
-        fleet.enqueue("p", vec!["a".to_owned()], PowerActionType::Soft);
-        assert!(fleet.only_queued("p", &desired));
-        assert!(
-            !fleet.only_queued("q", &desired),
-            "another policy queued it"
-        );
-        // "b" in a stop call whose answer has not come: there is news to wait for.
-        fleet.lock().submitting.insert("b".to_owned());
-        assert!(!fleet.only_queued("p", &desired));
-    }
-
-    #[test]
-    fn a_partial_batch_waits_while_the_queue_grows_but_not_forever() {
-        let linger = Duration::from_millis(500);
-        let open = Gate::Open {
-            round_ended_at: None,
-        };
-        let t0 = Instant::now();
-        let mut lingering = Lingering::new(t0);
-        assert!(!lingering.partial_batch_due(t0 + Duration::from_millis(400), linger, open));
-        lingering.grown_at = t0 + Duration::from_millis(400);
-        assert!(!lingering.partial_batch_due(t0 + Duration::from_millis(600), linger, open));
-        assert!(lingering.partial_batch_due(t0 + Duration::from_millis(900), linger, open));
-        // Growing every 100 ms: due after MAX_LINGERS lingers all the same.
-        lingering.grown_at = t0 + linger * MAX_LINGERS - Duration::from_millis(100);
-        let almost = t0 + linger * MAX_LINGERS - Duration::from_millis(1);
-        assert!(!lingering.partial_batch_due(almost, linger, open));
-        assert!(lingering.partial_batch_due(t0 + linger * MAX_LINGERS, linger, open));
-    }
-
-    #[test]
-    fn during_the_first_round_a_partial_batch_waits_and_at_its_end_goes() {
-        let linger = Duration::from_millis(500);
-        let t0 = Instant::now();
-        let lingering = Lingering::new(t0);
-        // However quiet the queue, the first round holds it.
-        let late = t0 + linger * (MAX_LINGERS + 1);
-        assert!(!lingering.partial_batch_due(late, linger, Gate::Closed));
-        // The round ended after the queue last grew: no need to wait for a quiet spell.
-        let ended = Gate::Open {
-            round_ended_at: Some(t0 + Duration::from_millis(10)),
-        };
-        assert!(lingering.partial_batch_due(t0 + Duration::from_millis(20), linger, ended));
-        // Ids that arrived after the round ended linger as usual.
-        let grown_later = Lingering::new(t0 + Duration::from_millis(50));
-        assert!(!grown_later.partial_batch_due(t0 + Duration::from_millis(60), linger, ended));
+        let p = PolicyKey::new("ns", "p");
+        let desired = vec!["a".to_owned()];
+        fleet.deleted.record("uid-p");
+        let synced = fleet.sync(request(&p, &desired, Mode::Act)).await.unwrap();
+        assert!(synced.view.outcome.to_stop.is_empty());
+        assert!(fleet.is_idle());
     }
 }

@@ -1,7 +1,9 @@
-//! Fleets by (endpoint, project, credentials): policies that share all three share a fleet.
+//! Fleets by (endpoint, project, credentials): policies that share all three share a
+//! fleet; fleets of one (endpoint, project) share its budget, which the registry owns
+//! and hands to each fleet and its client.
 
-use super::{FirstRound, Fleet, FleetConfig, PolicyKey};
-use crate::ecs::budget::ActionBudget;
+use super::{FirstRound, Fleet, FleetConfig, PolicyKey, Shared};
+use crate::ecs::budget::{ActionBudget, BudgetLimits, BudgetRegistry};
 use crate::ecs::client::EcsApi;
 use crate::ecs::error::EcsError;
 use crate::metrics::Metrics;
@@ -9,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -53,12 +56,41 @@ impl FleetKey {
     }
 }
 
-/// Builds the API client and finds the shared budget for a target.
+/// Builds the API client for a target, acting within `budget`.
 pub trait Connector: Send + Sync {
     fn connect(
         &self,
         target: &CloudTarget,
-    ) -> Result<(Arc<dyn EcsApi>, Arc<ActionBudget>), EcsError>;
+        budget: Arc<ActionBudget>,
+    ) -> Result<Arc<dyn EcsApi>, EcsError>;
+}
+
+/// How long a deleted policy is remembered: longer than any sync takes.
+const DELETED_MEMORY: Duration = Duration::from_secs(600);
+
+/// Uids of policies deleted recently. A sync that began before the deletion checks it
+/// under its fleet's lock, after the deletion has recorded itself here and before it
+/// withdraws, so it can neither queue after the withdrawal nor be missed by it.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    uids: Mutex<HashMap<String, Instant>>,
+}
+
+impl Deleted {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.uids.lock().expect("deleted policies lock poisoned")
+    }
+
+    pub fn record(&self, uid: &str) {
+        let now = Instant::now();
+        let mut uids = self.lock();
+        uids.retain(|_, at| now.saturating_duration_since(*at) < DELETED_MEMORY);
+        uids.insert(uid.to_owned(), now);
+    }
+
+    pub fn contains(&self, uid: &str) -> bool {
+        self.lock().contains_key(uid)
+    }
 }
 
 pub struct FleetRegistry {
@@ -67,6 +99,9 @@ pub struct FleetRegistry {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     first_round: Arc<FirstRound>,
+    deleted: Arc<Deleted>,
+    budgets: BudgetRegistry,
+    budget_limits: BudgetLimits,
     submitted: UnboundedSender<PolicyKey>,
     batches_sent: Mutex<Option<UnboundedReceiver<PolicyKey>>>,
     fleets: Mutex<Fleets>,
@@ -85,9 +120,9 @@ impl Fleets {
     /// `policy` no longer uses the fleet at `key` (it was deleted, or its project or
     /// credentials changed): nothing is sent there in its name any more, and the fleet
     /// is a candidate for retirement ([`Self::retire_unused`] checks who still uses it).
-    fn leave(&mut self, policy: &str, key: &FleetKey) {
+    fn leave(&mut self, policy: &PolicyKey, key: &FleetKey) {
         if let Some(fleet) = self.by_key.get(key) {
-            fleet.withdraw(policy, &HashSet::new());
+            fleet.withdraw_all(policy);
         }
         self.unused.insert(key.clone());
     }
@@ -129,6 +164,7 @@ impl FleetRegistry {
     pub fn new(
         connector: Box<dyn Connector>,
         config: FleetConfig,
+        budget_limits: BudgetLimits,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
@@ -139,6 +175,9 @@ impl FleetRegistry {
             metrics,
             shutdown,
             first_round: Arc::default(),
+            deleted: Arc::default(),
+            budgets: BudgetRegistry::default(),
+            budget_limits,
             submitted,
             batches_sent: Mutex::new(Some(batches_sent)),
             fleets: Mutex::default(),
@@ -158,21 +197,18 @@ impl FleetRegistry {
         self.fleets.lock().expect("fleet registry lock poisoned")
     }
 
-    /// Every id `policy` has queued is withdrawn; it keeps its fleet.
-    pub fn withdraw_policy(&self, policy: &str) {
-        let fleets = self.lock();
-        if let Some(fleet) = fleets
-            .used_by
-            .get(policy)
-            .and_then(|key| fleets.by_key.get(key))
-        {
-            fleet.withdraw(policy, &HashSet::new());
+    /// A deleted policy: none of its stops goes out (also not from a sync of it
+    /// still under way), and its fleet is retired if no other policy uses it.
+    pub fn policy_deleted(&self, policy: &PolicyKey, uid: Option<&str>) {
+        if let Some(uid) = uid {
+            self.deleted.record(uid);
         }
+        self.leave(policy);
     }
 
-    /// A deleted policy's (or one that cannot be synced) queued stops are withdrawn,
-    /// and its fleet is retired if no other policy uses it.
-    pub fn forget_policy(&self, policy: &str) {
+    /// A policy that cannot be synced (a missing Secret, rejected credentials): its
+    /// queued stops are withdrawn, and its fleet is retired if no other policy uses it.
+    pub fn leave(&self, policy: &PolicyKey) {
         let mut fleets = self.lock();
         if let Some(key) = fleets.used_by.remove(policy) {
             fleets.leave(policy, &key);
@@ -180,7 +216,7 @@ impl FleetRegistry {
         fleets.retire_unused();
     }
 
-    /// The controller starts its first round: partial batches wait for it to end.
+    /// The controller starts its first round: partial batches and syncs wait for it.
     pub fn begin_first_round(&self) {
         self.first_round.begin();
     }
@@ -193,22 +229,45 @@ impl FleetRegistry {
         }
     }
 
+    /// The controller stops before its first round ended: syncs under way may
+    /// finish; batches held back stay held.
+    pub fn abandon_first_round(&self) {
+        self.first_round.abandon();
+    }
+
+    /// Returns once no first round is running (at once outside one).
+    pub async fn first_round_done(&self) {
+        self.first_round.done().await;
+    }
+
     /// The fleet `policy` syncs with now; the one it used before, if another, gets
     /// none of its stops any more.
-    pub fn fleet_for(&self, policy: &str, target: &CloudTarget) -> Result<Arc<Fleet>, EcsError> {
+    pub fn fleet_for(
+        &self,
+        policy: &PolicyKey,
+        target: &CloudTarget,
+    ) -> Result<Arc<Fleet>, EcsError> {
         let key = FleetKey::of(target);
         let mut fleets = self.lock();
         let fleet = match fleets.by_key.get(&key) {
             Some(fleet) => Arc::clone(fleet),
             None => {
-                let (api, budget) = self.connector.connect(target)?;
+                let budget = self.budgets.budget(
+                    target.endpoint.as_str(),
+                    &target.project_id,
+                    self.budget_limits,
+                );
+                let api = self.connector.connect(target, Arc::clone(&budget))?;
                 let fleet = Fleet::start(
                     api,
                     budget,
-                    self.config.clone(),
-                    Arc::clone(&self.metrics),
-                    Arc::clone(&self.first_round),
-                    self.submitted.clone(),
+                    Shared {
+                        config: self.config.clone(),
+                        metrics: Arc::clone(&self.metrics),
+                        first_round: Arc::clone(&self.first_round),
+                        deleted: Arc::clone(&self.deleted),
+                        submitted: self.submitted.clone(),
+                    },
                     self.shutdown.child_token(),
                 );
                 fleets.by_key.insert(key.clone(), Arc::clone(&fleet));
@@ -216,7 +275,7 @@ impl FleetRegistry {
             }
         };
         if fleets.used_by.get(policy) != Some(&key)
-            && let Some(previous) = fleets.used_by.insert(policy.to_owned(), key)
+            && let Some(previous) = fleets.used_by.insert(policy.clone(), key)
         {
             fleets.leave(policy, &previous);
         }
@@ -230,8 +289,8 @@ impl FleetRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecs::wire::PowerActionType;
-    use crate::ecs::{BudgetLimits, Credentials, EcsClientConfig, HttpEcsClient};
+    use crate::ecs::{Credentials, EcsClientConfig, HttpEcsClient};
+    use crate::plan::{Backoff, Mode};
 
     /// Real clients of an endpoint nobody listens on: these tests never call it.
     struct Unreachable;
@@ -240,15 +299,15 @@ mod tests {
         fn connect(
             &self,
             target: &CloudTarget,
-        ) -> Result<(Arc<dyn EcsApi>, Arc<ActionBudget>), EcsError> {
-            let budget = Arc::new(ActionBudget::new(BudgetLimits::default()));
+            budget: Arc<ActionBudget>,
+        ) -> Result<Arc<dyn EcsApi>, EcsError> {
             let mut config = EcsClientConfig::new(
                 target.endpoint.clone(),
                 target.project_id.clone(),
                 Credentials::aksk(target.access_key.clone(), target.secret_key.clone()),
             );
-            config.budget = Arc::clone(&budget);
-            Ok((Arc::new(HttpEcsClient::new(config)?), budget))
+            config.budget = budget;
+            Ok(Arc::new(HttpEcsClient::new(config)?))
         }
     }
 
@@ -260,6 +319,7 @@ mod tests {
                 linger: std::time::Duration::from_secs(3600),
                 ..FleetConfig::default()
             },
+            BudgetLimits::default(),
             Arc::default(),
             CancellationToken::new(),
         )
@@ -274,54 +334,85 @@ mod tests {
         }
     }
 
-    fn queued(fleet: &Fleet) -> usize {
-        fleet.lock().queues.values().map(|queue| queue.len()).sum()
+    fn key(name: &str) -> PolicyKey {
+        PolicyKey::new("ns", name)
+    }
+
+    /// Queues `id` for `policy` the way a sync does, without a listing.
+    fn queue(fleet: &Fleet, policy: &PolicyKey, id: &str) {
+        let desired = [id.to_owned()];
+        let servers = HashMap::from([(id.to_owned(), crate::plan::ObservedPower::Running)]);
+        let now = super::super::state::Now::current();
+        fleet.lock().sync(
+            &super::super::state::SyncRequest {
+                policy,
+                desired: &desired,
+                mode: Mode::Act,
+                lane: super::super::Lane::SoftStop,
+                backoff: Backoff {
+                    base: std::time::Duration::from_secs(1),
+                    max: std::time::Duration::from_secs(1),
+                },
+                deleted: false,
+            },
+            &super::super::state::Observed {
+                servers: &servers,
+                listed_at: now.at,
+            },
+            now,
+        );
+    }
+
+    fn idle(fleet: &Fleet) -> bool {
+        fleet.is_idle()
     }
 
     #[tokio::test]
-    async fn policies_with_the_same_target_share_a_fleet() {
+    async fn policies_with_the_same_target_share_a_fleet_and_projects_a_budget() {
         let registry = registry();
-        let a = registry.fleet_for("ns/a", &target("sk")).unwrap();
-        let b = registry.fleet_for("ns/b", &target("sk")).unwrap();
-        let other = registry.fleet_for("ns/c", &target("rotated")).unwrap();
+        let a = registry.fleet_for(&key("a"), &target("sk")).unwrap();
+        let b = registry.fleet_for(&key("b"), &target("sk")).unwrap();
+        let other = registry.fleet_for(&key("c"), &target("rotated")).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &other));
+        assert!(
+            Arc::ptr_eq(&a.budget, &other.budget),
+            "one project, one budget"
+        );
     }
 
     #[tokio::test]
     async fn a_policy_that_moves_leaves_nothing_queued_behind_and_the_old_fleet_retires() {
         let registry = registry();
-        let old = registry.fleet_for("ns/a", &target("sk")).unwrap();
-        old.enqueue("ns/a", vec!["s1".to_owned()], PowerActionType::Soft);
-        let shared = registry.fleet_for("ns/b", &target("sk")).unwrap();
-        shared.enqueue("ns/b", vec!["s2".to_owned()], PowerActionType::Soft);
+        let old = registry.fleet_for(&key("a"), &target("sk")).unwrap();
+        queue(&old, &key("a"), "s1");
+        let shared = registry.fleet_for(&key("b"), &target("sk")).unwrap();
+        queue(&shared, &key("b"), "s2");
 
         // The Secret of ns/a was rotated: its stops go with the new credentials only.
-        let new = registry.fleet_for("ns/a", &target("rotated")).unwrap();
+        let new = registry.fleet_for(&key("a"), &target("rotated")).unwrap();
         assert!(!Arc::ptr_eq(&old, &new));
-        assert_eq!(queued(&old), 1, "ns/b's stop stays queued");
+        assert!(!idle(&old), "ns/b's stop stays queued");
         assert!(
             !old.shutdown.is_cancelled(),
             "ns/b still uses the old fleet"
         );
 
         // ns/b moves too, with a stop still queued: withdrawn, and the fleet retires.
-        registry.fleet_for("ns/b", &target("rotated")).unwrap();
-        assert_eq!(queued(&old), 0);
+        registry.fleet_for(&key("b"), &target("rotated")).unwrap();
+        assert!(idle(&old));
         assert!(old.shutdown.is_cancelled());
         assert_eq!(registry.lock().by_key.len(), 1);
     }
 
     #[tokio::test]
-    async fn a_fleet_with_a_stop_call_under_way_retires_once_it_is_done() {
+    async fn a_deleted_policy_leaves_its_fleet_and_is_remembered() {
         let registry = registry();
-        let fleet = registry.fleet_for("ns/a", &target("sk")).unwrap();
-        fleet.lock().submitting.insert("s1".to_owned());
-        registry.forget_policy("ns/a");
-        assert!(!fleet.shutdown.is_cancelled(), "a call is under way");
-        fleet.lock().submitting.clear();
-        registry.fleet_for("ns/b", &target("other")).unwrap();
+        let fleet = registry.fleet_for(&key("a"), &target("sk")).unwrap();
+        queue(&fleet, &key("a"), "s1");
+        registry.policy_deleted(&key("a"), Some("uid-a"));
+        assert!(idle(&fleet));
         assert!(fleet.shutdown.is_cancelled());
-        assert_eq!(registry.lock().by_key.len(), 1);
+        assert!(registry.deleted.contains("uid-a"));
     }
 }

@@ -11,4 +11,4 @@ mod proptests;
 
 pub use observed::ObservedPower;
 pub use planner::{Backoff, Mode, PlanInput, PlanOutcome, RetryState, plan_stops};
-pub use queue::{Batch, BatchEntry, IDS_PER_TURN, MAX_IDS_PER_CALL, StopQueue};
+pub use queue::{Batch, BatchEntry, IDS_PER_TURN, StopQueue};

@@ -15,17 +15,21 @@ pub enum ObservedPower {
     Busy,
     /// ERROR: a stop cannot succeed until someone repairs the server.
     Error,
+    /// ACTIVE with no task but locked: ECS refuses to stop it (`Ecs.0605`) until
+    /// someone unlocks it.
+    Locked,
     /// Absent from the project's full listing, or DELETED.
     NotFound,
 }
 
 impl ObservedPower {
-    /// Classifies a server from its ECS `status` and `task_state`. The API sends no task
-    /// as `null` or as an empty string; both mean none.
-    pub fn from_ecs(status: &str, task_state: Option<&str>) -> Self {
+    /// Classifies a server from its ECS `status`, `task_state` and `locked`. The API
+    /// sends no task as `null` or as an empty string; both mean none.
+    pub fn from_ecs(status: &str, task_state: Option<&str>, locked: bool) -> Self {
         let task = task_state.filter(|t| !t.is_empty());
         let status = status.to_ascii_uppercase();
         match (status.as_str(), task) {
+            ("ACTIVE", None) if locked => ObservedPower::Locked,
             ("ACTIVE", None) => ObservedPower::Running,
             ("ACTIVE", Some(t)) if t.eq_ignore_ascii_case("powering-off") => {
                 ObservedPower::Stopping
@@ -71,10 +75,18 @@ mod tests {
         ];
         for &(status, task, want) in cases {
             assert_eq!(
-                ObservedPower::from_ecs(status, task),
+                ObservedPower::from_ecs(status, task, false),
                 want,
                 "{status} {task:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_server_that_would_be_stopped_counts_as_locked() {
+        assert_eq!(ObservedPower::from_ecs("ACTIVE", None, true), Locked);
+        assert_eq!(ObservedPower::from_ecs("SHUTOFF", None, true), Stopped);
+        let stopping = ObservedPower::from_ecs("ACTIVE", Some("powering-off"), true);
+        assert_eq!(stopping, Stopping);
     }
 }

@@ -40,15 +40,6 @@ pub struct Backoff {
     pub max: Duration,
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_secs(30),
-            max: Duration::from_secs(15 * 60),
-        }
-    }
-}
-
 impl Backoff {
     /// The wait after `attempts` failed attempts.
     pub fn delay(&self, attempts: u32) -> Duration {
@@ -86,6 +77,9 @@ pub struct PlanOutcome {
     pub to_stop: Vec<String>,
     /// What Act would stop now, in every mode (for the dry-run report).
     pub would_stop: Vec<String>,
+    /// Running servers that are locked: ECS refuses to stop them until unlocked, so
+    /// they are not sent at all (and counted as failed).
+    pub locked: Vec<String>,
     /// Counts by state; see [`plan_stops`] for how each server is counted.
     pub summary: Summary,
     /// Time until the soonest backoff ends, so the caller can requeue then.
@@ -102,8 +96,9 @@ pub struct PlanOutcome {
 /// 1. `not_found`: absent from the listing (or DELETED). Never stopped.
 /// 2. `stopped`: SHUTOFF. Never stopped again.
 /// 3. `stopping`: powering off, or in flight. Never submitted twice.
-/// 4. `failed`: the last attempt failed (a [`RetryState`] exists), or the server is in
-///    ERROR. A failed Running server is stopped again once its backoff has passed.
+/// 4. `failed`: the last attempt failed (a [`RetryState`] exists), the server is in
+///    ERROR, or it is locked. A failed Running server is stopped again once its
+///    backoff has passed; a locked one once it is unlocked.
 /// 5. `pending`: Running, never failed (stopped now), or Busy (left until its task ends).
 ///
 /// The phase, first match wins:
@@ -118,6 +113,7 @@ pub struct PlanOutcome {
 pub fn plan_stops(input: &PlanInput<'_>) -> PlanOutcome {
     let mut summary = Summary::default();
     let mut would_stop = Vec::new();
+    let mut locked = Vec::new();
     let mut next_retry_in: Option<Duration> = None;
     let mut busy_waiting = false;
     let mut seen = HashSet::with_capacity(input.desired.len());
@@ -139,6 +135,10 @@ pub fn plan_stops(input: &PlanInput<'_>) -> PlanOutcome {
             ObservedPower::Stopping => summary.stopping += 1,
             _ if input.in_flight.contains(id) => summary.stopping += 1,
             ObservedPower::Error => summary.failed += 1,
+            ObservedPower::Locked => {
+                summary.failed += 1;
+                locked.push(id.clone());
+            }
             ObservedPower::Busy => {
                 if retry.is_some() {
                     summary.failed += 1;
@@ -188,6 +188,7 @@ pub fn plan_stops(input: &PlanInput<'_>) -> PlanOutcome {
     PlanOutcome {
         to_stop,
         would_stop,
+        locked,
         summary,
         next_retry_in,
         phase,
@@ -429,6 +430,14 @@ mod tests {
         let out = Case::new(&[("a", Some(Stopped)), ("b", Some(Stopped))]).plan();
         assert!(out.to_stop.is_empty());
         assert_eq!(out.phase, Phase::Stopped);
+    }
+
+    #[test]
+    fn locked_servers_are_failed_and_never_planned() {
+        let out = Case::new(&[("l", Some(Locked)), ("a", Some(Running))]).plan();
+        assert_eq!(out.to_stop, ["a"]);
+        assert_eq!(out.locked, ["l"]);
+        assert_eq!(out.summary, summary([2, 0, 0, 1, 1, 0]));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use proptest::prelude::*;
 
 use super::*;
+use crate::ecs::wire::MAX_SERVERS_PER_ACTION;
 
 fn power() -> impl Strategy<Value = Option<ObservedPower>> {
     prop_oneof![
@@ -15,6 +16,7 @@ fn power() -> impl Strategy<Value = Option<ObservedPower>> {
         1 => Just(Some(ObservedPower::Stopped)),
         1 => Just(Some(ObservedPower::Busy)),
         1 => Just(Some(ObservedPower::Error)),
+        1 => Just(Some(ObservedPower::Locked)),
         1 => Just(Some(ObservedPower::NotFound)),
         1 => Just(None),
     ]
@@ -201,12 +203,12 @@ proptest! {
         let mut q = filled(&queues);
         let before = q.len();
         let batch = q.take_batch(budget);
-        prop_assert!(batch.len() <= MAX_IDS_PER_CALL);
+        prop_assert!(batch.len() <= MAX_SERVERS_PER_ACTION);
         prop_assert!(batch.len() <= budget);
         let distinct: HashSet<&str> = batch.ids().collect();
         prop_assert_eq!(distinct.len(), batch.len());
         // A batch is only short when the queue ran dry.
-        if batch.len() < budget.min(MAX_IDS_PER_CALL) {
+        if batch.len() < budget.min(MAX_SERVERS_PER_ACTION) {
             prop_assert!(q.is_empty());
         }
         if budget == 0 {

@@ -1,7 +1,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
-/// Most server ids the ECS batch-stop API takes in one call.
-pub const MAX_IDS_PER_CALL: usize = 1000;
+use crate::ecs::wire::MAX_SERVERS_PER_ACTION;
+
 /// Most new ids one policy adds to a batch before the next policy's turn.
 pub const IDS_PER_TURN: usize = 100;
 
@@ -100,9 +100,39 @@ impl<K: Clone + PartialEq> StopQueue<K> {
         self.policies.retain(|q| !q.ids.is_empty());
     }
 
-    /// Drops the ids the policy had queued that it no longer wants (it was deleted or
-    /// suspended, or a server left its list); returns how many ids that was.
-    pub fn withdraw(&mut self, policy: &K, wanted: &HashSet<String>) -> usize {
+    /// Puts ids taken in a batch that was not sent back at the front of the policy's
+    /// FIFO, so they go first in its next turn.
+    pub fn put_back(&mut self, policy: K, ids: impl IntoIterator<Item = String>) {
+        let index = match self.policies.iter().position(|q| q.key == policy) {
+            Some(index) => index,
+            None => {
+                // First in turn order: these ids waited longest.
+                self.policies.insert(
+                    0,
+                    PolicyQueue {
+                        key: policy,
+                        ids: VecDeque::new(),
+                        members: HashSet::new(),
+                    },
+                );
+                0
+            }
+        };
+        let queue = &mut self.policies[index];
+        let returned: Vec<String> = ids
+            .into_iter()
+            .filter(|id| queue.members.insert(id.clone()))
+            .collect();
+        for id in returned.into_iter().rev() {
+            queue.ids.push_front(id);
+        }
+        self.policies.retain(|q| !q.ids.is_empty());
+    }
+
+    /// Keeps, of the ids the policy queued, only those in `wanted` (the others it
+    /// no longer asks for: it was deleted or suspended, or a server left its list);
+    /// returns how many ids were dropped.
+    pub fn keep_only(&mut self, policy: &K, wanted: &HashSet<String>) -> usize {
         let Some(queue) = self.policies.iter_mut().find(|q| q.key == *policy) else {
             return 0;
         };
@@ -124,6 +154,11 @@ impl<K: Clone + PartialEq> StopQueue<K> {
         self.policies.is_empty()
     }
 
+    /// Every queued id, once per policy that queued it.
+    pub fn ids(&self) -> impl Iterator<Item = &String> {
+        self.policies.iter().flat_map(|q| q.ids.iter())
+    }
+
     /// The ids the policy has queued.
     pub fn queued_ids(&self, policy: &K) -> Option<&HashSet<String>> {
         self.policies
@@ -137,11 +172,11 @@ impl<K: Clone + PartialEq> StopQueue<K> {
         self.queued_ids(policy).map_or(0, HashSet::len)
     }
 
-    /// Takes one batch of at most `min(budget, MAX_IDS_PER_CALL)` distinct ids,
+    /// Takes one batch of at most `min(budget, MAX_SERVERS_PER_ACTION)` distinct ids,
     /// round-robin across policies, and removes every id in it from every queue (so
     /// nothing sent is sent again), attributing it to each policy that held it.
     pub fn take_batch(&mut self, budget: usize) -> Batch<K> {
-        let limit = budget.min(MAX_IDS_PER_CALL);
+        let limit = budget.min(MAX_SERVERS_PER_ACTION);
         let mut entries: Vec<BatchEntry<K>> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
 
@@ -310,17 +345,30 @@ mod tests {
         q.push("a", ids("a", 3));
         q.push("b", ids("b", 2));
         let still_wanted: HashSet<String> = ["a1".to_string()].into();
-        assert_eq!(q.withdraw(&"a", &still_wanted), 2);
-        assert_eq!(q.withdraw(&"a", &still_wanted), 0);
-        assert_eq!(q.withdraw(&"z", &HashSet::new()), 0);
+        assert_eq!(q.keep_only(&"a", &still_wanted), 2);
+        assert_eq!(q.keep_only(&"a", &still_wanted), 0);
+        assert_eq!(q.keep_only(&"z", &HashSet::new()), 0);
         assert_eq!(q.len(), 3);
         assert_eq!(
             q.take_batch(10).ids().collect::<Vec<_>>(),
             ["a1", "b0", "b1"]
         );
         q.push("a", ids("a", 1));
-        assert_eq!(q.withdraw(&"a", &HashSet::new()), 1);
+        assert_eq!(q.keep_only(&"a", &HashSet::new()), 1);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn ids_put_back_go_first_in_the_policys_next_turn() {
+        let mut q = StopQueue::new();
+        q.push("a", ids("a", 4));
+        let taken: Vec<String> = q.take_batch(2).ids().map(str::to_owned).collect();
+        q.put_back("a", taken);
+        q.put_back("b", ids("b", 1));
+        assert_eq!(
+            q.take_batch(10).ids().collect::<Vec<_>>(),
+            ["b0", "a0", "a1", "a2", "a3"]
+        );
     }
 
     #[test]

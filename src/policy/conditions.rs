@@ -198,7 +198,8 @@ pub fn set(
 /// The one place where reasons are classified; a new reason gets its arm here.
 /// * A person must act: the Secret is missing, lacks a key or holds an invalid one, the
 ///   operator may not read it; the cloud rejects the credentials or the project; the
-///   cloud configuration is invalid (region, endpoint); the ECS API refuses the stop
+///   cloud configuration is invalid (region, endpoint, an endpoint name that does not
+///   resolve or a server there that does not speak TLS); the ECS API refuses the stop
 ///   call itself; servers named in the spec do not exist.
 /// * The operator retries by itself (`Reconciling=True`, InProgress): stops that failed
 ///   (retried with backoff), a stop job whose outcome was lost, an ECS API that cannot
@@ -216,6 +217,8 @@ pub fn needs_person(reason: &str) -> bool {
         | "Forbidden"
         | "InvalidCloudConfig"
         | "UnknownRegion"
+        | "EndpointNotResolved"
+        | "TlsHandshakeFailed"
         | "StopCallRefused"
         | "ServersNotFound"
         | "StopFailedAndServersNotFound" => true,

@@ -241,7 +241,8 @@ pub struct JobRecord {
     pub job_id: String,
     /// How many servers the stop call named.
     pub servers: u32,
-    /// The job's status as the ECS API reports it: INIT, RUNNING, SUCCESS or FAIL.
+    /// The job's status as the ECS API reports it: INIT, RUNNING, SUCCESS or FAIL;
+    /// LOST when the operator gave up following it.
     pub status: JobState,
     /// Sub-jobs (one per server) that succeeded so far.
     #[serde(default)]
@@ -268,6 +269,9 @@ pub enum JobState {
     Success,
     /// At least one sub-job failed.
     Fail,
+    /// Given up on by the operator: its poll failed for good, or it stayed
+    /// unfinished past --job-deadline. Its servers are re-observed by a listing.
+    Lost,
 }
 
 impl JobState {

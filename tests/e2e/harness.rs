@@ -216,6 +216,30 @@ pub async fn start_sim(servers: usize, tweak: impl FnOnce(&mut SimConfig)) -> Re
     Ok(sim::start(config, "127.0.0.1:0".parse()?).await?)
 }
 
+/// A sim of `servers` and an operator that share a budget `window` other than the
+/// suite's (both sides must count the same window), the operator with `extra` flags,
+/// and the Secret `otc-credentials` for it.
+pub async fn with_budget_window(
+    ctx: &Ctx,
+    servers: usize,
+    window: Duration,
+    tweak: impl FnOnce(&mut SimConfig),
+    extra: &[&str],
+) -> Result<(RunningSim, Operator)> {
+    let sim = start_sim(servers, |c| {
+        c.budget_window = window;
+        tweak(c);
+    })
+    .await?;
+    ctx.secret(&ctx.ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let window_flag = format!("--budget-window-ms={}", window.as_millis());
+    let mut flags = vec![window_flag.as_str()];
+    flags.extend_from_slice(extra);
+    let op = ctx.operator("operator", &ctx.ns, &flags).await?;
+    Ok((sim, op))
+}
+
 fn rand_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

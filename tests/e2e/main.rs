@@ -88,6 +88,16 @@ fn trials() -> Vec<Trial> {
         scenario("image", scenarios::image::run),
         scenario("helm", scenarios::helm::run),
         scenario("monitoring", scenarios::monitoring::run),
+        scenario("safety_withdrawn_in_flight", safety::withdrawn_in_flight),
+        scenario(
+            "safety_one_action_per_server",
+            safety::one_action_per_server,
+        ),
+        scenario("safety_unknown_outcome", safety::unknown_outcome),
+        scenario("safety_lost_job", safety::lost_job),
+        scenario("safety_locked_servers", safety::locked_servers),
+        scenario("safety_many_unfinished_jobs", safety::many_unfinished_jobs),
+        scenario("safety_sync_failures", safety::sync_failures),
     ]
 }
 

@@ -5,5 +5,6 @@ pub mod leader;
 pub mod monitoring;
 pub mod problems;
 pub mod rbac;
+pub mod safety;
 pub mod stopping;
 pub mod validation;

@@ -5,10 +5,11 @@
 use crate::ensure_eq;
 use crate::harness::{
     ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary, wait_until,
+    with_budget_window,
 };
-use crate::operator::{Operator, metric_sum};
+use crate::operator::metric_sum;
 use anyhow::{Result, bail};
-use ecs_power_operator::sim::{RunningSim, SimConfig, SimStats, Status};
+use ecs_power_operator::sim::{RunningSim, SimStats, Status};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -52,28 +53,6 @@ fn has_running_job(s: &Value) -> bool {
 async fn setup(ctx: &Ctx, sim: &RunningSim) -> Result<()> {
     let _ = sim;
     ctx.secret(&ctx.ns, CREDS, ACCESS_KEY, SECRET_KEY).await
-}
-
-/// A sim of `servers` and an operator that share a budget `window` other than the
-/// suite's (both sides must count the same window), the operator with `extra` flags.
-async fn with_budget_window(
-    ctx: &Ctx,
-    servers: usize,
-    window: Duration,
-    tweak: impl FnOnce(&mut SimConfig),
-    extra: &[&str],
-) -> Result<(RunningSim, Operator)> {
-    let sim = start_sim(servers, |c| {
-        c.budget_window = window;
-        tweak(c);
-    })
-    .await?;
-    setup(ctx, &sim).await?;
-    let window_flag = format!("--budget-window-ms={}", window.as_millis());
-    let mut flags = vec![window_flag.as_str()];
-    flags.extend_from_slice(extra);
-    let op = ctx.operator("operator", &ctx.ns, &flags).await?;
-    Ok((sim, op))
 }
 
 /// Issue 4: 2,500 servers, exactly 3 stop calls of at most 1000 ids, progress visible.

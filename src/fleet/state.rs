@@ -1,0 +1,755 @@
+//! Everything a fleet knows, and every decision about it, as plain data: no I/O, no
+//! clock (each call takes `now`), no lock (the fleet holds one around it). The rules
+//! that keep a stop from going out twice or in the name of a policy that stopped
+//! asking live here and only here:
+//!
+//! - *in flight* is one rule ([`FleetState::in_flight`]): queued in any lane, in a
+//!   call under way, in a call whose outcome is unknown until a listing that began
+//!   after that became known, or in a job not finished before the listing began;
+//! - a *withdrawal* ([`FleetState::withdraw_unwanted`]) removes a policy's claim from
+//!   every lane and from the calls under way, so a refused call puts back only what
+//!   some policy still wants;
+//! - *retry state* is written by [`FleetState::fail_server`] alone.
+
+use super::jobs::{JobView, TrackedJob};
+pub use super::lane::Lane;
+use super::lane::{Entries, LaneState, Lingering};
+use super::{FleetConfig, Gate, PolicyKey};
+use crate::ecs::budget::ActionBudget;
+use crate::ecs::error::{EcsError, ErrorKind};
+use crate::ecs::wire::Job;
+use crate::plan::{Backoff, Mode, ObservedPower, PlanInput, PlanOutcome, RetryState, plan_stops};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use tokio::time::Instant;
+
+/// The time of a decision, on both clocks: the monotonic one orders events inside the
+/// process, the wall clock is what status and retry backoffs show.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub at: Instant,
+    pub wall: jiff::Timestamp,
+}
+
+impl Now {
+    pub fn current() -> Self {
+        Self {
+            at: Instant::now(),
+            wall: jiff::Timestamp::now(),
+        }
+    }
+}
+
+/// Names one call under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallId(u64);
+
+#[derive(Debug)]
+struct Call {
+    lane: Lane,
+    /// Each id with the policies that still want it: a withdrawal removes its policy.
+    entries: Entries,
+    /// Taken from a half of a refused call: if refused for now, it goes back there.
+    half: bool,
+}
+
+/// A stop call due now: the worker sends it and hands the answer to
+/// [`FleetState::record_call`].
+#[derive(Debug)]
+pub struct DueCall {
+    pub id: CallId,
+    pub lane: Lane,
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum Due {
+    Call(DueCall),
+    /// A batch is due, and the budget covers it from then on.
+    BudgetAt(Instant),
+    Nothing,
+}
+
+/// The last error of a stop call that no retry fixes by itself (bad credentials,
+/// forbidden project, a request the API refuses whole). Shown on every policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitFailure {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub at: jiff::Timestamp,
+}
+
+/// Why a job was given up on: the label of `ecs_power_operator_jobs_lost_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostReason {
+    /// Still unfinished `--job-deadline` after it was submitted.
+    Deadline,
+    /// Its poll failed with an error no retry fixes.
+    PollFailed,
+}
+
+impl LostReason {
+    pub const ALL: [LostReason; 2] = [LostReason::Deadline, LostReason::PollFailed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LostReason::Deadline => "deadline",
+            LostReason::PollFailed => "poll_failed",
+        }
+    }
+}
+
+/// A job the fleet stopped following; its servers are re-observed by the next listing.
+#[derive(Debug, Clone)]
+pub struct LostJob {
+    job: TrackedJob,
+    pub reason: LostReason,
+    pub detail: String,
+    at: (jiff::Timestamp, Instant),
+}
+
+impl LostJob {
+    pub fn job_id(&self) -> &str {
+        &self.job.job_id
+    }
+}
+
+/// What one sync is about.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncRequest<'a> {
+    pub policy: &'a PolicyKey,
+    /// Server ids of the spec, in order.
+    pub desired: &'a [String],
+    pub mode: Mode,
+    pub lane: Lane,
+    pub backoff: Backoff,
+    /// The policy was deleted while this sync ran: nothing may be queued in its name.
+    pub deleted: bool,
+}
+
+/// What the inventory showed a sync.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    pub servers: &'a HashMap<String, ObservedPower>,
+    /// When the listing behind it began.
+    pub listed_at: Instant,
+}
+
+/// One consistent view of the fleet for one policy, taken with its plan.
+#[derive(Debug)]
+pub struct FleetView {
+    pub outcome: PlanOutcome,
+    /// Jobs with the policy's servers, newest first, counted over them only.
+    pub jobs: Vec<JobView>,
+    /// Retry state of the policy's servers that are not stopped.
+    pub failing: HashMap<String, RetryState>,
+    /// Jobs of the policy given up on recently.
+    pub lost: Vec<LostJob>,
+    pub submit_failure: Option<SubmitFailure>,
+    /// All it waits for is its queued stops: nothing changes for it until they go out.
+    pub waiting_for_budget: bool,
+    /// The sync queued new ids: the worker has something to look at.
+    pub queued: bool,
+}
+
+/// What the worker must do after recording a call's answer.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Policies whose ids were in the call: their status has news.
+    pub policies: BTreeSet<PolicyKey>,
+    /// The outcome is unknown: only a new listing tells what happened.
+    pub relist: bool,
+}
+
+#[derive(Debug)]
+pub struct FleetState {
+    config: FleetConfig,
+    lanes: HashMap<Lane, LaneState>,
+    calls: HashMap<CallId, Call>,
+    next_call: u64,
+    /// Ids of calls whose answer was lost (or that the gateway may have accepted
+    /// before failing), and when that became known: in flight until a listing that
+    /// began later shows them.
+    unknown: HashMap<String, Instant>,
+    jobs: HashMap<String, TrackedJob>,
+    lost: Vec<LostJob>,
+    /// Why each job given up on since [`Self::expire`] last said so: for the metric.
+    newly_lost: Vec<LostReason>,
+    retry: HashMap<String, RetryState>,
+    last_submit_failure: Option<SubmitFailure>,
+    throttled_until: Option<Instant>,
+}
+
+impl FleetState {
+    pub fn new(config: FleetConfig) -> Self {
+        Self {
+            config,
+            lanes: HashMap::new(),
+            calls: HashMap::new(),
+            next_call: 0,
+            unknown: HashMap::new(),
+            jobs: HashMap::new(),
+            lost: Vec::new(),
+            newly_lost: Vec::new(),
+            retry: HashMap::new(),
+            last_submit_failure: None,
+            throttled_until: None,
+        }
+    }
+
+    /// The decision of one sync: withdraw what the policy no longer wants, plan
+    /// against what is in flight, queue the plan, and report it all from one state.
+    pub fn sync(
+        &mut self,
+        request: &SyncRequest<'_>,
+        observed: &Observed<'_>,
+        now: Now,
+    ) -> FleetView {
+        let policy = request.policy;
+        let mode = if request.deleted {
+            Mode::Suspend
+        } else {
+            request.mode
+        };
+        let desired: HashSet<String> = request.desired.iter().cloned().collect();
+        let wanted = if mode == Mode::Act {
+            desired.clone()
+        } else {
+            HashSet::new()
+        };
+        self.withdraw_unwanted(policy, Some(request.lane), &wanted);
+        // A listing that began after an unknown outcome became known has settled it.
+        self.unknown
+            .retain(|_, known_at| observed.listed_at <= *known_at);
+        let in_flight = self.in_flight(policy, request.lane, request.desired, observed.listed_at);
+        let retries: HashMap<String, RetryState> = self
+            .retry
+            .iter()
+            .filter(|(id, _)| desired.contains(*id))
+            .map(|(id, retry)| (id.clone(), retry.clone()))
+            .collect();
+        let outcome = plan_stops(&PlanInput {
+            desired: request.desired,
+            observed: observed.servers,
+            in_flight: &in_flight,
+            retries: &retries,
+            now: now.wall,
+            mode,
+            backoff: request.backoff,
+        });
+        let queued = self.enqueue(
+            policy,
+            request.lane,
+            outcome.to_stop.iter().cloned(),
+            now.at,
+        );
+        let failing = retries
+            .into_iter()
+            .filter(|(id, _)| observed.servers.get(id) != Some(&ObservedPower::Stopped))
+            .collect();
+        FleetView {
+            jobs: self.jobs_of(policy, &desired),
+            lost: self
+                .lost
+                .iter()
+                .filter(|lost| lost.job.policies.contains(policy))
+                .cloned()
+                .collect(),
+            waiting_for_budget: self.only_queued(policy, request.lane, request.desired),
+            submit_failure: self.last_submit_failure.clone(),
+            failing,
+            outcome,
+            queued,
+        }
+    }
+
+    /// Which of `ids` must not be planned again for `policy` in `lane`, given a listing
+    /// that began at `listed_at`. An id another policy queued in the same lane is
+    /// planned again: the queue sends it once and attributes it to both.
+    pub fn in_flight(
+        &self,
+        policy: &PolicyKey,
+        lane: Lane,
+        ids: &[String],
+        listed_at: Instant,
+    ) -> HashSet<String> {
+        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut found: HashSet<String> = HashSet::new();
+        let mut take = |id: &String| {
+            if wanted.contains(id.as_str()) {
+                found.insert(id.clone());
+            }
+        };
+        for (l, state) in &self.lanes {
+            if *l == lane {
+                state
+                    .queue
+                    .queued_ids(policy)
+                    .into_iter()
+                    .flatten()
+                    .for_each(&mut take);
+            } else {
+                state.queue.ids().for_each(&mut take);
+            }
+            state.halves.iter().flatten().for_each(|e| take(&e.id));
+        }
+        self.calls
+            .values()
+            .flat_map(|call| &call.entries)
+            .for_each(|e| take(&e.id));
+        self.unknown
+            .iter()
+            .filter(|(_, known_at)| listed_at <= **known_at)
+            .for_each(|(id, _)| take(id));
+        self.jobs
+            .values()
+            .filter(|job| job.in_flight_for(listed_at))
+            .flat_map(|job| job.server_ids())
+            .for_each(&mut take);
+        found
+    }
+
+    /// Whether a sync needs no new listing: every one of `ids` is in flight now, so
+    /// nothing a listing shows would change its plan. (Judged as of `now`: a job that
+    /// has finished, or an unknown outcome, is a reason to list.)
+    pub fn all_in_flight(
+        &self,
+        policy: &PolicyKey,
+        lane: Lane,
+        ids: &[String],
+        now: Instant,
+    ) -> bool {
+        let distinct: HashSet<&String> = ids.iter().collect();
+        !ids.is_empty() && self.in_flight(policy, lane, ids, now).len() == distinct.len()
+    }
+
+    /// Whether all `policy` waits for is its queued stops: none of `ids` in a call
+    /// under way, an unknown outcome or an unfinished job.
+    fn only_queued(&self, policy: &PolicyKey, lane: Lane, ids: &[String]) -> bool {
+        let queued = self
+            .lanes
+            .get(&lane)
+            .is_some_and(|state| state.queue.queued(policy) > 0);
+        if !queued {
+            return false;
+        }
+        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let under_way = self
+            .calls
+            .values()
+            .flat_map(|call| &call.entries)
+            .any(|e| wanted.contains(e.id.as_str()))
+            || self.lanes.values().any(|state| {
+                state
+                    .halves
+                    .iter()
+                    .flatten()
+                    .any(|e| wanted.contains(e.id.as_str()))
+            })
+            || self.unknown.keys().any(|id| wanted.contains(id.as_str()));
+        // A job of its own still running: its status has news coming. (Looking at
+        // its own jobs only spares a pass over every job's 1000 ids per sync.)
+        let in_job = self
+            .jobs
+            .values()
+            .filter(|job| !job.is_finished() && job.policies.contains(policy))
+            .flat_map(|job| job.server_ids())
+            .any(|id| wanted.contains(id.as_str()));
+        !under_way && !in_job
+    }
+
+    /// Queues `ids` for `policy`; returns whether the lane grew.
+    fn enqueue(
+        &mut self,
+        policy: &PolicyKey,
+        lane: Lane,
+        ids: impl IntoIterator<Item = String>,
+        now: Instant,
+    ) -> bool {
+        let state = self.lanes.entry(lane).or_default();
+        let before = state.queue.len();
+        state.queue.push(policy.clone(), ids);
+        let grew = state.queue.len() > before;
+        if grew {
+            match &mut state.lingering {
+                Some(lingering) => lingering.grown_at = now,
+                None => state.lingering = Some(Lingering::new(now)),
+            }
+        }
+        if state.is_empty() {
+            self.lanes.remove(&lane);
+        }
+        grew
+    }
+
+    /// Drops every claim of `policy` on ids outside `wanted`: in `lane` (every lane
+    /// when `None`) whatever it does not want, in other lanes everything, and its name
+    /// from the calls under way and the halves waiting to be sent, so that nothing
+    /// refused later goes back in its name. The one way a stop is withdrawn.
+    pub fn withdraw_unwanted(
+        &mut self,
+        policy: &PolicyKey,
+        lane: Option<Lane>,
+        wanted: &HashSet<String>,
+    ) {
+        let none = HashSet::new();
+        let mut withdrawn = 0;
+        for (l, state) in &mut self.lanes {
+            let keep = if lane.is_none_or(|lane| lane == *l) {
+                wanted
+            } else {
+                &none
+            };
+            withdrawn += state.queue.keep_only(policy, keep);
+            for half in &mut state.halves {
+                for entry in half.iter_mut().filter(|e| !keep.contains(&e.id)) {
+                    entry.policies.retain(|p| p != policy);
+                }
+                half.retain(|e| !e.policies.is_empty());
+            }
+            state.halves.retain(|half| !half.is_empty());
+            if state.queue.is_empty() {
+                state.lingering = None;
+            }
+        }
+        self.lanes.retain(|_, state| !state.is_empty());
+        for call in self.calls.values_mut() {
+            let keep = if lane.is_none_or(|lane| lane == call.lane) {
+                wanted
+            } else {
+                &none
+            };
+            for entry in call.entries.iter_mut().filter(|e| !keep.contains(&e.id)) {
+                entry.policies.retain(|p| p != policy);
+            }
+        }
+        if withdrawn > 0 {
+            tracing::info!(%policy, withdrawn, "queued stops withdrawn");
+        }
+    }
+
+    /// The next call of `lane` that is due: a half of a refused call first, then a
+    /// batch from the queue when it is full or has lingered long enough, and only
+    /// once `budget` covers all of it (the budget counts servers, not calls, so
+    /// waiting for a full one beats splitting a call).
+    pub fn take_due(&mut self, lane: Lane, gate: Gate, budget: &ActionBudget, now: Instant) -> Due {
+        if self.throttled_until.is_some_and(|until| until > now) {
+            return Due::Nothing;
+        }
+        let Some(state) = self.lanes.get_mut(&lane) else {
+            return Due::Nothing;
+        };
+        if let Some(half) = state.halves.front() {
+            let fits_at = budget.fits_at(half.len(), now);
+            if fits_at > now {
+                return Due::BudgetAt(fits_at);
+            }
+            let entries = state.halves.pop_front().expect("a front half");
+            return Due::Call(self.start_call(lane, entries, true));
+        }
+        let queued = state.queue.len();
+        if queued == 0 {
+            return Due::Nothing;
+        }
+        // A budget smaller than a full call (`--budget-servers` below 1000) makes
+        // smaller full calls: a batch the budget can never cover would wait forever.
+        let full = self
+            .config
+            .max_per_call
+            .min(budget.limits().servers_per_window);
+        let wanted = queued.min(full);
+        let lingered = state
+            .lingering
+            .is_some_and(|l| l.partial_batch_due(now, self.config.linger, gate));
+        if wanted < full && !lingered {
+            return Due::Nothing;
+        }
+        let fits_at = budget.fits_at(wanted, now);
+        if fits_at > now {
+            return Due::BudgetAt(fits_at);
+        }
+        let batch = state.queue.take_batch(wanted);
+        state.lingering = (!state.queue.is_empty()).then(|| Lingering::new(now));
+        if state.is_empty() {
+            self.lanes.remove(&lane);
+        }
+        Due::Call(self.start_call(lane, batch.entries, false))
+    }
+
+    fn start_call(&mut self, lane: Lane, entries: Entries, half: bool) -> DueCall {
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        let ids = entries.iter().map(|e| e.id.clone()).collect();
+        self.calls.insert(
+            id,
+            Call {
+                lane,
+                entries,
+                half,
+            },
+        );
+        DueCall { id, lane, ids }
+    }
+
+    /// Takes in a stop call's answer: a job to follow, or what its error means for
+    /// its servers.
+    pub fn record_call(
+        &mut self,
+        id: CallId,
+        answer: Result<&str, &EcsError>,
+        now: Now,
+    ) -> Recorded {
+        let Some(call) = self.calls.remove(&id) else {
+            return Recorded::default();
+        };
+        let policies: BTreeSet<PolicyKey> = call
+            .entries
+            .iter()
+            .flat_map(|e| e.policies.iter().cloned())
+            .collect();
+        let mut recorded = Recorded {
+            policies: policies.clone(),
+            relist: false,
+        };
+        let error = match answer {
+            Ok(job_id) => {
+                self.last_submit_failure = None;
+                let ids = call.entries.into_iter().map(|e| e.id).collect();
+                self.jobs.insert(
+                    job_id.to_owned(),
+                    TrackedJob::submitted(job_id.to_owned(), ids, policies, now.wall),
+                );
+                return recorded;
+            }
+            Err(error) => error,
+        };
+        // Ids every policy withdrew meanwhile go nowhere but unknown outcomes.
+        let wanted: Entries = call
+            .entries
+            .iter()
+            .filter(|e| !e.policies.is_empty())
+            .cloned()
+            .collect();
+        match error.kind() {
+            // Not accepted: what is still wanted goes back, first in line.
+            ErrorKind::Throttled | ErrorKind::Transient => {
+                self.throttled_until = Some(now.at + self.config.throttle_backoff);
+                let state = self.lanes.entry(call.lane).or_default();
+                if call.half {
+                    if !wanted.is_empty() {
+                        state.halves.push_front(wanted);
+                    }
+                } else {
+                    let mut by_policy: Vec<(PolicyKey, Vec<String>)> = Vec::new();
+                    for entry in wanted {
+                        for policy in entry.policies {
+                            match by_policy.iter_mut().find(|(p, _)| *p == policy) {
+                                Some((_, ids)) => ids.push(entry.id.clone()),
+                                None => by_policy.push((policy, vec![entry.id.clone()])),
+                            }
+                        }
+                    }
+                    // Put back in reverse turn order: each goes to the front.
+                    for (policy, ids) in by_policy.into_iter().rev() {
+                        state.queue.put_back(policy, ids);
+                    }
+                    if state.lingering.is_none() && !state.queue.is_empty() {
+                        state.lingering = Some(Lingering::new(now.at));
+                    }
+                }
+                if state.is_empty() {
+                    self.lanes.remove(&call.lane);
+                }
+            }
+            // Maybe accepted: never re-sent blindly; a new listing decides.
+            ErrorKind::OutcomeUnknown => {
+                for entry in call.entries {
+                    self.unknown.insert(entry.id, now.at);
+                }
+                recorded.relist = true;
+            }
+            // Refused because of some of its servers (locked, in the wrong state,
+            // gone), without saying which: each half goes on its own, down to the
+            // single servers at fault, as AWS Instance Scheduler does.
+            ErrorKind::Invalid | ErrorKind::NotFound if wanted.len() > 1 => {
+                let mut first = wanted;
+                let second = first.split_off(first.len() / 2);
+                let state = self.lanes.entry(call.lane).or_default();
+                state.halves.push_front(second);
+                state.halves.push_front(first);
+            }
+            ErrorKind::Invalid | ErrorKind::NotFound => {
+                for entry in &call.entries {
+                    self.fail_server(&entry.id, error, now.wall);
+                }
+            }
+            ErrorKind::Auth | ErrorKind::Config | ErrorKind::Refused => {
+                for entry in &call.entries {
+                    self.fail_server(&entry.id, error, now.wall);
+                }
+                self.last_submit_failure = Some(SubmitFailure {
+                    kind: error.kind(),
+                    message: error.to_string(),
+                    at: now.wall,
+                });
+            }
+        }
+        recorded
+    }
+
+    /// The one writer of retry state for a failed attempt.
+    fn fail_server(&mut self, id: &str, error: &EcsError, at: jiff::Timestamp) {
+        let code = error
+            .failure()
+            .and_then(|f| f.code.clone())
+            .unwrap_or_else(|| error.kind().as_str().to_owned());
+        self.fail_server_with(id, code, error.to_string(), at);
+    }
+
+    fn fail_server_with(&mut self, id: &str, code: String, message: String, at: jiff::Timestamp) {
+        let attempts = self.retry.get(id).map_or(0, |r| r.attempts) + 1;
+        self.retry.insert(
+            id.to_owned(),
+            RetryState {
+                attempts,
+                last_failure_at: at,
+                code,
+                message,
+            },
+        );
+    }
+
+    /// Follow jobs a policy's status lists as unfinished (after a restart), so their
+    /// servers are not stopped twice; jobs given up on are not followed again.
+    pub fn adopt(
+        &mut self,
+        policy: &PolicyKey,
+        jobs: impl IntoIterator<Item = (String, jiff::Timestamp)>,
+    ) {
+        for (job_id, submitted_at) in jobs {
+            if self.lost.iter().any(|lost| lost.job.job_id == job_id) {
+                continue;
+            }
+            self.jobs
+                .entry(job_id.clone())
+                .or_insert_with(|| TrackedJob::adopted(job_id, submitted_at))
+                .policies
+                .insert(policy.clone());
+        }
+    }
+
+    /// Unfinished jobs, to poll.
+    pub fn unfinished_jobs(&self) -> impl Iterator<Item = &TrackedJob> {
+        self.jobs.values().filter(|job| !job.is_finished())
+    }
+
+    /// Takes in a job poll's answer; returns the servers a finished job stopped.
+    /// A poll that failed for good gives the job up (see [`Self::lose`]); one that
+    /// may work next time leaves it for the next poll (or the deadline).
+    pub fn record_poll(
+        &mut self,
+        job_id: &str,
+        answer: Result<Job, EcsError>,
+        now: Now,
+    ) -> Vec<String> {
+        let job = match answer {
+            Ok(job) => job,
+            Err(error) if error.is_retryable() || error.kind() == ErrorKind::OutcomeUnknown => {
+                return Vec::new();
+            }
+            Err(error) => {
+                self.lose(job_id, LostReason::PollFailed, error.to_string(), now);
+                return Vec::new();
+            }
+        };
+        let Some(outcome) = self.jobs.get_mut(job_id).and_then(|j| j.update(job, now)) else {
+            return Vec::new();
+        };
+        for server in &outcome.succeeded {
+            self.retry.remove(server);
+        }
+        for (server, code, message) in outcome.failed {
+            self.fail_server_with(&server, code, message, now.wall);
+        }
+        outcome.succeeded
+    }
+
+    /// Gives up on a job: its servers count as an unknown outcome from now, so only a
+    /// listing that begins later decides about them, and its policies are told.
+    fn lose(&mut self, job_id: &str, reason: LostReason, detail: String, now: Now) {
+        let Some(job) = self.jobs.remove(job_id) else {
+            return;
+        };
+        tracing::warn!(%job_id, reason = reason.as_str(), %detail, "stop job given up on");
+        for id in job.server_ids() {
+            self.unknown.insert(id.clone(), now.at);
+        }
+        self.newly_lost.push(reason);
+        self.lost.push(LostJob {
+            job,
+            reason,
+            detail,
+            at: (now.wall, now.at),
+        });
+    }
+
+    /// Gives up on jobs past the deadline and forgets finished and lost jobs past
+    /// their retention; returns why each job given up on since the last call was.
+    pub fn expire(&mut self, now: Now) -> Vec<LostReason> {
+        let overdue: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|job| job.past_deadline(self.config.job_deadline, now.wall))
+            .map(|job| job.job_id.clone())
+            .collect();
+        let deadline = self.config.job_deadline;
+        for job_id in &overdue {
+            let detail = format!(
+                "still unfinished {}s after it was submitted",
+                deadline.as_secs()
+            );
+            self.lose(job_id, LostReason::Deadline, detail, now);
+        }
+        let retention = self.config.finished_job_retention;
+        self.jobs
+            .retain(|_, job| !job.finished_before(retention, now.at));
+        self.lost
+            .retain(|lost| now.at.saturating_duration_since(lost.at.1) < retention);
+        std::mem::take(&mut self.newly_lost)
+    }
+
+    /// The jobs that touch `desired`, newest first, counted over `desired` only; jobs
+    /// given up on included, marked so.
+    fn jobs_of(&self, policy: &PolicyKey, desired: &HashSet<String>) -> Vec<JobView> {
+        let followed = self
+            .jobs
+            .values()
+            .filter(|job| job.policies.contains(policy))
+            .filter_map(|job| job.view(desired));
+        let lost = self
+            .lost
+            .iter()
+            .filter(|lost| lost.job.policies.contains(policy))
+            .filter_map(|lost| {
+                lost.job.view(desired).map(|view| JobView {
+                    lost: true,
+                    completed_at: Some(lost.at.0),
+                    ..view
+                })
+            });
+        let mut views: Vec<JobView> = followed.chain(lost).collect();
+        views.sort_by_key(|view| std::cmp::Reverse(view.submitted_at));
+        views
+    }
+
+    /// Nothing queued and no stop call under way: the worker has nothing to finish.
+    pub fn is_idle(&self) -> bool {
+        self.lanes.is_empty() && self.calls.is_empty()
+    }
+
+    pub fn unfinished_count(&self) -> usize {
+        self.unfinished_jobs().count()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,590 @@
+//! The fleet's decisions with an explicit clock: no HTTP, no tokio runtime, no sleep.
+
+use super::*;
+use crate::ecs::budget::BudgetLimits;
+use crate::ecs::error::ApiFailure;
+use crate::ecs::wire::JobStatus;
+use crate::fleet::jobs::tests::job;
+use crate::fleet::lane::MAX_LINGERS;
+use std::time::Duration;
+
+const OPEN: Gate = Gate::Open {
+    round_ended_at: None,
+};
+
+fn key(name: &str) -> PolicyKey {
+    PolicyKey::new("ns", name)
+}
+
+fn ids(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+fn set(names: &[&str]) -> HashSet<String> {
+    ids(names).into_iter().collect()
+}
+
+/// A clock that only moves when told.
+struct Clock {
+    t0: Instant,
+    wall0: jiff::Timestamp,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            t0: Instant::now(),
+            wall0: jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+        }
+    }
+
+    fn at(&self, ms: u64) -> Now {
+        Now {
+            at: self.t0 + Duration::from_millis(ms),
+            wall: self.wall0 + Duration::from_millis(ms),
+        }
+    }
+}
+
+fn config() -> FleetConfig {
+    FleetConfig {
+        linger: Duration::from_millis(500),
+        job_deadline: Duration::from_secs(60),
+        ..FleetConfig::default()
+    }
+}
+
+fn budget() -> ActionBudget {
+    ActionBudget::new(BudgetLimits::default())
+}
+
+fn error(kind: ErrorKind, status: Option<u16>, code: Option<&str>) -> EcsError {
+    EcsError::from_failure(
+        kind,
+        "os-stop",
+        ApiFailure {
+            status,
+            code: code.map(str::to_owned),
+            message: "refused".into(),
+            request_id: None,
+        },
+        None,
+    )
+}
+
+struct World {
+    state: FleetState,
+    clock: Clock,
+    budget: ActionBudget,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            state: FleetState::new(config()),
+            clock: Clock::new(),
+            budget: budget(),
+        }
+    }
+
+    /// A sync of `policy` wanting `desired` (every one Running unless `power` says
+    /// otherwise), at `now_ms`, against a listing that began at `listed_ms`.
+    fn sync_with(
+        &mut self,
+        policy: &str,
+        desired: &[&str],
+        (mode, lane): (Mode, Lane),
+        power: &[(&str, ObservedPower)],
+        (listed_ms, now_ms): (u64, u64),
+    ) -> FleetView {
+        let desired = ids(desired);
+        let mut servers: HashMap<String, ObservedPower> = desired
+            .iter()
+            .map(|id| (id.clone(), ObservedPower::Running))
+            .collect();
+        for (id, p) in power {
+            servers.insert((*id).to_owned(), *p);
+        }
+        let policy = key(policy);
+        self.state.sync(
+            &SyncRequest {
+                policy: &policy,
+                desired: &desired,
+                mode,
+                lane,
+                backoff: Backoff {
+                    base: Duration::from_secs(10),
+                    max: Duration::from_secs(60),
+                },
+                deleted: false,
+            },
+            &Observed {
+                servers: &servers,
+                listed_at: self.clock.at(listed_ms).at,
+            },
+            self.clock.at(now_ms),
+        )
+    }
+
+    fn sync(&mut self, policy: &str, desired: &[&str], now_ms: u64) -> FleetView {
+        let act = (Mode::Act, Lane::SoftStop);
+        self.sync_with(policy, desired, act, &[], (now_ms, now_ms))
+    }
+
+    fn due(&mut self, lane: Lane, now_ms: u64) -> Option<DueCall> {
+        match self
+            .state
+            .take_due(lane, OPEN, &self.budget, self.clock.at(now_ms).at)
+        {
+            Due::Call(call) => Some(call),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn a_partial_batch_goes_after_a_linger_and_a_full_one_at_once() {
+    let mut w = World::new();
+    w.sync("p", &["a", "b"], 0);
+    assert!(w.due(Lane::SoftStop, 400).is_none(), "still lingering");
+    let call = w.due(Lane::SoftStop, 500).expect("due after a linger");
+    assert_eq!(call.ids, ids(&["a", "b"]));
+    let many: Vec<String> = (0..1000).map(|i| format!("s{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    w.sync("q", &many, 600);
+    assert_eq!(w.due(Lane::SoftStop, 600).expect("full").ids.len(), 1000);
+}
+
+#[test]
+fn withdrawn_ids_are_not_put_back_when_their_call_is_refused() {
+    let mut w = World::new();
+    w.sync("p", &["a", "b"], 0);
+    w.sync("q", &["b", "c"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    assert_eq!(call.ids.len(), 3);
+    // While the call is under way p is deleted and q drops "c".
+    w.state.withdraw_unwanted(&key("p"), None, &HashSet::new());
+    w.sync("q", &["b"], 600);
+    let throttled = error(ErrorKind::Throttled, Some(429), Some("APIGW.0308"));
+    let recorded = w
+        .state
+        .record_call(call.id, Err(&throttled), w.clock.at(700));
+    assert_eq!(recorded.policies, [key("q")].into());
+    let again = w
+        .due(Lane::SoftStop, 700 + 2_000 + 500)
+        .expect("b goes again");
+    assert_eq!(again.ids, ids(&["b"]), "a and c were withdrawn");
+}
+
+#[test]
+fn a_suspended_dry_run_or_deleted_policy_queues_nothing_and_withdraws_what_it_had() {
+    for mode in [Mode::Suspend, Mode::DryRun] {
+        let mut w = World::new();
+        w.sync("p", &["a"], 0);
+        let view = w.sync_with("p", &["a"], (mode, Lane::SoftStop), &[], (10, 10));
+        assert!(view.outcome.to_stop.is_empty());
+        assert!(w.state.is_idle(), "{mode:?}");
+    }
+    let mut w = World::new();
+    let desired = ids(&["a"]);
+    let servers = HashMap::from([("a".to_owned(), ObservedPower::Running)]);
+    let now = w.clock.at(0);
+    let view = w.state.sync(
+        &SyncRequest {
+            policy: &key("p"),
+            desired: &desired,
+            mode: Mode::Act,
+            lane: Lane::SoftStop,
+            backoff: Backoff {
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(1),
+            },
+            deleted: true,
+        },
+        &Observed {
+            servers: &servers,
+            listed_at: now.at,
+        },
+        now,
+    );
+    assert!(view.outcome.to_stop.is_empty());
+    assert!(w.state.is_idle());
+}
+
+#[test]
+fn one_server_has_one_action_in_flight_across_lanes() {
+    let mut w = World::new();
+    w.sync("soft", &["x", "y"], 0);
+    // Another policy, Hard, names x: queued in the Soft lane, so in flight for it.
+    let hard = w.sync_with(
+        "hard",
+        &["x", "z"],
+        (Mode::Act, Lane::HardStop),
+        &[],
+        (0, 0),
+    );
+    assert_eq!(hard.outcome.to_stop, ids(&["z"]));
+    assert_eq!(hard.outcome.summary.stopping, 1);
+    // In a call, it is in flight for every lane and policy.
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    assert!(call.ids.contains(&"x".to_owned()));
+    let other = w.sync_with(
+        "hard2",
+        &["x"],
+        (Mode::Act, Lane::HardStop),
+        &[],
+        (500, 500),
+    );
+    assert!(other.outcome.to_stop.is_empty());
+    // Another policy of the same lane joins the queued id: sent once, for both.
+    let mut w = World::new();
+    w.sync("a", &["x"], 0);
+    let joined = w.sync("b", &["x"], 0);
+    assert_eq!(joined.outcome.to_stop, ids(&["x"]));
+    assert_eq!(w.due(Lane::SoftStop, 500).unwrap().ids, ids(&["x"]));
+    assert!(w.due(Lane::HardStop, 500).is_none());
+}
+
+#[test]
+fn a_policy_that_changes_its_stop_type_moves_its_ids_to_the_new_lane() {
+    let mut w = World::new();
+    w.sync("p", &["x"], 0);
+    let hard = w.sync_with("p", &["x"], (Mode::Act, Lane::HardStop), &[], (10, 10));
+    assert_eq!(hard.outcome.to_stop, ids(&["x"]));
+    assert!(w.due(Lane::SoftStop, 1000).is_none());
+    assert_eq!(w.due(Lane::HardStop, 1000).unwrap().ids, ids(&["x"]));
+}
+
+#[test]
+fn an_unknown_outcome_waits_for_a_listing_that_began_after_it() {
+    let lost = error(ErrorKind::OutcomeUnknown, None, None);
+    let gateway = error(ErrorKind::OutcomeUnknown, Some(504), None);
+    for answer in [lost, gateway] {
+        let mut w = World::new();
+        w.sync("p", &["a", "b"], 0);
+        let call = w.due(Lane::SoftStop, 500).unwrap();
+        let recorded = w
+            .state
+            .record_call(call.id, Err(&answer), w.clock.at(1_000));
+        assert!(recorded.relist);
+        // A listing begun before the answer came: it may predate the stop.
+        let early = w.sync_with(
+            "p",
+            &["a", "b"],
+            (Mode::Act, Lane::SoftStop),
+            &[],
+            (900, 3_000),
+        );
+        assert!(early.outcome.to_stop.is_empty(), "{answer}");
+        assert_eq!(early.outcome.summary.stopping, 2);
+        // A listing begun later decides: a still ACTIVE with no task, b powering off.
+        let power = [("b", ObservedPower::Stopping)];
+        let late = w.sync_with(
+            "p",
+            &["a", "b"],
+            (Mode::Act, Lane::SoftStop),
+            &power,
+            (1_001, 3_000),
+        );
+        assert_eq!(late.outcome.to_stop, ids(&["a"]), "{answer}");
+    }
+}
+
+#[test]
+fn a_refusal_because_of_some_servers_is_bisected_down_to_them() {
+    let mut w = World::new();
+    w.sync("p", &["a", "b", "c", "locked"], 0);
+    let locked = error(ErrorKind::Invalid, Some(400), Some("Ecs.0605"));
+    let mut sent = Vec::new();
+    let mut t = 500;
+    while let Some(call) = w.due(Lane::SoftStop, t) {
+        sent.push(call.ids.clone());
+        let answer = if call.ids.contains(&"locked".to_owned()) {
+            Err(&locked)
+        } else {
+            Ok("job")
+        };
+        w.state.record_call(call.id, answer, w.clock.at(t));
+        t += 10;
+    }
+    let sent: Vec<usize> = sent.iter().map(Vec::len).collect();
+    assert_eq!(
+        sent,
+        [4, 2, 2, 1, 1],
+        "the whole, both halves, both quarters"
+    );
+    let view = w.sync("p", &["a", "b", "c", "locked"], t);
+    assert_eq!(view.failing["locked"].code, "Ecs.0605");
+    assert_eq!(view.failing.len(), 1, "only the locked server failed");
+    assert!(
+        view.submit_failure.is_none(),
+        "not a problem of the project"
+    );
+}
+
+#[test]
+fn a_throttled_call_goes_back_first_in_line_after_the_backoff() {
+    let mut w = World::new();
+    w.sync("p", &["a", "b"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    w.sync("q", &["c"], 600);
+    let throttled = error(ErrorKind::Throttled, Some(429), None);
+    w.state
+        .record_call(call.id, Err(&throttled), w.clock.at(700));
+    assert!(w.due(Lane::SoftStop, 2_000).is_none(), "backing off");
+    let again = w.due(Lane::SoftStop, 2_700).unwrap();
+    assert_eq!(again.ids, ids(&["a", "b", "c"]));
+}
+
+#[test]
+fn refused_credentials_are_a_problem_of_every_policy_until_a_call_is_accepted() {
+    let mut w = World::new();
+    w.sync("p", &["a"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    let auth = error(ErrorKind::Auth, Some(403), Some("Ecs.0003"));
+    w.state.record_call(call.id, Err(&auth), w.clock.at(600));
+    let view = w.sync("q", &["z"], 700);
+    assert_eq!(view.submit_failure.unwrap().kind, ErrorKind::Auth);
+    let call = w.due(Lane::SoftStop, 1_300).unwrap();
+    w.state.record_call(call.id, Ok("j"), w.clock.at(1_400));
+    assert!(w.sync("q", &["z"], 1_500).submit_failure.is_none());
+}
+
+#[test]
+fn a_job_whose_poll_fails_for_good_is_lost_and_its_servers_re_observed() {
+    let mut w = World::new();
+    w.sync("p", &["a"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    w.state.record_call(call.id, Ok("j"), w.clock.at(600));
+    // A poll that may work next time changes nothing.
+    let busy = error(ErrorKind::Transient, Some(500), None);
+    w.state.record_poll("j", Err(busy), w.clock.at(700));
+    assert_eq!(w.state.unfinished_count(), 1);
+    let gone = error(ErrorKind::Invalid, Some(400), Some("Common.0011"));
+    w.state.record_poll("j", Err(gone), w.clock.at(800));
+    assert_eq!(w.state.unfinished_count(), 0);
+    assert_eq!(w.state.expire(w.clock.at(800)), [LostReason::PollFailed]);
+    let view = w.sync_with("p", &["a"], (Mode::Act, Lane::SoftStop), &[], (700, 900));
+    assert_eq!(view.lost.len(), 1);
+    assert_eq!(view.lost[0].reason, LostReason::PollFailed);
+    assert!(view.jobs[0].lost);
+    assert!(
+        view.outcome.to_stop.is_empty(),
+        "listed before the job was lost"
+    );
+    // A listing begun after: still running, stopped once more.
+    let view = w.sync_with("p", &["a"], (Mode::Act, Lane::SoftStop), &[], (801, 1_000));
+    assert_eq!(view.outcome.to_stop, ids(&["a"]));
+    // The status still lists the job: it is not followed again.
+    w.state.adopt(&key("p"), [("j".to_owned(), w.clock.wall0)]);
+    assert_eq!(w.state.unfinished_count(), 0);
+}
+
+#[test]
+fn a_job_unfinished_past_the_deadline_is_lost_and_retention_forgets_it() {
+    let mut w = World::new();
+    w.state.adopt(&key("p"), [("j".to_owned(), w.clock.wall0)]);
+    assert!(w.state.expire(w.clock.at(59_000)).is_empty());
+    let running = job(JobStatus::Running, Vec::new());
+    w.state.record_poll("j", Ok(running), w.clock.at(59_500));
+    assert_eq!(w.state.expire(w.clock.at(60_000)), [LostReason::Deadline]);
+    assert_eq!(w.sync("p", &["a"], 60_100).lost.len(), 1);
+    let retention = config().finished_job_retention.as_millis() as u64;
+    w.state.expire(w.clock.at(60_000 + retention));
+    assert!(w.sync("p", &["a"], 60_000 + retention).lost.is_empty());
+}
+
+#[test]
+fn waiting_for_budget_means_only_queued() {
+    let mut w = World::new();
+    let view = w.sync("p", &["a", "b"], 0);
+    assert!(view.waiting_for_budget);
+    assert!(!w.sync("q", &["c"], 0).waiting_for_budget || w.state.lanes.len() == 1);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    w.sync("p", &["a", "b", "d"], 600);
+    // "a" and "b" are in a call: there is news to wait for, not only budget.
+    assert!(!w.sync("p", &["a", "b", "d"], 600).waiting_for_budget);
+    w.state.record_call(call.id, Ok("j"), w.clock.at(700));
+    assert!(
+        !w.sync("p", &["a", "b", "d"], 800).waiting_for_budget,
+        "a job runs"
+    );
+}
+
+#[test]
+fn a_fleet_with_a_call_under_way_is_not_idle() {
+    let mut w = World::new();
+    w.sync("p", &["a"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    assert!(!w.state.is_idle());
+    w.state.record_call(call.id, Ok("j"), w.clock.at(600));
+    assert!(w.state.is_idle());
+}
+
+#[test]
+fn a_partial_batch_waits_while_the_queue_grows_but_not_forever() {
+    let linger = Duration::from_millis(500);
+    let t0 = Instant::now();
+    let mut lingering = Lingering::new(t0);
+    assert!(!lingering.partial_batch_due(t0 + Duration::from_millis(400), linger, OPEN));
+    lingering.grown_at = t0 + Duration::from_millis(400);
+    assert!(!lingering.partial_batch_due(t0 + Duration::from_millis(600), linger, OPEN));
+    assert!(lingering.partial_batch_due(t0 + Duration::from_millis(900), linger, OPEN));
+    // Growing every 100 ms: due after MAX_LINGERS lingers all the same.
+    lingering.grown_at = t0 + linger * MAX_LINGERS - Duration::from_millis(100);
+    let almost = t0 + linger * MAX_LINGERS - Duration::from_millis(1);
+    assert!(!lingering.partial_batch_due(almost, linger, OPEN));
+    assert!(lingering.partial_batch_due(t0 + linger * MAX_LINGERS, linger, OPEN));
+}
+
+#[test]
+fn during_the_first_round_a_partial_batch_waits_and_at_its_end_goes() {
+    let linger = Duration::from_millis(500);
+    let t0 = Instant::now();
+    let lingering = Lingering::new(t0);
+    // However quiet the queue, the first round holds it.
+    let late = t0 + linger * (MAX_LINGERS + 1);
+    assert!(!lingering.partial_batch_due(late, linger, Gate::Closed));
+    // The round ended after the queue last grew: no need to wait for a quiet spell.
+    let ended = Gate::Open {
+        round_ended_at: Some(t0 + Duration::from_millis(10)),
+    };
+    assert!(lingering.partial_batch_due(t0 + Duration::from_millis(20), linger, ended));
+    // Ids that arrived after the round ended linger as usual.
+    let grown_later = Lingering::new(t0 + Duration::from_millis(50));
+    assert!(!grown_later.partial_batch_due(t0 + Duration::from_millis(60), linger, ended));
+}
+
+#[test]
+fn withdrawing_a_server_from_the_list_keeps_the_rest() {
+    let mut w = World::new();
+    w.sync("p", &["a", "b", "c"], 0);
+    w.sync("p", &["b"], 10);
+    assert_eq!(w.due(Lane::SoftStop, 600).unwrap().ids, ids(&["b"]));
+    let _ = set(&[]);
+}
+
+mod properties {
+    //! Over random sequences of syncs, withdrawals, due calls and answers: a call
+    //! carries only ids some policy still wants in its lane, never an id in another
+    //! call under way or in an unfinished job, and never an id whose last call's
+    //! outcome is unknown until a listing begun after that said what happened.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Sync {
+            policy: usize,
+            servers: Vec<usize>,
+            hard: bool,
+            act: bool,
+            /// The listing began this long before the sync.
+            listing_lag_ms: u64,
+        },
+        Withdraw(usize),
+        Due(bool),
+        Answer(usize, u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3usize, proptest::collection::vec(0..8usize, 0..6), any::<bool>(), prop::bool::weighted(0.8), prop_oneof![Just(0u64), Just(700u64)])
+                .prop_map(|(policy, servers, hard, act, listing_lag_ms)| Op::Sync { policy, servers, hard, act, listing_lag_ms }),
+            1 => (0..3usize).prop_map(Op::Withdraw),
+            3 => any::<bool>().prop_map(Op::Due),
+            3 => (0..4usize, 0..4u8).prop_map(|(call, answer)| Op::Answer(call, answer)),
+        ]
+    }
+
+    fn server(i: usize) -> String {
+        format!("s{i}")
+    }
+
+    proptest! {
+        #[test]
+        fn no_call_carries_an_id_it_should_not(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut w = World::new();
+            let mut t: u64 = 1_000;
+            // The model: what each policy wants now, in which lane.
+            let mut wants: HashMap<usize, (Lane, HashSet<String>)> = HashMap::new();
+            let mut under_way: Vec<DueCall> = Vec::new();
+            let mut in_jobs: HashSet<String> = HashSet::new();
+            let mut unknown_since: HashMap<String, u64> = HashMap::new();
+            let throttled = error(ErrorKind::Throttled, Some(429), None);
+            let lost = error(ErrorKind::OutcomeUnknown, Some(504), None);
+            let locked = error(ErrorKind::Invalid, Some(400), Some("Ecs.0605"));
+            for op in ops {
+                t += 100;
+                match op {
+                    Op::Sync { policy, servers, hard, act, listing_lag_ms } => {
+                        let lane = if hard { Lane::HardStop } else { Lane::SoftStop };
+                        let names: Vec<String> = servers.iter().map(|i| server(*i)).collect();
+                        let desired: Vec<&str> = names.iter().map(String::as_str).collect();
+                        let mode = if act { Mode::Act } else { Mode::Suspend };
+                        let listed = t - listing_lag_ms;
+                        w.sync_with(&format!("p{policy}"), &desired, (mode, lane), &[], (listed, t));
+                        unknown_since.retain(|_, since| listed <= *since);
+                        let wanted = if act { names.into_iter().collect() } else { HashSet::new() };
+                        wants.insert(policy, (lane, wanted));
+                    }
+                    Op::Withdraw(policy) => {
+                        w.state.withdraw_unwanted(&key(&format!("p{policy}")), None, &HashSet::new());
+                        wants.remove(&policy);
+                    }
+                    Op::Due(hard) => {
+                        let lane = if hard { Lane::HardStop } else { Lane::SoftStop };
+                        // Late enough for any linger and throttle back-off.
+                        t += 3_000;
+                        if let Some(call) = w.due(lane, t) {
+                            let distinct: HashSet<&String> = call.ids.iter().collect();
+                            prop_assert_eq!(distinct.len(), call.ids.len(), "an id twice in one call");
+                            for id in &call.ids {
+                                prop_assert!(
+                                    wants.values().any(|(l, ids)| *l == lane && ids.contains(id)),
+                                    "{} sent in {:?}, wanted by nobody there: {:?}", id, lane, wants
+                                );
+                                prop_assert!(
+                                    !under_way.iter().any(|c| c.ids.contains(id)),
+                                    "{} in two calls at once", id
+                                );
+                                prop_assert!(!in_jobs.contains(id), "{} sent while its job runs", id);
+                                prop_assert!(
+                                    !unknown_since.contains_key(id),
+                                    "{} re-sent before a listing told its unknown outcome", id
+                                );
+                            }
+                            under_way.push(call);
+                        }
+                    }
+                    Op::Answer(index, answer) => {
+                        if under_way.is_empty() {
+                            continue;
+                        }
+                        let call = under_way.remove(index % under_way.len());
+                        let now = w.clock.at(t);
+                        match answer {
+                            0 => {
+                                in_jobs.extend(call.ids.iter().cloned());
+                                w.state.record_call(call.id, Ok(&format!("job-{t}")), now);
+                            }
+                            1 => {
+                                w.state.record_call(call.id, Err(&throttled), now);
+                            }
+                            2 => {
+                                for id in &call.ids {
+                                    unknown_since.insert(id.clone(), t);
+                                }
+                                w.state.record_call(call.id, Err(&lost), now);
+                            }
+                            _ => {
+                                w.state.record_call(call.id, Err(&locked), now);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
