@@ -9,5 +9,6 @@ pub mod metrics;
 pub mod operator;
 pub mod plan;
 pub mod policy;
+pub mod schedule;
 pub mod sim;
 pub mod telemetry;
