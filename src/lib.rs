@@ -10,5 +10,6 @@ pub mod operator;
 pub mod plan;
 pub mod policy;
 pub mod schedule;
+pub mod selector;
 pub mod sim;
 pub mod telemetry;
