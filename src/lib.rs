@@ -9,5 +9,7 @@ pub mod operator;
 pub mod plan;
 pub mod policy;
 pub mod probes;
+pub mod schedule;
+pub mod selector;
 pub mod sim;
 pub mod telemetry;

@@ -1,0 +1,64 @@
+//! What a policy wants from its named servers and its selector's matches.
+
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashSet};
+
+/// How many matched ids the status shows.
+const SAMPLE: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The servers the policy wants stopped: named ones and matched ones, less the
+    /// excluded; none at all when the selector matched more than `maxServers`.
+    pub wanted: BTreeSet<String>,
+    /// Servers the selector matched, the excluded ones not counted.
+    pub matched: usize,
+    /// `matched` is over the cap: the policy stops nothing.
+    pub exceeded: bool,
+    /// A digest of the matched set (16 hex digits of SHA-256 over the sorted ids), so a
+    /// change in what a selector matches shows in the status without listing it.
+    pub digest: String,
+    /// The first matched ids, sorted.
+    pub sample: Vec<String>,
+}
+
+pub fn select<'a>(
+    named: impl IntoIterator<Item = &'a str>,
+    matched: impl IntoIterator<Item = &'a str>,
+    exclude: &HashSet<&str>,
+    max_servers: Option<usize>,
+) -> Selection {
+    let matched: BTreeSet<&str> = matched
+        .into_iter()
+        .filter(|id| !exclude.contains(id))
+        .collect();
+    let exceeded = max_servers.is_some_and(|max| matched.len() > max);
+    let mut hasher = Sha256::new();
+    for id in &matched {
+        hasher.update(id.as_bytes());
+        hasher.update(b"\n");
+    }
+    let digest = hex::encode(&hasher.finalize()[..8]);
+    let sample = matched
+        .iter()
+        .take(SAMPLE)
+        .map(|id| (*id).to_owned())
+        .collect();
+    let wanted = if exceeded {
+        BTreeSet::new()
+    } else {
+        named
+            .into_iter()
+            .filter(|id| !exclude.contains(id))
+            .chain(matched.iter().copied())
+            .map(str::to_owned)
+            .collect()
+    };
+    Selection {
+        wanted,
+        matched: matched.len(),
+        exceeded,
+        digest,
+        sample,
+    }
+}
