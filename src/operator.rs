@@ -77,7 +77,8 @@ pub struct RunArgs {
     /// its servers are re-observed, its policy shows JobLost.
     #[arg(long, default_value_t = 1_800_000)]
     pub job_deadline_ms: u64,
-    /// Timeout of each ECS API request.
+    /// Timeout of each ECS API request, connect to last body byte; a read with its
+    /// retries gets twice this.
     #[arg(long, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
     /// First retry delay of a server whose stop failed; doubles up to 10 minutes.
@@ -134,6 +135,7 @@ impl Connector for HttpConnector {
             Credentials::aksk(target.access_key.clone(), target.secret_key.clone()),
         );
         config.request_timeout = self.timeout;
+        config.request_deadline = self.timeout * 2;
         config.budget = budget;
         config.observer = Arc::new(MetricsObserver(Arc::clone(&self.metrics)));
         Ok(Arc::new(HttpEcsClient::new(config)?))

@@ -63,6 +63,7 @@ fn problem_of(error: &EcsError) -> Option<Problem> {
     // backoff, shown meanwhile.
     let reason = match error {
         EcsError::UnknownRegion { .. } => "UnknownRegion",
+        EcsError::TooLarge { .. } => "ResponseTooLarge",
         EcsError::Unreachable { cause, .. } => match cause {
             NoAnswer::Unresolved => "EndpointNotResolved",
             NoAnswer::Tls => "TlsHandshakeFailed",
@@ -106,6 +107,9 @@ fn target_of(
 /// What a sync found before reporting it.
 enum Prepared {
     Planned(Box<Synced>),
+    /// The fleet's listing is still under way (a slow endpoint): nothing to report
+    /// yet, and the sync slot is given back until it is done.
+    Listing,
     /// Nothing could be planned until a person fixes this; `kind` is the ECS error
     /// kind behind it, if it came from the API.
     Problem {
@@ -198,7 +202,8 @@ async fn prepare(
         adopt,
     };
     match fleet.sync(request).await {
-        Ok(synced) => Ok(Prepared::Planned(Box::new(synced))),
+        Ok(Some(synced)) => Ok(Prepared::Planned(Box::new(synced))),
+        Ok(None) => Ok(Prepared::Listing),
         Err(error) => prepared_from(ctx, key, error),
     }
 }
@@ -257,6 +262,7 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
     };
     let synced = match prepared {
         Prepared::Planned(synced) => synced,
+        Prepared::Listing => return Ok(Action::requeue(ctx.config.active_requeue)),
         Prepared::Problem { problem, kind } => {
             if let Some(kind) = kind {
                 ctx.metrics.error(kind.as_str());

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::auth::Authenticator;
 use super::config::EcsClientConfig;
-use super::error::{ApiFailure, EcsError, ErrorKind, classify};
+use super::error::{ApiFailure, EcsError, ErrorKind, NoAnswer, classify};
 use super::http::{Answer, Outgoing, Transport};
 use super::wire::{
     self, BatchAction, Job, JobAccepted, MAX_SERVERS_PER_ACTION, PowerActionType, ServerDetail,
@@ -78,10 +78,38 @@ pub fn check_batch(ids: &[String]) -> Result<(), EcsError> {
     }
 }
 
+/// Most servers one listing reads: the largest project this operator is built
+/// for. An endpoint claiming more is refused after its first page rather than
+/// listed for ever (issue 14: endless full pages with `count` 10^9).
+pub const MAX_LISTED_SERVERS: u64 = 100_000;
+
 /// Whether a listing has every page: `count` servers arrived, or a page came back
-/// short (the last one), or empty (so a `count` that lies cannot loop forever).
-pub fn listing_complete(received: usize, count: u64, page_len: usize, limit: u32) -> bool {
-    page_len == 0 || page_len < limit as usize || received as u64 >= count
+/// short (the last one), or empty, or the pages `count` implies all came (so pages
+/// that repeat servers, or a `count` that lies, cannot loop forever).
+pub fn listing_complete(
+    page: u64,
+    received: usize,
+    count: u64,
+    page_len: usize,
+    limit: u32,
+) -> bool {
+    page_len == 0
+        || page_len < limit as usize
+        || received as u64 >= count
+        || page >= count.div_ceil(u64::from(limit))
+}
+
+/// A listing whose `count` is over [`MAX_LISTED_SERVERS`] is refused.
+pub fn check_listing_size(count: u64) -> Result<(), EcsError> {
+    if count > MAX_LISTED_SERVERS {
+        return Err(EcsError::TooLarge {
+            operation: "list-servers",
+            what: format!(
+                "a listing of {count} servers; this operator lists at most {MAX_LISTED_SERVERS}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -89,6 +117,7 @@ pub struct HttpEcsClient {
     endpoint: Url,
     project_id: String,
     page_size: u32,
+    request_deadline: Duration,
     retry: super::retry::RetryPolicy,
     budget: std::sync::Arc<super::budget::ActionBudget>,
     transport: Transport,
@@ -104,6 +133,7 @@ impl HttpEcsClient {
             endpoint: config.endpoint,
             project_id: config.project_id,
             page_size: config.page_size,
+            request_deadline: config.request_deadline,
             retry: config.retry,
             budget: config.budget,
         })
@@ -148,8 +178,33 @@ impl HttpEcsClient {
         }
     }
 
-    /// A GET, retried with jittered backoff while throttled or transient.
+    /// A GET, retried with jittered backoff while throttled or transient, all of
+    /// it within the request deadline: a tarpit holds a sync for that long, not for
+    /// every attempt's timeout in turn.
     async fn get<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        segments: &[&str],
+        query: Vec<(String, String)>,
+    ) -> Result<T, EcsError> {
+        let deadline = self.request_deadline;
+        tokio::time::timeout(deadline, self.get_with_retries(operation, segments, query))
+            .await
+            .unwrap_or_else(|_| {
+                Err(EcsError::Unreachable {
+                    operation,
+                    cause: NoAnswer::TimedOut,
+                    failure: ApiFailure {
+                        status: None,
+                        code: None,
+                        message: format!("no answer within the request deadline of {deadline:?}"),
+                        request_id: None,
+                    },
+                })
+            })
+    }
+
+    async fn get_with_retries<T: DeserializeOwned>(
         &self,
         operation: &'static str,
         segments: &[&str],
@@ -306,10 +361,11 @@ impl EcsApi for HttpEcsClient {
             let list: ServerList = self
                 .get("list-servers", &["cloudservers", "detail"], query)
                 .await?;
+            check_listing_size(list.count)?;
             let page_len = list.servers.len();
             received += page_len;
             on_page(list.servers);
-            if listing_complete(received, list.count, page_len, limit) {
+            if listing_complete(page, received, list.count, page_len, limit) {
                 break;
             }
         }
@@ -365,16 +421,29 @@ mod tests {
     #[test]
     fn pagination_stops_at_count_or_short_page() {
         // 2500 servers in pages of 1000: 1000, 2000, then a short page of 500.
-        assert!(!listing_complete(1000, 2500, 1000, 1000));
-        assert!(!listing_complete(2000, 2500, 1000, 1000));
-        assert!(listing_complete(2500, 2500, 500, 1000));
+        assert!(!listing_complete(1, 1000, 2500, 1000, 1000));
+        assert!(!listing_complete(2, 2000, 2500, 1000, 1000));
+        assert!(listing_complete(3, 2500, 2500, 500, 1000));
         // Exactly full: count says done, no empty extra page needed.
-        assert!(listing_complete(2000, 2000, 1000, 1000));
+        assert!(listing_complete(2, 2000, 2000, 1000, 1000));
         // A short page ends it even if count claims more.
-        assert!(listing_complete(1999, 5000, 999, 1000));
+        assert!(listing_complete(2, 1999, 5000, 999, 1000));
         // An empty page ends it whatever count says.
-        assert!(listing_complete(0, 10, 0, 25));
-        assert!(listing_complete(0, 0, 0, 25));
+        assert!(listing_complete(1, 0, 10, 0, 25));
+        assert!(listing_complete(1, 0, 0, 0, 25));
+    }
+
+    #[test]
+    fn pagination_stops_at_the_pages_count_implies_and_refuses_huge_counts() {
+        // Full pages repeating the same servers: received never reaches count, but
+        // 2500 servers are 3 pages of 1000.
+        assert!(!listing_complete(2, 1000, 2500, 1000, 1000));
+        assert!(listing_complete(3, 1000, 2500, 1000, 1000));
+        assert!(check_listing_size(MAX_LISTED_SERVERS).is_ok());
+        let refused = check_listing_size(1_000_000_000).unwrap_err();
+        assert!(matches!(refused, EcsError::TooLarge { .. }));
+        assert!(refused.to_string().contains("1000000000"), "{refused}");
+        assert!(!refused.is_retryable());
     }
 
     fn answer(status: u16, body: &str) -> Answer {

@@ -15,6 +15,8 @@ use super::retry::RetryPolicy;
 use super::wire::MAX_PAGE_SIZE;
 
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A read with all its retries: twice one request's timeout.
+pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct EcsClientConfig {
@@ -24,6 +26,8 @@ pub struct EcsClientConfig {
     pub credentials: Credentials,
     /// Whole exchange, connect to last body byte.
     pub request_timeout: Duration,
+    /// A read with all its retries, first connect to last body byte.
+    pub request_deadline: Duration,
     /// `limit` of each listing page, 1..=1000.
     pub page_size: u32,
     /// Backoff for reads; batch actions are never retried.
@@ -42,6 +46,7 @@ impl EcsClientConfig {
             project_id: project_id.into(),
             credentials,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            request_deadline: DEFAULT_REQUEST_DEADLINE,
             page_size: MAX_PAGE_SIZE,
             retry: RetryPolicy::default(),
             budget: Arc::new(ActionBudget::new(BudgetLimits::default())),
@@ -70,8 +75,10 @@ impl EcsClientConfig {
                 self.page_size
             )));
         }
-        if self.request_timeout.is_zero() {
-            return Err(EcsError::Config("request timeout must be positive".into()));
+        if self.request_timeout.is_zero() || self.request_deadline.is_zero() {
+            return Err(EcsError::Config(
+                "request timeout and deadline must be positive".into(),
+            ));
         }
         if self.retry.max_attempts == 0 {
             return Err(EcsError::Config(

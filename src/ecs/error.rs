@@ -107,6 +107,21 @@ impl fmt::Display for NoAnswer {
     }
 }
 
+/// Longest text of the cloud's (a code, a message, a request id) kept in an error,
+/// and so in a status condition, an Event or a log line, in characters: a hostile or
+/// broken endpoint must not fill a policy's status (etcd refuses objects over 1.5 MB)
+/// or the logs. An HTML error page from a proxy says all it has to say in its first
+/// lines.
+pub const MAX_CLOUD_TEXT: usize = 300;
+
+/// `text` cut to [`MAX_CLOUD_TEXT`] characters (never inside one), marked with `…`.
+pub fn cut_cloud_text(text: &str) -> String {
+    match text.char_indices().nth(MAX_CLOUD_TEXT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EcsError {
     #[error("{operation} throttled: {failure}")]
@@ -151,6 +166,14 @@ pub enum EcsError {
         operation: &'static str,
         failure: ApiFailure,
     },
+    /// The endpoint answered more than any ECS API sends: a body over its size
+    /// limit, or a listing longer than this operator reads. Not retried: the same
+    /// request gets the same answer.
+    #[error("{operation}: the endpoint's answer is too large: {what}")]
+    TooLarge {
+        operation: &'static str,
+        what: String,
+    },
     #[error("{count} servers in one batch action; at most {max} are allowed")]
     TooManyServers { count: usize, max: usize },
     #[error("server {id} appears more than once in one batch action")]
@@ -172,7 +195,7 @@ impl EcsError {
             EcsError::Transient { .. } | EcsError::Unreachable { .. } => ErrorKind::Transient,
             EcsError::Auth { .. } => ErrorKind::Auth,
             EcsError::NotFound { .. } => ErrorKind::NotFound,
-            EcsError::Invalid { .. } => ErrorKind::Invalid,
+            EcsError::Invalid { .. } | EcsError::TooLarge { .. } => ErrorKind::Invalid,
             EcsError::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             EcsError::TooManyServers { .. }
             | EcsError::DuplicateServer { .. }
@@ -336,6 +359,16 @@ mod tests {
             .kind(),
             ErrorKind::Refused
         );
+    }
+
+    #[test]
+    fn cloud_text_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(1000);
+        let cut = cut_cloud_text(&long);
+        assert_eq!(cut.chars().count(), MAX_CLOUD_TEXT + 1);
+        assert!(cut.ends_with('…'));
+        let short = "x".repeat(MAX_CLOUD_TEXT);
+        assert_eq!(cut_cloud_text(&short), short);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::endpoint;
-use super::error::{ApiFailure, EcsError, ErrorKind, NoAnswer, classify};
+use super::error::{ApiFailure, EcsError, ErrorKind, NoAnswer, classify, cut_cloud_text};
 use super::observer::{RequestEvent, RequestObserver};
 use super::retry::parse_retry_after;
 use super::sign::canonical_query;
@@ -21,9 +21,30 @@ pub const USER_AGENT: &str = concat!("ecs-power-operator/", env!("CARGO_PKG_VERS
 const JSON_UTF8: &str = "application/json;charset=utf-8";
 /// What the SDK sends on GETs.
 const JSON: &str = "application/json";
-/// Raw bodies quoted in error messages are cut here: an HTML error page from a
-/// proxy says all it has to say in its first lines.
-const MAX_QUOTED_BODY: usize = 300;
+
+/// Largest 2xx body of a listing page: a page of 1000 full servers (the API's
+/// largest `limit`) is ~2.3 MB in ecs-sim; this leaves room for servers with many
+/// tags and metadata. A tenant's endpoint that streams more is cut off here rather
+/// than held in memory (issue 14: 1 GB bodies OOM-killed the shared operator).
+pub(crate) const MAX_LIST_PAGE_BODY: usize = 4 << 20;
+/// Largest 2xx body of a job: one sub-job per server, at most 1000 of them.
+pub(crate) const MAX_JOB_BODY: usize = 2 << 20;
+/// Largest other 2xx body: an IAM token with its service catalog, one server, the
+/// job id of an accepted action.
+pub(crate) const MAX_OTHER_BODY: usize = 1 << 20;
+/// Error bodies are read up to here and the rest dropped: the code and message
+/// come first, and only [`MAX_CLOUD_TEXT`](super::error::MAX_CLOUD_TEXT) characters
+/// of them are kept anyway.
+pub(crate) const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Largest 2xx body read for `operation`.
+fn success_body_limit(operation: &str) -> usize {
+    match operation {
+        "list-servers" => MAX_LIST_PAGE_BODY,
+        "get-job" => MAX_JOB_BODY,
+        _ => MAX_OTHER_BODY,
+    }
+}
 
 /// A request as the signature sees it. Headers set here are all signed, so the
 /// ones the SDK signs (Host, Content-Type, User-Agent) are set explicitly rather
@@ -128,16 +149,59 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+        .map(cut_cloud_text)
 }
 
 /// Text of the body for an error message, cut at a character boundary.
 fn quote_body(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(MAX_QUOTED_BODY) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
+    cut_cloud_text(String::from_utf8_lossy(body).trim())
+}
+
+/// A body as far as it was read.
+enum Body {
+    /// All of it, within the limit.
+    Whole(Vec<u8>),
+    /// Longer than the limit: the first `limit` bytes, the rest never read.
+    Cut(Vec<u8>),
+}
+
+/// Reads at most `limit` bytes of the body. A `Content-Length` over the limit is
+/// believed without reading anything; a body that grows past it is dropped there
+/// (the connection with it), so no endpoint makes the operator hold more.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Body, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Ok(Body::Cut(Vec::new()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            body.extend_from_slice(&chunk[..limit - body.len()]);
+            return Ok(Body::Cut(body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Body::Whole(body))
+}
+
+/// A 2xx body over its limit. For a batch action the cloud may have acted: its
+/// outcome is unknown, as for a body cut short.
+fn too_large(operation: &'static str, status: u16, limit: usize, idempotent: bool) -> EcsError {
+    let what = format!("a 2xx body over {} KiB", limit >> 10);
+    if idempotent {
+        EcsError::TooLarge { operation, what }
+    } else {
+        EcsError::OutcomeUnknown {
+            operation,
+            failure: ApiFailure {
+                status: Some(status),
+                code: None,
+                message: what,
+                request_id: None,
+            },
+        }
     }
 }
 
@@ -312,7 +376,43 @@ impl Transport {
         result
     }
 
+    /// One exchange within the request timeout, connect to last body byte, whatever
+    /// the endpoint does (a tarpit that accepts and never answers, a body trickled
+    /// byte by byte).
     async fn exchange(
+        &self,
+        operation: &'static str,
+        request: &Outgoing,
+        idempotent: bool,
+    ) -> Result<Answer, EcsError> {
+        match tokio::time::timeout(
+            self.timeout,
+            self.exchange_once(operation, request, idempotent),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                let failure = ApiFailure {
+                    status: None,
+                    code: None,
+                    message: format!("no complete answer within {:?}", self.timeout),
+                    request_id: None,
+                };
+                Err(if idempotent {
+                    EcsError::Unreachable {
+                        operation,
+                        cause: NoAnswer::TimedOut,
+                        failure,
+                    }
+                } else {
+                    EcsError::OutcomeUnknown { operation, failure }
+                })
+            }
+        }
+    }
+
+    async fn exchange_once(
         &self,
         operation: &'static str,
         request: &Outgoing,
@@ -329,13 +429,25 @@ impl Transport {
             .map_err(|e| error_without_answer(operation, e, idempotent))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        let success = (200..300).contains(&status);
+        let limit = if success {
+            success_body_limit(operation)
+        } else {
+            MAX_ERROR_BODY
+        };
         // The status arrived, but a body cut short leaves a 2xx unreadable: for a
         // batch action that is as unknown as no answer at all.
-        let body = response
-            .bytes()
+        let body = read_body(response, limit)
             .await
             .map_err(|e| error_without_answer(operation, e, idempotent))?;
-        if !(200..300).contains(&status) {
+        let body = match body {
+            Body::Whole(body) => body,
+            Body::Cut(_) if success => {
+                return Err(too_large(operation, status, limit, idempotent));
+            }
+            Body::Cut(start) => start,
+        };
+        if !success {
             return Err(error_from_answer(
                 operation, status, &headers, &body, idempotent,
             ));
@@ -344,7 +456,7 @@ impl Transport {
             status,
             request_id: request_id(&headers),
             headers,
-            body: body.to_vec(),
+            body,
         })
     }
 }
@@ -352,6 +464,7 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ecs::error::MAX_CLOUD_TEXT;
 
     #[test]
     fn error_bodies_of_every_shape_are_classified() {
@@ -439,10 +552,22 @@ mod tests {
     }
 
     #[test]
-    fn quoted_bodies_are_cut() {
+    fn quoted_bodies_and_cloud_messages_are_cut() {
         let long = "é".repeat(1000);
         let quoted = quote_body(long.as_bytes());
-        assert_eq!(quoted.chars().count(), MAX_QUOTED_BODY + 1);
+        assert_eq!(quoted.chars().count(), MAX_CLOUD_TEXT + 1);
+        let body = format!(r#"{{"error_code":"APIGW.0101","error_msg":"{long}"}}"#);
+        let err = error_from_answer(
+            "list-servers",
+            400,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            true,
+        );
+        assert_eq!(
+            err.failure().unwrap().message.chars().count(),
+            MAX_CLOUD_TEXT + 1
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! simulator cannot drift from what the client expects without a golden test noticing.
 //! Unknown fields are ignored; optional fields may be absent or `null`.
 
+use super::error::cut_cloud_text;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -263,7 +264,8 @@ pub struct GatewayErrorBody {
 /// Code and message of any error body, found the way the official SDK finds them:
 /// the first of `error_code`/`error_msg`, `errorCode`/`errorMsg`, `code`/`message`
 /// at the top, else the same search inside nested objects (`{"error": {...}}`,
-/// Nova's `{"itemNotFound": {...}}`).
+/// Nova's `{"itemNotFound": {...}}`). Both are cut to
+/// [`MAX_CLOUD_TEXT`](super::error::MAX_CLOUD_TEXT) characters.
 pub fn error_code_and_message(body: &[u8]) -> Option<(String, String)> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     find_code_and_message(&value)
@@ -281,7 +283,7 @@ fn find_code_and_message(value: &serde_json::Value) -> Option<(String, String)> 
         ("code", "message"),
     ] {
         if let (Some(code), Some(message)) = (object.get(code_key), object.get(message_key)) {
-            return Some((text(code), text(message)));
+            return Some((cut_cloud_text(&text(code)), cut_cloud_text(&text(message))));
         }
     }
     object.values().find_map(find_code_and_message)

@@ -2,6 +2,7 @@
 
 use super::PolicyKey;
 use super::state::Now;
+use crate::ecs::error::cut_cloud_text;
 use crate::ecs::wire::{Job, JobStatus, SubJob};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -132,22 +133,30 @@ impl TrackedJob {
                 JobStatus::Success => outcome.succeeded.push((*id).to_owned()),
                 _ => outcome.failed.push((
                     (*id).to_owned(),
-                    sub.error_code.clone().unwrap_or_else(|| "unknown".into()),
+                    sub.error_code
+                        .as_deref()
+                        .map_or_else(|| "unknown".into(), cut_cloud_text),
                     sub.entities
                         .errorcode_message
-                        .clone()
-                        .or_else(|| sub.fail_reason.clone())
-                        .unwrap_or_else(|| "the sub-job failed without a reason".into()),
+                        .as_deref()
+                        .or(sub.fail_reason.as_deref())
+                        .map_or_else(
+                            || "the sub-job failed without a reason".into(),
+                            cut_cloud_text,
+                        ),
                 )),
             }
         }
         // A failed job without sub-jobs still failed for every server it carried.
         if by_server.is_empty() && job.status == JobStatus::Fail {
-            let code = job.error_code.clone().unwrap_or_else(|| "unknown".into());
+            let code = job
+                .error_code
+                .as_deref()
+                .map_or_else(|| "unknown".into(), cut_cloud_text);
             let message = job
                 .fail_reason
-                .clone()
-                .unwrap_or_else(|| "the job failed without a reason".into());
+                .as_deref()
+                .map_or_else(|| "the job failed without a reason".into(), cut_cloud_text);
             outcome.failed = self
                 .server_ids()
                 .map(|id| (id.clone(), code.clone(), message.clone()))

@@ -19,6 +19,7 @@ mod inventory;
 mod jobs;
 mod key;
 mod lane;
+mod listing;
 mod registry;
 mod state;
 mod worker;
@@ -34,6 +35,7 @@ use crate::ecs::client::EcsApi;
 use crate::ecs::error::EcsError;
 use crate::metrics::Metrics;
 use crate::plan::{Backoff, Mode, ObservedPower};
+use futures::FutureExt;
 use registry::Deleted;
 use state::{FleetState, Now, Observed, SyncRequest};
 use std::sync::{Arc, Mutex};
@@ -58,6 +60,9 @@ pub struct FleetConfig {
     /// How long a finished (or lost) job is still shown to policies' syncs (their
     /// status keeps it as history after that).
     pub finished_job_retention: Duration,
+    /// Longest a sync waits for its fleet's listing before it gives its sync slot
+    /// back and is synced again later; the listing goes on meanwhile.
+    pub listing_wait: Duration,
 }
 
 impl Default for FleetConfig {
@@ -69,6 +74,7 @@ impl Default for FleetConfig {
             job_deadline: Duration::from_secs(30 * 60),
             throttle_backoff: Duration::from_secs(2),
             finished_job_retention: Duration::from_secs(600),
+            listing_wait: Duration::from_secs(1),
         }
     }
 }
@@ -107,7 +113,8 @@ pub struct Fleet {
     config: FleetConfig,
     metrics: Arc<Metrics>,
     state: Mutex<FleetState>,
-    inventory: inventory::InventoryCache,
+    inventory: Arc<inventory::InventoryCache>,
+    listing: listing::Listing,
     job_poll: tokio::sync::Mutex<Option<Instant>>,
     /// Shared by every fleet: partial batches wait for the controller's first round.
     first_round: Arc<FirstRound>,
@@ -142,7 +149,8 @@ impl Fleet {
             state: Mutex::new(FleetState::new(shared.config.clone())),
             config: shared.config,
             metrics: shared.metrics,
-            inventory: inventory::InventoryCache::default(),
+            inventory: Arc::default(),
+            listing: listing::Listing::default(),
             job_poll: tokio::sync::Mutex::new(None),
             first_round: shared.first_round,
             deleted: shared.deleted,
@@ -160,7 +168,9 @@ impl Fleet {
 
     /// One sync: follow the jobs the policy's status lists, poll jobs and list the
     /// project when due, then plan, queue and report from one view of the state.
-    pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Synced, EcsError> {
+    /// `None`: the fleet's listing is still under way after
+    /// [`FleetConfig::listing_wait`]; nothing was planned, sync again soon.
+    pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, EcsError> {
         if !request.adopt.is_empty() {
             self.lock()
                 .adopt(request.policy, request.adopt.iter().cloned());
@@ -177,9 +187,19 @@ impl Fleet {
                 Instant::now(),
             );
         if !settled {
-            self.inventory
-                .refresh(self.api.as_ref(), request.policy, request.max_age)
-                .await?;
+            let listed = self
+                .listing
+                .join(self.config.listing_wait, || {
+                    let inventory = Arc::clone(&self.inventory);
+                    let api = Arc::clone(&self.api);
+                    let (policy, max_age) = (request.policy.clone(), request.max_age);
+                    async move { inventory.refresh(api.as_ref(), &policy, max_age).await }.boxed()
+                })
+                .await;
+            let Some(listed) = listed else {
+                return Ok(None);
+            };
+            listed?;
             // A listing newer than the last poll may already show a job's servers
             // stopped: poll now, or the status would say Stopped beside a job still
             // RUNNING.
@@ -215,7 +235,7 @@ impl Fleet {
         if view.queued {
             self.wake.notify_one();
         }
-        Ok(Synced { view, powering_off })
+        Ok(Some(Synced { view, powering_off }))
     }
 
     /// Poll every unfinished job, at most once per `interval` however many syncs
@@ -322,19 +342,35 @@ mod tests {
         let fleet = fleet(Arc::clone(&api));
         let p = PolicyKey::new("ns", "p");
         let desired = vec!["a".to_owned(), "b".to_owned()];
-        let first = fleet.sync(request(&p, &desired, Mode::Act)).await.unwrap();
+        let first = fleet
+            .sync(request(&p, &desired, Mode::Act))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(first.view.outcome.to_stop, desired);
         assert_eq!(api.served(), 1);
 
-        let waiting = fleet.sync(request(&p, &desired, Mode::Act)).await.unwrap();
+        let waiting = fleet
+            .sync(request(&p, &desired, Mode::Act))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(waiting.view.outcome.summary.stopping, 2);
         assert!(waiting.view.waiting_for_budget);
         assert_eq!(api.served(), 1, "all of it queued: no listing");
 
         // One server left its list: "a" is withdrawn, and the policy plans afresh.
         let fewer = vec!["b".to_owned()];
-        fleet.sync(request(&p, &fewer, Mode::Act)).await.unwrap();
-        fleet.sync(request(&p, &desired, Mode::Act)).await.unwrap();
+        fleet
+            .sync(request(&p, &fewer, Mode::Act))
+            .await
+            .unwrap()
+            .unwrap();
+        fleet
+            .sync(request(&p, &desired, Mode::Act))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(api.served(), 2);
     }
 
@@ -348,7 +384,11 @@ mod tests {
         let p = PolicyKey::new("ns", "p");
         let desired = vec!["a".to_owned()];
         fleet.deleted.record("uid-p");
-        let synced = fleet.sync(request(&p, &desired, Mode::Act)).await.unwrap();
+        let synced = fleet
+            .sync(request(&p, &desired, Mode::Act))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(synced.view.outcome.to_stop.is_empty());
         assert!(fleet.is_idle());
     }
