@@ -81,6 +81,12 @@ pub struct RunArgs {
     /// retries gets twice this.
     #[arg(long, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+    /// Host suffixes a policy's ECS endpoint must have (comma-separated, e.g.
+    /// `otc.t-systems.com`); others get Degraded/EndpointNotAllowed. Empty: any host,
+    /// so any tenant who may create a policy can make the operator send requests to
+    /// any address it reaches (see the README on SSRF).
+    #[arg(long, env = "EPO_ALLOWED_ENDPOINTS", value_delimiter = ',')]
+    pub allowed_endpoints: Vec<String>,
     /// First retry delay of a server whose stop failed; doubles up to 10 minutes.
     #[arg(long, default_value_t = 10_000)]
     pub retry_backoff_ms: u64,
@@ -154,6 +160,7 @@ impl RunArgs {
                 base: millis(self.retry_backoff_ms),
                 max: Duration::from_secs(600).max(millis(self.retry_backoff_ms)),
             },
+            allowed_endpoints: self.allowed_endpoints.clone(),
             ..ControllerConfig::default()
         }
     }

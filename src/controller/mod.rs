@@ -50,6 +50,8 @@ pub struct ControllerConfig {
     /// Backoff between syncs of a policy that cannot be synced (bad Secret, rejected
     /// credentials, API unreachable): doubles from `min` up to `max`.
     pub error_backoff: Backoff,
+    /// Host suffixes a policy's ECS endpoint must have; empty allows any host.
+    pub allowed_endpoints: Vec<String>,
 }
 
 impl Default for ControllerConfig {
@@ -68,6 +70,7 @@ impl Default for ControllerConfig {
                 base: Duration::from_secs(5),
                 max: Duration::from_secs(300),
             },
+            allowed_endpoints: Vec::new(),
         }
     }
 }

@@ -64,6 +64,7 @@ fn problem_of(error: &EcsError) -> Option<Problem> {
     let reason = match error {
         EcsError::UnknownRegion { .. } => "UnknownRegion",
         EcsError::TooLarge { .. } => "ResponseTooLarge",
+        EcsError::EndpointNotAllowed { .. } => "EndpointNotAllowed",
         EcsError::Unreachable { cause, .. } => match cause {
             NoAnswer::Unresolved => "EndpointNotResolved",
             NoAnswer::Tls => "TlsHandshakeFailed",
@@ -85,6 +86,7 @@ fn problem_of(error: &EcsError) -> Option<Problem> {
 fn target_of(
     policy: &EcsPowerPolicy,
     creds: credentials::CloudCredentials,
+    allowed_endpoints: &[String],
 ) -> Result<CloudTarget, EcsError> {
     let cloud = &policy.spec.cloud;
     let endpoint = match &cloud.endpoint {
@@ -96,6 +98,7 @@ fn target_of(
         }
         None => endpoint::default_ecs_endpoint(&cloud.region)?,
     };
+    endpoint::check_allowed(&endpoint, allowed_endpoints)?;
     Ok(CloudTarget {
         endpoint,
         project_id: cloud.project_id.clone(),
@@ -174,7 +177,9 @@ async fn prepare(
             return Ok(problem(ctx, key, found, None));
         }
     };
-    let fleet = match target_of(policy, creds).and_then(|t| ctx.fleets.fleet_for(key, &t)) {
+    let fleet = match target_of(policy, creds, &ctx.config.allowed_endpoints)
+        .and_then(|t| ctx.fleets.fleet_for(key, &t))
+    {
         Ok(fleet) => fleet,
         Err(error) => return prepared_from(ctx, key, error),
     };

@@ -41,8 +41,21 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// Accept https anywhere, http only on loopback, nothing else.
+/// Accept https anywhere, http only on loopback, nothing else; no userinfo, query
+/// or fragment (the CRD refuses them too; this is for policies created before).
+/// Messages never quote a URL with userinfo in it.
 pub fn validate(url: &Url) -> Result<(), EcsError> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(EcsError::Config(
+            "the endpoint has a user:password@; put credentials in the Secret".into(),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(EcsError::Config(format!(
+            "endpoint `{}` has a query or fragment; give scheme, host, port and path only",
+            origin(url)
+        )));
+    }
     if url.host().is_none() {
         return Err(EcsError::Config(format!("endpoint `{url}` has no host")));
     }
@@ -56,6 +69,42 @@ pub fn validate(url: &Url) -> Result<(), EcsError> {
             "endpoint `{url}` has scheme `{other}`; only https (or http on loopback) is supported"
         ))),
     }
+}
+
+/// Whether `url`'s host is one of `allowed` host suffixes (`example.com` allows
+/// `example.com` and `ecs.example.com`, not `badexample.com`); an empty list allows
+/// every host.
+pub fn check_allowed(url: &Url, allowed: &[String]) -> Result<(), EcsError> {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    let permitted = allowed.is_empty()
+        || allowed.iter().any(|suffix| {
+            let suffix = suffix.trim_start_matches('.').to_ascii_lowercase();
+            host == suffix
+                || host
+                    .strip_suffix(suffix.as_str())
+                    .is_some_and(|rest| rest.ends_with('.'))
+        });
+    if permitted {
+        Ok(())
+    } else {
+        Err(EcsError::EndpointNotAllowed {
+            host: host.to_owned(),
+            allowed: allowed.join(", "),
+        })
+    }
+}
+
+/// Scheme, host and port (lower-cased, the default port left out, as `url` parses
+/// them): what fleets and budgets are keyed by with the project, so that no spelling
+/// of an endpoint (a trailing `/`, a path) splits one project's budget.
+pub fn origin(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// The origin and the path without its trailing `/`: one API client's identity.
+pub fn normalised(url: &Url) -> String {
+    format!("{}{}", origin(url), url.path().trim_end_matches('/'))
 }
 
 /// The `Host` header the SDK signs: the host, plus the port when it is not the
@@ -118,6 +167,68 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn userinfo_query_and_fragment_are_refused_without_quoting_userinfo() {
+        for bad in [
+            "https://user:hunter2@ecs.example.com",
+            "https://user@ecs.example.com",
+            "https://ecs.example.com/?x=1",
+            "https://ecs.example.com/#frag",
+        ] {
+            let error = validate(&url(bad)).unwrap_err();
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+            assert!(matches!(error, EcsError::Config(_)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn allowed_endpoints_are_host_suffixes() {
+        let allowed = vec!["otc.t-systems.com".to_owned(), ".example.com".to_owned()];
+        for ok in [
+            "https://ecs.eu-de.otc.t-systems.com",
+            "https://OTC.T-SYSTEMS.COM./",
+            "https://example.com:8443",
+            "https://a.b.example.com",
+        ] {
+            assert!(check_allowed(&url(ok), &allowed).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://badexample.com",
+            "https://otc.t-systems.com.evil.io",
+            "http://127.0.0.1:9",
+        ] {
+            assert!(
+                matches!(
+                    check_allowed(&url(bad), &allowed),
+                    Err(EcsError::EndpointNotAllowed { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(check_allowed(&url("https://anything.io"), &[]).is_ok());
+    }
+
+    #[test]
+    fn spellings_of_one_endpoint_share_an_origin() {
+        let one = origin(&url("https://ECS.example.com:443/"));
+        for same in [
+            "https://ecs.example.com",
+            "https://ecs.example.com/",
+            "https://ecs.example.com/prefix/",
+        ] {
+            assert_eq!(origin(&url(same)), one, "{same}");
+        }
+        assert_ne!(origin(&url("https://ecs.example.com:8443")), one);
+        assert_eq!(
+            normalised(&url("https://ECS.example.com:443/prefix/")),
+            "https://ecs.example.com/prefix"
+        );
+        assert_ne!(
+            origin(&url("http://127.0.0.1:80")),
+            origin(&url("http://127.0.0.1:81"))
+        );
     }
 
     #[test]

@@ -184,6 +184,10 @@ pub enum EcsError {
         "region `{region}` (spec.cloud.region) is not an Open Telekom Cloud region ({known}); set spec.cloud.endpoint for any other"
     )]
     UnknownRegion { region: String, known: String },
+    #[error(
+        "endpoint host `{host}` is not allowed by this operator's --allowed-endpoints ({allowed}); ask its administrators"
+    )]
+    EndpointNotAllowed { host: String, allowed: String },
     #[error("invalid ECS client configuration: {0}")]
     Config(String),
 }
@@ -200,7 +204,9 @@ impl EcsError {
             EcsError::TooManyServers { .. }
             | EcsError::DuplicateServer { .. }
             | EcsError::NoServers => ErrorKind::Refused,
-            EcsError::Config(_) | EcsError::UnknownRegion { .. } => ErrorKind::Config,
+            EcsError::Config(_)
+            | EcsError::UnknownRegion { .. }
+            | EcsError::EndpointNotAllowed { .. } => ErrorKind::Config,
         }
     }
 

@@ -48,7 +48,7 @@ struct FleetKey {
 impl FleetKey {
     fn of(target: &CloudTarget) -> Self {
         Self {
-            endpoint: target.endpoint.as_str().trim_end_matches('/').to_owned(),
+            endpoint: crate::ecs::endpoint::normalised(&target.endpoint),
             project_id: target.project_id.clone(),
             access_key: target.access_key.clone(),
             secret_digest: Sha256::digest(target.secret_key.expose_secret().as_bytes()).into(),
@@ -253,7 +253,7 @@ impl FleetRegistry {
             Some(fleet) => Arc::clone(fleet),
             None => {
                 let budget = self.budgets.budget(
-                    target.endpoint.as_str(),
+                    &crate::ecs::endpoint::origin(&target.endpoint),
                     &target.project_id,
                     self.budget_limits,
                 );
@@ -378,6 +378,28 @@ mod tests {
         assert!(
             Arc::ptr_eq(&a.budget, &other.budget),
             "one project, one budget"
+        );
+    }
+
+    #[tokio::test]
+    async fn spellings_of_one_endpoint_share_a_fleet_and_a_budget() {
+        let registry = registry();
+        let a = registry.fleet_for(&key("a"), &target("sk")).unwrap();
+        let mut other_spelling = target("sk");
+        other_spelling.endpoint = "http://127.0.0.1:00009/".parse().unwrap();
+        let b = registry.fleet_for(&key("b"), &other_spelling).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let mut prefixed = target("sk");
+        prefixed.endpoint = "http://127.0.0.1:9/ecs/".parse().unwrap();
+        let p = registry.fleet_for(&key("p"), &prefixed).unwrap();
+        assert!(!Arc::ptr_eq(&a, &p), "another path, another client");
+        assert!(Arc::ptr_eq(&a.budget, &p.budget), "one origin, one budget");
+        let mut other_port = target("sk");
+        other_port.endpoint = "http://127.0.0.1:10".parse().unwrap();
+        let c = registry.fleet_for(&key("c"), &other_port).unwrap();
+        assert!(
+            !Arc::ptr_eq(&a.budget, &c.budget),
+            "another origin, another budget"
         );
     }
 

@@ -202,7 +202,7 @@ pub fn set(
 ///   resolve or a server there that does not speak TLS); the ECS API refuses the stop
 ///   call itself; servers named in the spec do not exist; the endpoint answers more
 ///   than any ECS API sends (a body over its size limit, a listing of too many
-///   servers).
+///   servers), or one this operator is not allowed to call (`--allowed-endpoints`).
 /// * The operator retries by itself (`Reconciling=True`, InProgress): stops that failed
 ///   (retried with backoff), a stop job whose outcome was lost, an ECS API that cannot
 ///   be reached for now.
@@ -222,6 +222,7 @@ pub fn needs_person(reason: &str) -> bool {
         | "EndpointNotResolved"
         | "TlsHandshakeFailed"
         | "ResponseTooLarge"
+        | "EndpointNotAllowed"
         | "StopCallRefused"
         | "ServersNotFound"
         | "StopFailedAndServersNotFound" => true,

@@ -91,6 +91,7 @@ pub struct CloudSpec {
     /// Overrides the ECS endpoint derived from the region, for another cloud or a
     /// simulator. Must be https; plain http is accepted only for a loopback host
     /// (127.0.0.0/8, localhost, [::1]) so credentials never cross a network unencrypted.
+    /// No user:password@, query or fragment: a scheme, a host, a port and a path.
     // Only rule in CEL: a scalar with a bounded length keeps its cost negligible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
@@ -106,13 +107,15 @@ pub struct CloudSpec {
 // the length of a function's result, so a regex on it is estimated far over the CEL cost
 // budget, while `self` is bounded by maxLength. The loopback host must be followed by a
 // port, a path or the end, so `http://localhost@evil.example` and
-// `http://127.0.0.1.evil.example` are refused.
+// `http://127.0.0.1.evil.example` are refused. No `@` in the authority (userinfo would
+// be logged and sent), no `?` or `#` anywhere (a query or fragment would give one
+// project's endpoint two spellings).
 const ENDPOINT_RULE: &str = concat!(
-    r"isURL(self) && (self.matches(r'^https://[^/?#]+([/?#].*)?$') || ",
-    r"self.matches(r'^http://(localhost|127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|\[::1\])(:[0-9]{1,5})?([/?#].*)?$'))"
+    r"isURL(self) && (self.matches(r'^https://[^/?#@]+(/[^?#]*)?$') || ",
+    r"self.matches(r'^http://(localhost|127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|\[::1\])(:[0-9]{1,5})?(/[^?#]*)?$'))"
 );
-const ENDPOINT_MESSAGE: &str = "spec.cloud.endpoint must be an https:// URL; http:// is allowed \
-    only for a loopback host (127.0.0.0/8, localhost, [::1])";
+const ENDPOINT_MESSAGE: &str = "spec.cloud.endpoint must be an https:// URL without user:password@, \
+    query or fragment; http:// is allowed only for a loopback host (127.0.0.0/8, localhost, [::1])";
 
 /// A Secret in the policy's own namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

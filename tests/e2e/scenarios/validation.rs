@@ -48,6 +48,36 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         p,
         needles(&["spec.cloud.endpoint"]),
     ));
+    for (name, endpoint, what) in [
+        (
+            "endpoint-userinfo",
+            "https://user:pw@ecs.example.com",
+            "endpoint with user:password@",
+        ),
+        (
+            "endpoint-loopback-userinfo",
+            "http://user@127.0.0.1:9",
+            "loopback endpoint with user@",
+        ),
+        (
+            "endpoint-query",
+            "https://ecs.example.com/?x=1",
+            "endpoint with a query",
+        ),
+        (
+            "endpoint-fragment",
+            "http://127.0.0.1:9/#x",
+            "endpoint with a fragment",
+        ),
+    ] {
+        let mut p = base(name);
+        p.endpoint = endpoint.into();
+        cases.push((
+            what,
+            p,
+            needles(&["spec.cloud.endpoint", "query or fragment"]),
+        ));
+    }
 
     let mut problems = Vec::new();
     for (what, policy, needles) in &cases {
@@ -109,6 +139,15 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     if !out.ok() {
         problems.push(format!(
             "a valid 3-server https policy was refused: {}",
+            short(&out.stderr)
+        ));
+    }
+    let mut prefixed = base("valid-path-prefix");
+    prefixed.endpoint = "https://ecs.example.com:8443/proxy/ecs/".into();
+    let out = ctx.k.apply(&prefixed.yaml()).await?;
+    if !out.ok() {
+        problems.push(format!(
+            "an https endpoint with a port and a path was refused: {}",
             short(&out.stderr)
         ));
     }
