@@ -17,6 +17,7 @@ use crate::plan::Backoff;
 use crate::policy::EcsPowerPolicy;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
@@ -52,6 +53,10 @@ pub struct ControllerConfig {
     pub error_backoff: Backoff,
     /// Host suffixes a policy's ECS endpoint must have; empty allows any host.
     pub allowed_endpoints: Vec<String>,
+    /// Longest a sync waits for its fleet's listing before it gives its slot (one of
+    /// `concurrency`, shared by every tenant) back and is synced again after
+    /// `active_requeue`: a tenant's tarpit endpoint must not hold the slots.
+    pub listing_wait: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -71,6 +76,7 @@ impl Default for ControllerConfig {
                 max: Duration::from_secs(300),
             },
             allowed_endpoints: Vec::new(),
+            listing_wait: Duration::from_secs(1),
         }
     }
 }
@@ -135,13 +141,15 @@ pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (policies, secrets): (Api<EcsPowerPolicy>, Api<Secret>) = match &ctx.config.namespace {
-        Some(ns) => (
-            Api::namespaced(ctx.client.clone(), ns),
-            Api::namespaced(ctx.client.clone(), ns),
-        ),
-        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-    };
+    // `PartialObjectMeta`: metadata-only lists and watches.
+    let (policies, secrets): (Api<EcsPowerPolicy>, Api<PartialObjectMeta<Secret>>) =
+        match &ctx.config.namespace {
+            Some(ns) => (
+                Api::namespaced(ctx.client.clone(), ns),
+                Api::namespaced(ctx.client.clone(), ns),
+            ),
+            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+        };
     // Only spec changes (a new generation) trigger a sync: the operator's own status
     // writes must not, or a status that changes on every try (a request id in an error
     // message) would loop without backoff. Requeues and the Secret watch do the rest.
@@ -217,11 +225,14 @@ pub async fn run(
         .reconcile_on(batches_sent);
     let controller = controller
         // A fixed Secret should not wait for the error backoff: reconcile every
-        // policy that names it, right away.
+        // policy that names it, right away. Metadata only: the watch must not stream
+        // (and the operator hold) the data of every Secret it may list, other
+        // tenants' and Helm releases' included; the credentials come from a `get` of
+        // exactly the Secret a policy names.
         .watches(
             secrets,
             watcher::Config::default(),
-            move |secret: Secret| {
+            move |secret: PartialObjectMeta<Secret>| {
                 let namespace = secret.namespace();
                 let name = secret.name_any();
                 secrets_changed

@@ -152,6 +152,7 @@ async fn prepare(
     policy: &EcsPowerPolicy,
     ctx: &Context,
     key: &PolicyKey,
+    listing_wait: std::time::Duration,
 ) -> Result<Prepared, Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
@@ -204,6 +205,7 @@ async fn prepare(
         lane: Lane::stop(stop_type),
         backoff: ctx.config.retry_backoff,
         max_age: ctx.config.inventory_max_age,
+        listing_wait,
         adopt,
     };
     match fleet.sync(request).await {
@@ -225,7 +227,9 @@ pub async fn plan_ahead(store: &Store<EcsPowerPolicy>, ctx: &Context) {
     futures::stream::iter(policies)
         .for_each_concurrent(usize::from(ctx.config.concurrency), |policy| async move {
             let key = PolicyKey::of(&policy);
-            if let Err(error) = prepare(&policy, ctx, &key).await {
+            // The round has a limit of its own: waiting for the listings here lets it
+            // queue every policy's stops before any partial call goes out.
+            if let Err(error) = prepare(&policy, ctx, &key, super::FIRST_ROUND_LIMIT).await {
                 tracing::debug!(policy = %key, %error, "planning ahead failed; the sync will report it");
             }
         })
@@ -261,7 +265,7 @@ fn fleet_problem(view: &FleetView) -> Option<Problem> {
 
 async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result<Action, Error> {
     let previous = policy.status.clone().unwrap_or_default();
-    let prepared = match prepare(policy, ctx, key).await {
+    let prepared = match prepare(policy, ctx, key, ctx.config.listing_wait).await {
         Ok(prepared) => prepared,
         Err(error) => return Err(report_error(policy, ctx, key, &previous, error).await),
     };

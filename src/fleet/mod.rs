@@ -60,9 +60,6 @@ pub struct FleetConfig {
     /// How long a finished (or lost) job is still shown to policies' syncs (their
     /// status keeps it as history after that).
     pub finished_job_retention: Duration,
-    /// Longest a sync waits for its fleet's listing before it gives its sync slot
-    /// back and is synced again later; the listing goes on meanwhile.
-    pub listing_wait: Duration,
 }
 
 impl Default for FleetConfig {
@@ -74,7 +71,6 @@ impl Default for FleetConfig {
             job_deadline: Duration::from_secs(30 * 60),
             throttle_backoff: Duration::from_secs(2),
             finished_job_retention: Duration::from_secs(600),
-            listing_wait: Duration::from_secs(1),
         }
     }
 }
@@ -95,6 +91,9 @@ pub struct FleetRequest<'a> {
     pub backoff: Backoff,
     /// Oldest inventory the sync may use.
     pub max_age: Duration,
+    /// Longest the sync waits for its fleet's listing before it gives its sync slot
+    /// back (to be synced again later); the listing goes on meanwhile.
+    pub listing_wait: Duration,
     /// Jobs the policy's status lists as unfinished, to follow after a restart.
     pub adopt: Vec<(String, jiff::Timestamp)>,
 }
@@ -169,7 +168,7 @@ impl Fleet {
     /// One sync: follow the jobs the policy's status lists, poll jobs and list the
     /// project when due, then plan, queue and report from one view of the state.
     /// `None`: the fleet's listing is still under way after
-    /// [`FleetConfig::listing_wait`]; nothing was planned, sync again soon.
+    /// [`FleetRequest::listing_wait`]; nothing was planned, sync again soon.
     pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, EcsError> {
         if !request.adopt.is_empty() {
             self.lock()
@@ -189,7 +188,7 @@ impl Fleet {
         if !settled {
             let listed = self
                 .listing
-                .join(self.config.listing_wait, || {
+                .join(request.listing_wait, || {
                     let inventory = Arc::clone(&self.inventory);
                     let api = Arc::clone(&self.api);
                     let (policy, max_age) = (request.policy.clone(), request.max_age);
@@ -329,6 +328,7 @@ mod tests {
                 max: Duration::from_secs(60),
             },
             max_age: Duration::ZERO,
+            listing_wait: Duration::from_secs(10),
             adopt: Vec::new(),
         }
     }
