@@ -67,6 +67,7 @@ fn trials() -> Vec<Trial> {
     use scenarios::*;
     vec![
         scenario("validation", validation::run),
+        scenario("hostile_tenant", hostile::hostile_tenant),
         scenario("rbac", rbac::run),
         scenario("stop_2500", stopping::stop_2500),
         scenario("restart_mid_job", stopping::restart_mid_job),

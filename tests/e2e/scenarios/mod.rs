@@ -1,5 +1,6 @@
 pub mod gitops;
 pub mod helm;
+pub mod hostile;
 pub mod image;
 pub mod leader;
 pub mod monitoring;

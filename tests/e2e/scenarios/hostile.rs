@@ -1,0 +1,110 @@
+//! One tenant's hostile endpoints beside another tenant's policy, in ONE operator
+//! process (issue 14): 20 policies whose endpoints stream 1 GiB, list endless full
+//! pages with `count` 10^9, or accept and never answer. The other policy reaches
+//! Stopped about as fast as without them, and the operator's peak RSS stays small.
+//!
+//! Both tenants' policies live in the scenario's namespace: an operator watching all
+//! namespaces would act on the other scenarios' policies running beside this one.
+//! What is shared (sync slots, memory, the process) is the same either way.
+
+#[path = "../../hostile_support/mod.rs"]
+mod hostile_support;
+
+use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim};
+use anyhow::{Result, bail};
+use hostile_support::{HostileEndpoint, Hostility};
+use std::time::{Duration, Instant};
+
+/// Servers of each measured policy: two stop calls at the suite's budget.
+const SERVERS: usize = 2000;
+const HOSTILE_POLICIES: usize = 20;
+const RSS_LIMIT_KIB: u64 = 150 * 1024;
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
+}
+
+async fn time_to_stopped(ctx: &Ctx, policy: &Policy) -> Result<Duration> {
+    let started = Instant::now();
+    ctx.k.apply_ok(&policy.yaml()).await?;
+    ctx.wait_phase(&policy.ns, &policy.name, "Stopped", Duration::from_secs(90))
+        .await?;
+    Ok(started.elapsed())
+}
+
+fn uuids(n: usize) -> Vec<String> {
+    (0..n).map(|_| uuid::Uuid::new_v4().to_string()).collect()
+}
+
+pub async fn hostile_tenant(ctx: Ctx) -> Result<()> {
+    let ns = ctx.ns.clone();
+    let sim = start_sim(2 * SERVERS, |_| {}).await?;
+    let ids = sim.server_ids();
+    ctx.secret(&ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let op = ctx.operator("operator", &ns, &[]).await?;
+    let pid = op
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("operator has no pid"))?;
+
+    let alone = time_to_stopped(&ctx, &Policy::new(&ns, "alone", &sim, &ids[..SERVERS])).await?;
+    let rss_alone = peak_rss_kib(pid)?;
+
+    let endpoints = [
+        HostileEndpoint::start(Hostility::Flood).await,
+        HostileEndpoint::start(Hostility::EndlessPages).await,
+        HostileEndpoint::start(Hostility::Tarpit).await,
+    ];
+    for i in 0..HOSTILE_POLICIES {
+        let endpoint = &endpoints[i % endpoints.len()];
+        let mut policy =
+            Policy::with_endpoint(&ns, &format!("hostile-{i}"), &endpoint.url(), &uuids(5));
+        // A project each: 20 fleets, as 20 tenants' endpoints would be.
+        policy.project_id = format!("{i:032x}");
+        ctx.k.apply_ok(&policy.yaml()).await?;
+    }
+    // Let them get going: floods read, endless pages listed, tarpits holding on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let beside = time_to_stopped(&ctx, &Policy::new(&ns, "beside", &sim, &ids[SERVERS..])).await?;
+    let rss_beside = peak_rss_kib(pid)?;
+    eprintln!(
+        "e2e hostile_tenant: Stopped in {:.2}s alone, {:.2}s beside {HOSTILE_POLICIES} hostile policies; peak RSS {} MiB alone, {} MiB in all; bytes sent by the flood {}",
+        alone.as_secs_f64(),
+        beside.as_secs_f64(),
+        rss_alone / 1024,
+        rss_beside / 1024,
+        endpoints[0].bytes_sent()
+    );
+    for (i, reason) in [(0, "ResponseTooLarge"), (1, "ResponseTooLarge")] {
+        let status = ctx.status(&ns, &format!("hostile-{i}")).await?;
+        let got = condition(&status, "Degraded").map(|c| c["reason"].clone());
+        if got.as_ref().and_then(|r| r.as_str()) != Some(reason) {
+            bail!("hostile-{i}: Degraded reason {got:?}, expected {reason}");
+        }
+    }
+    if rss_beside > RSS_LIMIT_KIB {
+        bail!(
+            "peak RSS {} MiB, over {} MiB",
+            rss_beside / 1024,
+            RSS_LIMIT_KIB / 1024
+        );
+    }
+    // Within 10 %, plus one requeue interval of the suite's flags (0.5 s) for the
+    // granularity of the syncs that see the jobs end.
+    let limit = alone.mul_f64(1.1) + Duration::from_millis(500);
+    if beside > limit {
+        bail!(
+            "beside the hostile tenant: {:.2}s, over {:.2}s (alone {:.2}s)",
+            beside.as_secs_f64(),
+            limit.as_secs_f64(),
+            alone.as_secs_f64()
+        );
+    }
+    Ok(())
+}
