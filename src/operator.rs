@@ -210,6 +210,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         timeout: millis(args.request_timeout_ms),
         metrics: Arc::clone(&metrics),
     };
+    // The fleets' workers, the only senders of stop calls: stopped at once when
+    // leadership is lost, before the controller's syncs under way have finished.
+    let submitting = shutdown.child_token();
     let fleets = FleetRegistry::new(
         Box::new(connector),
         args.fleet_config(),
@@ -218,7 +221,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             window: millis(args.budget_window_ms),
         },
         Arc::clone(&metrics),
-        shutdown.child_token(),
+        submitting.clone(),
     );
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -265,6 +268,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = &mut run => {}
             _ = leadership.lost() => {
                 tracing::error!("leadership lost; stopping reconciles and exiting so a new term starts clean");
+                submitting.cancel();
                 lost.cancel();
                 run.await;
                 exit_error = Some(anyhow::anyhow!("leadership lost"));

@@ -27,7 +27,7 @@ use first_round::{FirstRound, Gate};
 pub use jobs::JobView;
 pub use key::PolicyKey;
 pub use registry::{CloudTarget, Connector, FleetRegistry};
-pub use state::{FleetView, Lane, LostJob, LostReason, SubmitFailure};
+pub use state::{FleetView, Lane, LostJob, LostReason, Spent, SubmitFailure};
 
 use crate::ecs::budget::ActionBudget;
 use crate::ecs::client::EcsApi;
@@ -58,6 +58,10 @@ pub struct FleetConfig {
     /// How long a finished (or lost) job is still shown to policies' syncs (their
     /// status keeps it as history after that).
     pub finished_job_retention: Duration,
+    /// Longest the worker holds its next call until every policy of the last job
+    /// has written it into its status (a status that cannot be written must not stop
+    /// the whole project).
+    pub record_wait_limit: Duration,
 }
 
 impl Default for FleetConfig {
@@ -69,6 +73,7 @@ impl Default for FleetConfig {
             job_deadline: Duration::from_secs(30 * 60),
             throttle_backoff: Duration::from_secs(2),
             finished_job_retention: Duration::from_secs(600),
+            record_wait_limit: Duration::from_secs(30),
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct FleetRequest<'a> {
     pub max_age: Duration,
     /// Jobs the policy's status lists as unfinished, to follow after a restart.
     pub adopt: Vec<(String, jiff::Timestamp)>,
+    /// Every job its status lists: the budget an earlier process spent.
+    pub spent: Vec<Spent>,
 }
 
 /// What a sync gets back: the fleet's view, and what the inventory showed.
@@ -161,10 +168,7 @@ impl Fleet {
     /// One sync: follow the jobs the policy's status lists, poll jobs and list the
     /// project when due, then plan, queue and report from one view of the state.
     pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Synced, EcsError> {
-        if !request.adopt.is_empty() {
-            self.lock()
-                .adopt(request.policy, request.adopt.iter().cloned());
-        }
+        self.take_over(&request);
         self.poll_jobs(self.config.job_poll_interval).await;
         // Everything the policy wants is queued or under way (waiting for budget, at
         // 100,000 servers for 100 minutes): a new listing changes nothing it would
@@ -218,6 +222,34 @@ impl Fleet {
         Ok(Synced { view, powering_off })
     }
 
+    /// What the policy's status says an earlier process left: unfinished jobs to
+    /// follow, and the budget it spent, taken in before anything is planned.
+    fn take_over(&self, request: &FleetRequest<'_>) {
+        if request.adopt.is_empty() && request.spent.is_empty() {
+            return;
+        }
+        let window = self.budget.limits().window;
+        let carried = {
+            let mut state = self.lock();
+            state.adopt(
+                request.policy,
+                request.adopt.iter().cloned(),
+                request.desired,
+            );
+            state.carry_over(request.policy, &request.spent, window, Now::current())
+        };
+        for (from, servers) in carried {
+            tracing::info!(policy = %request.policy, servers, "budget spent before a restart carried over");
+            self.budget.carry(from, servers);
+        }
+    }
+
+    /// `policy`'s status now lists `written`: the worker's next call may go.
+    pub fn recorded(&self, policy: &PolicyKey, written: &std::collections::HashSet<&str>) {
+        self.lock().recorded(policy, written);
+        self.wake.notify_one();
+    }
+
     /// Poll every unfinished job, at most once per `interval` however many syncs
     /// ask. A poll that fails leaves the decision to the state: it gives the job up
     /// if it failed for good; jobs past the deadline are given up on too.
@@ -266,7 +298,7 @@ impl Fleet {
             .withdraw_unwanted(policy, None, &std::collections::HashSet::new());
     }
 
-    /// Nothing queued and no stop call under way: the worker has nothing to finish.
+    /// Nothing queued, no stop call under way, no job unfinished.
     fn is_idle(&self) -> bool {
         self.lock().is_idle()
     }
@@ -310,6 +342,7 @@ mod tests {
             },
             max_age: Duration::ZERO,
             adopt: Vec::new(),
+            spent: Vec::new(),
         }
     }
 

@@ -24,6 +24,11 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
             _ = tokio::time::sleep_until(wake_at) => {}
         }
         wake_at = Instant::now() + TICK;
+        // Jobs are followed to the end also when no policy syncs with this fleet any
+        // more (all of them moved or were deleted): it is retired only after that.
+        if fleet.lock().unfinished_count() > 0 {
+            fleet.poll_jobs(fleet.config.job_poll_interval).await;
+        }
         for lane in Lane::ALL {
             loop {
                 let gate = fleet.first_round.gate();
@@ -31,6 +36,8 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
                     .lock()
                     .take_due(lane, gate, &fleet.budget, Instant::now());
                 match due {
+                    // Stopped (leadership lost) while calls were due: none goes out.
+                    Due::Call(_) if fleet.shutdown.is_cancelled() => return,
                     Due::Call(call) => send(&fleet, call).await,
                     // On the dot, not at the next tick: over 100 calls, ticks would
                     // add up to seconds.
@@ -38,7 +45,8 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
                         wake_at = wake_at.min(at);
                         break;
                     }
-                    Due::Nothing => break,
+                    // Woken when the status is written (`Fleet::recorded`).
+                    Due::AwaitingRecord | Due::Nothing => break,
                 }
             }
         }
