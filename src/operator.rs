@@ -239,7 +239,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             namespace: args.lease_namespace.clone(),
             identity: identity.clone(),
             duration: Duration::from_secs(args.lease_duration_secs),
-            grace: Duration::from_secs((args.lease_duration_secs / 3).max(1)),
+            // Renewed halfway: the fence (renew deadline duration - grace / 2) then
+            // leaves a renewal a quarter of the lease to succeed.
+            grace: Duration::from_secs((args.lease_duration_secs / 2).max(1)),
         };
         let mut leadership = Leadership::join(client, &lease).await?;
         tracing::info!(identity, lease = %lease.lease_name, "waiting for leadership");

@@ -158,6 +158,7 @@ impl Fleet {
             shutdown,
         });
         tokio::spawn(worker::run(Arc::clone(&fleet)));
+        tokio::spawn(worker::follow_jobs(Arc::clone(&fleet)));
         fleet
     }
 

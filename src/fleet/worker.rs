@@ -24,11 +24,6 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
             _ = tokio::time::sleep_until(wake_at) => {}
         }
         wake_at = Instant::now() + TICK;
-        // Jobs are followed to the end also when no policy syncs with this fleet any
-        // more (all of them moved or were deleted): it is retired only after that.
-        if fleet.lock().unfinished_count() > 0 {
-            fleet.poll_jobs(fleet.config.job_poll_interval).await;
-        }
         for lane in Lane::ALL {
             loop {
                 let gate = fleet.first_round.gate();
@@ -77,5 +72,21 @@ async fn send(fleet: &Fleet, call: DueCall) {
     for policy in recorded.policies {
         // Nobody listening (no controller, or it stopped): nothing to tell.
         let _ = fleet.submitted.send(policy);
+    }
+}
+
+/// Follows the fleet's unfinished jobs to the end also when no policy syncs with it
+/// any more (all of them moved or were deleted): it is retired only after that. Beside
+/// the worker, so a slow poll never holds a call back; syncs share its interval.
+pub(super) async fn follow_jobs(fleet: Arc<Fleet>) {
+    let interval = fleet.config.job_poll_interval;
+    loop {
+        tokio::select! {
+            _ = fleet.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        if fleet.lock().unfinished_count() > 0 {
+            fleet.poll_jobs(interval).await;
+        }
     }
 }

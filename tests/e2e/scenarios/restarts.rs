@@ -34,6 +34,13 @@ fn jobs(s: &Value) -> Vec<Value> {
     s["jobs"].as_array().cloned().unwrap_or_default()
 }
 
+/// The status of the newest job.
+fn newest_job_status(s: &Value) -> Option<String> {
+    jobs(s)
+        .first()
+        .and_then(|j| j["status"].as_str().map(str::to_owned))
+}
+
 fn stopped_and_ready(s: &Value, n: i64) -> bool {
     s["phase"] == "Stopped"
         && summary(s, "stopped") == n
@@ -75,7 +82,7 @@ pub async fn restart_job_init(ctx: Ctx) -> Result<()> {
         "ids accepted before the kill"
     );
     ensure_eq!(
-        jobs(&recorded)[0]["status"].as_str(),
+        newest_job_status(&recorded).as_deref(),
         Some("INIT"),
         "the job at the kill (the window this scenario needs)"
     );
@@ -94,7 +101,7 @@ pub async fn restart_job_init(ctx: Ctx) -> Result<()> {
     ensure_eq!(after.stop_ids_redundant, 0, "ids sent again ({line})");
     ensure_eq!(after.stop_calls, 1, "stop calls in total ({line})");
     ensure_eq!(
-        jobs(&done)[0]["status"].as_str(),
+        newest_job_status(&done).as_deref(),
         Some("SUCCESS"),
         "the adopted job, followed to its end"
     );
