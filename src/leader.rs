@@ -125,8 +125,8 @@ async fn guard(
         let now = jiff::Timestamp::now();
         let left = fence
             .open_until()
-            .and_then(|until| Duration::try_from(until.duration_since(now)).ok())
-            .filter(|left| !left.is_zero());
+            .filter(|_| fence.is_open(now))
+            .and_then(|until| Duration::try_from(until.duration_since(now)).ok());
         let Some(left) = left else {
             if !fenced.is_cancelled() {
                 tracing::error!(lease = %name, "no renewal of the Lease confirmed within the renew deadline: fenced, submitting nothing more");

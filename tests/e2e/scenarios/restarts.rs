@@ -82,8 +82,8 @@ pub async fn restart_job_init(ctx: Ctx) -> Result<()> {
         "ids accepted before the kill"
     );
     ensure_eq!(
-        newest_job_status(&recorded).as_deref(),
-        Some("INIT"),
+        newest_job_status(&recorded),
+        Some("INIT".to_owned()),
         "the job at the kill (the window this scenario needs)"
     );
     let _second = ctx.operator("operator-2", ns, &[]).await?;
@@ -101,8 +101,8 @@ pub async fn restart_job_init(ctx: Ctx) -> Result<()> {
     ensure_eq!(after.stop_ids_redundant, 0, "ids sent again ({line})");
     ensure_eq!(after.stop_calls, 1, "stop calls in total ({line})");
     ensure_eq!(
-        newest_job_status(&done).as_deref(),
-        Some("SUCCESS"),
+        newest_job_status(&done),
+        Some("SUCCESS".to_owned()),
         "the adopted job, followed to its end"
     );
     Ok(())
@@ -111,7 +111,9 @@ pub async fn restart_job_init(ctx: Ctx) -> Result<()> {
 /// Killed right after a full call: the new process waits for the window.
 pub async fn restart_budget(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
-    let window = Duration::from_secs(6);
+    // Long enough that the status poll (kubectl, slow on a loaded machine) sees the
+    // first job well before the first operator's own second call is due.
+    let window = Duration::from_secs(15);
     let sim = start_sim(2000, |c| {
         c.budget_window = window;
         c.stop_duration = Duration::from_millis(300);
