@@ -54,6 +54,12 @@ fn config() -> FleetConfig {
     }
 }
 
+/// A job that finished with one successful sub-job, for `server`.
+fn succeeded_on(server: &str) -> Job {
+    let sub = crate::fleet::jobs::tests::sub(server, JobStatus::Success, None);
+    job(JobStatus::Success, vec![sub])
+}
+
 fn budget() -> ActionBudget {
     ActionBudget::new(BudgetLimits::default())
 }
@@ -423,14 +429,7 @@ fn a_fleet_with_a_call_under_way_is_not_idle() {
     assert!(!w.state.is_idle());
     w.state.record_call(call.id, Ok("j"), w.clock.at(600));
     assert!(!w.state.is_idle(), "its job is unfinished");
-    let done = job(
-        JobStatus::Success,
-        vec![crate::fleet::jobs::tests::sub(
-            "a",
-            JobStatus::Success,
-            None,
-        )],
-    );
+    let done = succeeded_on("a");
     w.state.record_poll("j", Ok(done), w.clock.at(700));
     assert!(w.state.is_idle());
 }
@@ -746,14 +745,7 @@ fn a_fleet_with_an_unfinished_job_is_not_idle() {
     w.state
         .adopt(&key("p"), [("j".to_owned(), w.clock.wall0)], &ids(&["a"]));
     assert!(!w.state.is_idle(), "retiring it would drop the job");
-    let done = job(
-        JobStatus::Success,
-        vec![crate::fleet::jobs::tests::sub(
-            "a",
-            JobStatus::Success,
-            None,
-        )],
-    );
+    let done = succeeded_on("a");
     w.state.record_poll("j", Ok(done), w.clock.at(100));
     assert!(w.state.is_idle());
 }

@@ -11,8 +11,9 @@
 
 use crate::ensure_eq;
 use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary};
+use crate::operator::Operator;
 use anyhow::Result;
-use ecs_power_operator::sim::SimStats;
+use ecs_power_operator::sim::{RunningSim, SimStats};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -47,6 +48,39 @@ fn stopped_and_ready(s: &Value, n: i64) -> bool {
         && condition(s, "Ready").is_some_and(|c| c["status"] == "True")
 }
 
+/// Applies a policy of every server of `sim`, waits until its status lists a job
+/// (the durable record), then kills the operator with SIGKILL. Returns that status
+/// and the sim's counters at the kill.
+async fn kill_once_recorded(
+    ctx: &Ctx,
+    sim: &RunningSim,
+    operator: &mut Operator,
+    policy: &str,
+) -> Result<(Value, SimStats)> {
+    let ns = &ctx.ns;
+    ctx.k
+        .apply_ok(&Policy::new(ns, policy, sim, &sim.server_ids()).yaml())
+        .await?;
+    let recorded = ctx
+        .wait_status(
+            ns,
+            policy,
+            Duration::from_secs(20),
+            "a job in status.jobs",
+            |s| !jobs(s).is_empty(),
+        )
+        .await?;
+    operator.kill9();
+    let before = sim.stats().await;
+    eprintln!(
+        "e2e {}: killed -9 with jobs {} ; {}",
+        ctx.ns,
+        recorded["jobs"],
+        line(&before)
+    );
+    Ok((recorded, before))
+}
+
 /// Killed with the job INIT and naming no server: no id goes out twice.
 pub async fn restart_job_init(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
@@ -57,25 +91,7 @@ pub async fn restart_job_init(ctx: Ctx) -> Result<()> {
     .await?;
     ctx.secret(ns, CREDS, ACCESS_KEY, SECRET_KEY).await?;
     let mut first = ctx.operator("operator-1", ns, &[]).await?;
-    ctx.k
-        .apply_ok(&Policy::new(ns, "init", &sim, &sim.server_ids()).yaml())
-        .await?;
-    let recorded = ctx
-        .wait_status(
-            ns,
-            "init",
-            Duration::from_secs(20),
-            "a job in status.jobs",
-            |s| !jobs(s).is_empty(),
-        )
-        .await?;
-    first.kill9();
-    let before = sim.stats().await;
-    eprintln!(
-        "e2e restart_job_init: killed -9 with jobs {} ; {}",
-        recorded["jobs"],
-        line(&before)
-    );
+    let (recorded, before) = kill_once_recorded(&ctx, &sim, &mut first, "init").await?;
     ensure_eq!(
         before.stop_ids_accepted,
         1000,
@@ -123,25 +139,7 @@ pub async fn restart_budget(ctx: Ctx) -> Result<()> {
     let window_flag = format!("--budget-window-ms={}", window.as_millis());
     let flags = [window_flag.as_str()];
     let mut first = ctx.operator("operator-1", ns, &flags).await?;
-    ctx.k
-        .apply_ok(&Policy::new(ns, "budget", &sim, &sim.server_ids()).yaml())
-        .await?;
-    let recorded = ctx
-        .wait_status(
-            ns,
-            "budget",
-            Duration::from_secs(20),
-            "a job in status.jobs",
-            |s| !jobs(s).is_empty(),
-        )
-        .await?;
-    first.kill9();
-    let before = sim.stats().await;
-    eprintln!(
-        "e2e restart_budget: killed -9 with jobs {} ; {}",
-        recorded["jobs"],
-        line(&before)
-    );
+    let (_, before) = kill_once_recorded(&ctx, &sim, &mut first, "budget").await?;
     ensure_eq!(
         before.stop_ids_accepted,
         1000,
