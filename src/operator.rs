@@ -219,6 +219,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         timeout: millis(args.request_timeout_ms),
         metrics: Arc::clone(&metrics),
     };
+    // The fleets' workers, the only senders of stop calls: stopped at once when
+    // leadership is lost, before the controller's syncs under way have finished.
+    let submitting = shutdown.child_token();
     let fleets = FleetRegistry::new(
         Box::new(connector),
         args.fleet_config(),
@@ -227,7 +230,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             window: millis(args.budget_window_ms),
         },
         Arc::clone(&metrics),
-        shutdown.child_token(),
+        submitting.clone(),
     );
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -245,7 +248,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             namespace: args.lease_namespace.clone(),
             identity: identity.clone(),
             duration: Duration::from_secs(args.lease_duration_secs),
-            grace: Duration::from_secs((args.lease_duration_secs / 3).max(1)),
+            // Renewed halfway: the fence (renew deadline duration - grace / 2) then
+            // leaves a renewal a quarter of the lease to succeed.
+            grace: Duration::from_secs((args.lease_duration_secs / 2).max(1)),
         };
         let mut leadership = Leadership::join(client, &lease).await?;
         tracing::info!(identity, lease = %lease.lease_name, "waiting for leadership");
@@ -274,6 +279,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = &mut run => {}
             _ = leadership.lost() => {
                 tracing::error!("leadership lost; stopping reconciles and exiting so a new term starts clean");
+                submitting.cancel();
                 lost.cancel();
                 run.await;
                 exit_error = Some(anyhow::anyhow!("leadership lost"));

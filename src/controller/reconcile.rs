@@ -6,7 +6,7 @@ use super::status::{self, Problem, SyncReport};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
-use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Synced};
+use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Spent, Synced};
 use crate::plan::{Mode, PlanOutcome};
 use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, StopType};
 use futures::StreamExt;
@@ -14,6 +14,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -184,12 +185,18 @@ async fn prepare(
         Ok(fleet) => fleet,
         Err(error) => return prepared_from(ctx, key, error),
     };
-    let adopt = policy
-        .status
-        .iter()
-        .flat_map(|status| &status.jobs)
+    let status_jobs = policy.status.iter().flat_map(|status| &status.jobs);
+    let adopt = status_jobs
+        .clone()
         .filter(|job| job.status.in_flight())
         .map(|job| (job.job_id.clone(), job.submitted_at.0))
+        .collect();
+    let spent = status_jobs
+        .map(|job| Spent {
+            job_id: job.job_id.clone(),
+            submitted_at: job.submitted_at.0,
+            servers: job.servers as usize,
+        })
         .collect();
     let desired: Vec<String> = policy.spec.servers.iter().map(|s| s.id.clone()).collect();
     let stop_type = match policy.spec.stop_type {
@@ -207,6 +214,7 @@ async fn prepare(
         max_age: ctx.config.inventory_max_age,
         listing_wait,
         adopt,
+        spent,
     };
     match fleet.sync(request).await {
         Ok(Some(synced)) => Ok(Prepared::Planned(Box::new(synced))),
@@ -293,7 +301,11 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             now,
         },
     );
+    let written: HashSet<String> = next.jobs.iter().map(|job| job.job_id.clone()).collect();
     write_status(policy, ctx, key, &previous, next).await?;
+    // Durable now: the fleet's worker may send its next call.
+    ctx.fleets
+        .recorded(key, &written.iter().map(String::as_str).collect());
     ctx.synced(key);
     // Its stops all wait for budget: it is synced when they go out (the worker says
     // so), not every few seconds for as long as the budget makes it wait.

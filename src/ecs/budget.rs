@@ -196,6 +196,17 @@ impl ActionBudget {
 }
 
 impl ActionBudget {
+    /// Count `servers` taken at `at` by someone else: a process before a restart,
+    /// whose calls the cloud still counts in its window.
+    pub fn carry(&self, at: Instant, servers: usize) {
+        if servers == 0 {
+            return;
+        }
+        let mut ledger = self.ledger();
+        ledger.taken.push_back((at, servers));
+        ledger.taken.make_contiguous().sort_by_key(|&(at, _)| at);
+    }
+
     /// Count `taken` from `at` on instead of from when it was taken. The cloud
     /// counts servers when the request arrives, somewhere between our take and
     /// its answer; counting from the answer keeps our window from closing before
@@ -294,6 +305,20 @@ mod tests {
         ledger.taken.push_back((t0, 1));
         ledger.restamp(t0, 1, t0 - Duration::from_secs(1));
         assert_eq!(ledger.taken[0].0, t0);
+    }
+
+    #[test]
+    fn carried_servers_hold_the_window_from_when_they_were_taken() {
+        let budget = ActionBudget::new(limits(1000, 60));
+        let t0 = Instant::now();
+        assert!(budget.try_take_at(200, t0 + Duration::from_secs(30)));
+        budget.carry(t0, 800);
+        assert_eq!(budget.available(t0 + Duration::from_secs(30)), 0);
+        assert_eq!(
+            budget.fits_at(800, t0 + Duration::from_secs(30)),
+            t0 + Duration::from_secs(60)
+        );
+        assert_eq!(budget.available(t0 + Duration::from_secs(60)), 800);
     }
 
     #[test]

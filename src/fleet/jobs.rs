@@ -15,7 +15,16 @@ pub struct TrackedJob {
     /// adopted from a policy's status, learnt from its sub-jobs. Only this is kept of
     /// the job's answers: a job of 1000 sub-jobs is far bigger.
     servers: Vec<(String, JobStatus)>,
+    /// For a job adopted from a policy's status whose sub-jobs do not name its
+    /// servers yet (still INIT): every server of its policies that could be in it,
+    /// held until the sub-jobs name them or the job is given up on.
+    candidates: HashSet<String>,
     pub policies: BTreeSet<PolicyKey>,
+    /// Policies whose status does not list the job yet: until each has written it
+    /// (or left), the worker sends no other call, so a kill loses at most this one.
+    pub(super) unrecorded: BTreeSet<PolicyKey>,
+    /// When this process got the answer; `None` for a job adopted from a status.
+    pub(super) answered_at: Option<Instant>,
     pub submitted_at: jiff::Timestamp,
     status: JobStatus,
     completed: Option<(jiff::Timestamp, Instant)>,
@@ -53,24 +62,58 @@ fn sub_job_server(sub: &SubJob) -> Option<&str> {
 }
 
 impl TrackedJob {
+    /// A job this process submitted and got the answer of at `now`; none of its
+    /// policies' status lists it yet.
     pub fn submitted(
         job_id: String,
         ids: Vec<String>,
         policies: BTreeSet<PolicyKey>,
-        submitted_at: jiff::Timestamp,
+        now: Now,
     ) -> Self {
         Self {
             job_id,
             servers: ids.into_iter().map(|id| (id, JobStatus::Init)).collect(),
+            candidates: HashSet::new(),
+            unrecorded: policies.clone(),
             policies,
+            answered_at: Some(now.at),
+            submitted_at: now.wall,
+            status: JobStatus::Init,
+            completed: None,
+        }
+    }
+
+    /// A job a policy's status lists as unfinished (after a restart or a leader
+    /// change): its servers are unknown until its sub-jobs name them.
+    pub fn adopted(job_id: String, submitted_at: jiff::Timestamp) -> Self {
+        Self {
+            job_id,
+            servers: Vec::new(),
+            candidates: HashSet::new(),
+            policies: BTreeSet::new(),
+            unrecorded: BTreeSet::new(),
+            answered_at: None,
             submitted_at,
             status: JobStatus::Init,
             completed: None,
         }
     }
 
-    pub fn adopted(job_id: String, submitted_at: jiff::Timestamp) -> Self {
-        Self::submitted(job_id, Vec::new(), BTreeSet::new(), submitted_at)
+    /// `ids` may be in the job as long as its sub-jobs name no server.
+    pub fn may_hold(&mut self, ids: &[String]) {
+        if self.servers.is_empty() {
+            self.candidates.extend(ids.iter().cloned());
+        }
+    }
+
+    /// The servers the job keeps out of planning: those its sub-jobs name, or, while
+    /// they name none, every one that could be in it.
+    pub fn held_ids(&self) -> Box<dyn Iterator<Item = &String> + '_> {
+        if self.servers.is_empty() {
+            Box::new(self.candidates.iter())
+        } else {
+            Box::new(self.server_ids())
+        }
     }
 
     pub fn is_finished(&self) -> bool {
@@ -111,11 +154,12 @@ impl TrackedJob {
             .iter()
             .filter_map(|sub| sub_job_server(sub).map(|id| (id, sub)))
             .collect();
-        if self.servers.is_empty() {
+        if self.servers.is_empty() && !by_server.is_empty() {
             self.servers = by_server
                 .keys()
                 .map(|id| ((*id).to_owned(), JobStatus::Init))
                 .collect();
+            self.candidates = HashSet::new();
         }
         for (id, status) in &mut self.servers {
             if let Some(sub) = by_server.get(id.as_str()) {
@@ -179,6 +223,14 @@ impl TrackedJob {
         if servers == 0 && !self.servers.is_empty() {
             return None;
         }
+        // Still naming no server: shown with the servers of the policy it may hold.
+        if self.servers.is_empty() {
+            servers = self
+                .candidates
+                .iter()
+                .filter(|id| desired.contains(*id))
+                .count();
+        }
         Some(JobView {
             job_id: self.job_id.clone(),
             servers,
@@ -204,7 +256,7 @@ pub(super) mod tests {
         }
     }
 
-    fn sub(server: &str, status: JobStatus, code: Option<&str>) -> SubJob {
+    pub fn sub(server: &str, status: JobStatus, code: Option<&str>) -> SubJob {
         SubJob {
             status,
             entities: SubJobEntities {
@@ -241,12 +293,7 @@ pub(super) mod tests {
     #[test]
     fn outcome_is_reported_once_when_the_job_finishes() {
         let ids = vec!["a".to_string(), "b".to_string()];
-        let mut tracked = TrackedJob::submitted(
-            "j".into(),
-            ids,
-            BTreeSet::new(),
-            jiff::Timestamp::UNIX_EPOCH,
-        );
+        let mut tracked = TrackedJob::submitted("j".into(), ids, BTreeSet::new(), now());
         let running = job(
             JobStatus::Running,
             vec![
@@ -270,25 +317,38 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn adopted_job_learns_its_servers_from_sub_jobs() {
+    fn adopted_job_holds_every_candidate_until_its_sub_jobs_name_its_servers() {
         let mut tracked = TrackedJob::adopted("j".into(), jiff::Timestamp::UNIX_EPOCH);
+        tracked.may_hold(&["a".to_owned(), "b".to_owned()]);
+        tracked.update(job(JobStatus::Init, Vec::new()), now());
+        let mut held: Vec<&String> = tracked.held_ids().collect();
+        held.sort();
+        assert_eq!(held, ["a", "b"], "INIT without sub-jobs: both may be in it");
+        let all: HashSet<String> = ["a", "b"].map(String::from).into();
+        assert_eq!(tracked.view(&all).unwrap().servers, 2);
         tracked.update(
             job(JobStatus::Running, vec![sub("a", JobStatus::Running, None)]),
             now(),
         );
         assert_eq!(tracked.server_ids().collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(
+            tracked.held_ids().collect::<Vec<_>>(),
+            vec!["a"],
+            "named: only a"
+        );
+        tracked.may_hold(&["c".to_owned()]);
+        assert_eq!(
+            tracked.held_ids().count(),
+            1,
+            "named servers are not widened"
+        );
         assert!(tracked.in_flight_for(Instant::now()));
     }
 
     #[test]
     fn view_counts_only_the_policys_servers() {
         let ids = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let mut tracked = TrackedJob::submitted(
-            "j".into(),
-            ids,
-            BTreeSet::new(),
-            jiff::Timestamp::UNIX_EPOCH,
-        );
+        let mut tracked = TrackedJob::submitted("j".into(), ids, BTreeSet::new(), now());
         tracked.update(
             job(
                 JobStatus::Running,

@@ -28,7 +28,7 @@ use first_round::{FirstRound, Gate};
 pub use jobs::JobView;
 pub use key::PolicyKey;
 pub use registry::{CloudTarget, Connector, FleetRegistry};
-pub use state::{FleetView, Lane, LostJob, LostReason, SubmitFailure};
+pub use state::{FleetView, Lane, LostJob, LostReason, Spent, SubmitFailure};
 
 use crate::ecs::budget::ActionBudget;
 use crate::ecs::client::EcsApi;
@@ -60,6 +60,10 @@ pub struct FleetConfig {
     /// How long a finished (or lost) job is still shown to policies' syncs (their
     /// status keeps it as history after that).
     pub finished_job_retention: Duration,
+    /// Longest the worker holds its next call until every policy of the last job
+    /// has written it into its status (a status that cannot be written must not stop
+    /// the whole project).
+    pub record_wait_limit: Duration,
 }
 
 impl Default for FleetConfig {
@@ -71,6 +75,7 @@ impl Default for FleetConfig {
             job_deadline: Duration::from_secs(30 * 60),
             throttle_backoff: Duration::from_secs(2),
             finished_job_retention: Duration::from_secs(600),
+            record_wait_limit: Duration::from_secs(30),
         }
     }
 }
@@ -96,6 +101,8 @@ pub struct FleetRequest<'a> {
     pub listing_wait: Duration,
     /// Jobs the policy's status lists as unfinished, to follow after a restart.
     pub adopt: Vec<(String, jiff::Timestamp)>,
+    /// Every job its status lists: the budget an earlier process spent.
+    pub spent: Vec<Spent>,
 }
 
 /// What a sync gets back: the fleet's view, and what the inventory showed.
@@ -158,6 +165,7 @@ impl Fleet {
             shutdown,
         });
         tokio::spawn(worker::run(Arc::clone(&fleet)));
+        tokio::spawn(worker::follow_jobs(Arc::clone(&fleet)));
         fleet
     }
 
@@ -170,10 +178,7 @@ impl Fleet {
     /// `None`: the fleet's listing is still under way after
     /// [`FleetRequest::listing_wait`]; nothing was planned, sync again soon.
     pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, EcsError> {
-        if !request.adopt.is_empty() {
-            self.lock()
-                .adopt(request.policy, request.adopt.iter().cloned());
-        }
+        self.take_over(&request);
         self.poll_jobs(self.config.job_poll_interval).await;
         // Everything the policy wants is queued or under way (waiting for budget, at
         // 100,000 servers for 100 minutes): a new listing changes nothing it would
@@ -237,6 +242,34 @@ impl Fleet {
         Ok(Some(Synced { view, powering_off }))
     }
 
+    /// What the policy's status says an earlier process left: unfinished jobs to
+    /// follow, and the budget it spent, taken in before anything is planned.
+    fn take_over(&self, request: &FleetRequest<'_>) {
+        if request.adopt.is_empty() && request.spent.is_empty() {
+            return;
+        }
+        let window = self.budget.limits().window;
+        let carried = {
+            let mut state = self.lock();
+            state.adopt(
+                request.policy,
+                request.adopt.iter().cloned(),
+                request.desired,
+            );
+            state.carry_over(request.policy, &request.spent, window, Now::current())
+        };
+        for (from, servers) in carried {
+            tracing::info!(policy = %request.policy, servers, "budget spent before a restart carried over");
+            self.budget.carry(from, servers);
+        }
+    }
+
+    /// `policy`'s status now lists `written`: the worker's next call may go.
+    pub fn recorded(&self, policy: &PolicyKey, written: &std::collections::HashSet<&str>) {
+        self.lock().recorded(policy, written);
+        self.wake.notify_one();
+    }
+
     /// Poll every unfinished job, at most once per `interval` however many syncs
     /// ask. A poll that fails leaves the decision to the state: it gives the job up
     /// if it failed for good; jobs past the deadline are given up on too.
@@ -285,7 +318,7 @@ impl Fleet {
             .withdraw_unwanted(policy, None, &std::collections::HashSet::new());
     }
 
-    /// Nothing queued and no stop call under way: the worker has nothing to finish.
+    /// Nothing queued, no stop call under way, no job unfinished.
     fn is_idle(&self) -> bool {
         self.lock().is_idle()
     }
@@ -330,6 +363,7 @@ mod tests {
             max_age: Duration::ZERO,
             listing_wait: Duration::from_secs(10),
             adopt: Vec::new(),
+            spent: Vec::new(),
         }
     }
 

@@ -127,8 +127,8 @@ impl Fleets {
         self.unused.insert(key.clone());
     }
 
-    /// Stops the workers of unused fleets that have nothing queued or under way, and
-    /// drops them with their inventory (a Secret rotation must not leave a copy of
+    /// Stops the workers of unused fleets that have nothing queued or under way and no
+    /// job unfinished (the worker follows those to the end), and drops them with their inventory (a Secret rotation must not leave a copy of
     /// the project's listing behind each time). Nobody polls an unused fleet's jobs
     /// anyway: those recorded in a policy's status are adopted by its next fleet, and
     /// the next listing shows what the others did.
@@ -214,6 +214,19 @@ impl FleetRegistry {
             fleets.leave(policy, &key);
         }
         fleets.retire_unused();
+    }
+
+    /// `policy`'s status now lists the jobs `written`: its fleet's worker, holding its
+    /// next call until they are recorded, may go on.
+    pub fn recorded(&self, policy: &PolicyKey, written: &HashSet<&str>) {
+        let fleet = {
+            let fleets = self.lock();
+            let key = fleets.used_by.get(policy);
+            key.and_then(|key| fleets.by_key.get(key)).cloned()
+        };
+        if let Some(fleet) = fleet {
+            fleet.recorded(policy, written);
+        }
     }
 
     /// The controller starts its first round: partial batches and syncs wait for it.

@@ -66,6 +66,9 @@ pub enum Due {
     Call(DueCall),
     /// A batch is due, and the budget covers it from then on.
     BudgetAt(Instant),
+    /// The last job's id is not in every status of its policies yet: no other call
+    /// goes out until it is, so a kill loses at most that one round trip.
+    AwaitingRecord,
     Nothing,
 }
 
@@ -111,6 +114,26 @@ impl LostJob {
     pub fn job_id(&self) -> &str {
         &self.job.job_id
     }
+}
+
+/// One job of a policy's status, for the budget an earlier process spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spent {
+    pub job_id: String,
+    /// As the status shows it: to the second, truncated.
+    pub submitted_at: jiff::Timestamp,
+    /// The policy's servers in it.
+    pub servers: usize,
+}
+
+/// Status times are whole seconds, truncated: the call was answered up to this much
+/// after the time shown.
+const STATUS_TIME_PRECISION: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// When budget spent by a call shown as submitted at `submitted_at` is free again:
+/// a window after the latest instant the answer can have come.
+fn held_until(submitted_at: jiff::Timestamp, window: std::time::Duration) -> jiff::Timestamp {
+    submitted_at + STATUS_TIME_PRECISION + window
 }
 
 /// What one sync is about.
@@ -177,6 +200,9 @@ pub struct FleetState {
     retry: HashMap<String, RetryState>,
     last_submit_failure: Option<SubmitFailure>,
     throttled_until: Option<Instant>,
+    /// (job, policy) pairs whose spent budget [`Self::carry_over`] counted, with the
+    /// job's submission time (forgotten once out of the window).
+    carried: HashMap<(String, PolicyKey), jiff::Timestamp>,
 }
 
 impl FleetState {
@@ -193,6 +219,7 @@ impl FleetState {
             retry: HashMap::new(),
             last_submit_failure: None,
             throttled_until: None,
+            carried: HashMap::new(),
         }
     }
 
@@ -246,8 +273,10 @@ impl FleetState {
             .into_iter()
             .filter(|(id, _)| observed.servers.get(id) != Some(&ObservedPower::Stopped))
             .collect();
+        let jobs = self.jobs_of(policy, &desired);
+        self.not_to_record(policy, &jobs);
         FleetView {
-            jobs: self.jobs_of(policy, &desired),
+            jobs,
             lost: self
                 .lost
                 .iter()
@@ -303,7 +332,7 @@ impl FleetState {
         self.jobs
             .values()
             .filter(|job| job.in_flight_for(listed_at))
-            .flat_map(|job| job.server_ids())
+            .flat_map(|job| job.held_ids())
             .for_each(&mut take);
         found
     }
@@ -352,7 +381,7 @@ impl FleetState {
             .jobs
             .values()
             .filter(|job| !job.is_finished() && job.policies.contains(policy))
-            .flat_map(|job| job.server_ids())
+            .flat_map(|job| job.held_ids())
             .any(|id| wanted.contains(id.as_str()));
         !under_way && !in_job
     }
@@ -422,6 +451,12 @@ impl FleetState {
                 entry.policies.retain(|p| p != policy);
             }
         }
+        if lane.is_none() {
+            // It left the fleet: its status will not list the fleet's jobs.
+            for job in self.jobs.values_mut() {
+                job.unrecorded.remove(policy);
+            }
+        }
         if withdrawn > 0 {
             tracing::info!(%policy, withdrawn, "queued stops withdrawn");
         }
@@ -431,9 +466,15 @@ impl FleetState {
     /// batch from the queue when it is full or has lingered long enough, and only
     /// once `budget` covers all of it (the budget counts servers, not calls, so
     /// waiting for a full one beats splitting a call).
+    ///
+    /// Nothing goes while the first round runs (`gate` closed): the budget and jobs
+    /// carried over in the statuses of policies not planned yet must be known first.
     pub fn take_due(&mut self, lane: Lane, gate: Gate, budget: &ActionBudget, now: Instant) -> Due {
-        if self.throttled_until.is_some_and(|until| until > now) {
+        if self.throttled_until.is_some_and(|until| until > now) || gate == Gate::Closed {
             return Due::Nothing;
+        }
+        if self.awaiting_record(now) {
+            return Due::AwaitingRecord;
         }
         let Some(state) = self.lanes.get_mut(&lane) else {
             return Due::Nothing;
@@ -516,7 +557,7 @@ impl FleetState {
                 let ids = call.entries.into_iter().map(|e| e.id).collect();
                 self.jobs.insert(
                     job_id.to_owned(),
-                    TrackedJob::submitted(job_id.to_owned(), ids, policies, now.wall),
+                    TrackedJob::submitted(job_id.to_owned(), ids, policies, now),
                 );
                 return recorded;
             }
@@ -619,22 +660,97 @@ impl FleetState {
     }
 
     /// Follow jobs a policy's status lists as unfinished (after a restart), so their
-    /// servers are not stopped twice; jobs given up on are not followed again.
+    /// servers are not stopped twice; jobs given up on are not followed again. Until
+    /// a job's sub-jobs name its servers, it holds every one of `desired` (the
+    /// policy's servers: any could be in it).
     pub fn adopt(
         &mut self,
         policy: &PolicyKey,
         jobs: impl IntoIterator<Item = (String, jiff::Timestamp)>,
+        desired: &[String],
     ) {
         for (job_id, submitted_at) in jobs {
             if self.lost.iter().any(|lost| lost.job.job_id == job_id) {
                 continue;
             }
-            self.jobs
+            let job = self
+                .jobs
                 .entry(job_id.clone())
-                .or_insert_with(|| TrackedJob::adopted(job_id, submitted_at))
-                .policies
-                .insert(policy.clone());
+                .or_insert_with(|| TrackedJob::adopted(job_id, submitted_at));
+            if job.answered_at.is_none() && job.policies.insert(policy.clone()) {
+                job.may_hold(desired);
+            }
         }
+    }
+
+    /// What the statuses of earlier processes say was spent of the budget still in
+    /// its window at `now`: each (job, policy) counted once, jobs this process sent
+    /// not at all (its budget has them). Returns the instants, on the monotonic clock,
+    /// from which each count holds, for the budget to take them in.
+    pub fn carry_over(
+        &mut self,
+        policy: &PolicyKey,
+        spent: &[Spent],
+        window: std::time::Duration,
+        now: Now,
+    ) -> Vec<(Instant, usize)> {
+        self.carried
+            .retain(|_, at| held_until(*at, window) > now.wall);
+        let mut carried = Vec::new();
+        for record in spent {
+            let ours = self
+                .jobs
+                .get(&record.job_id)
+                .is_some_and(|job| job.answered_at.is_some());
+            let key = (record.job_id.clone(), policy.clone());
+            if ours || record.servers == 0 || self.carried.contains_key(&key) {
+                continue;
+            }
+            let until = held_until(record.submitted_at, window);
+            let Ok(left) = std::time::Duration::try_from(until.duration_since(now.wall)) else {
+                continue;
+            };
+            if left.is_zero() {
+                continue;
+            }
+            self.carried.insert(key, record.submitted_at);
+            // Held from `now + left - window`: the ledger frees it at `now + left`.
+            let from = (now.at + left).checked_sub(window).unwrap_or(now.at);
+            carried.push((from, record.servers));
+        }
+        carried
+    }
+
+    /// `policy`'s status now lists `written`: those jobs no longer wait for it.
+    pub fn recorded(&mut self, policy: &PolicyKey, written: &HashSet<&str>) {
+        for job in self.jobs.values_mut() {
+            if written.contains(job.job_id.as_str()) {
+                job.unrecorded.remove(policy);
+            }
+        }
+    }
+
+    /// A job `policy`'s view does not show (none of its servers any more) will not be
+    /// written into its status: not for it to record.
+    fn not_to_record(&mut self, policy: &PolicyKey, shown: &[JobView]) {
+        for job in self.jobs.values_mut() {
+            if job.unrecorded.contains(policy) && !shown.iter().any(|v| v.job_id == job.job_id) {
+                job.unrecorded.remove(policy);
+            }
+        }
+    }
+
+    /// Whether a job answered less than the record limit ago is still missing from
+    /// some of its policies' status. Past the limit (a status that cannot be written)
+    /// the fleet goes on rather than stop every policy of the project.
+    fn awaiting_record(&self, now: Instant) -> bool {
+        let limit = self.config.record_wait_limit;
+        self.jobs.values().any(|job| {
+            !job.unrecorded.is_empty()
+                && job
+                    .answered_at
+                    .is_some_and(|at| now.saturating_duration_since(at) < limit)
+        })
     }
 
     /// Unfinished jobs, to poll.
@@ -680,7 +796,7 @@ impl FleetState {
             return;
         };
         tracing::warn!(%job_id, reason = reason.as_str(), %detail, "stop job given up on");
-        for id in job.server_ids() {
+        for id in job.held_ids() {
             self.unknown.insert(id.clone(), now.at);
         }
         self.newly_lost.push(reason);
@@ -741,9 +857,10 @@ impl FleetState {
         views
     }
 
-    /// Nothing queued and no stop call under way: the worker has nothing to finish.
+    /// Nothing queued, no stop call under way and no job unfinished: nothing to
+    /// finish, so the fleet may be retired.
     pub fn is_idle(&self) -> bool {
-        self.lanes.is_empty() && self.calls.is_empty()
+        self.lanes.is_empty() && self.calls.is_empty() && self.unfinished_count() == 0
     }
 
     pub fn unfinished_count(&self) -> usize {

@@ -31,6 +31,8 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
                     .lock()
                     .take_due(lane, gate, &fleet.budget, Instant::now());
                 match due {
+                    // Stopped (leadership lost) while calls were due: none goes out.
+                    Due::Call(_) if fleet.shutdown.is_cancelled() => return,
                     Due::Call(call) => send(&fleet, call).await,
                     // On the dot, not at the next tick: over 100 calls, ticks would
                     // add up to seconds.
@@ -38,7 +40,8 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
                         wake_at = wake_at.min(at);
                         break;
                     }
-                    Due::Nothing => break,
+                    // Woken when the status is written (`Fleet::recorded`).
+                    Due::AwaitingRecord | Due::Nothing => break,
                 }
             }
         }
@@ -69,5 +72,21 @@ async fn send(fleet: &Fleet, call: DueCall) {
     for policy in recorded.policies {
         // Nobody listening (no controller, or it stopped): nothing to tell.
         let _ = fleet.submitted.send(policy);
+    }
+}
+
+/// Follows the fleet's unfinished jobs to the end also when no policy syncs with it
+/// any more (all of them moved or were deleted): it is retired only after that. Beside
+/// the worker, so a slow poll never holds a call back; syncs share its interval.
+pub(super) async fn follow_jobs(fleet: Arc<Fleet>) {
+    let interval = fleet.config.job_poll_interval;
+    loop {
+        tokio::select! {
+            _ = fleet.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        if fleet.lock().unfinished_count() > 0 {
+            fleet.poll_jobs(interval).await;
+        }
     }
 }

@@ -79,6 +79,8 @@ fn trials() -> Vec<Trial> {
         scenario("first_round", stopping::first_round),
         scenario("fairness", stopping::fairness),
         scenario("small_budget", stopping::small_budget),
+        scenario("restart_job_init", restarts::restart_job_init),
+        scenario("restart_budget", restarts::restart_budget),
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),
         scenario("missing_secret", problems::missing_secret),

@@ -54,6 +54,12 @@ fn config() -> FleetConfig {
     }
 }
 
+/// A job that finished with one successful sub-job, for `server`.
+fn succeeded_on(server: &str) -> Job {
+    let sub = crate::fleet::jobs::tests::sub(server, JobStatus::Success, None);
+    job(JobStatus::Success, vec![sub])
+}
+
 fn budget() -> ActionBudget {
     ActionBudget::new(BudgetLimits::default())
 }
@@ -305,6 +311,8 @@ fn a_refusal_because_of_some_servers_is_bisected_down_to_them() {
             Ok("job")
         };
         w.state.record_call(call.id, answer, w.clock.at(t));
+        // The status lists the job before the next call goes.
+        w.state.recorded(&key("p"), &["job"].into());
         t += 10;
     }
     let sent: Vec<usize> = sent.iter().map(Vec::len).collect();
@@ -376,14 +384,16 @@ fn a_job_whose_poll_fails_for_good_is_lost_and_its_servers_re_observed() {
     let view = w.sync_with("p", &["a"], (Mode::Act, Lane::SoftStop), &[], (801, 1_000));
     assert_eq!(view.outcome.to_stop, ids(&["a"]));
     // The status still lists the job: it is not followed again.
-    w.state.adopt(&key("p"), [("j".to_owned(), w.clock.wall0)]);
+    w.state
+        .adopt(&key("p"), [("j".to_owned(), w.clock.wall0)], &ids(&["a"]));
     assert_eq!(w.state.unfinished_count(), 0);
 }
 
 #[test]
 fn a_job_unfinished_past_the_deadline_is_lost_and_retention_forgets_it() {
     let mut w = World::new();
-    w.state.adopt(&key("p"), [("j".to_owned(), w.clock.wall0)]);
+    w.state
+        .adopt(&key("p"), [("j".to_owned(), w.clock.wall0)], &ids(&["a"]));
     assert!(w.state.expire(w.clock.at(59_000)).is_empty());
     let running = job(JobStatus::Running, Vec::new());
     w.state.record_poll("j", Ok(running), w.clock.at(59_500));
@@ -418,6 +428,9 @@ fn a_fleet_with_a_call_under_way_is_not_idle() {
     let call = w.due(Lane::SoftStop, 500).unwrap();
     assert!(!w.state.is_idle());
     w.state.record_call(call.id, Ok("j"), w.clock.at(600));
+    assert!(!w.state.is_idle(), "its job is unfinished");
+    let done = succeeded_on("a");
+    w.state.record_poll("j", Ok(done), w.clock.at(700));
     assert!(w.state.is_idle());
 }
 
@@ -587,4 +600,200 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn the_next_call_waits_until_every_policy_of_the_last_job_has_recorded_it() {
+    let mut w = World::new();
+    w.budget = ActionBudget::new(BudgetLimits {
+        servers_per_window: 2000,
+        window: Duration::from_secs(60),
+    });
+    let many: Vec<String> = (0..1500).map(|i| format!("s{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    w.sync("p", &many[..500], 0);
+    w.sync("q", &many[500..], 0);
+    let first = w.due(Lane::SoftStop, 0).expect("a full call");
+    w.state.record_call(first.id, Ok("j1"), w.clock.at(100));
+    let budget = &w.budget;
+    let at = w.clock.at(600).at;
+    assert!(matches!(
+        w.state.take_due(Lane::SoftStop, OPEN, budget, at),
+        Due::AwaitingRecord
+    ));
+    // p's status lists j1; q's does not yet.
+    w.state.recorded(&key("p"), &["j1"].into());
+    assert!(w.due(Lane::SoftStop, 600).is_none(), "q has not written it");
+    w.state.recorded(&key("q"), &["j0"].into());
+    assert!(
+        w.due(Lane::SoftStop, 600).is_none(),
+        "another job is no record of j1"
+    );
+    w.state.recorded(&key("q"), &["j1"].into());
+    assert_eq!(w.due(Lane::SoftStop, 600).expect("recorded").ids.len(), 500);
+}
+
+#[test]
+fn a_policy_that_leaves_or_no_longer_shows_the_job_is_not_waited_for_nor_is_a_stuck_status() {
+    let mut w = World::new();
+    w.sync("p", &["a", "b"], 0);
+    w.sync("q", &["c"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    w.state.record_call(call.id, Ok("j"), w.clock.at(600));
+    w.sync("p", &["a", "b", "d"], 700);
+    assert!(
+        w.due(Lane::SoftStop, 1_300).is_none(),
+        "p and q have not written j"
+    );
+    // q deleted; p recorded it.
+    w.state.withdraw_unwanted(&key("q"), None, &HashSet::new());
+    w.state.recorded(&key("p"), &["j"].into());
+    assert_eq!(w.due(Lane::SoftStop, 1_300).unwrap().ids, ids(&["d"]));
+
+    // A status that never gets written holds the project only up to the limit.
+    let mut w = World::new();
+    w.sync("p", &["a"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    w.state.record_call(call.id, Ok("j"), w.clock.at(600));
+    // p drops "a": j is no longer its to show.
+    w.sync("p", &["b"], 700);
+    assert_eq!(w.due(Lane::SoftStop, 1_200).unwrap().ids, ids(&["b"]));
+    let limit = config().record_wait_limit.as_millis() as u64;
+    let mut w = World::new();
+    w.sync("p", &["a"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    w.state.record_call(call.id, Ok("j"), w.clock.at(600));
+    w.sync("p", &["a", "b"], 700);
+    assert!(w.due(Lane::SoftStop, 600 + limit - 1).is_none());
+    assert_eq!(w.due(Lane::SoftStop, 600 + limit).unwrap().ids, ids(&["b"]));
+}
+
+#[test]
+fn nothing_goes_during_the_first_round_not_even_a_full_call() {
+    let mut w = World::new();
+    let many: Vec<String> = (0..1000).map(|i| format!("s{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    w.sync("p", &many, 0);
+    let at = w.clock.at(0).at;
+    assert!(matches!(
+        w.state
+            .take_due(Lane::SoftStop, Gate::Closed, &w.budget, at),
+        Due::Nothing
+    ));
+    assert_eq!(w.due(Lane::SoftStop, 0).unwrap().ids.len(), 1000);
+}
+
+#[test]
+fn an_adopted_job_still_init_holds_every_server_of_its_policy_until_it_names_them() {
+    let mut w = World::new();
+    w.state.adopt(
+        &key("p"),
+        [("j".to_owned(), w.clock.wall0)],
+        &ids(&["a", "b", "c"]),
+    );
+    // A second policy shares "c": held for it too, since it may be in the job.
+    let view = w.sync("q", &["c", "d"], 100);
+    assert_eq!(view.outcome.to_stop, ids(&["d"]));
+    let init = job(JobStatus::Init, Vec::new());
+    w.state.record_poll("j", Ok(init), w.clock.at(200));
+    let view = w.sync("p", &["a", "b", "c"], 300);
+    assert!(
+        view.outcome.to_stop.is_empty(),
+        "INIT names no server: all held"
+    );
+    assert_eq!(view.jobs[0].servers, 3);
+    // Its sub-jobs name "a" only: "b" is free to go (and "c" for q's own queue).
+    let running = job(
+        JobStatus::Running,
+        vec![crate::fleet::jobs::tests::sub(
+            "a",
+            JobStatus::Running,
+            None,
+        )],
+    );
+    w.state.record_poll("j", Ok(running), w.clock.at(400));
+    let view = w.sync("p", &["a", "b", "c"], 500);
+    assert_eq!(view.outcome.to_stop, ids(&["b", "c"]));
+}
+
+#[test]
+fn an_adopted_job_that_never_names_its_servers_holds_them_until_its_deadline() {
+    let mut w = World::new();
+    w.state
+        .adopt(&key("p"), [("j".to_owned(), w.clock.wall0)], &ids(&["a"]));
+    assert!(w.sync("p", &["a"], 59_000).outcome.to_stop.is_empty());
+    assert_eq!(w.state.expire(w.clock.at(60_000)), [LostReason::Deadline]);
+    // Re-observed by a listing begun after it was given up on, then stopped.
+    assert!(
+        w.sync_with(
+            "p",
+            &["a"],
+            (Mode::Act, Lane::SoftStop),
+            &[],
+            (59_900, 60_100)
+        )
+        .outcome
+        .to_stop
+        .is_empty()
+    );
+    assert_eq!(w.sync("p", &["a"], 60_200).outcome.to_stop, ids(&["a"]));
+}
+
+#[test]
+fn a_fleet_with_an_unfinished_job_is_not_idle() {
+    let mut w = World::new();
+    w.state
+        .adopt(&key("p"), [("j".to_owned(), w.clock.wall0)], &ids(&["a"]));
+    assert!(!w.state.is_idle(), "retiring it would drop the job");
+    let done = succeeded_on("a");
+    w.state.record_poll("j", Ok(done), w.clock.at(100));
+    assert!(w.state.is_idle());
+}
+
+#[test]
+fn budget_spent_before_a_restart_is_carried_over_once_per_job_and_policy() {
+    let mut w = World::new();
+    let window = Duration::from_secs(60);
+    let now = w.clock.at(10_000);
+    let spent = |job: &str, ago_s: u64, servers: usize| Spent {
+        job_id: job.to_owned(),
+        submitted_at: w.clock.wall0 + Duration::from_secs(10) - Duration::from_secs(ago_s),
+        servers,
+    };
+    let records = [
+        spent("j1", 5, 1000),
+        spent("old", 61, 1000),
+        spent("j2", 30, 0),
+    ];
+    let carried = w.state.carry_over(&key("p"), &records, window, now);
+    // Held a window after the latest the answer can have come (the status keeps
+    // whole seconds): freed 56 s from now, not 55 s.
+    assert_eq!(
+        carried,
+        [(now.at + Duration::from_secs(56) - window, 1000)],
+        "the old job is out of the window, an empty one counts nothing"
+    );
+    assert!(
+        w.state
+            .carry_over(&key("p"), &records, window, now)
+            .is_empty(),
+        "once"
+    );
+    // The same job in another policy's status counts that policy's servers.
+    let other = [spent("j1", 5, 200)];
+    assert_eq!(w.state.carry_over(&key("q"), &other, window, now).len(), 1);
+    // A job this process sent is in its budget already.
+    w.sync("r", &["a"], 10_000);
+    let call = w.due(Lane::SoftStop, 10_500).unwrap();
+    w.state.record_call(call.id, Ok("mine"), w.clock.at(10_600));
+    let mine = [Spent {
+        job_id: "mine".to_owned(),
+        submitted_at: w.clock.at(10_600).wall,
+        servers: 1,
+    }];
+    assert!(
+        w.state
+            .carry_over(&key("r"), &mine, window, w.clock.at(11_000))
+            .is_empty()
+    );
 }

@@ -6,6 +6,7 @@ pub mod leader;
 pub mod monitoring;
 pub mod problems;
 pub mod rbac;
+pub mod restarts;
 pub mod safety;
 pub mod stopping;
 pub mod validation;

@@ -1,0 +1,167 @@
+//! Issue 13: kill -9 at the worst moments of a stop, and a new process that neither
+//! stops a server twice nor trips the cloud's budget.
+//!
+//! - `restart_job_init`: killed while the accepted job is still INIT (sim
+//!   `--job-init-ms`: no sub-jobs, servers untouched): the new process must hold
+//!   every server the job may carry until its sub-jobs name them. Before the fix it
+//!   planned them ACTIVE and sent them again (1000 redundant ids).
+//! - `restart_budget`: killed right after a full call spent the window's budget: the
+//!   new process must count it from the status and wait. Before the fix it started
+//!   with an empty budget and its first call was refused 429 `Common.1503`.
+
+use crate::ensure_eq;
+use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary};
+use crate::operator::Operator;
+use anyhow::Result;
+use ecs_power_operator::sim::{RunningSim, SimStats};
+use serde_json::Value;
+use std::time::Duration;
+
+const CREDS: &str = "otc-credentials";
+
+fn line(s: &SimStats) -> String {
+    format!(
+        "sim: stop_calls={} accepted={} redundant={} 429s={} (budget {}) by_status={:?}",
+        s.stop_calls,
+        s.stop_ids_accepted,
+        s.stop_ids_redundant,
+        s.responses_429,
+        s.budget_refusals,
+        s.servers_by_status,
+    )
+}
+
+fn jobs(s: &Value) -> Vec<Value> {
+    s["jobs"].as_array().cloned().unwrap_or_default()
+}
+
+/// The status of the newest job.
+fn newest_job_status(s: &Value) -> Option<String> {
+    jobs(s)
+        .first()
+        .and_then(|j| j["status"].as_str().map(str::to_owned))
+}
+
+fn stopped_and_ready(s: &Value, n: i64) -> bool {
+    s["phase"] == "Stopped"
+        && summary(s, "stopped") == n
+        && condition(s, "Ready").is_some_and(|c| c["status"] == "True")
+}
+
+/// Applies a policy of every server of `sim`, waits until its status lists a job
+/// (the durable record), then kills the operator with SIGKILL. Returns that status
+/// and the sim's counters at the kill.
+async fn kill_once_recorded(
+    ctx: &Ctx,
+    sim: &RunningSim,
+    operator: &mut Operator,
+    policy: &str,
+) -> Result<(Value, SimStats)> {
+    let ns = &ctx.ns;
+    ctx.k
+        .apply_ok(&Policy::new(ns, policy, sim, &sim.server_ids()).yaml())
+        .await?;
+    let recorded = ctx
+        .wait_status(
+            ns,
+            policy,
+            Duration::from_secs(20),
+            "a job in status.jobs",
+            |s| !jobs(s).is_empty(),
+        )
+        .await?;
+    operator.kill9();
+    let before = sim.stats().await;
+    eprintln!(
+        "e2e {}: killed -9 with jobs {} ; {}",
+        ctx.ns,
+        recorded["jobs"],
+        line(&before)
+    );
+    Ok((recorded, before))
+}
+
+/// Killed with the job INIT and naming no server: no id goes out twice.
+pub async fn restart_job_init(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let sim = start_sim(1000, |c| {
+        c.job_init = Duration::from_secs(5);
+        c.stop_duration = Duration::from_millis(300);
+    })
+    .await?;
+    ctx.secret(ns, CREDS, ACCESS_KEY, SECRET_KEY).await?;
+    let mut first = ctx.operator("operator-1", ns, &[]).await?;
+    let (recorded, before) = kill_once_recorded(&ctx, &sim, &mut first, "init").await?;
+    ensure_eq!(
+        before.stop_ids_accepted,
+        1000,
+        "ids accepted before the kill"
+    );
+    ensure_eq!(
+        newest_job_status(&recorded),
+        Some("INIT".to_owned()),
+        "the job at the kill (the window this scenario needs)"
+    );
+    let _second = ctx.operator("operator-2", ns, &[]).await?;
+    let done = ctx
+        .wait_status(
+            ns,
+            "init",
+            Duration::from_secs(40),
+            "phase Stopped, 1000 stopped, Ready=True",
+            |s| stopped_and_ready(s, 1000),
+        )
+        .await?;
+    let after = sim.stats().await;
+    let line = line(&after);
+    ensure_eq!(after.stop_ids_redundant, 0, "ids sent again ({line})");
+    ensure_eq!(after.stop_calls, 1, "stop calls in total ({line})");
+    ensure_eq!(
+        newest_job_status(&done),
+        Some("SUCCESS".to_owned()),
+        "the adopted job, followed to its end"
+    );
+    Ok(())
+}
+
+/// Killed right after a full call: the new process waits for the window.
+pub async fn restart_budget(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    // Long enough that the status poll (kubectl, slow on a loaded machine) sees the
+    // first job well before the first operator's own second call is due.
+    let window = Duration::from_secs(15);
+    let sim = start_sim(2000, |c| {
+        c.budget_window = window;
+        c.stop_duration = Duration::from_millis(300);
+    })
+    .await?;
+    ctx.secret(ns, CREDS, ACCESS_KEY, SECRET_KEY).await?;
+    let window_flag = format!("--budget-window-ms={}", window.as_millis());
+    let flags = [window_flag.as_str()];
+    let mut first = ctx.operator("operator-1", ns, &flags).await?;
+    let (_, before) = kill_once_recorded(&ctx, &sim, &mut first, "budget").await?;
+    ensure_eq!(
+        before.stop_ids_accepted,
+        1000,
+        "one full call before the kill"
+    );
+    let _second = ctx.operator("operator-2", ns, &flags).await?;
+    ctx.wait_status(
+        ns,
+        "budget",
+        Duration::from_secs(40),
+        "phase Stopped, 2000 stopped, Ready=True",
+        |s| stopped_and_ready(s, 2000),
+    )
+    .await?;
+    let after = sim.stats().await;
+    let line = line(&after);
+    ensure_eq!(
+        after.responses_429,
+        0,
+        "429s from the cloud's budget ({line})"
+    );
+    ensure_eq!(after.stop_calls, 2, "stop calls in total ({line})");
+    ensure_eq!(after.stop_ids_redundant, 0, "ids sent again ({line})");
+    Ok(())
+}
