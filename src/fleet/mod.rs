@@ -34,6 +34,8 @@ use crate::ecs::client::EcsApi;
 use crate::ecs::error::EcsError;
 use crate::metrics::Metrics;
 use crate::plan::{Backoff, Mode, ObservedPower};
+use crate::selector::{CappedSelector, Selection, select};
+use inventory::Wants;
 use registry::Deleted;
 use state::{FleetState, Now, Observed, SyncRequest};
 use std::sync::{Arc, Mutex};
@@ -83,7 +85,11 @@ pub struct FleetRequest<'a> {
     /// The policy object's uid: a deleted policy's late sync queues nothing.
     pub uid: Option<&'a str>,
     /// Server ids of the spec, in order.
-    pub desired: &'a [String],
+    pub named: &'a [String],
+    /// Ids the policy never stops.
+    pub exclude: &'a [String],
+    /// Its selector, evaluated against the inventory.
+    pub selector: Option<&'a CappedSelector>,
     pub mode: Mode,
     pub lane: Lane,
     pub backoff: Backoff,
@@ -99,6 +105,8 @@ pub struct Synced {
     pub view: FleetView,
     /// Any of the policy's servers powering off.
     pub powering_off: bool,
+    /// What its selector matched, if it has one.
+    pub selection: Option<Selection>,
 }
 
 pub struct Fleet {
@@ -166,14 +174,24 @@ impl Fleet {
                 .adopt(request.policy, request.adopt.iter().cloned());
         }
         self.poll_jobs(self.config.job_poll_interval).await;
+        self.inventory.register(
+            request.policy,
+            Wants {
+                named: request.named,
+                selector: request.selector.map(|s| (&s.spec, &s.selector)),
+            },
+        );
         // Everything the policy wants is queued or under way (waiting for budget, at
         // 100,000 servers for 100 minutes): a new listing changes nothing it would
-        // plan, and its jobs' results reach the inventory without one.
-        let settled = self.inventory.is_usable()
+        // plan, and its jobs' results reach the inventory without one. A selector
+        // always looks at a listing within its maximum age: a newly tagged server is
+        // stopped at the next sync.
+        let settled = request.selector.is_none()
+            && self.inventory.is_usable()
             && self.lock().all_in_flight(
                 request.policy,
                 request.lane,
-                request.desired,
+                &self.wanted(&request).wanted,
                 Instant::now(),
             );
         if !settled {
@@ -187,7 +205,9 @@ impl Fleet {
                 self.poll_jobs(EARLY_JOB_POLL_INTERVAL).await;
             }
         }
-        let observation = self.inventory.observe(request.policy, request.desired);
+        let selection = self.wanted(&request);
+        let desired = &selection.wanted;
+        let observation = self.inventory.observe(request.policy, desired);
         let powering_off = observation
             .servers
             .values()
@@ -199,7 +219,7 @@ impl Fleet {
             state.sync(
                 &SyncRequest {
                     policy: request.policy,
-                    desired: request.desired,
+                    desired,
                     mode: request.mode,
                     lane: request.lane,
                     backoff: request.backoff,
@@ -215,7 +235,27 @@ impl Fleet {
         if view.queued {
             self.wake.notify_one();
         }
-        Ok(Synced { view, powering_off })
+        Ok(Synced {
+            view,
+            powering_off,
+            selection: request.selector.is_some().then_some(selection),
+        })
+    }
+
+    /// What the policy wants: its named servers and its selector's matches in the last
+    /// listing, less the excluded, within its cap.
+    fn wanted(&self, request: &FleetRequest<'_>) -> Selection {
+        let matched = match request.selector {
+            Some(_) => self.inventory.matched(request.policy),
+            None => Vec::new(),
+        };
+        let exclude = request.exclude.iter().map(String::as_str).collect();
+        select(
+            request.named.iter().map(String::as_str),
+            matched.iter().map(String::as_str),
+            &exclude,
+            request.selector.map(|s| s.max_servers),
+        )
     }
 
     /// Poll every unfinished job, at most once per `interval` however many syncs
@@ -264,6 +304,7 @@ impl Fleet {
     fn withdraw_all(&self, policy: &PolicyKey) {
         self.lock()
             .withdraw_unwanted(policy, None, &std::collections::HashSet::new());
+        self.inventory.forget(policy);
     }
 
     /// Nothing queued and no stop call under way: the worker has nothing to finish.
@@ -301,7 +342,9 @@ mod tests {
         FleetRequest {
             policy,
             uid: Some("uid-p"),
-            desired,
+            named: desired,
+            exclude: &[],
+            selector: None,
             mode,
             lane: Lane::SoftStop,
             backoff: Backoff {

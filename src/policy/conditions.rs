@@ -200,7 +200,8 @@ pub fn set(
 ///   operator may not read it; the cloud rejects the credentials or the project; the
 ///   cloud configuration is invalid (region, endpoint, an endpoint name that does not
 ///   resolve or a server there that does not speak TLS); the ECS API refuses the stop
-///   call itself; servers named in the spec do not exist.
+///   call itself; servers named in the spec do not exist; the selector cannot be
+///   compiled, or matches more servers than spec.maxServers allows.
 /// * The operator retries by itself (`Reconciling=True`, InProgress): stops that failed
 ///   (retried with backoff), a stop job whose outcome was lost, an ECS API that cannot
 ///   be reached for now.
@@ -221,7 +222,9 @@ pub fn needs_person(reason: &str) -> bool {
         | "TlsHandshakeFailed"
         | "StopCallRefused"
         | "ServersNotFound"
-        | "StopFailedAndServersNotFound" => true,
+        | "StopFailedAndServersNotFound"
+        | "InvalidSelector"
+        | "MaxServersExceeded" => true,
         "StopFailed" | "JobLost" | "EndpointUnreachable" | "SyncFailed" => false,
         _ => false,
     }

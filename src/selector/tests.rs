@@ -100,8 +100,9 @@ fn bad_selectors_name_the_field() {
 #[test]
 fn the_cap_stops_nothing_and_exclude_wins() {
     let exclude = HashSet::from(["b"]);
-    let fits = select(["n"], ["a", "b", "c"], &exclude, Some(2));
-    assert_eq!(fits.wanted, ["a", "c", "n"].map(String::from).into());
+    let fits = select(["n", "c"], ["c", "b", "a"], &exclude, Some(2));
+    // Named first, in spec order, then the matched ones not named, sorted; each once.
+    assert_eq!(fits.wanted, ["n", "c", "a"]);
     assert_eq!((fits.matched, fits.exceeded), (2, false));
     assert_eq!(fits.sample, ["a", "c"]);
     // Excluded servers are not wanted even when named.
