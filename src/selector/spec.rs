@@ -15,12 +15,13 @@ use std::collections::BTreeMap;
 )]
 pub struct SelectorSpec {
     /// Tags (`key: value`) a server must all carry, as ECS lists them (`key=value`).
-    /// Keys: 1 to 36 letters, digits, `_` or `-`; values: up to 43 of the same.
-    // Keys are checked in CEL (a structural schema cannot constrain map keys); the
-    // bounds on count and lengths keep that rule's cost far below the budget.
+    /// Keys: 1 to 36 letters, digits, `_` or `-`; values: up to 43 of the same; at most
+    /// 10 tags.
+    // Checked in CEL: a structural schema cannot constrain map keys. At most 10 entries
+    // keep the rule's cost bounded.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = MAX_TAGS), inner(regex(pattern = r"^[\p{L}\p{N}_-]{0,43}$")))]
-    #[x_kube(validation = kube::core::Rule::new(TAG_KEY_RULE).message(TAG_KEY_MESSAGE))]
+    #[schemars(extend("maxProperties" = 10))]
+    #[x_kube(validation = kube::core::Rule::new(TAG_RULE).message(TAG_MESSAGE))]
     pub tags: BTreeMap<String, String>,
     /// A regular expression (Rust `regex` syntax, linear time) the server name must
     /// match somewhere; anchor it with `^...$` for the whole name. A pattern the
@@ -30,9 +31,5 @@ pub struct SelectorSpec {
     pub name_pattern: Option<String>,
 }
 
-/// Tags one selector may require: as many as ECS lets a server carry.
-const MAX_TAGS: usize = 10;
-
-const TAG_KEY_RULE: &str = r"self.all(k, k.matches('^[\\p{L}\\p{N}_-]{1,36}$'))";
-const TAG_KEY_MESSAGE: &str =
-    "spec.selector.tags: each key must be 1 to 36 letters, digits, `_` or `-`";
+const TAG_RULE: &str = r"self.all(k, k.matches('^[\\p{L}\\p{N}_-]{1,36}$') && self[k].matches('^[\\p{L}\\p{N}_-]{0,43}$'))";
+const TAG_MESSAGE: &str = "spec.selector.tags: each key must be 1 to 36 letters, digits, `_` or `-`, each value at most 43 of them";

@@ -80,6 +80,7 @@ fn trials() -> Vec<Trial> {
         scenario("small_budget", stopping::small_budget),
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),
+        scenario("selectors", selectors::run),
         scenario("missing_secret", problems::missing_secret),
         scenario("bad_credentials", problems::bad_credentials),
         scenario("two_namespaces", problems::two_namespaces),

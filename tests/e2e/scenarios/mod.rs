@@ -6,5 +6,6 @@ pub mod monitoring;
 pub mod problems;
 pub mod rbac;
 pub mod safety;
+pub mod selectors;
 pub mod stopping;
 pub mod validation;
