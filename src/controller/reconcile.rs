@@ -250,7 +250,11 @@ pub fn forget_reports(ctx: &Context, key: &PolicyKey) {
 /// A selector over its cap stops nothing new until a person looks; a stop-call
 /// failure no retry fixes by itself is for every policy of the project; a job given
 /// up on, for its policies.
-fn fleet_problem(view: &FleetView, selection: Option<&Selection>, max: Option<u32>) -> Option<Problem> {
+fn fleet_problem(
+    view: &FleetView,
+    selection: Option<&Selection>,
+    max: Option<u32>,
+) -> Option<Problem> {
     if let Some(selection) = selection.filter(|s| s.exceeded) {
         return Some(Problem {
             reason: "MaxServersExceeded",

@@ -7,8 +7,7 @@ use crate::plan::{PlanOutcome, RetryState};
 use crate::policy::conditions::{self, ConditionUpdate, Intent};
 use crate::policy::{
     DRY_RUN_SAMPLE_SIZE, DryRunReport, EcsPowerPolicyStatus, JobRecord, JobState,
-    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, SelectorStatus, ServerFailure,
-    status_time,
+    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, SelectorStatus, ServerFailure, status_time,
 };
 use crate::selector::Selection;
 use std::collections::{HashMap, HashSet};

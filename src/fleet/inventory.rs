@@ -496,13 +496,19 @@ mod tests {
         );
         naming(&cache, "p", &["a"]);
         selecting(&cache, "q", &[("env", "dev")]);
-        cache.refresh(&api, &key("p"), Duration::ZERO).await.unwrap();
+        cache
+            .refresh(&api, &key("p"), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(cache.lock().servers.len(), 2, "c is nobody's");
         assert_eq!(cache.matched(&key("q")), ["b"]);
         // A policy that leaves takes what only it wanted with it at the next listing.
         cache.forget(&key("q"));
         assert!(cache.matched(&key("q")).is_empty());
-        cache.refresh(&api, &key("p"), Duration::ZERO).await.unwrap();
+        cache
+            .refresh(&api, &key("p"), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(seen(&cache, "p", &["a", "b", "c"]).len(), 1);
     }
 
@@ -517,9 +523,15 @@ mod tests {
             Box::new(|| {}),
         );
         selecting(&cache, "q", &[("env", "dev")]);
-        cache.refresh(&api, &key("q"), Duration::ZERO).await.unwrap();
+        cache
+            .refresh(&api, &key("q"), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(cache.matched(&key("q")), ["a"]);
-        cache.refresh(&api, &key("q"), Duration::ZERO).await.unwrap();
+        cache
+            .refresh(&api, &key("q"), Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(cache.matched(&key("q")), ["b"]);
         assert_eq!(api.served(), 2);
     }

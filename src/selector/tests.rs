@@ -193,3 +193,33 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn exclude_always_wins_and_over_the_cap_nothing_is_wanted(
+        named in prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "d"]), 0..6),
+        matched in prop::collection::vec(prop::sample::select(vec!["c", "d", "e", "f"]), 0..6),
+        excluded in prop::collection::vec(prop::sample::select(vec!["a", "d", "f"]), 0..3),
+        max in prop::option::of(0usize..5),
+    ) {
+        let exclude: HashSet<&str> = excluded.iter().copied().collect();
+        let selection = select(named.iter().copied(), matched.iter().copied(), &exclude, max);
+        let counted: HashSet<&str> =
+            matched.iter().copied().filter(|id| !exclude.contains(id)).collect();
+        prop_assert_eq!(selection.matched, counted.len());
+        prop_assert_eq!(selection.exceeded, max.is_some_and(|max| counted.len() > max));
+        if selection.exceeded {
+            prop_assert!(selection.wanted.is_empty());
+        } else {
+            let expected: HashSet<&str> = named
+                .iter()
+                .copied()
+                .filter(|id| !exclude.contains(id))
+                .chain(counted.iter().copied())
+                .collect();
+            let wanted: HashSet<&str> = selection.wanted.iter().map(String::as_str).collect();
+            prop_assert_eq!(wanted.len(), selection.wanted.len(), "each id once");
+            prop_assert_eq!(wanted, expected);
+        }
+    }
+}

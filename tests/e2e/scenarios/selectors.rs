@@ -114,8 +114,12 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             Duration::from_secs(10),
         )
         .await?;
-    if !event["message"].as_str().unwrap_or("").contains("matches 6 servers") {
-        bail!("the Warning should name the count: {}", event["message"]);
+    if !event["note"]
+        .as_str()
+        .unwrap_or("")
+        .contains("matches 6 servers")
+    {
+        bail!("the Warning should name the count: {}", event["note"]);
     }
 
     // A dry run of the same selector with room reports six, stops none.

@@ -109,11 +109,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     ));
     cases.push((
         "excluded id that is not a UUID",
-        selecting(
-            "bad-exclude",
-            &uuids(1),
-            "  exclude: [{id: not-a-uuid}]\n",
-        ),
+        selecting("bad-exclude", &uuids(1), "  exclude: [{id: not-a-uuid}]\n"),
         needles(&["spec.exclude[0].id"]),
     ));
 
