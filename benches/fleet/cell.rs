@@ -176,6 +176,9 @@ async fn create_policies(
                     .iter()
                     .map(|id| ServerRef { id: id.clone() })
                     .collect(),
+                selector: None,
+                exclude: Vec::new(),
+                max_servers: None,
                 stop_type: StopType::Soft,
                 suspend: false,
                 dry_run: false,

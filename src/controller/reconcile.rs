@@ -9,6 +9,7 @@ use crate::ecs::wire::PowerActionType;
 use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Spent, Synced};
 use crate::plan::{Mode, PlanOutcome};
 use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, StopType};
+use crate::selector::{CappedSelector, Selection};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -198,7 +199,22 @@ async fn prepare(
             servers: job.servers as usize,
         })
         .collect();
-    let desired: Vec<String> = policy.spec.servers.iter().map(|s| s.id.clone()).collect();
+    let selector = match &policy.spec.selector {
+        None => None,
+        Some(spec) => match CappedSelector::compile(spec, policy.spec.max_servers) {
+            Ok(selector) => Some(selector),
+            Err(error) => {
+                let found = Problem {
+                    reason: "InvalidSelector",
+                    message: error.to_string(),
+                };
+                return Ok(problem(ctx, key, found, None));
+            }
+        },
+    };
+    let ids = |refs: &[crate::policy::ServerRef]| refs.iter().map(|s| s.id.clone()).collect();
+    let named: Vec<String> = ids(&policy.spec.servers);
+    let exclude: Vec<String> = ids(&policy.spec.exclude);
     let stop_type = match policy.spec.stop_type {
         StopType::Soft => PowerActionType::Soft,
         StopType::Hard => PowerActionType::Hard,
@@ -207,7 +223,9 @@ async fn prepare(
     let request = FleetRequest {
         policy: key,
         uid: uid.as_deref(),
-        desired: &desired,
+        named: &named,
+        exclude: &exclude,
+        selector: selector.as_ref(),
         mode: mode_of(policy),
         lane: Lane::stop(stop_type),
         backoff: ctx.config.retry_backoff,
@@ -251,9 +269,24 @@ pub fn forget_reports(ctx: &Context, key: &PolicyKey) {
         .forget_policy_conditions(&key.namespace, &key.name);
     ctx.recorder.forget(key);
 }
-/// The problem a stop-call failure no retry fixes by itself is for every policy of
-/// the project; a job given up on, for its policies.
-fn fleet_problem(view: &FleetView) -> Option<Problem> {
+/// A selector over its cap stops nothing new until a person looks; a stop-call
+/// failure no retry fixes by itself is for every policy of the project; a job given
+/// up on, for its policies.
+fn fleet_problem(
+    view: &FleetView,
+    selection: Option<&Selection>,
+    max: Option<u32>,
+) -> Option<Problem> {
+    if let Some(selection) = selection.filter(|s| s.exceeded) {
+        return Some(Problem {
+            reason: "MaxServersExceeded",
+            message: format!(
+                "spec.selector matches {} servers, more than spec.maxServers ({}): nothing new is stopped until the selector or maxServers is changed",
+                selection.matched,
+                max.unwrap_or_default()
+            ),
+        });
+    }
     if let Some(failure) = &view.submit_failure {
         return Some(Problem {
             reason: "StopCallRefused",
@@ -287,7 +320,11 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             return report_problem(policy, ctx, key, &previous, problem).await;
         }
     };
-    let Synced { view, powering_off } = *synced;
+    let Synced {
+        view,
+        powering_off,
+        selection,
+    } = *synced;
     let now = jiff::Timestamp::now();
     let next = status::from_sync(
         &previous,
@@ -297,7 +334,8 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             jobs: &view.jobs,
             failing: &view.failing,
             dry_run: mode_of(policy) == Mode::DryRun,
-            problem: fleet_problem(&view),
+            selection: selection.as_ref(),
+            problem: fleet_problem(&view, selection.as_ref(), policy.spec.max_servers),
             now,
         },
     );

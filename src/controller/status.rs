@@ -7,8 +7,9 @@ use crate::plan::{PlanOutcome, RetryState};
 use crate::policy::conditions::{self, ConditionUpdate, Intent};
 use crate::policy::{
     DRY_RUN_SAMPLE_SIZE, DryRunReport, EcsPowerPolicyStatus, JobRecord, JobState,
-    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, ServerFailure, status_time,
+    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, SelectorStatus, ServerFailure, status_time,
 };
+use crate::selector::Selection;
 use std::collections::{HashMap, HashSet};
 
 /// Something that stops the policy from being synced at all (a missing Secret,
@@ -26,6 +27,8 @@ pub struct SyncReport<'a> {
     /// Retry state of the policy's servers that are not stopped.
     pub failing: &'a HashMap<String, RetryState>,
     pub dry_run: bool,
+    /// What the policy's selector matched, if it has one.
+    pub selection: Option<&'a Selection>,
     /// A stop-call failure no retry fixes by itself, shown on every policy of the project.
     pub problem: Option<Problem>,
     pub now: jiff::Timestamp,
@@ -179,6 +182,11 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
             .take(DRY_RUN_SAMPLE_SIZE)
             .cloned()
             .collect(),
+    });
+    status.selector = report.selection.map(|selection| SelectorStatus {
+        matched: count(selection.matched),
+        digest: selection.digest.clone(),
+        sample: selection.sample.clone(),
     });
     match &report.problem {
         Some(problem) => {
@@ -376,6 +384,7 @@ mod tests {
             jobs: &[],
             failing: &HashMap::new(),
             dry_run: false,
+            selection: None,
             problem: None,
             now: ts(100),
         };

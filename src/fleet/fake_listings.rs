@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// One page of a listing: (server id, status).
+/// One page of a listing: (server, status). A server is its id, which is also its
+/// name, followed by its tags, each after a `+`: `"a+env=dev+team=x"`.
 pub type Page = Vec<(&'static str, &'static str)>;
 
 /// Serves the next of `listings` per call, in pages (the last one again once the
@@ -63,9 +64,14 @@ impl EcsApi for Listings {
             }
             on_page(
                 page.into_iter()
-                    .map(|(id, status)| {
-                        serde_json::from_value(serde_json::json!({"id": id, "status": status}))
-                            .expect("a server with an id and a status")
+                    .map(|(server, status)| {
+                        let mut parts = server.split('+');
+                        let id = parts.next().expect("an id");
+                        let tags: Vec<&str> = parts.collect();
+                        serde_json::from_value(serde_json::json!(
+                            {"id": id, "name": id, "status": status, "tags": tags}
+                        ))
+                        .expect("a server with an id, a name, a status and tags")
                     })
                     .collect(),
             );

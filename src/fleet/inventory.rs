@@ -2,6 +2,14 @@
 //! results of finished stop jobs folded in between listings: a job that reports its
 //! servers stopped needs no 100-page listing to show it.
 //!
+//! It keeps only the servers some policy of the fleet names or selects (a tenant's
+//! project of a million servers costs memory for what its policies ask about, no
+//! more). Selectors are matched as the pages arrive, through a [`SelectorIndex`] (a
+//! few lookups per server, not one check per policy); each policy's matches are kept
+//! as ids, so no name or tag is stored at all. A policy whose ids or selector changed
+//! waits for a listing that began after the change: only that one saw every server
+//! it may want.
+//!
 //! A new listing updates the map in place, page by page, rather than building a second
 //! one beside it: at 100,000 servers that second map was the largest allocation of the
 //! operator. While it runs, syncs see each server as the last listing or the current
@@ -11,7 +19,10 @@
 use super::PolicyKey;
 use crate::ecs::client::{EcsApi, ServerFilter};
 use crate::ecs::error::EcsError;
+use crate::ecs::wire::ServerDetail;
 use crate::plan::ObservedPower;
+use crate::selector::spec::SelectorSpec;
+use crate::selector::{Selector, SelectorIndex};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,12 +37,40 @@ pub struct Observation {
     pub servers: HashMap<String, ObservedPower>,
 }
 
+/// What one policy asks the inventory about.
+#[derive(Debug)]
+struct Interest {
+    named: HashSet<String>,
+    selector: Option<SelectorSpec>,
+    /// The number of the listing begun last when the ids or selector last changed:
+    /// only a later one that completed has seen every server the policy may want.
+    since: u64,
+}
+
+/// What a policy asks of the inventory: the ids it names, and its selector.
+#[derive(Debug, Clone, Copy)]
+pub struct Wants<'a> {
+    pub named: &'a [String],
+    pub selector: Option<(&'a SelectorSpec, &'a Selector)>,
+}
+
 #[derive(Default)]
 struct State {
-    /// Each server's power state, and the listing that last saw it.
+    /// Each server some policy names or selects: its power state, and the listing
+    /// that last saw it.
     servers: HashMap<String, (ObservedPower, u64)>,
+    interests: HashMap<PolicyKey, Interest>,
+    /// How many policies name each id: a listing keeps those it finds here.
+    named: HashMap<String, u32>,
+    selectors: SelectorIndex<PolicyKey>,
+    /// The ids each selector matched in the last completed listing, sorted.
+    matched: HashMap<PolicyKey, Vec<String>>,
+    /// What the listing under way has matched so far.
+    matching: HashMap<PolicyKey, Vec<String>>,
     /// Listings begun so far: the number of the current (or last) one.
     listings_begun: u64,
+    /// The number of the last listing that completed.
+    listings_done: u64,
     fetched_at: Option<Instant>,
     /// Set when a stop call's answer was lost: only a new listing tells what happened.
     stale: bool,
@@ -59,6 +98,58 @@ impl State {
     /// the meantime count as in flight against its start time.
     fn is_usable(&self) -> bool {
         !self.stale && self.fetched_at.is_some()
+    }
+
+    /// Whether `policy` may plan with the current listing while a newer one runs.
+    fn serves_meanwhile(&self, policy: &PolicyKey) -> bool {
+        self.is_usable() && self.covers(policy)
+    }
+
+    /// Whether a completed listing has seen every server `policy` may want.
+    fn covers(&self, policy: &PolicyKey) -> bool {
+        self.interests
+            .get(policy)
+            .is_none_or(|interest| self.listings_done > interest.since)
+    }
+
+    /// Keeps a listed server if some policy names or selects it, filing it with the
+    /// selectors that match it.
+    fn take_listed(&mut self, detail: ServerDetail, power: ObservedPower, listing: u64) {
+        let name = detail.name.as_deref().unwrap_or_default();
+        let tags: Vec<&str> = detail.tags.iter().flatten().map(String::as_str).collect();
+        let mut selected = false;
+        for policy in self.selectors.matching(name, &tags) {
+            selected = true;
+            self.matching
+                .entry(policy.clone())
+                .or_default()
+                .push(detail.id.clone());
+        }
+        if selected || self.named.contains_key(&detail.id) {
+            // A known server keeps its key: only the value is replaced.
+            self.servers.insert(detail.id, (power, listing));
+        }
+    }
+
+    fn forget(&mut self, policy: &PolicyKey) {
+        let Some(old) = self.interests.remove(policy) else {
+            return;
+        };
+        self.unname(old.named.iter());
+        self.selectors.remove(policy);
+        self.matched.remove(policy);
+        self.matching.remove(policy);
+    }
+
+    fn unname<'a>(&mut self, ids: impl Iterator<Item = &'a String>) {
+        for id in ids {
+            if let Some(count) = self.named.get_mut(id) {
+                *count -= 1;
+                if *count == 0 {
+                    self.named.remove(id);
+                }
+            }
+        }
     }
 }
 
@@ -88,6 +179,58 @@ impl InventoryCache {
         self.lock().stale = true;
     }
 
+    /// Records what `policy` asks about. Ids or a selector the inventory may not have
+    /// kept make it wait for a listing that begins from now on.
+    pub fn register(&self, policy: &PolicyKey, wants: Wants<'_>) {
+        let mut state = self.lock();
+        let named: HashSet<String> = wants.named.iter().cloned().collect();
+        let selector = wants.selector.map(|(spec, _)| spec.clone());
+        let old = state.interests.remove(policy);
+        let (old_named, old_selector, old_since) = match old {
+            Some(old) => (old.named, old.selector, Some(old.since)),
+            None => (HashSet::new(), None, None),
+        };
+        // Ids it gave up need no listing; new ones the inventory does not hold do.
+        let unseen = named
+            .difference(&old_named)
+            .any(|id| !state.servers.contains_key(id));
+        let selector_changed = selector != old_selector;
+        let since = match old_since {
+            Some(since) if !unseen && !selector_changed => since,
+            _ => state.listings_begun,
+        };
+        state.unname(old_named.difference(&named));
+        for id in named.difference(&old_named) {
+            *state.named.entry(id.clone()).or_default() += 1;
+        }
+        if selector_changed {
+            state.matched.remove(policy);
+            state.matching.remove(policy);
+            match wants.selector {
+                Some((_, compiled)) => state.selectors.insert(policy.clone(), compiled.clone()),
+                None => state.selectors.remove(policy),
+            }
+        }
+        state.interests.insert(
+            policy.clone(),
+            Interest {
+                named,
+                selector,
+                since,
+            },
+        );
+    }
+
+    /// `policy` no longer uses this inventory: the next listing keeps nothing for it.
+    pub fn forget(&self, policy: &PolicyKey) {
+        self.lock().forget(policy);
+    }
+
+    /// The ids `policy`'s selector matched in the last completed listing, sorted.
+    pub fn matched(&self, policy: &PolicyKey) -> Vec<String> {
+        self.lock().matched.get(policy).cloned().unwrap_or_default()
+    }
+
     /// What a finished job reported for its servers, effective at once.
     pub fn confirm<'a>(&self, ids: impl IntoIterator<Item = &'a String>, power: ObservedPower) {
         let now = Instant::now();
@@ -100,37 +243,37 @@ impl InventoryCache {
         }
     }
 
-    /// Lists the project again unless the current listing is fresh for `policy`.
-    /// While another caller lists, the current listing serves (a 100-page listing must
-    /// not stall every sync); only a caller with no usable listing waits for it.
+    /// Lists the project again unless the current listing is fresh for `policy` and
+    /// covers what it asks about ([`Self::register`] first). While another caller
+    /// lists, the current listing serves (a 100-page listing must not stall every
+    /// sync); only a caller with no usable listing, or one it does not cover, waits.
     pub async fn refresh(
         &self,
         api: &dyn EcsApi,
         policy: &PolicyKey,
         max_age: Duration,
     ) -> Result<(), EcsError> {
-        if self.lock().is_fresh(policy, max_age) {
+        let ready = |state: &State| state.is_fresh(policy, max_age) && state.covers(policy);
+        if ready(&self.lock()) {
             return Ok(());
         }
         let _single_flight = match self.listing.try_lock() {
             Ok(guard) => guard,
-            Err(_) if self.lock().is_usable() => return Ok(()),
+            Err(_) if self.lock().serves_meanwhile(policy) => return Ok(()),
             Err(_) => self.listing.lock().await,
         };
-        if self.lock().is_fresh(policy, max_age) {
+        if ready(&self.lock()) {
             return Ok(());
         }
         let fetched_at = Instant::now();
         let listing = {
             let mut state = self.lock();
             state.listings_begun += 1;
+            state.matching.clear();
             state.listings_begun
         };
         api.for_each_server_page(&ServerFilter::default(), &mut |page| {
             let mut state = self.lock();
-            let State {
-                servers, confirmed, ..
-            } = &mut *state;
             for detail in page {
                 let listed = ObservedPower::from_ecs(
                     detail.status.as_deref().unwrap_or("UNKNOWN"),
@@ -139,18 +282,24 @@ impl InventoryCache {
                 );
                 // A job result newer than this listing's start wins: the page may
                 // have been read before the job ended.
-                let power = match confirmed.get(&detail.id) {
+                let power = match state.confirmed.get(&detail.id) {
                     Some((power, at)) if *at > fetched_at => *power,
                     _ => listed,
                 };
-                // A known server keeps its key: only the value is replaced.
-                servers.insert(detail.id, (power, listing));
+                state.take_listed(detail, power, listing);
             }
         })
         .await?;
         let mut state = self.lock();
-        // Servers this listing did not see no longer exist.
+        // Servers this listing did not see no longer exist, or no policy wants them.
         state.servers.retain(|_, (_, seen_in)| *seen_in == listing);
+        let mut matched = std::mem::take(&mut state.matching);
+        for ids in matched.values_mut() {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        state.matched = matched;
+        state.listings_done = listing;
         state.confirmed.retain(|_, (_, at)| *at > fetched_at);
         state.fetched_at = Some(fetched_at);
         state.stale = false;
@@ -203,6 +352,35 @@ mod tests {
         PolicyKey::new("ns", name)
     }
 
+    /// Registers `policy` as naming `names`, as a sync does before it refreshes.
+    fn naming(cache: &InventoryCache, policy: &str, names: &[&str]) {
+        cache.register(
+            &key(policy),
+            Wants {
+                named: &ids(names),
+                selector: None,
+            },
+        );
+    }
+
+    fn selecting(cache: &InventoryCache, policy: &str, tags: &[(&str, &str)]) {
+        let spec = SelectorSpec {
+            tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            name_pattern: None,
+        };
+        let compiled = Selector::compile(&spec).expect("a valid selector");
+        cache.register(
+            &key(policy),
+            Wants {
+                named: &[],
+                selector: Some((&spec, &compiled)),
+            },
+        );
+    }
+
     fn seen(cache: &InventoryCache, policy: &str, names: &[&str]) -> Vec<(String, ObservedPower)> {
         let mut servers: Vec<_> = cache
             .observe(&key(policy), &ids(names))
@@ -226,6 +404,7 @@ mod tests {
             ],
             Box::new(|| {}),
         );
+        naming(&cache, "p", &["a", "b", "c", "d"]);
         cache
             .refresh(&api, &key("p"), Duration::ZERO)
             .await
@@ -258,6 +437,7 @@ mod tests {
                 during.confirm(&ids(&["b"]), ObservedPower::Stopped);
             }),
         );
+        naming(&cache, "p", &["a", "b"]);
         cache
             .refresh(&api, &key("p"), Duration::ZERO)
             .await
@@ -290,6 +470,7 @@ mod tests {
                 assert_eq!(observed.servers["b"], ObservedPower::Running);
             }),
         );
+        naming(&cache, "p", &["a", "b"]);
         cache
             .refresh(&api, &key("p"), Duration::ZERO)
             .await
@@ -300,5 +481,85 @@ mod tests {
             .await
             .unwrap();
         assert!(cache.observe(&key("p"), &[]).fetched_at > first);
+    }
+
+    #[tokio::test]
+    async fn only_servers_some_policy_names_or_selects_are_kept() {
+        let cache = InventoryCache::default();
+        let api = Listings::new(
+            vec![vec![vec![
+                ("a", "ACTIVE"),
+                ("b+env=dev", "ACTIVE"),
+                ("c+env=prod", "ACTIVE"),
+            ]]],
+            Box::new(|| {}),
+        );
+        naming(&cache, "p", &["a"]);
+        selecting(&cache, "q", &[("env", "dev")]);
+        cache
+            .refresh(&api, &key("p"), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(cache.lock().servers.len(), 2, "c is nobody's");
+        assert_eq!(cache.matched(&key("q")), ["b"]);
+        // A policy that leaves takes what only it wanted with it at the next listing.
+        cache.forget(&key("q"));
+        assert!(cache.matched(&key("q")).is_empty());
+        cache
+            .refresh(&api, &key("p"), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(seen(&cache, "p", &["a", "b", "c"]).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_newly_tagged_server_matches_at_the_next_listing_and_an_untagged_one_no_longer() {
+        let cache = InventoryCache::default();
+        let api = Listings::new(
+            vec![
+                vec![vec![("a+env=dev", "ACTIVE"), ("b", "ACTIVE")]],
+                vec![vec![("a", "ACTIVE"), ("b+env=dev+team=x", "ACTIVE")]],
+            ],
+            Box::new(|| {}),
+        );
+        selecting(&cache, "q", &[("env", "dev")]);
+        cache
+            .refresh(&api, &key("q"), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(cache.matched(&key("q")), ["a"]);
+        cache
+            .refresh(&api, &key("q"), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(cache.matched(&key("q")), ["b"]);
+        assert_eq!(api.served(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_new_selector_or_new_ids_wait_for_a_listing_that_saw_them() {
+        let cache = InventoryCache::default();
+        let api = Listings::new(
+            vec![vec![vec![("a", "ACTIVE"), ("b+env=dev", "ACTIVE")]]],
+            Box::new(|| {}),
+        );
+        naming(&cache, "p", &["a"]);
+        let long = Duration::from_secs(3600);
+        cache.refresh(&api, &key("p"), long).await.unwrap();
+        cache.refresh(&api, &key("p"), long).await.unwrap();
+        assert_eq!(api.served(), 1, "fresh and unchanged: no listing");
+        // The listing kept nothing for "b": a selector that wants it needs a new one,
+        // however fresh the last.
+        selecting(&cache, "q", &[("env", "dev")]);
+        cache.refresh(&api, &key("q"), long).await.unwrap();
+        assert_eq!((api.served(), cache.matched(&key("q"))), (2, ids(&["b"])));
+        // Naming a server the inventory holds needs none; dropping one neither.
+        naming(&cache, "p", &["b"]);
+        cache.refresh(&api, &key("p"), long).await.unwrap();
+        assert_eq!(api.served(), 2);
+        // A server nobody named before does.
+        naming(&cache, "p", &["b", "z"]);
+        cache.refresh(&api, &key("p"), long).await.unwrap();
+        assert_eq!(api.served(), 3);
     }
 }

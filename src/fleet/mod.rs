@@ -35,7 +35,9 @@ use crate::ecs::client::EcsApi;
 use crate::ecs::error::EcsError;
 use crate::metrics::Metrics;
 use crate::plan::{Backoff, Mode, ObservedPower};
+use crate::selector::{CappedSelector, Selection, select};
 use futures::FutureExt;
+use inventory::Wants;
 use registry::Deleted;
 use state::{FleetState, Now, Observed, SyncRequest};
 use std::sync::{Arc, Mutex};
@@ -90,7 +92,11 @@ pub struct FleetRequest<'a> {
     /// The policy object's uid: a deleted policy's late sync queues nothing.
     pub uid: Option<&'a str>,
     /// Server ids of the spec, in order.
-    pub desired: &'a [String],
+    pub named: &'a [String],
+    /// Ids the policy never stops.
+    pub exclude: &'a [String],
+    /// Its selector, evaluated against the inventory.
+    pub selector: Option<&'a CappedSelector>,
     pub mode: Mode,
     pub lane: Lane,
     pub backoff: Backoff,
@@ -111,6 +117,8 @@ pub struct Synced {
     pub view: FleetView,
     /// Any of the policy's servers powering off.
     pub powering_off: bool,
+    /// What its selector matched, if it has one.
+    pub selection: Option<Selection>,
 }
 
 pub struct Fleet {
@@ -178,16 +186,26 @@ impl Fleet {
     /// `None`: the fleet's listing is still under way after
     /// [`FleetRequest::listing_wait`]; nothing was planned, sync again soon.
     pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, EcsError> {
-        self.take_over(&request);
+        self.carry_over(&request);
         self.poll_jobs(self.config.job_poll_interval).await;
+        self.inventory.register(
+            request.policy,
+            Wants {
+                named: request.named,
+                selector: request.selector.map(|s| (&s.spec, &s.selector)),
+            },
+        );
         // Everything the policy wants is queued or under way (waiting for budget, at
         // 100,000 servers for 100 minutes): a new listing changes nothing it would
-        // plan, and its jobs' results reach the inventory without one.
-        let settled = self.inventory.is_usable()
+        // plan, and its jobs' results reach the inventory without one. A selector
+        // always looks at a listing within its maximum age: a newly tagged server is
+        // stopped at the next sync.
+        let settled = request.selector.is_none()
+            && self.inventory.is_usable()
             && self.lock().all_in_flight(
                 request.policy,
                 request.lane,
-                request.desired,
+                &self.wanted(&request).wanted,
                 Instant::now(),
             );
         if !settled {
@@ -211,19 +229,27 @@ impl Fleet {
                 self.poll_jobs(EARLY_JOB_POLL_INTERVAL).await;
             }
         }
-        let observation = self.inventory.observe(request.policy, request.desired);
+        let selection = self.wanted(&request);
+        let desired = &selection.wanted;
+        let observation = self.inventory.observe(request.policy, desired);
         let powering_off = observation
             .servers
             .values()
             .any(|power| *power == ObservedPower::Stopping);
         let view = {
             let mut state = self.lock();
+            // Jobs an earlier process left are taken in before anything is planned, with
+            // everything the policy wants now (a selector's matches need a listing): an
+            // adopted job that does not yet name its servers holds all of them.
+            if !request.adopt.is_empty() {
+                state.adopt(request.policy, request.adopt.iter().cloned(), desired);
+            }
             // Under the state lock: a deletion records itself before it withdraws.
             let deleted = request.uid.is_some_and(|uid| self.deleted.contains(uid));
             state.sync(
                 &SyncRequest {
                     policy: request.policy,
-                    desired: request.desired,
+                    desired,
                     mode: request.mode,
                     lane: request.lane,
                     backoff: request.backoff,
@@ -239,25 +265,23 @@ impl Fleet {
         if view.queued {
             self.wake.notify_one();
         }
-        Ok(Some(Synced { view, powering_off }))
+        Ok(Some(Synced {
+            view,
+            powering_off,
+            selection: request.selector.is_some().then_some(selection),
+        }))
     }
 
-    /// What the policy's status says an earlier process left: unfinished jobs to
-    /// follow, and the budget it spent, taken in before anything is planned.
-    fn take_over(&self, request: &FleetRequest<'_>) {
-        if request.adopt.is_empty() && request.spent.is_empty() {
+    /// The budget an earlier process spent, as the policy's status says, taken in
+    /// before the worker's next call.
+    fn carry_over(&self, request: &FleetRequest<'_>) {
+        if request.spent.is_empty() {
             return;
         }
         let window = self.budget.limits().window;
-        let carried = {
-            let mut state = self.lock();
-            state.adopt(
-                request.policy,
-                request.adopt.iter().cloned(),
-                request.desired,
-            );
-            state.carry_over(request.policy, &request.spent, window, Now::current())
-        };
+        let carried =
+            self.lock()
+                .carry_over(request.policy, &request.spent, window, Now::current());
         for (from, servers) in carried {
             tracing::info!(policy = %request.policy, servers, "budget spent before a restart carried over");
             self.budget.carry(from, servers);
@@ -268,6 +292,22 @@ impl Fleet {
     pub fn recorded(&self, policy: &PolicyKey, written: &std::collections::HashSet<&str>) {
         self.lock().recorded(policy, written);
         self.wake.notify_one();
+    }
+
+    /// What the policy wants: its named servers and its selector's matches in the last
+    /// listing, less the excluded, within its cap.
+    fn wanted(&self, request: &FleetRequest<'_>) -> Selection {
+        let matched = match request.selector {
+            Some(_) => self.inventory.matched(request.policy),
+            None => Vec::new(),
+        };
+        let exclude = request.exclude.iter().map(String::as_str).collect();
+        select(
+            request.named.iter().map(String::as_str),
+            matched.iter().map(String::as_str),
+            &exclude,
+            request.selector.map(|s| s.max_servers),
+        )
     }
 
     /// Poll every unfinished job, at most once per `interval` however many syncs
@@ -316,6 +356,7 @@ impl Fleet {
     fn withdraw_all(&self, policy: &PolicyKey) {
         self.lock()
             .withdraw_unwanted(policy, None, &std::collections::HashSet::new());
+        self.inventory.forget(policy);
     }
 
     /// Nothing queued, no stop call under way, no job unfinished.
@@ -353,7 +394,9 @@ mod tests {
         FleetRequest {
             policy,
             uid: Some("uid-p"),
-            desired,
+            named: desired,
+            exclude: &[],
+            selector: None,
             mode,
             lane: Lane::SoftStop,
             backoff: Backoff {

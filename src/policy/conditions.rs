@@ -202,7 +202,9 @@ pub fn set(
 ///   resolve or a server there that does not speak TLS); the ECS API refuses the stop
 ///   call itself; servers named in the spec do not exist; the endpoint answers more
 ///   than any ECS API sends (a body over its size limit, a listing of too many
-///   servers), or one this operator is not allowed to call (`--allowed-endpoints`).
+///   servers), or one this operator is not allowed to call (`--allowed-endpoints`);
+///   the selector cannot be compiled, or matches more servers than spec.maxServers
+///   allows.
 /// * The operator retries by itself (`Reconciling=True`, InProgress): stops that failed
 ///   (retried with backoff), a stop job whose outcome was lost, an ECS API that cannot
 ///   be reached for now.
@@ -225,7 +227,9 @@ pub fn needs_person(reason: &str) -> bool {
         | "EndpointNotAllowed"
         | "StopCallRefused"
         | "ServersNotFound"
-        | "StopFailedAndServersNotFound" => true,
+        | "StopFailedAndServersNotFound"
+        | "InvalidSelector"
+        | "MaxServersExceeded" => true,
         "StopFailed" | "JobLost" | "EndpointUnreachable" | "SyncFailed" => false,
         _ => false,
     }

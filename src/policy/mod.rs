@@ -1,9 +1,10 @@
 //! The `EcsPowerPolicy` custom resource (`ecspower.dev/v1alpha1`) and its CRD.
 //!
 //! Validation lives in the schema wherever OpenAPI can express it (patterns, enums,
-//! list sizes, `x-kubernetes-list-type: map` for unique ids) and in CEL only for the
-//! endpoint rule, a single bounded string, so the API server's CEL cost budget is never
-//! a concern, not even with 10,000 servers in one policy.
+//! list sizes, `x-kubernetes-list-type: map` for unique ids) and in CEL for the
+//! endpoint rule, the selector's tag keys (at most 10 of bounded length) and the rules
+//! between fields (`has`/`size` only), each bounded, so the API server's CEL cost budget
+//! is never a concern, not even with 10,000 servers in one policy.
 
 pub mod conditions;
 mod types;
@@ -16,6 +17,9 @@ use kube::CustomResourceExt;
 /// of `{"id": "<uuid>"}` (~50 bytes each) plus the status keep it far below the
 /// 1.5 MiB request limit, with room for managed fields written by GitOps tools.
 pub const MAX_SERVERS_PER_POLICY: usize = 10_000;
+/// Most servers `spec.maxServers` may allow a selector to match: a whole project of
+/// the size the operator is measured at.
+pub const MAX_SELECTED_PER_POLICY: u32 = 100_000;
 /// Stop jobs kept in `status.jobs`. A policy has at most 10 jobs in flight
 /// (10,000 servers / 1,000 per call), so this also holds every job still being polled.
 pub const MAX_JOBS_IN_STATUS: usize = 20;

@@ -1,3 +1,4 @@
+use crate::selector::spec::SelectorSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -51,15 +52,44 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new("(has(self.servers) && size(self.servers) > 0) || has(self.selector)")
+        .message("a policy needs spec.servers or spec.selector"),
+    validation = kube::core::Rule::new("!has(self.selector) || has(self.maxServers)")
+        .message("spec.maxServers is required with spec.selector"),
+)]
 pub struct EcsPowerPolicySpec {
     /// The cloud project that owns the servers, and how to reach and authenticate to it.
     pub cloud: CloudSpec,
 
-    /// The servers to keep stopped, by ECS server id (1 to 10,000 entries, each id once).
-    /// Same shape as the `servers` list of the ECS batch-stop API.
+    /// The servers to keep stopped, by ECS server id (at most 10,000 entries, each id
+    /// once). Same shape as the `servers` list of the ECS batch-stop API. Optional
+    /// beside a selector: the policy then wants the union of both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["id".into()]))]
-    #[schemars(length(min = 1, max = crate::policy::MAX_SERVERS_PER_POLICY))]
+    #[schemars(length(max = crate::policy::MAX_SERVERS_PER_POLICY))]
     pub servers: Vec<ServerRef>,
+
+    /// Servers chosen by the cloud's own tags and name, from the project's listing:
+    /// every tag must be present with that value, and the name must match namePattern
+    /// if given. Requires maxServers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<SelectorSpec>,
+
+    /// Servers this policy never stops, whatever servers or selector say (at most
+    /// 10,000, each id once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["id".into()]))]
+    #[schemars(length(max = crate::policy::MAX_SERVERS_PER_POLICY))]
+    pub exclude: Vec<ServerRef>,
+
+    /// The most servers the selector may match (excluded ones not counted). If more
+    /// match, the policy stops nothing new and is Stalled with reason
+    /// MaxServersExceeded: a selector that suddenly matches production stops nothing.
+    /// Required with a selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = crate::policy::MAX_SELECTED_PER_POLICY))]
+    pub max_servers: Option<u32>,
 
     /// How to stop: Soft asks the guest OS to shut down (ACPI), Hard powers off at once.
     /// Sent to the ECS API as SOFT or HARD.
@@ -198,6 +228,25 @@ pub struct EcsPowerPolicyStatus {
     /// What the operator would stop, reported while spec.dryRun is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<DryRunReport>,
+
+    /// What spec.selector matched in the last listing, while it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<SelectorStatus>,
+}
+
+/// What a selector matched.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectorStatus {
+    /// Servers the selector matched, the excluded ones not counted.
+    pub matched: u32,
+    /// 16 hex digits of SHA-256 over the sorted matched ids: it changes exactly when
+    /// the matched set does.
+    pub digest: String,
+    /// The first matched ids, sorted (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::selector::SAMPLE_SIZE))]
+    pub sample: Vec<String>,
 }
 
 /// Where a policy stands.

@@ -20,6 +20,9 @@ pub use selection::{Selection, select};
 
 use spec::SelectorSpec;
 
+/// How many matched ids `status.selector.sample` shows.
+pub const SAMPLE_SIZE: usize = 10;
+
 /// ECS tag keys: 1 to 36 letters, digits, `_` or `-`; values: up to 43 of the same.
 const MAX_TAG_KEY: usize = 36;
 const MAX_TAG_VALUE: usize = 43;
@@ -31,6 +34,31 @@ pub struct SelectorError {
     /// The path below `spec.selector`, with its leading dot (empty: the whole selector).
     pub field: String,
     pub problem: String,
+}
+
+/// A policy's checked selector with its `maxServers` cap, as the fleet evaluates it.
+#[derive(Debug, Clone)]
+pub struct CappedSelector {
+    pub spec: SelectorSpec,
+    pub selector: Selector,
+    pub max_servers: usize,
+}
+
+impl CappedSelector {
+    /// Checks `spec.selector` and `spec.maxServers` (the CRD requires both together;
+    /// this is for a policy stored before that rule, or written past it).
+    pub fn compile(spec: &SelectorSpec, max_servers: Option<u32>) -> Result<Self, SelectorError> {
+        let selector = Selector::compile(spec)?;
+        let max_servers = max_servers.ok_or_else(|| SelectorError {
+            field: String::new(),
+            problem: "spec.maxServers is required with a selector".into(),
+        })?;
+        Ok(Self {
+            spec: spec.clone(),
+            selector,
+            max_servers: max_servers as usize,
+        })
+    }
 }
 
 /// A checked selector.

@@ -1,16 +1,15 @@
 //! What a policy wants from its named servers and its selector's matches.
 
+use super::SAMPLE_SIZE;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashSet};
 
-/// How many matched ids the status shows.
-const SAMPLE: usize = 10;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
-    /// The servers the policy wants stopped: named ones and matched ones, less the
-    /// excluded; none at all when the selector matched more than `maxServers`.
-    pub wanted: BTreeSet<String>,
+    /// The servers the policy wants stopped, each once: named ones in spec order, then
+    /// matched ones not named, sorted; less the excluded; none at all when the selector
+    /// matched more than `maxServers`.
+    pub wanted: Vec<String>,
     /// Servers the selector matched, the excluded ones not counted.
     pub matched: usize,
     /// `matched` is over the cap: the policy stops nothing.
@@ -41,16 +40,17 @@ pub fn select<'a>(
     let digest = hex::encode(&hasher.finalize()[..8]);
     let sample = matched
         .iter()
-        .take(SAMPLE)
+        .take(SAMPLE_SIZE)
         .map(|id| (*id).to_owned())
         .collect();
     let wanted = if exceeded {
-        BTreeSet::new()
+        Vec::new()
     } else {
+        let mut seen = HashSet::new();
         named
             .into_iter()
-            .filter(|id| !exclude.contains(id))
             .chain(matched.iter().copied())
+            .filter(|id| !exclude.contains(id) && seen.insert(*id))
             .map(str::to_owned)
             .collect()
     };

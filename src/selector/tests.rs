@@ -100,8 +100,9 @@ fn bad_selectors_name_the_field() {
 #[test]
 fn the_cap_stops_nothing_and_exclude_wins() {
     let exclude = HashSet::from(["b"]);
-    let fits = select(["n"], ["a", "b", "c"], &exclude, Some(2));
-    assert_eq!(fits.wanted, ["a", "c", "n"].map(String::from).into());
+    let fits = select(["n", "c"], ["c", "b", "a"], &exclude, Some(2));
+    // Named first, in spec order, then the matched ones not named, sorted; each once.
+    assert_eq!(fits.wanted, ["n", "c", "a"]);
     assert_eq!((fits.matched, fits.exceeded), (2, false));
     assert_eq!(fits.sample, ["a", "c"]);
     // Excluded servers are not wanted even when named.
@@ -189,6 +190,36 @@ proptest! {
                 .map(|(k, _)| *k)
                 .collect();
             prop_assert_eq!(found, expected, "server {} {:?}", name, tags);
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn exclude_always_wins_and_over_the_cap_nothing_is_wanted(
+        named in prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "d"]), 0..6),
+        matched in prop::collection::vec(prop::sample::select(vec!["c", "d", "e", "f"]), 0..6),
+        excluded in prop::collection::vec(prop::sample::select(vec!["a", "d", "f"]), 0..3),
+        max in prop::option::of(0usize..5),
+    ) {
+        let exclude: HashSet<&str> = excluded.iter().copied().collect();
+        let selection = select(named.iter().copied(), matched.iter().copied(), &exclude, max);
+        let counted: HashSet<&str> =
+            matched.iter().copied().filter(|id| !exclude.contains(id)).collect();
+        prop_assert_eq!(selection.matched, counted.len());
+        prop_assert_eq!(selection.exceeded, max.is_some_and(|max| counted.len() > max));
+        if selection.exceeded {
+            prop_assert!(selection.wanted.is_empty());
+        } else {
+            let expected: HashSet<&str> = named
+                .iter()
+                .copied()
+                .filter(|id| !exclude.contains(id))
+                .chain(counted.iter().copied())
+                .collect();
+            let wanted: HashSet<&str> = selection.wanted.iter().map(String::as_str).collect();
+            prop_assert_eq!(wanted.len(), selection.wanted.len(), "each id once");
+            prop_assert_eq!(wanted, expected);
         }
     }
 }

@@ -258,6 +258,8 @@ pub struct Policy {
     pub stop_type: String,
     pub suspend: bool,
     pub dry_run: bool,
+    /// More spec fields as YAML lines indented by two (selector, exclude, maxServers).
+    pub extra_spec: String,
 }
 
 impl Policy {
@@ -277,6 +279,7 @@ impl Policy {
             stop_type: "Soft".to_owned(),
             suspend: false,
             dry_run: false,
+            extra_spec: String::new(),
         }
     }
 
@@ -297,7 +300,6 @@ spec:
   stopType: {}
   suspend: {}
   dryRun: {}
-  servers:
 ",
             self.name,
             self.ns,
@@ -308,6 +310,10 @@ spec:
             self.suspend,
             self.dry_run
         );
+        y += &self.extra_spec;
+        if !self.ids.is_empty() {
+            y += "  servers:\n";
+        }
         for id in &self.ids {
             y += &format!("  - id: \"{id}\"\n");
         }

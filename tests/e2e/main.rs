@@ -83,6 +83,7 @@ fn trials() -> Vec<Trial> {
         scenario("restart_budget", restarts::restart_budget),
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),
+        scenario("selectors", selectors::run),
         scenario("missing_secret", problems::missing_secret),
         scenario("bad_credentials", problems::bad_credentials),
         scenario("two_namespaces", problems::two_namespaces),

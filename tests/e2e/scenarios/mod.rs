@@ -8,5 +8,6 @@ pub mod problems;
 pub mod rbac;
 pub mod restarts;
 pub mod safety;
+pub mod selectors;
 pub mod stopping;
 pub mod validation;

@@ -78,6 +78,70 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             needles(&["spec.cloud.endpoint", "query or fragment"]),
         ));
     }
+    let selecting = |name: &str, ids: &[String], extra: &str| {
+        let mut p = Policy::with_endpoint(&ns, name, ENDPOINT, ids);
+        p.extra_spec = extra.to_owned();
+        p
+    };
+    cases.push((
+        "neither servers nor selector",
+        selecting("no-servers", &[], ""),
+        needles(&["spec.servers or spec.selector"]),
+    ));
+    cases.push((
+        "empty selector",
+        selecting("empty-selector", &[], "  selector: {}\n  maxServers: 5\n"),
+        needles(&["spec.selector", "tags or a namePattern"]),
+    ));
+    cases.push((
+        "selector with empty tags",
+        selecting(
+            "empty-tags",
+            &[],
+            "  selector: {tags: {}}\n  maxServers: 5\n",
+        ),
+        needles(&["spec.selector", "tags or a namePattern"]),
+    ));
+    cases.push((
+        "selector without maxServers",
+        selecting("no-max", &[], "  selector: {tags: {env: dev}}\n"),
+        needles(&["spec.maxServers is required"]),
+    ));
+    cases.push((
+        "tag key ECS refuses",
+        selecting(
+            "bad-tag-key",
+            &[],
+            "  selector: {tags: {\"en v\": dev}}\n  maxServers: 5\n",
+        ),
+        needles(&["spec.selector.tags"]),
+    ));
+    cases.push((
+        "tag value too long",
+        selecting(
+            "long-tag-value",
+            &[],
+            &format!(
+                "  selector: {{tags: {{env: {}}}}}\n  maxServers: 5\n",
+                "v".repeat(44)
+            ),
+        ),
+        needles(&["spec.selector.tags"]),
+    ));
+    cases.push((
+        "maxServers 0",
+        selecting(
+            "zero-max",
+            &[],
+            "  selector: {tags: {env: dev}}\n  maxServers: 0\n",
+        ),
+        needles(&["spec.maxServers"]),
+    ));
+    cases.push((
+        "excluded id that is not a UUID",
+        selecting("bad-exclude", &uuids(1), "  exclude: [{id: not-a-uuid}]\n"),
+        needles(&["spec.exclude[0].id"]),
+    ));
 
     let mut problems = Vec::new();
     for (what, policy, needles) in &cases {
@@ -134,6 +198,18 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     {
         problems.push("valid policy applied but not found".into());
     }
+    let selector_only = selecting(
+        "valid-selector",
+        &[],
+        "  selector: {tags: {env: dev, Kostenstelle: Größe_1}, namePattern: \"^dev-\"}\n  maxServers: 200\n  exclude: [{id: 726fb98f-46ca-475e-917e-2563e5a8cd20}]\n",
+    );
+    let out = ctx.k.apply(&selector_only.yaml()).await?;
+    if !out.ok() {
+        problems.push(format!(
+            "a valid selector-only policy was refused: {}",
+            short(&out.stderr)
+        ));
+    }
     let small = base("valid-small");
     let out = ctx.k.apply(&small.yaml()).await?;
     if !out.ok() {
@@ -169,7 +245,16 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         ));
     } else {
         let fields = explain_fields(&explain.stdout);
-        for want in ["cloud", "servers", "stopType", "suspend", "dryRun"] {
+        for want in [
+            "cloud",
+            "servers",
+            "selector",
+            "exclude",
+            "maxServers",
+            "stopType",
+            "suspend",
+            "dryRun",
+        ] {
             match fields.iter().find(|(f, _)| f == want) {
                 None => problems.push(format!(
                     "kubectl explain ecspowerpolicy.spec lists no field `{want}`"
