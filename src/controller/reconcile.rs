@@ -264,7 +264,11 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             return report_problem(policy, ctx, key, &previous, problem).await;
         }
     };
-    let Synced { view, powering_off } = *synced;
+    let Synced {
+        view,
+        powering_off,
+        queue,
+    } = *synced;
     let now = jiff::Timestamp::now();
     let next = status::from_sync(
         &previous,
@@ -275,6 +279,7 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             failing: &view.failing,
             dry_run: mode_of(policy) == Mode::DryRun,
             problem: fleet_problem(&view),
+            queue,
             now,
         },
     );

@@ -12,6 +12,7 @@
 //! A sync makes one call, [`Fleet::sync`]: it polls jobs and lists when due (I/O),
 //! then takes its decision and its view in one locked call of the pure state.
 
+mod eta;
 #[cfg(test)]
 mod fake_listings;
 mod first_round;
@@ -23,6 +24,7 @@ mod registry;
 mod state;
 mod worker;
 
+pub use eta::QueueStanding;
 use first_round::{FirstRound, Gate};
 pub use jobs::JobView;
 pub use key::PolicyKey;
@@ -99,6 +101,8 @@ pub struct Synced {
     pub view: FleetView,
     /// Any of the policy's servers powering off.
     pub powering_off: bool,
+    /// Its servers still queued, and when they should be done; taken with the view.
+    pub queue: Option<QueueStanding>,
 }
 
 pub struct Fleet {
@@ -192,11 +196,12 @@ impl Fleet {
             .servers
             .values()
             .any(|power| *power == ObservedPower::Stopping);
-        let view = {
+        let (view, queue) = {
             let mut state = self.lock();
+            let now = Now::current();
             // Under the state lock: a deletion records itself before it withdraws.
             let deleted = request.uid.is_some_and(|uid| self.deleted.contains(uid));
-            state.sync(
+            let view = state.sync(
                 &SyncRequest {
                     policy: request.policy,
                     desired: request.desired,
@@ -209,13 +214,19 @@ impl Fleet {
                     servers: &observation.servers,
                     listed_at: observation.fetched_at,
                 },
-                Now::current(),
-            )
+                now,
+            );
+            let queue = state.queue_standing(request.policy, request.lane, &self.budget, now);
+            (view, queue)
         };
         if view.queued {
             self.wake.notify_one();
         }
-        Ok(Synced { view, powering_off })
+        Ok(Synced {
+            view,
+            powering_off,
+            queue,
+        })
     }
 
     /// Poll every unfinished job, at most once per `interval` however many syncs

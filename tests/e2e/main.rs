@@ -78,6 +78,7 @@ fn trials() -> Vec<Trial> {
         scenario("first_round", stopping::first_round),
         scenario("fairness", stopping::fairness),
         scenario("small_budget", stopping::small_budget),
+        scenario("queue_eta", queue::eta),
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),
         scenario("missing_secret", problems::missing_secret),

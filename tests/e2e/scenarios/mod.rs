@@ -4,6 +4,7 @@ pub mod image;
 pub mod leader;
 pub mod monitoring;
 pub mod problems;
+pub mod queue;
 pub mod rbac;
 pub mod safety;
 pub mod stopping;
