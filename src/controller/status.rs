@@ -97,7 +97,7 @@ fn merge_jobs(previous: &[JobRecord], views: &[JobView]) -> Vec<JobRecord> {
 /// An estimate that moved by less than this is not rewritten: every sync of a waiting
 /// policy computes a new one, a few milliseconds off the last, and at 1000 policies a
 /// write for each would load the API server for nothing.
-const ESTIMATE_MOVES_AT_LEAST: Duration = Duration::from_secs(5);
+const ESTIMATE_MOVES_AT_LEAST: Duration = Duration::from_secs(3);
 /// ... nor by less than this share of the time still to wait: a minute off an ETA two
 /// hours away is no news either.
 const ESTIMATE_MOVES_AT_LEAST_PER_MILLE: u32 = 20;
@@ -448,7 +448,7 @@ mod tests {
         assert_eq!(first.waiting, 300);
         // Whole seconds, rounded.
         assert_eq!(first.estimated_completion_time, Time(ts(1060)));
-        let nearly = queue_status(Some(&first), Some(&standing(200, 1_064_000)), now).unwrap();
+        let nearly = queue_status(Some(&first), Some(&standing(200, 1_062_000)), now).unwrap();
         assert_eq!(
             nearly.estimated_completion_time,
             first.estimated_completion_time

@@ -8,8 +8,8 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 use std::time::Duration;
 
-/// Servers, a budget of 500 per 5 s window: five calls, the last 20 s after the first.
-const SERVERS: usize = 2500;
+/// Servers, a budget of 500 per 5 s window: six calls, the last 25 s after the first.
+const SERVERS: usize = 3000;
 const WINDOW: Duration = Duration::from_secs(5);
 
 fn estimate_of(status: &Value) -> Option<jiff::Timestamp> {
@@ -94,7 +94,12 @@ pub async fn eta(ctx: Ctx) -> Result<()> {
             |s| s["phase"] == "Stopped",
         )
         .await?;
-    let stopped_at = jiff::Timestamp::now();
+    // When the operator wrote the Stopped status (lastSyncTime moves only with a
+    // change): polling with kubectl on a loaded machine sees it seconds late.
+    let stopped_at: jiff::Timestamp = stopped["lastSyncTime"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .context("status.lastSyncTime of the Stopped status")?;
     ensure_eq!(
         summary(&stopped, "stopped"),
         SERVERS as i64,
@@ -106,7 +111,7 @@ pub async fn eta(ctx: Ctx) -> Result<()> {
         "status.queue once nothing waits"
     );
 
-    // Within 10 % of how long it really took.
+    // The first estimate shown, within 10 % of how long it really took from the apply.
     let took = stopped_at.duration_since(applied_at);
     let off = stopped_at.duration_since(estimate).abs();
     eprintln!(
@@ -118,7 +123,7 @@ pub async fn eta(ctx: Ctx) -> Result<()> {
         );
     }
     let stats = sim.stats().await;
-    ensure_eq!(stats.stop_calls, 5, "stop calls of 500");
+    ensure_eq!(stats.stop_calls, 6, "stop calls of 500");
     ensure_eq!(stats.responses_429, 0, "429s");
     Ok(())
 }
