@@ -407,6 +407,24 @@ mod tests {
         );
     }
 
+    /// A sync of generation 1 that found `plan`, no jobs, no problem, nothing queued.
+    fn report_of<'a>(
+        plan: &'a PlanOutcome,
+        failing: &'a HashMap<String, RetryState>,
+        now: jiff::Timestamp,
+    ) -> SyncReport<'a> {
+        SyncReport {
+            generation: Some(1),
+            outcome: plan,
+            jobs: &[],
+            failing,
+            dry_run: false,
+            problem: None,
+            queue: None,
+            now,
+        }
+    }
+
     #[test]
     fn an_unchanged_sync_leaves_last_sync_time_alone() {
         let summary = Summary {
@@ -415,16 +433,8 @@ mod tests {
             ..Summary::default()
         };
         let plan = outcome(Phase::Stopped, summary);
-        let report = SyncReport {
-            generation: Some(1),
-            outcome: &plan,
-            jobs: &[],
-            failing: &HashMap::new(),
-            dry_run: false,
-            problem: None,
-            queue: None,
-            now: ts(100),
-        };
+        let no_failures = HashMap::new();
+        let report = report_of(&plan, &no_failures, ts(100));
         let first = from_sync(&EcsPowerPolicyStatus::default(), &report);
         assert_eq!(first.last_sync_time, Some(Time(ts(100))));
         let later = SyncReport {
@@ -473,15 +483,10 @@ mod tests {
             ..Summary::default()
         };
         let plan = outcome(Phase::Stopping, summary);
+        let no_failures = HashMap::new();
         let waiting = SyncReport {
-            generation: Some(1),
-            outcome: &plan,
-            jobs: &[],
-            failing: &HashMap::new(),
-            dry_run: false,
-            problem: None,
             queue: Some(standing(2, 160_000)),
-            now: ts(100),
+            ..report_of(&plan, &no_failures, ts(100))
         };
         let status = from_sync(&EcsPowerPolicyStatus::default(), &waiting);
         let queue = status.queue.clone().expect("a queue status");
