@@ -64,13 +64,10 @@ fi
 step "control-plane binaries (kube-apiserver, kubectl, etcd; cached after the first build)"
 timed hack/cplane/cplane.sh build >&2
 
-step "Go test tools: kstatus and the Argo CD health-check runner (hack/go-tool.sh; cached)"
-for tool in kstatus argocd-health; do
-  timed hack/go-tool.sh build "$tool" >&2
+step "Go test tools: kstatus, the Argo CD health-check runner, helm, promql-check and promtool (hack/cplane; cached after the first build)"
+for tool in kstatus argocd-health helm promtool; do
+  timed hack/cplane/cplane.sh tool-path "$tool" >&2
 done
-step "helm, promql-check and promtool (from their Go modules; cached after the first build)"
-timed hack/cplane/cplane.sh tool-path helm >&2
-timed hack/cplane/cplane.sh tool-path promtool >&2
 
 step "operator image (hack/image.sh: musl build + buildah; reused while the sources are unchanged)"
 timed hack/image.sh >&2

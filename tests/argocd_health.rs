@@ -1,5 +1,5 @@
 //! The Argo CD health check of EcsPowerPolicy (deploy/argocd/), run by gopher-lua, the
-//! Lua runtime Argo CD embeds (hack/argocd-health), on the cases of its
+//! Lua runtime Argo CD embeds (hack/cplane/argocd-health), on the cases of its
 //! health_test.yaml: status objects captured from the e2e scenario `gitops`. Needs Go
 //! (the runner is built from the Go module proxy and cached); without it the test
 //! fails and says so.
@@ -12,11 +12,11 @@ const CHECK_DIR: &str = "deploy/argocd/resource_customizations/ecspower.dev/EcsP
 #[test]
 fn health_check_passes_its_argocd_test_cases() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join("hack/go-tool.sh"))
-        .args(["argocd-health", "test"])
+    let out = Command::new(root.join("hack/cplane/cplane.sh"))
+        .args(["run", "argocd-health", "test"])
         .arg(root.join(CHECK_DIR))
         .output()
-        .expect("run hack/go-tool.sh");
+        .expect("run hack/cplane/cplane.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

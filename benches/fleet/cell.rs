@@ -5,7 +5,7 @@
 
 use crate::cluster::Cluster;
 use crate::operator::{self, Operator};
-use crate::report::{self, Cell, CellFigures, MAX_PER_CALL, Settings};
+use crate::report::{self, Cell, CellFigures, EtaFigures, MAX_PER_CALL, Settings};
 use anyhow::{Context as _, Result, bail};
 use ecs_power_operator::policy::{
     CloudSpec, EcsPowerPolicy, EcsPowerPolicySpec, MAX_SERVERS_PER_POLICY, Phase, SecretRef,
@@ -72,11 +72,12 @@ pub async fn run(
     ];
     let control_plane_cpu_before = control_plane_cpu_s(cluster)?;
     let started = Instant::now();
+    let started_wall = jiff::Timestamp::now();
     let mut op = Operator::spawn(cluster, &cluster.dir, &ns, &ns, &flags)?;
     let limit = settings.bound(servers) * 3 + Duration::from_secs(120);
-    let (all_stopped, policies_stopped) = tokio::try_join!(
+    let (all_stopped, (policies_stopped, last_policy_eta)) = tokio::try_join!(
         wait_servers_stopped(&sim, servers, started, limit),
-        wait_policies_stopped(policy_api, policies, started, limit),
+        wait_policies_stopped(policy_api, policies, (started, started_wall), limit),
     )
     .map_err(|e| e.context(format!("operator log tail:\n{}", op.log_tail(30))))?;
 
@@ -125,6 +126,7 @@ pub async fn run(
         peak_rss_mib: usage.peak_rss_mib,
         cpu_s: usage.cpu_s,
         control_plane_cpu_s: control_plane_cpu,
+        last_policy_eta,
     }))
 }
 
@@ -218,27 +220,63 @@ async fn wait_servers_stopped(
     }
 }
 
+/// What the watch saw of one policy.
+#[derive(Default)]
+struct Seen {
+    phase: Option<Phase>,
+    /// Its first estimate, and when it was seen, in seconds from the start.
+    first_estimate: Option<(f64, f64)>,
+    stopped_s: Option<f64>,
+}
+
 /// Time from `since` until every one of `count` policies has phase Stopped, from a
-/// watch (polling a list of 1000 policies would load the control plane under test).
+/// watch (polling a list of 1000 policies would load the control plane under test),
+/// and the first estimate of the policy that became Stopped last against its finish.
 async fn wait_policies_stopped(
     api: Api<EcsPowerPolicy>,
     count: usize,
-    since: Instant,
+    (since, since_wall): (Instant, jiff::Timestamp),
     limit: Duration,
-) -> Result<Duration> {
-    let mut phases: HashMap<String, Option<Phase>> = HashMap::new();
+) -> Result<(Duration, Option<EtaFigures>)> {
+    let mut seen: HashMap<String, Seen> = HashMap::new();
     let events = watcher::watcher(api, watcher::Config::default());
     let mut objects = std::pin::pin!(events.applied_objects());
     let watch = async {
         while let Some(policy) = objects.try_next().await? {
-            let phase = policy.status.as_ref().and_then(|s| s.phase);
-            phases.insert(kube::ResourceExt::name_any(&policy), phase);
-            let stopped = phases
+            let now_s = since.elapsed().as_secs_f64();
+            let status = policy.status.as_ref();
+            let entry = seen
+                .entry(kube::ResourceExt::name_any(&policy))
+                .or_default();
+            entry.phase = status.and_then(|s| s.phase);
+            if let Some(queue) = status.and_then(|s| s.queue.as_ref())
+                && entry.first_estimate.is_none()
+            {
+                let estimate = queue.estimated_completion_time.0.duration_since(since_wall);
+                entry.first_estimate = Some((estimate.as_secs_f64(), now_s));
+            }
+            if entry.phase == Some(Phase::Stopped) {
+                entry.stopped_s.get_or_insert(now_s);
+            }
+            let stopped = seen
                 .values()
-                .filter(|p| **p == Some(Phase::Stopped))
+                .filter(|p| p.phase == Some(Phase::Stopped))
                 .count();
             if stopped == count {
-                return Ok(since.elapsed());
+                let last = seen
+                    .iter()
+                    .filter_map(|(name, p)| Some((name, p.stopped_s?, p.first_estimate)))
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                let eta = last.and_then(|(name, stopped_s, estimate)| {
+                    let (estimate_s, estimated_at_s) = estimate?;
+                    Some(EtaFigures::new(
+                        name.clone(),
+                        estimated_at_s,
+                        estimate_s,
+                        stopped_s,
+                    ))
+                });
+                return Ok((since.elapsed(), eta));
             }
         }
         bail!("the policy watch ended")
@@ -246,9 +284,9 @@ async fn wait_policies_stopped(
     match tokio::time::timeout(limit.saturating_sub(since.elapsed()), watch).await {
         Ok(result) => result,
         Err(_) => {
-            let stopped = phases
+            let stopped = seen
                 .values()
-                .filter(|p| **p == Some(Phase::Stopped))
+                .filter(|p| p.phase == Some(Phase::Stopped))
                 .count();
             bail!("only {stopped} of {count} policies Stopped after {limit:?}")
         }

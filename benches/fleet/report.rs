@@ -58,6 +58,44 @@ pub struct CellFigures {
     pub cpu_s: f64,
     /// CPU seconds kube-apiserver and etcd used while the cell ran.
     pub control_plane_cpu_s: f64,
+    /// The estimate (`status.queue`) of the policy that became Stopped last.
+    pub last_policy_eta: Option<EtaFigures>,
+}
+
+/// One policy's first estimate against its real completion, in seconds from the
+/// operator's start.
+#[derive(Debug, Clone, Serialize)]
+pub struct EtaFigures {
+    pub policy: String,
+    /// When its status first showed an estimate.
+    pub estimated_at_s: f64,
+    /// That first estimate.
+    pub estimate_s: f64,
+    /// When its status said Stopped.
+    pub stopped_s: f64,
+    /// How far the estimate was off, in percent of the wait it forecast
+    /// (stopped_s - estimated_at_s); negative: it came early.
+    pub off_pct: f64,
+}
+
+impl EtaFigures {
+    pub fn new(policy: String, estimated_at_s: f64, estimate_s: f64, stopped_s: f64) -> Self {
+        let waited = (stopped_s - estimated_at_s).max(f64::EPSILON);
+        Self {
+            off_pct: (estimate_s - stopped_s) / waited * 100.0,
+            policy,
+            estimated_at_s,
+            estimate_s,
+            stopped_s,
+        }
+    }
+
+    fn cell(&self) -> String {
+        format!(
+            "{:.1} at {:.1} ({:.1}, {:+.1}%)",
+            self.estimate_s, self.estimated_at_s, self.stopped_s, self.off_pct
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -149,8 +187,8 @@ impl Report {
             "\nbudget: {} servers per {} ms window; the simulator stops a server in {} ms\n\n",
             MAX_PER_CALL, self.window_ms, self.stop_ms
         );
-        out += "| N | P | stop calls (bound) | ids sent | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s | API server + etcd CPU s |\n";
-        out += "|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
+        out += "| N | P | stop calls (bound) | ids sent | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s | API server + etcd CPU s | last policy's ETA s, estimated at s (Stopped s, off) |\n";
+        out += "|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n";
         for cell in &self.cells {
             out += &cell.row();
         }
@@ -166,7 +204,7 @@ impl Cell {
     pub fn row(&self) -> String {
         match self {
             Cell::Measured(f) => format!(
-                "| {} | {} | {} ({}) | {} | {:.2} ({:.0} / {:.0}) | {} | {} | {:.1} ({:.1}) | {:+.0}% | {:.1} | {} | {:.1} | {:.1} | {:.1} |\n",
+                "| {} | {} | {} ({}) | {} | {:.2} ({:.0} / {:.0}) | {} | {} | {:.1} ({:.1}) | {:+.0}% | {:.1} | {} | {:.1} | {:.1} | {:.1} | {} |\n",
                 f.servers,
                 f.policies,
                 f.stop_calls,
@@ -185,12 +223,15 @@ impl Cell {
                 f.peak_rss_mib,
                 f.cpu_s,
                 f.control_plane_cpu_s,
+                f.last_policy_eta
+                    .as_ref()
+                    .map_or_else(|| "none shown".to_owned(), EtaFigures::cell),
             ),
             Cell::NotApplicable {
                 servers,
                 policies,
                 reason,
-            } => format!("| {servers} | {policies} | n/a: {reason} |||||||||||||\n"),
+            } => format!("| {servers} | {policies} | n/a: {reason} ||||||||||||||\n"),
         }
     }
 }

@@ -175,12 +175,33 @@ func promqlSpec(src string) (*buildSpec, error) {
 	}, nil
 }
 
+// programSpec builds a test program of the project: the main package of the
+// module in <src>/<name>, named after its directory, versioned by the library it
+// exercises.
+func programSpec(name, library string) func(string) (*buildSpec, error) {
+	return func(src string) (*buildSpec, error) {
+		dir := filepath.Join(src, name)
+		ver, err := moduleVersion(filepath.Join(dir, "go.mod"), library)
+		if err != nil {
+			return nil, err
+		}
+		return &buildSpec{
+			name: name, modDir: dir, version: ver,
+			pkgs: []string{"."}, outs: []string{name}, ldflags: "-s -w",
+		}, nil
+	}
+}
+
 // tools are the binaries `cplane tool-path NAME` knows, by output name.
 var tools = map[string]func(string) (*buildSpec, error){
 	"kubectl":      k8sSpec,
 	"helm":         helmSpec,
 	"promql-check": promqlSpec,
 	"promtool":     promqlSpec,
+	// kstatus reads live policies with the library Flux's wait and healthChecks use.
+	"kstatus": programSpec("kstatus", "sigs.k8s.io/cli-utils"),
+	// argocd-health runs the Argo CD health check in gopher-lua, the Lua Argo CD embeds.
+	"argocd-health": programSpec("argocd-health", "github.com/yuin/gopher-lua"),
 }
 
 // ensureSpecs builds (or finds cached) every spec, one caller at a time.
@@ -277,7 +298,7 @@ func lockFile(path string) (*os.File, error) {
 }
 
 // stamp identifies a build: module files, the module's own main.go if it has
-// one, ldflags, Go toolchain, platform.
+// one (each program is that one file), ldflags, Go toolchain, platform.
 func (s *buildSpec) stamp(goVersion string) (string, error) {
 	h := sha256.New()
 	for _, f := range []string{"go.mod", "go.sum"} {

@@ -1,12 +1,14 @@
 // Command cplane runs a real, local Kubernetes control plane (etcd +
 // kube-apiserver, built from the upstream Go modules) on loopback for the
-// ecs-power-operator tests, and builds the other Go tools the tests use.
+// ecs-power-operator tests, and builds the other Go tools the tests use: one
+// cache layout ($EPO_CACHE/bin/<name>-<version>/) for all of them.
 //
 //	cplane build                      build (or reuse cached) kube-apiserver, kubectl, etcd
 //	cplane up --dir DIR [--port N]    start etcd + kube-apiserver, write DIR/kubeconfig
 //	cplane down --dir DIR             stop them (idempotent)
 //	cplane kubectl-path               print the path of the built kubectl
-//	cplane tool-path NAME             print the path of kubectl, helm, promql-check or promtool
+//	cplane tool-path NAME             print the path of kubectl, helm, promql-check, promtool,
+//	                                  kstatus or argocd-health (built on first use)
 //
 // It is normally invoked through hack/cplane/cplane.sh, which sets CPLANE_SRC
 // to the hack/cplane directory. Standard library only. Files by job:
@@ -28,8 +30,8 @@ commands:
                                 start etcd + kube-apiserver on 127.0.0.1; prints the kubeconfig path last
   down --dir DIR [--grace D]    stop the control plane started in DIR (idempotent)
   kubectl-path                  print the path of the built kubectl (builds it if needed)
-  tool-path NAME                print the path of the built tool NAME: kubectl, helm, promql-check or promtool
-                                (builds it if needed)
+  tool-path NAME                print the path of the built tool NAME: kubectl, helm, promql-check, promtool,
+                                kstatus or argocd-health (builds it if needed)
 
 environment:
   EPO_CACHE    cache root (default $HOME/.cache/ecs-power-operator); binaries go to $EPO_CACHE/bin/

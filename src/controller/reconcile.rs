@@ -324,6 +324,7 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
         view,
         powering_off,
         selection,
+        queue,
     } = *synced;
     let now = jiff::Timestamp::now();
     let next = status::from_sync(
@@ -336,6 +337,7 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             dry_run: mode_of(policy) == Mode::DryRun,
             selection: selection.as_ref(),
             problem: fleet_problem(&view, selection.as_ref(), policy.spec.max_servers),
+            queue,
             now,
         },
     );

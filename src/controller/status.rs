@@ -2,15 +2,17 @@
 //! users read in `kubectl describe` is covered by plain unit tests.
 
 use crate::ecs::wire::JobStatus;
-use crate::fleet::JobView;
+use crate::fleet::{JobView, QueueStanding};
 use crate::plan::{PlanOutcome, RetryState};
 use crate::policy::conditions::{self, ConditionUpdate, Intent};
 use crate::policy::{
     DRY_RUN_SAMPLE_SIZE, DryRunReport, EcsPowerPolicyStatus, JobRecord, JobState,
-    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, SelectorStatus, ServerFailure, status_time,
+    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, QueueStatus, SelectorStatus, ServerFailure,
+    status_time,
 };
 use crate::selector::Selection;
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 /// Something that stops the policy from being synced at all (a missing Secret,
 /// rejected credentials): shown as Degraded with this reason and message.
@@ -31,6 +33,8 @@ pub struct SyncReport<'a> {
     pub selection: Option<&'a Selection>,
     /// A stop-call failure no retry fixes by itself, shown on every policy of the project.
     pub problem: Option<Problem>,
+    /// Its servers still queued, and when they should be done.
+    pub queue: Option<QueueStanding>,
     pub now: jiff::Timestamp,
 }
 
@@ -92,6 +96,45 @@ fn merge_jobs(previous: &[JobRecord], views: &[JobView]) -> Vec<JobRecord> {
             .then_with(|| a.job_id.cmp(&b.job_id))
     });
     kept
+}
+
+/// An estimate that moved by less than this is not rewritten: every sync of a waiting
+/// policy computes a new one, a few milliseconds off the last, and at 1000 policies a
+/// write for each would load the API server for nothing.
+const ESTIMATE_MOVES_AT_LEAST: Duration = Duration::from_secs(3);
+/// ... nor by less than this share of the time still to wait: a minute off an ETA two
+/// hours away is no news either.
+const ESTIMATE_MOVES_AT_LEAST_PER_MILLE: u32 = 20;
+
+fn queue_status(
+    previous: Option<&QueueStatus>,
+    standing: Option<&QueueStanding>,
+    now: jiff::Timestamp,
+) -> Option<QueueStatus> {
+    let standing = standing?;
+    // Whole seconds (what a metav1.Time keeps), rounded rather than cut.
+    let estimate = status_time(standing.estimated_completion + Duration::from_millis(500));
+    let still_to_wait = Duration::try_from(estimate.0.duration_since(now)).unwrap_or_default();
+    let tolerance =
+        ESTIMATE_MOVES_AT_LEAST.max(still_to_wait * ESTIMATE_MOVES_AT_LEAST_PER_MILLE / 1000);
+    let estimated_completion_time = match previous {
+        Some(previous)
+            if Duration::try_from(
+                estimate
+                    .0
+                    .duration_since(previous.estimated_completion_time.0)
+                    .abs(),
+            )
+            .is_ok_and(|moved| moved < tolerance) =>
+        {
+            previous.estimated_completion_time.clone()
+        }
+        _ => estimate,
+    };
+    Some(QueueStatus {
+        waiting: count(standing.waiting),
+        estimated_completion_time,
+    })
 }
 
 /// The code of a server the listing shows locked: no stop is sent for it.
@@ -173,6 +216,7 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
         &report.outcome.locked,
         report.now,
     );
+    status.queue = queue_status(previous.queue.as_ref(), report.queue.as_ref(), report.now);
     status.dry_run = report.dry_run.then(|| DryRunReport {
         would_stop: count(report.outcome.would_stop.len()),
         sample: report
@@ -224,6 +268,8 @@ pub fn from_problem(
     let mut status = previous.clone();
     status.observed_generation = generation;
     status.phase = Some(Phase::Degraded);
+    // Nothing is queued in its name while it cannot be synced.
+    status.queue = None;
     apply_conditions(&mut status, degraded_by(problem), generation, now);
     stamp_if_changed(previous, status, now)
 }
@@ -370,6 +416,25 @@ mod tests {
         );
     }
 
+    /// A sync of generation 1 that found `plan`, no jobs, no problem, nothing queued.
+    fn report_of<'a>(
+        plan: &'a PlanOutcome,
+        failing: &'a HashMap<String, RetryState>,
+        now: jiff::Timestamp,
+    ) -> SyncReport<'a> {
+        SyncReport {
+            generation: Some(1),
+            outcome: plan,
+            jobs: &[],
+            failing,
+            dry_run: false,
+            selection: None,
+            problem: None,
+            queue: None,
+            now,
+        }
+    }
+
     #[test]
     fn an_unchanged_sync_leaves_last_sync_time_alone() {
         let summary = Summary {
@@ -378,16 +443,8 @@ mod tests {
             ..Summary::default()
         };
         let plan = outcome(Phase::Stopped, summary);
-        let report = SyncReport {
-            generation: Some(1),
-            outcome: &plan,
-            jobs: &[],
-            failing: &HashMap::new(),
-            dry_run: false,
-            selection: None,
-            problem: None,
-            now: ts(100),
-        };
+        let no_failures = HashMap::new();
+        let report = report_of(&plan, &no_failures, ts(100));
         let first = from_sync(&EcsPowerPolicyStatus::default(), &report);
         assert_eq!(first.last_sync_time, Some(Time(ts(100))));
         let later = SyncReport {
@@ -395,6 +452,83 @@ mod tests {
             ..report
         };
         assert_eq!(from_sync(&first, &later), first);
+    }
+
+    fn standing(waiting: usize, at_ms: i64) -> QueueStanding {
+        QueueStanding {
+            waiting,
+            estimated_completion: jiff::Timestamp::from_millisecond(at_ms).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_estimate_that_moved_a_little_is_not_rewritten() {
+        let now = ts(1000);
+        let first = queue_status(None, Some(&standing(300, 1_060_400)), now).unwrap();
+        assert_eq!(first.waiting, 300);
+        // Whole seconds, rounded.
+        assert_eq!(first.estimated_completion_time, Time(ts(1060)));
+        let nearly = queue_status(Some(&first), Some(&standing(200, 1_062_000)), now).unwrap();
+        assert_eq!(
+            nearly.estimated_completion_time,
+            first.estimated_completion_time
+        );
+        assert_eq!(nearly.waiting, 200, "the count is always the current one");
+        let earlier = queue_status(Some(&first), Some(&standing(200, 1_054_000)), now).unwrap();
+        assert_eq!(earlier.estimated_completion_time, Time(ts(1054)));
+        // Two hours ahead, two minutes is within 2 %: no news.
+        let far = queue_status(None, Some(&standing(9, 8_200_000)), now).unwrap();
+        let moved = queue_status(Some(&far), Some(&standing(9, 8_320_000)), now).unwrap();
+        assert_eq!(moved, far);
+        let more = queue_status(Some(&far), Some(&standing(9, 8_400_000)), now).unwrap();
+        assert_eq!(more.estimated_completion_time, Time(ts(8400)));
+        assert_eq!(queue_status(Some(&first), None, now), None, "nothing waits");
+    }
+
+    #[test]
+    fn the_queue_shows_while_stops_wait_and_goes_with_them() {
+        let summary = Summary {
+            desired: 2,
+            pending: 2,
+            ..Summary::default()
+        };
+        let plan = outcome(Phase::Stopping, summary);
+        let no_failures = HashMap::new();
+        let waiting = SyncReport {
+            queue: Some(standing(2, 160_000)),
+            ..report_of(&plan, &no_failures, ts(100))
+        };
+        let status = from_sync(&EcsPowerPolicyStatus::default(), &waiting);
+        let queue = status.queue.clone().expect("a queue status");
+        assert_eq!(
+            (queue.waiting, queue.estimated_completion_time),
+            (2, Time(ts(160)))
+        );
+        let value = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            value["queue"]["estimatedCompletionTime"],
+            "1970-01-01T00:02:40Z"
+        );
+        // A tiny move is no new status at all: no write.
+        let later = SyncReport {
+            queue: Some(standing(2, 161_000)),
+            now: ts(101),
+            ..waiting
+        };
+        assert_eq!(from_sync(&status, &later), status);
+        let gone = SyncReport {
+            queue: None,
+            ..later
+        };
+        assert_eq!(from_sync(&status, &gone).queue, None);
+        let problem = Problem {
+            reason: "SecretNotFound",
+            message: "m".into(),
+        };
+        assert_eq!(
+            from_problem(&status, Some(1), &problem, ts(102)).queue,
+            None
+        );
     }
 
     #[test]

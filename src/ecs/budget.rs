@@ -32,7 +32,7 @@ impl Default for BudgetLimits {
 }
 
 /// Servers taken at each instant, oldest first. Pure: every method takes `now`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Ledger {
     taken: VecDeque<(Instant, usize)>,
 }
@@ -216,6 +216,26 @@ impl ActionBudget {
     }
 }
 
+impl ActionBudget {
+    /// When the last of `calls` (servers in each, sent in this order, each as soon as
+    /// the budget covers it, none before `not_before`) would go out, if nobody else
+    /// took from the budget meanwhile: what is already spent in the window counts.
+    /// A forecast on a copy of the ledger; the budget is left as it is.
+    pub fn last_fits_at(&self, calls: &[usize], not_before: Instant) -> Instant {
+        let mut ledger = self.ledger().clone();
+        let mut at = not_before;
+        for &n in calls {
+            ledger.forget_before(at, self.limits.window);
+            let n = n.min(self.limits.servers_per_window);
+            at = ledger.fits_at(n, self.limits, at);
+            if n > 0 {
+                ledger.taken.push_back((at, n));
+            }
+        }
+        at
+    }
+}
+
 /// One budget per (endpoint, project), for its owner's callers to share.
 #[derive(Debug, Default)]
 pub struct BudgetRegistry {
@@ -328,6 +348,26 @@ mod tests {
         assert!(budget.try_take_at(1, t0));
         assert!(budget.try_take_at(0, t0));
         assert_eq!(budget.ledger().taken.len(), 1);
+    }
+
+    #[test]
+    fn forecast_counts_what_the_window_spent_and_changes_nothing() {
+        let budget = ActionBudget::new(limits(1000, 60));
+        let t0 = Instant::now();
+        let secs = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(budget.last_fits_at(&[], t0), t0);
+        assert_eq!(budget.last_fits_at(&[1000], t0), t0, "one call fits now");
+        assert!(budget.try_take_at(700, t0));
+        let now = secs(10);
+        assert_eq!(budget.last_fits_at(&[300], now), now);
+        // 400 fit once the 700 leave; then a full call waits for those 400 to leave.
+        assert_eq!(budget.last_fits_at(&[400], now), secs(60));
+        assert_eq!(budget.last_fits_at(&[400, 1000], now), secs(120));
+        // Five full calls: one per window, the first once the 700 left.
+        assert_eq!(budget.last_fits_at(&[1000; 5], now), secs(60 + 4 * 60));
+        // Oversized calls are counted as a whole window's worth, not forever.
+        assert_eq!(budget.last_fits_at(&[5000], now), secs(60));
+        assert_eq!(budget.available(now), 300, "the forecast took nothing");
     }
 
     #[tokio::test]

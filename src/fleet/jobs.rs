@@ -120,6 +120,13 @@ impl TrackedJob {
         self.completed.is_some()
     }
 
+    /// From its submission to the poll that saw it finished: how long a policy waits
+    /// for its servers after their call went out.
+    pub fn took(&self) -> Option<Duration> {
+        let (completed, _) = self.completed?;
+        Duration::try_from(completed.duration_since(self.submitted_at)).ok()
+    }
+
     /// Finished at least `age` before `now`.
     pub fn finished_before(&self, age: Duration, now: Instant) -> bool {
         self.completed

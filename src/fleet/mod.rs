@@ -12,6 +12,7 @@
 //! A sync makes one call, [`Fleet::sync`]: it polls jobs and lists when due (I/O),
 //! then takes its decision and its view in one locked call of the pure state.
 
+mod eta;
 #[cfg(test)]
 mod fake_listings;
 mod first_round;
@@ -24,6 +25,7 @@ mod registry;
 mod state;
 mod worker;
 
+pub use eta::QueueStanding;
 use first_round::{FirstRound, Gate};
 pub use jobs::JobView;
 pub use key::PolicyKey;
@@ -119,6 +121,8 @@ pub struct Synced {
     pub powering_off: bool,
     /// What its selector matched, if it has one.
     pub selection: Option<Selection>,
+    /// Its servers still queued, and when they should be done; taken with the view.
+    pub queue: Option<QueueStanding>,
 }
 
 pub struct Fleet {
@@ -236,7 +240,7 @@ impl Fleet {
             .servers
             .values()
             .any(|power| *power == ObservedPower::Stopping);
-        let view = {
+        let (view, queue) = {
             let mut state = self.lock();
             // Jobs an earlier process left are taken in before anything is planned, with
             // everything the policy wants now (a selector's matches need a listing): an
@@ -244,9 +248,10 @@ impl Fleet {
             if !request.adopt.is_empty() {
                 state.adopt(request.policy, request.adopt.iter().cloned(), desired);
             }
+            let now = Now::current();
             // Under the state lock: a deletion records itself before it withdraws.
             let deleted = request.uid.is_some_and(|uid| self.deleted.contains(uid));
-            state.sync(
+            let view = state.sync(
                 &SyncRequest {
                     policy: request.policy,
                     desired,
@@ -259,8 +264,10 @@ impl Fleet {
                     servers: &observation.servers,
                     listed_at: observation.fetched_at,
                 },
-                Now::current(),
-            )
+                now,
+            );
+            let queue = state.queue_standing(request.policy, request.lane, &self.budget, now);
+            (view, queue)
         };
         if view.queued {
             self.wake.notify_one();
@@ -269,6 +276,7 @@ impl Fleet {
             view,
             powering_off,
             selection: request.selector.is_some().then_some(selection),
+            queue,
         }))
     }
 

@@ -11,6 +11,7 @@
 //!   some policy still wants;
 //! - *retry state* is written by [`FleetState::fail_server`] alone.
 
+use super::eta::{self, Forecast, QueueStanding};
 use super::jobs::{JobView, TrackedJob};
 pub use super::lane::Lane;
 use super::lane::{Entries, LaneState, Lingering};
@@ -855,6 +856,31 @@ impl FleetState {
         let mut views: Vec<JobView> = followed.chain(lost).collect();
         views.sort_by_key(|view| std::cmp::Reverse(view.submitted_at));
         views
+    }
+
+    /// Where `policy` stands in `lane`'s queue, and when its stops should be done,
+    /// given `budget` (see [`eta`]); `None` when none of its servers is queued.
+    pub fn queue_standing(
+        &self,
+        policy: &PolicyKey,
+        lane: Lane,
+        budget: &ActionBudget,
+        now: Now,
+    ) -> Option<QueueStanding> {
+        let forecast = Forecast {
+            lanes: &self.lanes,
+            full_call: self
+                .config
+                .max_per_call
+                .min(budget.limits().servers_per_window),
+            budget,
+            not_before: self.throttled_until,
+            job_time: eta::job_time(
+                self.jobs.values().filter_map(TrackedJob::took),
+                self.config.job_poll_interval,
+            ),
+        };
+        eta::standing(&forecast, policy, lane, now)
     }
 
     /// Nothing queued, no stop call under way and no job unfinished: nothing to

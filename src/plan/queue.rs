@@ -232,6 +232,47 @@ impl<K: Clone + PartialEq> StopQueue<K> {
     }
 }
 
+impl<K: PartialEq> StopQueue<K> {
+    /// The sizes of the calls [`StopQueue::take_batch`] would make with `call_size`
+    /// up to and including the one that carries the policy's last queued id, if
+    /// nothing joins or leaves the queue meanwhile; `None` when it has nothing queued.
+    ///
+    /// It replays take_batch's turns on counts alone, so that a sync can ask at
+    /// 100,000 queued ids without copying them. An id queued by several policies is
+    /// counted for each (take_batch sends it once): the forecast never comes out short.
+    pub fn calls_until_last(&self, policy: &K, call_size: usize) -> Option<Vec<usize>> {
+        let limit = call_size.min(MAX_SERVERS_PER_ACTION);
+        let mut turns: Vec<(bool, usize)> = self
+            .policies
+            .iter()
+            .map(|q| (q.key == *policy, q.ids.len()))
+            .collect();
+        if limit == 0 || !turns.iter().any(|&(mine, left)| mine && left > 0) {
+            return None;
+        }
+        let mut calls = Vec::new();
+        loop {
+            let mut size = 0;
+            'turns: while size < limit && turns.iter().any(|&(_, left)| left > 0) {
+                for (_, left) in &mut turns {
+                    let take = (*left).min(IDS_PER_TURN).min(limit - size);
+                    *left -= take;
+                    size += take;
+                    if size == limit {
+                        break 'turns;
+                    }
+                }
+            }
+            calls.push(size);
+            if !turns.iter().any(|&(mine, left)| mine && left > 0) {
+                return Some(calls);
+            }
+            turns.rotate_left(1);
+            turns.retain(|&(_, left)| left > 0);
+        }
+    }
+}
+
 fn attribute<K: Clone + PartialEq>(entry: &mut BatchEntry<K>, policy: &K) {
     if !entry.policies.contains(policy) {
         entry.policies.push(policy.clone());
@@ -369,6 +410,63 @@ mod tests {
             q.take_batch(10).ids().collect::<Vec<_>>(),
             ["b0", "a0", "a1", "a2", "a3"]
         );
+    }
+
+    /// The call of `take_batch` (1-based) that carries `policy`'s last id, by draining.
+    fn drained_until_last(q: &mut StopQueue<usize>, policy: usize, call_size: usize) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        while q.queued(&policy) > 0 {
+            sizes.push(q.take_batch(call_size).len());
+        }
+        sizes
+    }
+
+    #[test]
+    fn forecast_matches_what_take_batch_does() {
+        // Uneven policies, calls smaller and larger than a turn, the budget's sizes.
+        let shapes: [&[usize]; 5] = [
+            &[2500],
+            &[150, 150],
+            &[300; 20],
+            &[2000, 10, 730, 99, 101, 1200],
+            &[100; 30],
+        ];
+        for shape in shapes {
+            for call_size in [1000, 500, 128] {
+                for policy in 0..shape.len() {
+                    let mut q = StopQueue::new();
+                    for (p, n) in shape.iter().enumerate() {
+                        q.push(p, ids(&format!("p{p}-"), *n));
+                    }
+                    let forecast = q.calls_until_last(&policy, call_size);
+                    let drained = drained_until_last(&mut q, policy, call_size);
+                    assert_eq!(
+                        forecast,
+                        Some(drained),
+                        "policies {shape:?}, calls of {call_size}, policy {policy}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn forecast_of_nothing_queued_is_none() {
+        let mut q = StopQueue::new();
+        assert_eq!(q.calls_until_last(&"a", 1000), None);
+        q.push("b", ids("b", 3));
+        assert_eq!(q.calls_until_last(&"a", 1000), None);
+        assert_eq!(q.calls_until_last(&"b", 0), None);
+        assert_eq!(q.calls_until_last(&"b", 5000), Some(vec![3]));
+    }
+
+    #[test]
+    fn forecast_counts_a_shared_id_for_each_policy() {
+        let mut q = StopQueue::new();
+        q.push("a", ids("x", 600));
+        q.push("b", ids("x", 600));
+        // take_batch sends the 600 once; the forecast says 1000 then 200: never short.
+        assert_eq!(q.calls_until_last(&"b", 1000), Some(vec![1000, 200]));
     }
 
     #[test]

@@ -46,6 +46,20 @@ use serde::{Deserialize, Serialize};
         description = "Where the policy stands"
     ),
     printcolumn(
+        name = "Waiting",
+        type_ = "integer",
+        json_path = ".status.queue.waiting",
+        description = "Servers queued, waiting for the project's budget",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "ETA",
+        type_ = "string",
+        json_path = ".status.queue.estimatedCompletionTime",
+        description = "When the waiting servers should all be stopped",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -232,6 +246,12 @@ pub struct EcsPowerPolicyStatus {
     /// What spec.selector matched in the last listing, while it is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<SelectorStatus>,
+
+    /// Where the policy stands while some of its servers wait in the project's queue
+    /// (for the action budget, shared by every policy of the project); absent when
+    /// none waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStatus>,
 }
 
 /// What a selector matched.
@@ -247,6 +267,19 @@ pub struct SelectorStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::selector::SAMPLE_SIZE))]
     pub sample: Vec<String>,
+}
+
+/// The policy's place in its project's stop queue.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    /// The policy's servers queued, not yet in a stop call.
+    pub waiting: u32,
+    /// When the last of them should be stopped: from everything queued ahead of them
+    /// (every policy of the project), the budget (servers per window, what the window
+    /// already spent, at most 1,000 per call) and how long recent stop jobs took.
+    /// Rewritten only when it moves by more than a few seconds.
+    pub estimated_completion_time: Time,
 }
 
 /// Where a policy stands.

@@ -1,6 +1,7 @@
-//! The other programs the shipping scenarios run: helm and promql-check (built from
-//! their Go modules by hack/cplane, cached like kubectl), podman and runc (Debian's),
-//! and hack/image.sh. A missing one is an error that names it.
+//! The other programs the scenarios run: helm, promql-check, promtool, kstatus and
+//! argocd-health (built from their Go modules by hack/cplane, cached like kubectl),
+//! podman and runc (Debian's), and hack/image.sh. A missing one is an error that
+//! names it.
 
 use crate::cluster::repo_root;
 use crate::kubectl::Output;

@@ -797,3 +797,90 @@ fn budget_spent_before_a_restart_is_carried_over_once_per_job_and_policy() {
             .is_empty()
     );
 }
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+fn refs(ids: &[String]) -> Vec<&str> {
+    ids.iter().map(String::as_str).collect()
+}
+
+impl World {
+    /// Seconds from the clock's start to the estimate of `policy` at `now_ms`.
+    fn eta_s(&self, policy: &str, lane: Lane, now_ms: u64) -> Option<(usize, f64)> {
+        let now = self.clock.at(now_ms);
+        self.state
+            .queue_standing(&key(policy), lane, &self.budget, now)
+            .map(|s| {
+                let at = s.estimated_completion.duration_since(self.clock.wall0);
+                (s.waiting, at.as_secs_f64())
+            })
+    }
+}
+
+#[test]
+fn nothing_queued_means_no_estimate() {
+    let mut w = World::new();
+    assert_eq!(w.eta_s("p", Lane::SoftStop, 0), None);
+    w.sync("p", &["a"], 0);
+    w.due(Lane::SoftStop, 500).expect("the partial batch goes");
+    assert_eq!(
+        w.eta_s("p", Lane::SoftStop, 500),
+        None,
+        "in a call, not queued"
+    );
+    assert_eq!(w.eta_s("q", Lane::SoftStop, 500), None);
+}
+
+#[test]
+fn a_call_the_budget_covers_now_is_done_now() {
+    let mut w = World::new();
+    let ids = names("s", 300);
+    w.sync("p", &refs(&ids), 0);
+    assert_eq!(w.eta_s("p", Lane::SoftStop, 100), Some((300, 1.1)));
+}
+
+#[test]
+fn many_windows_ahead_count_what_the_window_spent() {
+    let mut w = World::new();
+    assert!(w.budget.try_take_at(1000, w.clock.at(0).at));
+    let ids = names("s", 3500);
+    w.sync("p", &refs(&ids), 10_000);
+    // Calls of 1000, 1000, 1000 and 500: one per window, the first once the 1000
+    // spent at 0 s leave it; then a job poll (no job has finished yet to tell more).
+    assert_eq!(w.eta_s("p", Lane::SoftStop, 10_000), Some((3500, 241.0)));
+}
+
+#[test]
+fn a_later_policy_sharing_the_fleet_is_done_after_the_earlier_one() {
+    let mut w = World::new();
+    let (small, big) = (names("a", 300), names("b", 3000));
+    w.sync("p", &refs(&small), 0);
+    w.sync("q", &refs(&big), 0);
+    // p's 300 ride in the first call beside 700 of q's; q's last in the fourth.
+    assert_eq!(w.eta_s("p", Lane::SoftStop, 0), Some((300, 1.0)));
+    assert_eq!(w.eta_s("q", Lane::SoftStop, 0), Some((3000, 181.0)));
+    // A hard stop waits for the soft lane the worker serves first; its 10 fit in the
+    // window beside the soft lane's last 300.
+    let hard = names("h", 10);
+    let act_hard = (Mode::Act, Lane::HardStop);
+    w.sync_with("r", &refs(&hard), act_hard, &[], (0, 0));
+    assert_eq!(w.eta_s("r", Lane::HardStop, 0), Some((10, 181.0)));
+    let more_hard = names("h", 800);
+    w.sync_with("r", &refs(&more_hard), act_hard, &[], (0, 0));
+    assert_eq!(w.eta_s("r", Lane::HardStop, 0), Some((800, 241.0)));
+}
+
+#[test]
+fn an_estimate_includes_how_long_recent_jobs_took() {
+    let mut w = World::new();
+    w.sync("p", &["a"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    w.state.record_call(call.id, Ok("job-1"), w.clock.at(500));
+    let done = job(JobStatus::Success, Vec::new());
+    w.state.record_poll("job-1", Ok(done), w.clock.at(30_500));
+    let ids = names("s", 200);
+    w.sync("q", &refs(&ids), 40_000);
+    assert_eq!(w.eta_s("q", Lane::SoftStop, 40_000), Some((200, 70.0)));
+}

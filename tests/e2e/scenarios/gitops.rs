@@ -1,6 +1,6 @@
 //! What GitOps tools read from live policies (issue 15): kstatus's verdict, from the
-//! real library (hack/kstatus, what Flux's `wait` and `healthChecks` use), and Argo
-//! CD's, from the shipped Lua health check run in gopher-lua (hack/argocd-health), for
+//! real library (hack/cplane/kstatus, what Flux's `wait` and `healthChecks` use), and Argo
+//! CD's, from the shipped Lua health check run in gopher-lua (hack/cplane/argocd-health), for
 //! each phase; one Event per stop job, shown by `kubectl describe`; the condition
 //! gauges.
 
@@ -8,6 +8,7 @@ use crate::cluster::repo_root;
 use crate::ensure_eq;
 use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, wait_until};
 use crate::operator::metric_sum;
+use crate::tools::go_tool;
 use anyhow::{Context as _, Result, bail};
 use ecs_power_operator::sim::RunningSim;
 use serde_json::Value;
@@ -44,25 +45,6 @@ impl std::fmt::Debug for Reading {
             )
             .finish()
     }
-}
-
-/// Builds (or finds cached) one of the Go tools under hack/; the error names what is
-/// missing, a Go toolchain included.
-async fn go_tool(tool: &str) -> Result<PathBuf> {
-    let script = repo_root().join("hack/go-tool.sh");
-    let out = tokio::process::Command::new(&script)
-        .args(["build", tool])
-        .output()
-        .await
-        .with_context(|| format!("cannot run {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "`hack/go-tool.sh build {tool}` failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
 fn json_lines(text: &str) -> Result<BTreeMap<String, Value>> {

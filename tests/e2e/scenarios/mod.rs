@@ -5,6 +5,7 @@ pub mod image;
 pub mod leader;
 pub mod monitoring;
 pub mod problems;
+pub mod queue;
 pub mod rbac;
 pub mod restarts;
 pub mod safety;

@@ -1,4 +1,4 @@
-module ecs-power-operator/hack/kstatus
+module ecs-power-operator/hack/cplane/kstatus
 
 go 1.24.0
 

@@ -1,4 +1,4 @@
-module ecs-power-operator/hack/argocd-health
+module ecs-power-operator/hack/cplane/argocd-health
 
 go 1.24
 
