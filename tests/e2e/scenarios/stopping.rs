@@ -58,7 +58,7 @@ async fn setup(ctx: &Ctx, sim: &RunningSim) -> Result<()> {
 /// Issue 4: 2,500 servers, exactly 3 stop calls of at most 1000 ids, progress visible.
 pub async fn stop_2500(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
-    let sim = start_sim(2500, |c| c.stop_duration = Duration::from_secs(3)).await?;
+    let sim = start_sim(2500, |c| c.stop_duration = Duration::from_secs(6)).await?;
     setup(&ctx, &sim).await?;
     let _op = ctx.operator("operator", ns, &[]).await?;
     let ids = sim.server_ids();
@@ -555,7 +555,7 @@ pub async fn first_round(ctx: Ctx) -> Result<()> {
     let op = ctx
         .operator("operator", ns, &["--concurrency=1", "--linger-ms=50"])
         .await?;
-    wait_until(Duration::from_secs(90), "every policy Stopped", || async {
+    wait_until(Duration::from_secs(180), "every policy Stopped", || async {
         let list = ctx
             .k
             .get_json(&["epp", "-n", ns])
