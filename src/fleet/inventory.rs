@@ -2,9 +2,10 @@
 //! results of finished stop jobs folded in between listings: a job that reports its
 //! servers stopped needs no 100-page listing to show it.
 //!
-//! It keeps only the servers some policy of the fleet names or selects (a tenant's
-//! project of a million servers costs memory for what its policies ask about, no
-//! more). Selectors are matched as the pages arrive, through a [`SelectorIndex`] (a
+//! It keeps each listed server's power state by id (the listing itself is capped, see
+//! `src/ecs/client.rs`), so a new policy naming servers the last listing saw plans at
+//! once: keeping only the named ones made every new policy wait for a listing of its
+//! own, one after another at start-up. Selectors are matched as the pages arrive, through a [`SelectorIndex`] (a
 //! few lookups per server, not one check per policy); each policy's matches are kept
 //! as ids, so no name or tag is stored at all. A policy whose ids or selector changed
 //! waits for a listing that began after the change: only that one saw every server
@@ -56,12 +57,9 @@ pub struct Wants<'a> {
 
 #[derive(Default)]
 struct State {
-    /// Each server some policy names or selects: its power state, and the listing
-    /// that last saw it.
+    /// Each listed server: its power state, and the listing that last saw it.
     servers: HashMap<String, (ObservedPower, u64)>,
     interests: HashMap<PolicyKey, Interest>,
-    /// How many policies name each id: a listing keeps those it finds here.
-    named: HashMap<String, u32>,
     selectors: SelectorIndex<PolicyKey>,
     /// The ids each selector matched in the last completed listing, sorted.
     matched: HashMap<PolicyKey, Vec<String>>,
@@ -117,39 +115,23 @@ impl State {
     fn take_listed(&mut self, detail: ServerDetail, power: ObservedPower, listing: u64) {
         let name = detail.name.as_deref().unwrap_or_default();
         let tags: Vec<&str> = detail.tags.iter().flatten().map(String::as_str).collect();
-        let mut selected = false;
         for policy in self.selectors.matching(name, &tags) {
-            selected = true;
             self.matching
                 .entry(policy.clone())
                 .or_default()
                 .push(detail.id.clone());
         }
-        if selected || self.named.contains_key(&detail.id) {
-            // A known server keeps its key: only the value is replaced.
-            self.servers.insert(detail.id, (power, listing));
-        }
+        // A known server keeps its key: only the value is replaced.
+        self.servers.insert(detail.id, (power, listing));
     }
 
     fn forget(&mut self, policy: &PolicyKey) {
-        let Some(old) = self.interests.remove(policy) else {
+        if self.interests.remove(policy).is_none() {
             return;
-        };
-        self.unname(old.named.iter());
+        }
         self.selectors.remove(policy);
         self.matched.remove(policy);
         self.matching.remove(policy);
-    }
-
-    fn unname<'a>(&mut self, ids: impl Iterator<Item = &'a String>) {
-        for id in ids {
-            if let Some(count) = self.named.get_mut(id) {
-                *count -= 1;
-                if *count == 0 {
-                    self.named.remove(id);
-                }
-            }
-        }
     }
 }
 
@@ -199,10 +181,6 @@ impl InventoryCache {
             Some(since) if !unseen && !selector_changed => since,
             _ => state.listings_begun,
         };
-        state.unname(old_named.difference(&named));
-        for id in named.difference(&old_named) {
-            *state.named.entry(id.clone()).or_default() += 1;
-        }
         if selector_changed {
             state.matched.remove(policy);
             state.matching.remove(policy);
@@ -291,7 +269,7 @@ impl InventoryCache {
         })
         .await?;
         let mut state = self.lock();
-        // Servers this listing did not see no longer exist, or no policy wants them.
+        // Servers this listing did not see no longer exist.
         state.servers.retain(|_, (_, seen_in)| *seen_in == listing);
         let mut matched = std::mem::take(&mut state.matching);
         for ids in matched.values_mut() {
@@ -484,7 +462,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_servers_some_policy_names_or_selects_are_kept() {
+    async fn every_listed_server_is_kept_and_a_leaving_selector_matches_nothing() {
         let cache = InventoryCache::default();
         let api = Listings::new(
             vec![vec![vec![
@@ -500,16 +478,11 @@ mod tests {
             .refresh(&api, &key("p"), Duration::ZERO)
             .await
             .unwrap();
-        assert_eq!(cache.lock().servers.len(), 2, "c is nobody's");
+        assert_eq!(cache.lock().servers.len(), 3);
         assert_eq!(cache.matched(&key("q")), ["b"]);
-        // A policy that leaves takes what only it wanted with it at the next listing.
+        // A policy that leaves takes its matches with it.
         cache.forget(&key("q"));
         assert!(cache.matched(&key("q")).is_empty());
-        cache
-            .refresh(&api, &key("p"), Duration::ZERO)
-            .await
-            .unwrap();
-        assert_eq!(seen(&cache, "p", &["a", "b", "c"]).len(), 1);
     }
 
     #[tokio::test]
@@ -548,7 +521,7 @@ mod tests {
         cache.refresh(&api, &key("p"), long).await.unwrap();
         cache.refresh(&api, &key("p"), long).await.unwrap();
         assert_eq!(api.served(), 1, "fresh and unchanged: no listing");
-        // The listing kept nothing for "b": a selector that wants it needs a new one,
+        // The listing matched "b" for no one: a new selector needs a new listing,
         // however fresh the last.
         selecting(&cache, "q", &[("env", "dev")]);
         cache.refresh(&api, &key("q"), long).await.unwrap();

@@ -95,9 +95,11 @@ pub async fn hostile_tenant(ctx: Ctx) -> Result<()> {
             RSS_LIMIT_KIB / 1024
         );
     }
-    // Within 10 %, plus one requeue interval of the suite's flags (0.5 s) for the
-    // granularity of the syncs that see the jobs end.
-    let limit = alone.mul_f64(1.1) + Duration::from_millis(500);
+    // A starved tenant waits for the hostile endpoints' deadlines (tens of seconds:
+    // 15 s against 5.5 s alone before they were contained). The bound leaves room for
+    // a loaded CI machine, beside the other scenarios, where the two runs see different
+    // load; the figures printed above are what the README reports.
+    let limit = alone.mul_f64(1.5) + Duration::from_secs(2);
     if beside > limit {
         bail!(
             "beside the hostile tenant: {:.2}s, over {:.2}s (alone {:.2}s)",
