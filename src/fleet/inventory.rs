@@ -110,8 +110,7 @@ impl State {
             .is_none_or(|interest| self.listings_done > interest.since)
     }
 
-    /// Keeps a listed server if some policy names or selects it, filing it with the
-    /// selectors that match it.
+    /// Keeps a listed server, filing it with the selectors that match it.
     fn take_listed(&mut self, detail: ServerDetail, power: ObservedPower, listing: u64) {
         let name = detail.name.as_deref().unwrap_or_default();
         let tags: Vec<&str> = detail.tags.iter().flatten().map(String::as_str).collect();
@@ -177,9 +176,12 @@ impl InventoryCache {
             .difference(&old_named)
             .any(|id| !state.servers.contains_key(id));
         let selector_changed = selector != old_selector;
+        // A policy that asks only about servers a listing already saw is covered by it:
+        // a new one too, or at start-up every policy would wait for a listing of its own.
         let since = match old_since {
-            Some(since) if !unseen && !selector_changed => since,
-            _ => state.listings_begun,
+            _ if unseen || selector_changed => state.listings_begun,
+            Some(since) => since,
+            None => 0,
         };
         if selector_changed {
             state.matched.remove(policy);
