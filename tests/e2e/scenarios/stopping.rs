@@ -8,7 +8,7 @@ use crate::harness::{
     with_budget_window,
 };
 use crate::operator::metric_sum;
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 use ecs_power_operator::sim::{RunningSim, SimStats, Status};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -523,11 +523,15 @@ pub async fn fairness(ctx: Ctx) -> Result<()> {
         1,
         "jobs in small's status: {small_jobs:?}"
     );
-    // The huge policy's calls in order: its second carried the small policy's servers.
-    ensure_eq!(
-        small_jobs[0].1,
-        huge_jobs[1].1,
-        "small's job against huge's jobs in order {huge_jobs:?}"
+    // The small policy's servers rode in one of the huge policy's calls after its
+    // first and before its last: without fair turns they wait behind all 4000 (the
+    // last call). Which call depends on when its sync lands beside the worker (the next
+    // one on an idle machine, a later one under load).
+    let position = huge_jobs.iter().position(|job| job.1 == small_jobs[0].1);
+    ensure!(
+        position.is_some_and(|at| at > 0 && at + 1 < huge_jobs.len()),
+        "small's job {} at {position:?} of huge's jobs in order {huge_jobs:?}",
+        small_jobs[0].1
     );
     Ok(())
 }
