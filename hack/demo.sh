@@ -29,7 +29,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "building the operator and ecs-sim"
 cargo build --quiet --bins
-bin=$root/target/debug
+bin=${CARGO_TARGET_DIR:-$root/target}/debug
 
 step "starting a local control plane (etcd + kube-apiserver)"
 hack/cplane/cplane.sh build >/dev/null
