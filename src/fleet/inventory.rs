@@ -201,7 +201,7 @@ impl InventoryCache {
         );
     }
 
-    /// `policy` no longer uses this inventory: the next listing keeps nothing for it.
+    /// `policy` no longer uses this inventory: its selector and matches go with it.
     pub fn forget(&self, policy: &PolicyKey) {
         self.lock().forget(policy);
     }
