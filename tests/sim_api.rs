@@ -832,6 +832,36 @@ async fn stop_counters_tell_accepted_and_redundant_ids_from_refused_ones() {
     sim.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_stop_resent_after_a_lost_answer_is_told_apart_from_a_plain_duplicate() {
+    let sim = start(SimConfig {
+        job_init: Duration::from_secs(30),
+        accept_then_fail_rate: 1.0,
+        ..config(3)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let ids = sim.server_ids();
+    // Answered 504 while its job stays INIT: the servers look untouched.
+    assert_eq!(client.stop(&ids[..2]).await.status, 504);
+    sim.control().set_faults(FaultsPatch {
+        accept_then_fail_rate: Some(0.0),
+        ..FaultsPatch::default()
+    });
+    // Re-sent after the lost answer: redundant, and counted as such.
+    assert_eq!(client.stop(&ids[..1]).await.status, 200);
+    // A plain duplicate: the job it repeats was answered.
+    assert_eq!(client.stop(&ids[2..3]).await.status, 200);
+    assert_eq!(client.stop(&ids[2..3]).await.status, 200);
+    // Named by the answered job too now: a plain duplicate, not a re-send.
+    assert_eq!(client.stop(&ids[..1]).await.status, 200);
+
+    let stats = sim.stats().await;
+    assert_eq!(stats.stop_ids_redundant, 3);
+    assert_eq!(stats.stop_ids_resent_after_lost, 1);
+    sim.shutdown().await;
+}
+
 /// Every server of a listing (limit 1000, pages by number) as JSON.
 async fn list_all(client: &Client, filters: &[(&str, &str)]) -> (u64, Vec<Value>) {
     let mut servers = Vec::new();

@@ -6,29 +6,15 @@
 use crate::cluster::Cluster;
 use crate::operator::{self, Operator};
 use crate::report::{self, Cell, CellFigures, EtaFigures, MAX_PER_CALL, Settings};
+use crate::setup::{create_policies, create_secret, wait_servers_stopped};
 use anyhow::{Context as _, Result, bail};
-use ecs_power_operator::policy::{
-    CloudSpec, EcsPowerPolicy, EcsPowerPolicySpec, MAX_SERVERS_PER_POLICY, Phase, SecretRef,
-    ServerRef, StopType,
-};
-use ecs_power_operator::sim::{self, RunningSim, SimConfig};
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use ecs_power_operator::policy::{EcsPowerPolicy, MAX_SERVERS_PER_POLICY, Phase};
+use ecs_power_operator::sim::{self, SimConfig};
+use futures::TryStreamExt;
+use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-const SECRET_NAME: &str = "otc-credentials";
-/// Policies created at once.
-const CREATE_CONCURRENCY: usize = 16;
-
-/// A client of the control plane as its admin (the operator runs as its ServiceAccount).
-pub async fn admin_client(cluster: &Cluster) -> Result<kube::Client> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubectl.kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    Ok(kube::Client::try_from(config)?)
-}
 
 pub fn sim_config(servers: usize, settings: &Settings) -> SimConfig {
     SimConfig {
@@ -62,7 +48,11 @@ pub async fn run(
     let ns = format!("bench-n{servers}-p{policies}");
     cluster.kubectl.create_namespace(&ns).await?;
     create_secret(client, &ns).await?;
-    create_policies(client, &ns, &sim, policies).await?;
+    let took = create_policies(client, &ns, &sim, policies).await?;
+    eprintln!(
+        "bench: {policies} policies created in {:.1}s",
+        took.as_secs_f64()
+    );
 
     let policy_api: Api<EcsPowerPolicy> = Api::namespaced(client.clone(), &ns);
     let flags = vec![
@@ -128,96 +118,6 @@ pub async fn run(
         control_plane_cpu_s: control_plane_cpu,
         last_policy_eta,
     }))
-}
-
-async fn create_secret(client: &kube::Client, ns: &str) -> Result<()> {
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(SECRET_NAME.to_owned()),
-            ..Default::default()
-        },
-        string_data: Some(
-            [
-                ("accessKey".to_owned(), sim::DEFAULT_ACCESS_KEY.to_owned()),
-                ("secretKey".to_owned(), sim::DEFAULT_SECRET_KEY.to_owned()),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await?;
-    Ok(())
-}
-
-/// The simulator's servers spread evenly over `count` policies, `p-0000`, `p-0001`, ...
-async fn create_policies(
-    client: &kube::Client,
-    ns: &str,
-    sim: &RunningSim,
-    count: usize,
-) -> Result<()> {
-    let t0 = Instant::now();
-    let ids = sim.server_ids();
-    let api: Api<EcsPowerPolicy> = Api::namespaced(client.clone(), ns);
-    let endpoint = sim.base_url();
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let range = i * ids.len() / count..(i + 1) * ids.len() / count;
-            let spec = EcsPowerPolicySpec {
-                cloud: CloudSpec {
-                    project_id: sim::DEFAULT_PROJECT_ID.to_owned(),
-                    region: "eu-de".to_owned(),
-                    endpoint: Some(endpoint.clone()),
-                    credentials_secret_ref: SecretRef {
-                        name: SECRET_NAME.to_owned(),
-                    },
-                },
-                servers: ids[range]
-                    .iter()
-                    .map(|id| ServerRef { id: id.clone() })
-                    .collect(),
-                selector: None,
-                exclude: Vec::new(),
-                max_servers: None,
-                stop_type: StopType::Soft,
-                suspend: false,
-                dry_run: false,
-            };
-            let policy = EcsPowerPolicy::new(&format!("p-{i:04}"), spec);
-            let api = api.clone();
-            async move { api.create(&PostParams::default(), &policy).await }
-        })
-        .buffer_unordered(CREATE_CONCURRENCY)
-        .try_for_each(|_| async { Ok(()) })
-        .await
-        .context("creating policies")?;
-    eprintln!(
-        "bench: {count} policies created in {:.1}s",
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// Time from `since` until the simulator reports `servers` servers SHUTOFF.
-async fn wait_servers_stopped(
-    sim: &RunningSim,
-    servers: usize,
-    since: Instant,
-    limit: Duration,
-) -> Result<Duration> {
-    loop {
-        let stats = sim.stats().await;
-        let shutoff = stats.servers_by_status.get("SHUTOFF").copied().unwrap_or(0);
-        if shutoff as usize >= servers {
-            return Ok(since.elapsed());
-        }
-        if since.elapsed() > limit {
-            bail!("only {shutoff} of {servers} servers SHUTOFF after {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// What the watch saw of one policy.

@@ -22,6 +22,9 @@ mod kubectl;
 #[path = "../../tests/e2e/operator.rs"]
 mod operator;
 
+#[path = "../shared/setup.rs"]
+mod setup;
+
 mod cell;
 mod naive;
 mod report;
@@ -129,7 +132,7 @@ async fn run(args: &Args) -> Result<Report> {
         naive_poll: Duration::from_millis(args.naive_poll_ms),
     };
     let cluster = tokio::task::spawn_blocking(cluster::get).await??;
-    let client = cell::admin_client(&cluster).await?;
+    let client = setup::admin_client(&cluster.kubectl.kubeconfig).await?;
     // The baseline waits on every job, so it is slow by design: it runs beside the
     // cells, on its own simulator with the same settings, and costs them no CPU to
     // speak of (one request per poll interval).

@@ -226,6 +226,7 @@ impl Fleet {
                 return Ok(None);
             };
             listed?;
+            self.take_in_listed_stops();
             // A listing newer than the last poll may already show a job's servers
             // stopped: poll now, or the status would say Stopped beside a job still
             // RUNNING.
@@ -278,6 +279,19 @@ impl Fleet {
             selection: request.selector.is_some().then_some(selection),
             queue,
         }))
+    }
+
+    /// Before the fleet's first call: what the listing shows stopped within the
+    /// budget's window, for the budget to count stops no status recorded
+    /// ([`FleetState::listed_recent_stops`]).
+    fn take_in_listed_stops(&self) {
+        if !self.lock().awaits_first_call() {
+            return;
+        }
+        let window = self.budget.limits().window;
+        let since = jiff::Timestamp::now() - window;
+        let stops = self.inventory.stops_since(since);
+        self.lock().listed_recent_stops(stops);
     }
 
     /// The budget an earlier process spent, as the policy's status says, taken in

@@ -204,6 +204,11 @@ pub struct FleetState {
     /// (job, policy) pairs whose spent budget [`Self::carry_over`] counted, with the
     /// job's submission time (forgotten once out of the window).
     carried: HashMap<(String, PolicyKey), jiff::Timestamp>,
+    /// Stops the latest listing showed recently made, while this fleet has sent
+    /// nothing yet: taken into the budget before its first call.
+    listed_stops: Option<usize>,
+    /// A call went out: from then on the budget counts this fleet's own stops.
+    sent_any: bool,
 }
 
 impl FleetState {
@@ -221,6 +226,8 @@ impl FleetState {
             last_submit_failure: None,
             throttled_until: None,
             carried: HashMap::new(),
+            listed_stops: None,
+            sent_any: false,
         }
     }
 
@@ -477,6 +484,9 @@ impl FleetState {
         if self.awaiting_record(now) {
             return Due::AwaitingRecord;
         }
+        if let Some(stops) = self.listed_stops.take() {
+            budget.at_least(stops, now);
+        }
         let Some(state) = self.lanes.get_mut(&lane) else {
             return Due::Nothing;
         };
@@ -518,6 +528,8 @@ impl FleetState {
     }
 
     fn start_call(&mut self, lane: Lane, entries: Entries, half: bool) -> DueCall {
+        self.sent_any = true;
+        self.listed_stops = None;
         let id = CallId(self.next_call);
         self.next_call += 1;
         let ids = entries.iter().map(|e| e.id.clone()).collect();
@@ -681,6 +693,23 @@ impl FleetState {
             if job.answered_at.is_none() && job.policies.insert(policy.clone()) {
                 job.may_hold(desired);
             }
+        }
+    }
+
+    /// Whether the fleet has sent nothing yet, so a listing's recent stops matter.
+    pub fn awaits_first_call(&self) -> bool {
+        !self.sent_any
+    }
+
+    /// A listing showed `stops` servers powering off or SHUTOFF within the budget's
+    /// window. Before this fleet's first call, some may come from a call an earlier
+    /// process sent and never recorded (killed before the answer came or was
+    /// written, or the answer lost): the cloud counts them in its window though no
+    /// status does, so the first call waits until the budget covers them too (what
+    /// the statuses carried over is not counted twice). After it, ignored.
+    pub fn listed_recent_stops(&mut self, stops: usize) {
+        if !self.sent_any {
+            self.listed_stops = Some(stops);
         }
     }
 

@@ -264,14 +264,17 @@ async fn batch_action(
     sim.counters().action(operation, ids);
     let submitted = {
         let (mut state, now) = sim.state();
-        state
-            .submit(&action, now)
-            .map(|accepted| (accepted, state.draw_answer()))
+        state.submit(&action, now).map(|accepted| {
+            let answer = state.draw_answer();
+            if answer != Answer::Accepted {
+                state.answer_lost(&accepted.job_id);
+            }
+            (accepted, answer)
+        })
     };
     match submitted {
         Ok((accepted, answer)) => {
-            sim.counters()
-                .accepted(operation, ids, accepted.redundant_stops, answer);
+            sim.counters().accepted(operation, ids, &accepted, answer);
             match answer {
                 Answer::Accepted => Json(JobAccepted {
                     job_id: Some(accepted.job_id),

@@ -53,6 +53,8 @@ pub(super) struct Job {
     pub(super) end: Option<i64>,
     /// The requested ids while the job is INIT; its sub-jobs do not exist yet.
     pub(super) initialising: Option<Vec<String>>,
+    /// The client never got the answer (504 or reset connection).
+    pub(super) answer_lost: bool,
     pub(super) subs: Vec<SubJob>,
     pub(super) running: usize,
     pub(super) failed: usize,

@@ -40,6 +40,10 @@ pub struct Accepted {
     /// Ids of a stop whose server was already SHUTOFF or already being stopped
     /// (powering-off, or named by a stop job still INIT); 0 for start and reboot.
     pub redundant_stops: usize,
+    /// Of those, ids whose server looked untouched (ACTIVE, no task) because the only
+    /// stop naming it is a job still INIT whose answer the client never got: a
+    /// client may re-send those after a listing, as the operator's rules allow.
+    pub resent_after_lost: usize,
 }
 
 /// How the gateway answers an accepted action, drawn from the seeded faults.
@@ -91,6 +95,8 @@ pub struct State {
     job_index: HashMap<String, usize>,
     /// Server index -> stop jobs still INIT that name it; empty without `job_init_ms`.
     initialising_stops: HashMap<usize, u32>,
+    /// Of those, the jobs whose answer was lost (a 504 or a reset connection).
+    initialising_lost_stops: HashMap<usize, u32>,
     budget: Budget,
     bucket: Bucket,
     pub faults: Faults,
@@ -117,6 +123,7 @@ impl State {
             jobs: Vec::new(),
             job_index: HashMap::new(),
             initialising_stops: HashMap::new(),
+            initialising_lost_stops: HashMap::new(),
             budget: Budget::default(),
             bucket: Bucket::new(config.throttle_rps, now),
             faults: config.faults(),
@@ -308,10 +315,19 @@ impl State {
             return Err(budget_exceeded(self.servers_per_window, self.budget_window));
         }
 
-        let redundant_stops = if kind.is_stop() {
-            ids.iter().filter(|s| self.already_stopping(&s.id)).count()
+        let (redundant_stops, resent_after_lost) = if kind.is_stop() {
+            let redundant: Vec<&str> = ids
+                .iter()
+                .map(|s| s.id.as_str())
+                .filter(|id| self.already_stopping(id))
+                .collect();
+            let after_lost = redundant
+                .iter()
+                .filter(|id| self.only_in_lost_init(id))
+                .count();
+            (redundant.len(), after_lost)
         } else {
-            0
+            (0, 0)
         };
         let job = self.jobs.len();
         let job_id = hex::encode(self.random_bytes());
@@ -323,6 +339,7 @@ impl State {
             started: 0,
             end: None,
             initialising: Some(ids.iter().map(|s| s.id.clone()).collect()),
+            answer_lost: false,
             subs: Vec::new(),
             running: 0,
             failed: 0,
@@ -343,7 +360,38 @@ impl State {
         Ok(Accepted {
             job_id,
             redundant_stops,
+            resent_after_lost,
         })
+    }
+
+    /// The client never got the answer of this accepted action (504 or reset): while
+    /// the job is INIT its servers look untouched, so a re-sent stop of them is told
+    /// apart from a plain duplicate.
+    pub fn answer_lost(&mut self, job_id: &str) {
+        let Some(&job) = self.job_index.get(job_id) else {
+            return;
+        };
+        self.jobs[job].answer_lost = true;
+        let job = &self.jobs[job];
+        let Some(ids) = job.initialising.as_ref().filter(|_| job.kind.is_stop()) else {
+            return;
+        };
+        let indexes: Vec<usize> = ids.iter().filter_map(|id| self.lookup(id)).collect();
+        for index in indexes {
+            *self.initialising_lost_stops.entry(index).or_default() += 1;
+        }
+    }
+
+    /// ACTIVE with no task, and named only by INIT stop jobs whose answer was lost.
+    fn only_in_lost_init(&self, id: &str) -> bool {
+        let Some(index) = self.lookup(id) else {
+            return false;
+        };
+        let server = &self.servers[index];
+        let lost = self.initialising_lost_stops.get(&index).copied();
+        server.task.is_none()
+            && server.vm != VmState::Stopped
+            && lost.is_some_and(|n| Some(n) == self.initialising_stops.get(&index).copied())
     }
 
     /// A stop of this server would change nothing: it is SHUTOFF (and not starting),
@@ -367,13 +415,14 @@ impl State {
             return;
         };
         let kind = self.jobs[job].kind;
+        let answer_lost = self.jobs[job].answer_lost;
         let begin = self.clock.job_millisecond(at);
         let due = at + self.stop_duration;
         let mut subs = Vec::with_capacity(ids.len());
         let (mut running, mut failed) = (0, 0);
         for (sub, server_id) in ids.into_iter().enumerate() {
             if kind.is_stop() {
-                self.forget_initialising_stop(&server_id);
+                self.forget_initialising_stop(&server_id, answer_lost);
             }
             let check = self.refuse(&server_id, &kind);
             let sub_id = self.random_bytes();
@@ -414,15 +463,13 @@ impl State {
         job.failed = failed;
     }
 
-    fn forget_initialising_stop(&mut self, server_id: &str) {
+    fn forget_initialising_stop(&mut self, server_id: &str, answer_lost: bool) {
         let Some(index) = self.lookup(server_id) else {
             return;
         };
-        if let Some(count) = self.initialising_stops.get_mut(&index) {
-            *count -= 1;
-            if *count == 0 {
-                self.initialising_stops.remove(&index);
-            }
+        decrement(&mut self.initialising_stops, index);
+        if answer_lost {
+            decrement(&mut self.initialising_lost_stops, index);
         }
     }
 
@@ -649,5 +696,14 @@ mod tests {
         s.advance(t0 + Duration::from_secs(11));
         assert_eq!(s.job(&job).unwrap().status, JobStatus::Fail);
         assert_eq!(s.server(&ids[0]).unwrap().status, Status::Shutoff);
+    }
+}
+
+fn decrement(counts: &mut HashMap<usize, u32>, index: usize) {
+    if let Some(count) = counts.get_mut(&index) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(&index);
+        }
     }
 }

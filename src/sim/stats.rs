@@ -1,7 +1,7 @@
 //! Counters behind `GET /_sim/stats`: what the clients did, so tests and benchmarks
 //! can assert on the traffic (never more than 1000 ids per stop, how many 429s).
 
-use super::state::Answer;
+use super::state::{Accepted, Answer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -13,6 +13,7 @@ pub(super) struct Counters {
     stop_ids_max: u64,
     stop_ids_accepted: u64,
     stop_ids_redundant: u64,
+    stop_ids_resent_after_lost: u64,
     accepted_then_failed: u64,
     accepted_then_dropped: u64,
     start_calls: u64,
@@ -48,16 +49,11 @@ impl Counters {
     }
 
     /// A batch action the service accepted (job created), whatever the client got.
-    pub fn accepted(
-        &mut self,
-        operation: &str,
-        ids: usize,
-        redundant_stops: usize,
-        answer: Answer,
-    ) {
+    pub fn accepted(&mut self, operation: &str, ids: usize, accepted: &Accepted, answer: Answer) {
         if operation == "os-stop" {
             self.stop_ids_accepted += ids as u64;
-            self.stop_ids_redundant += redundant_stops as u64;
+            self.stop_ids_redundant += accepted.redundant_stops as u64;
+            self.stop_ids_resent_after_lost += accepted.resent_after_lost as u64;
         }
         match answer {
             Answer::Accepted => {}
@@ -94,6 +90,7 @@ impl Counters {
             stop_ids_max: self.stop_ids_max,
             stop_ids_accepted: self.stop_ids_accepted,
             stop_ids_redundant: self.stop_ids_redundant,
+            stop_ids_resent_after_lost: self.stop_ids_resent_after_lost,
             accepted_then_failed: self.accepted_then_failed,
             accepted_then_dropped: self.accepted_then_dropped,
             start_calls: self.start_calls,
@@ -129,6 +126,11 @@ pub struct SimStats {
     /// Of `stop_ids_accepted`, ids whose server was already SHUTOFF or already being
     /// stopped (powering-off, or named by a stop job still INIT) when accepted.
     pub stop_ids_redundant: u64,
+    /// Of `stop_ids_redundant`, ids whose server was ACTIVE with no task because the
+    /// only stop naming it was a job still INIT whose answer the client never got (504
+    /// or reset): a listing showed it untouched, so re-sending it was allowed.
+    #[serde(default)]
+    pub stop_ids_resent_after_lost: u64,
     /// Accepted batch actions answered 504 by `accept_then_fail_rate`.
     pub accepted_then_failed: u64,
     /// Accepted batch actions whose connection `accept_then_drop_rate` reset.

@@ -81,6 +81,7 @@ fn trials() -> Vec<Trial> {
         scenario("small_budget", stopping::small_budget),
         scenario("restart_job_init", restarts::restart_job_init),
         scenario("restart_budget", restarts::restart_budget),
+        scenario("restart_answer_lost", restarts::restart_answer_lost),
         scenario("queue_eta", queue::eta),
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),

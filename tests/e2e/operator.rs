@@ -71,6 +71,18 @@ impl Operator {
         watch_ns: &str,
         flags: &[String],
     ) -> Result<Self> {
+        Self::spawn_with_kubeconfig(&cluster.operator_kubeconfig, dir, name, watch_ns, flags)
+    }
+
+    /// [`Self::spawn`] with another kubeconfig of the ServiceAccount (e.g. one whose
+    /// server is a proxy in front of the API server).
+    pub fn spawn_with_kubeconfig(
+        kubeconfig: &Path,
+        dir: &Path,
+        name: &str,
+        watch_ns: &str,
+        flags: &[String],
+    ) -> Result<Self> {
         let port = free_port();
         let log = dir.join(format!("{name}.log"));
         let mut args: Vec<String> = vec![
@@ -82,7 +94,7 @@ impl Operator {
         let mut command = Command::new(BIN);
         command
             .args(&args)
-            .env("KUBECONFIG", &cluster.operator_kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),

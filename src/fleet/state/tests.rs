@@ -884,3 +884,42 @@ fn an_estimate_includes_how_long_recent_jobs_took() {
     w.sync("q", &refs(&ids), 40_000);
     assert_eq!(w.eta_s("q", Lane::SoftStop, 40_000), Some((200, 70.0)));
 }
+
+#[test]
+fn stops_a_listing_shows_before_the_first_call_hold_the_budget_no_status_recorded() {
+    // An earlier process's call of 1000 was accepted and it was killed before any
+    // status named the job: the listing shows 1000 servers stopped a moment ago.
+    let mut w = World::new();
+    w.state.listed_recent_stops(1000);
+    w.sync("p", &["a"], 0);
+    let at_500 = w.clock.at(500).at;
+    let window = BudgetLimits::default().window;
+    let due = w.state.take_due(Lane::SoftStop, OPEN, &w.budget, at_500);
+    assert!(
+        matches!(due, Due::BudgetAt(at) if at == at_500 + window),
+        "the cloud still counts them, a call now would be refused 429: {due:?}"
+    );
+    let call = w
+        .due(Lane::SoftStop, 500 + 60_000)
+        .expect("due once the window passed");
+    w.state.record_call(call.id, Ok("j"), w.clock.at(60_600));
+    w.state.recorded(&key("p"), &["j"].into());
+    // From the first call on, the budget counts the fleet's own stops: a listing
+    // showing them (and others) adds nothing.
+    w.state.listed_recent_stops(1000);
+    w.sync("q", &["b"], 61_000);
+    assert!(w.due(Lane::SoftStop, 61_500).is_some());
+}
+
+#[test]
+fn listed_stops_the_statuses_carried_over_are_not_counted_twice() {
+    let mut w = World::new();
+    let now = w.clock.at(0).at;
+    w.budget.carry(now, 600);
+    w.state.listed_recent_stops(600);
+    w.sync("p", &["a"], 0);
+    assert!(
+        w.due(Lane::SoftStop, 500).is_some(),
+        "400 of the window are left"
+    );
+}

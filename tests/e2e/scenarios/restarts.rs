@@ -8,12 +8,18 @@
 //! - `restart_budget`: killed right after a full call spent the window's budget: the
 //!   new process must count it from the status and wait. Before the fix it started
 //!   with an empty budget and its first call was refused 429 `Common.1503`.
+//! - `restart_answer_lost`: killed after the cloud accepted a call and before any
+//!   status could name its job (the answer never arrived: accept-then-drop): the
+//!   new process knows nothing of that call, yet must neither send its servers
+//!   again nor overspend the window's budget it used.
 
 use crate::ensure_eq;
-use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary};
+use crate::harness::{
+    ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary, wait_until,
+};
 use crate::operator::Operator;
 use anyhow::Result;
-use ecs_power_operator::sim::{RunningSim, SimStats};
+use ecs_power_operator::sim::{FaultsPatch, RunningSim, SimStats};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -163,5 +169,68 @@ pub async fn restart_budget(ctx: Ctx) -> Result<()> {
     );
     ensure_eq!(after.stop_calls, 2, "stop calls in total ({line})");
     ensure_eq!(after.stop_ids_redundant, 0, "ids sent again ({line})");
+    Ok(())
+}
+
+/// Killed after the cloud accepted a full call whose answer never arrived, so no
+/// status names its job: no id goes out twice, and no call over the window's budget.
+pub async fn restart_answer_lost(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let window = Duration::from_secs(15);
+    let sim = start_sim(1500, |c| {
+        c.budget_window = window;
+        c.stop_duration = Duration::from_millis(300);
+        c.accept_then_drop_rate = 1.0;
+    })
+    .await?;
+    ctx.secret(ns, CREDS, ACCESS_KEY, SECRET_KEY).await?;
+    let window_flag = format!("--budget-window-ms={}", window.as_millis());
+    let flags = [window_flag.as_str()];
+    let mut first = ctx.operator("operator-1", ns, &flags).await?;
+    ctx.k
+        .apply_ok(&Policy::new(ns, "lost", &sim, &sim.server_ids()).yaml())
+        .await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the first call accepted",
+        || async { Ok(sim.stats().await.stop_ids_accepted > 0) },
+    )
+    .await?;
+    first.kill9();
+    sim.control().set_faults(FaultsPatch {
+        accept_then_drop_rate: Some(0.0),
+        ..FaultsPatch::default()
+    });
+    let before = sim.stats().await;
+    let recorded = ctx.status(ns, "lost").await?;
+    eprintln!(
+        "e2e {ns}: killed -9 after the accepted call, jobs in status {} ; {}",
+        recorded["jobs"],
+        line(&before)
+    );
+    ensure_eq!(
+        before.stop_ids_accepted,
+        1000,
+        "ids accepted before the kill"
+    );
+    ensure_eq!(jobs(&recorded).len(), 0, "jobs in status at the kill");
+    let _second = ctx.operator("operator-2", ns, &flags).await?;
+    ctx.wait_status(
+        ns,
+        "lost",
+        Duration::from_secs(60),
+        "phase Stopped, 1500 stopped, Ready=True",
+        |s| stopped_and_ready(s, 1500),
+    )
+    .await?;
+    let after = sim.stats().await;
+    let line = line(&after);
+    ensure_eq!(after.stop_ids_redundant, 0, "ids sent again ({line})");
+    ensure_eq!(
+        after.responses_429,
+        0,
+        "429s from the cloud's budget ({line})"
+    );
+    ensure_eq!(after.stop_ids_accepted, 1500, "ids accepted ({line})");
     Ok(())
 }

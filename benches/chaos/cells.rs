@@ -1,0 +1,478 @@
+//! The three cells: (a) one operator SIGKILLed at seeded random moments with every
+//! simulator fault on; (b) two replicas with leader election, the holder SIGKILLed;
+//! (c) the holder's connection to the API server black-holed while ids wait for
+//! budget. Each runs in a fresh namespace against a fresh simulator.
+
+use crate::cluster::{Cluster, OPERATOR_NS};
+use crate::operator::Operator;
+use crate::proxy::Proxy;
+use crate::report::{Figures, Kill};
+use crate::setup::{create_policies, create_secret, wait_servers_stopped};
+use crate::watch::PolicyWatch;
+use anyhow::{Context as _, Result, bail};
+use ecs_power_operator::sim::{self, RunningSim, SimConfig};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Servers per budget window, on both sides (the API's: 1000 per minute).
+const BUDGET_SERVERS: usize = 1000;
+/// The Lease of cells (b) and (c): a follower takes over 4 s after the last renewal,
+/// the holder fences itself after 3 s without a confirmed one.
+const LEASE_SECS: u64 = 4;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub seed: u64,
+    pub servers: usize,
+    pub policies: usize,
+    pub window: Duration,
+    /// How long the simulator takes to stop a server.
+    pub stop: Duration,
+    /// Cell (a): SIGKILLs; cell (b): SIGKILLs of the leader.
+    pub kills: usize,
+    /// Each kill lands this long (uniform, seeded) after the process came up (a) or
+    /// took the Lease (b).
+    pub kill_after: (Duration, Duration),
+    /// Cell (a): 3 % 500s, 2 % accept-then-fail, 1 % accept-then-drop, 100 ms latency
+    /// and 1 s job INIT.
+    pub faults: bool,
+    /// Upper bound of a cell.
+    pub limit: Duration,
+}
+
+/// A cell's namespace, simulator, policies and the watch on them.
+struct World {
+    ns: String,
+    sim: RunningSim,
+    watch: PolicyWatch,
+    dir: PathBuf,
+    started: Instant,
+}
+
+impl World {
+    async fn new(
+        cluster: &Cluster,
+        client: &kube::Client,
+        cell: &str,
+        config: SimConfig,
+        policies: usize,
+    ) -> Result<Self> {
+        let ns = format!("chaos-{cell}");
+        let servers = config.servers;
+        let sim = sim::start(config, "127.0.0.1:0".parse()?).await?;
+        cluster.kubectl.create_namespace(&ns).await?;
+        create_secret(client, &ns).await?;
+        create_policies(client, &ns, &sim, policies).await?;
+        let watch = PolicyWatch::start(client, &ns, policies);
+        eprintln!("chaos {cell}: {servers} servers over {policies} policies in {ns}");
+        Ok(Self {
+            ns,
+            sim,
+            watch,
+            dir: cluster.dir.clone(),
+            started: Instant::now(),
+        })
+    }
+
+    fn since_start(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.started).as_secs_f64()
+    }
+
+    fn spawn(&self, kubeconfig: &Path, name: &str, flags: &[String]) -> Result<Operator> {
+        Operator::spawn_with_kubeconfig(
+            kubeconfig,
+            &self.dir,
+            &format!("{}-{name}", self.ns),
+            &self.ns,
+            flags,
+        )
+    }
+
+    /// Waits for every server SHUTOFF and every policy Stopped and Ready; then the
+    /// figures from the simulator's side and the watch.
+    async fn finish(self, cell: &str, settings: &Settings, kills: Vec<Kill>) -> Result<Figures> {
+        let servers = self.sim.server_ids().len();
+        let all_stopped =
+            wait_servers_stopped(&self.sim, servers, self.started, settings.limit).await?;
+        let left = settings.limit.saturating_sub(self.started.elapsed());
+        let all_ready = self.watch.wait_all_ready(left).await?;
+        let stats = self.sim.stats().await;
+        let seen = self.watch.seen();
+        Ok(Figures {
+            cell: cell.to_owned(),
+            seed: settings.seed,
+            servers,
+            policies: seen.ready.len(),
+            kills,
+            all_stopped_s: all_stopped.as_secs_f64(),
+            all_ready_s: self.since_start(all_ready),
+            stop_ids_sent: stats.stop_ids_total,
+            stop_ids_accepted: stats.stop_ids_accepted,
+            stop_ids_redundant: stats.stop_ids_redundant,
+            stop_ids_resent_after_lost: stats.stop_ids_resent_after_lost,
+            responses_429: stats.responses_429,
+            status_writes: seen.status_writes,
+            longest_no_leader_s: 0.0,
+            old_leader_calls_after_takeover: None,
+            old_leader_calls_after_follower_first: None,
+            notes: vec![format!(
+                "sim: {} stop calls, {} answered 504 after acceptance, {} reset after acceptance, {} injected 500s",
+                stats.stop_calls,
+                stats.accepted_then_failed,
+                stats.accepted_then_dropped,
+                stats.injected_errors
+            )],
+        })
+    }
+}
+
+fn sim_config(settings: &Settings, servers: usize) -> SimConfig {
+    let mut config = SimConfig {
+        servers,
+        seed: settings.seed,
+        stop_duration: settings.stop,
+        servers_per_window: BUDGET_SERVERS,
+        budget_window: settings.window,
+        ..SimConfig::default()
+    };
+    if settings.faults {
+        config.error_rate = 0.03;
+        config.accept_then_fail_rate = 0.02;
+        config.accept_then_drop_rate = 0.01;
+        config.latency = Duration::from_millis(100);
+        config.job_init = Duration::from_secs(1);
+    }
+    config
+}
+
+/// The operator's flags in every cell: the budget as the simulator's, the rest default.
+fn flags(settings: &Settings) -> Vec<String> {
+    vec![
+        "--log-format=text".to_owned(),
+        format!("--budget-servers={BUDGET_SERVERS}"),
+        format!("--budget-window-ms={}", settings.window.as_millis()),
+    ]
+}
+
+fn leader_flags(settings: &Settings, lease: &str, identity: &str) -> Vec<String> {
+    let mut flags = flags(settings);
+    flags.extend([
+        "--leader-election".to_owned(),
+        format!("--lease-name={lease}"),
+        format!("--lease-namespace={OPERATOR_NS}"),
+        format!("--identity={identity}"),
+        format!("--lease-duration-secs={LEASE_SECS}"),
+    ]);
+    flags
+}
+
+fn kill_delay(rng: &mut StdRng, settings: &Settings) -> Duration {
+    let (lo, hi) = settings.kill_after;
+    Duration::from_secs_f64(rng.random_range(lo.as_secs_f64()..=hi.as_secs_f64()))
+}
+
+/// (a) One operator, SIGKILLed `kills` times at seeded random moments after it came
+/// up and started again at once, the simulator's faults on.
+pub async fn kills(
+    cluster: &Cluster,
+    client: &kube::Client,
+    settings: &Settings,
+) -> Result<Figures> {
+    let world = World::new(
+        cluster,
+        client,
+        "a",
+        sim_config(settings, settings.servers),
+        settings.policies,
+    )
+    .await?;
+    let kubeconfig = &cluster.operator_kubeconfig;
+    let mut rng = StdRng::seed_from_u64(settings.seed);
+    let mut kills = Vec::new();
+    let mut longest = Duration::ZERO;
+    let mut op = world.spawn(kubeconfig, "operator-1", &flags(settings))?;
+    let mut killed_at: Option<Instant> = None;
+    for n in 1..=settings.kills {
+        op.wait_healthy(Duration::from_secs(30)).await?;
+        let up = Instant::now();
+        if let Some(at) = killed_at {
+            longest = longest.max(up - at);
+        }
+        tokio::time::sleep(kill_delay(&mut rng, settings)).await;
+        op.kill9();
+        let at = Instant::now();
+        let kill = Kill {
+            at_s: world.since_start(at),
+            process: op.name.clone(),
+            after_s: (at - up).as_secs_f64(),
+        };
+        eprintln!(
+            "chaos a: kill {n} at {:.2}s: {} after {:.2}s",
+            kill.at_s, kill.process, kill.after_s
+        );
+        kills.push(kill);
+        killed_at = Some(at);
+        op = world.spawn(kubeconfig, &format!("operator-{}", n + 1), &flags(settings))?;
+    }
+    op.wait_healthy(Duration::from_secs(30)).await?;
+    if let Some(at) = killed_at {
+        longest = longest.max(at.elapsed());
+    }
+    let mut figures = world
+        .finish("a", settings, kills)
+        .await
+        .map_err(|e| e.context(format!("last operator's log tail:\n{}", op.log_tail(30))))?;
+    figures.longest_no_leader_s = longest.as_secs_f64();
+    Ok(figures)
+}
+
+/// The holder of the Lease, if any.
+async fn holder(leases: &Api<Lease>, name: &str) -> Result<Option<String>> {
+    let lease = leases.get_opt(name).await?;
+    Ok(lease
+        .and_then(|l| l.spec?.holder_identity)
+        .filter(|h| !h.is_empty()))
+}
+
+/// Waits until the Lease names one of `live` (by operator name suffix = identity).
+async fn wait_live_holder(
+    leases: &Api<Lease>,
+    lease: &str,
+    live: &[String],
+    limit: Duration,
+) -> Result<(String, Instant)> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(h) = holder(leases, lease).await?
+            && live.contains(&h)
+        {
+            return Ok((h, Instant::now()));
+        }
+        if t0.elapsed() > limit {
+            bail!("no live replica of {live:?} took the Lease {lease} within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// (b) Two replicas with leader election; the holder SIGKILLed `kills` times at a
+/// seeded random moment after it took the Lease, a new replica started each time.
+pub async fn leader_kills(
+    cluster: &Cluster,
+    client: &kube::Client,
+    settings: &Settings,
+) -> Result<Figures> {
+    let world = World::new(
+        cluster,
+        client,
+        "b",
+        sim_config(settings, settings.servers),
+        settings.policies,
+    )
+    .await?;
+    let lease = "chaos-b";
+    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let kubeconfig = &cluster.operator_kubeconfig;
+    let mut rng = StdRng::seed_from_u64(settings.seed);
+    let mut started = 0;
+    let mut spawn = |world: &World| -> Result<(String, Operator)> {
+        started += 1;
+        let identity = format!("replica-{started}");
+        let op = world.spawn(
+            kubeconfig,
+            &identity,
+            &leader_flags(settings, lease, &identity),
+        )?;
+        Ok((identity, op))
+    };
+    let mut replicas = vec![spawn(&world)?, spawn(&world)?];
+    let mut kills = Vec::new();
+    let mut longest = Duration::ZERO;
+    let mut killed_at: Option<Instant> = None;
+    let wait = Duration::from_secs(LEASE_SECS * 5);
+    for n in 1..=settings.kills {
+        let live: Vec<String> = replicas.iter().map(|(id, _)| id.clone()).collect();
+        let (leader, since) = wait_live_holder(&leases, lease, &live, wait).await?;
+        if let Some(at) = killed_at {
+            longest = longest.max(since - at);
+        }
+        tokio::time::sleep(kill_delay(&mut rng, settings)).await;
+        let index = replicas
+            .iter()
+            .position(|(id, _)| *id == leader)
+            .context("the holder is one of the replicas")?;
+        let (_, mut op) = replicas.remove(index);
+        op.kill9();
+        let at = Instant::now();
+        let kill = Kill {
+            at_s: world.since_start(at),
+            process: leader.clone(),
+            after_s: (at - since).as_secs_f64(),
+        };
+        eprintln!(
+            "chaos b: kill {n} at {:.2}s: leader {} after leading {:.2}s",
+            kill.at_s, kill.process, kill.after_s
+        );
+        kills.push(kill);
+        killed_at = Some(at);
+        replicas.push(spawn(&world)?);
+    }
+    let live: Vec<String> = replicas.iter().map(|(id, _)| id.clone()).collect();
+    let (_, since) = wait_live_holder(&leases, lease, &live, wait).await?;
+    if let Some(at) = killed_at {
+        longest = longest.max(since - at);
+    }
+    let mut figures = world.finish("b", settings, kills).await.map_err(|e| {
+        let tails: Vec<String> = replicas
+            .iter()
+            .map(|(id, op)| format!("--- {id}:\n{}", op.log_tail(20)))
+            .collect();
+        e.context(tails.join("\n"))
+    })?;
+    figures.longest_no_leader_s = longest.as_secs_f64();
+    Ok(figures)
+}
+
+/// Stop calls an operator sent (every attempt, whatever came back), from its /metrics;
+/// None once it no longer answers.
+async fn stop_attempts(op: &Operator) -> Option<u64> {
+    let text = op.metrics().await.ok()?;
+    Some(
+        text.lines()
+            .filter(|l| {
+                l.starts_with("ecs_power_operator_ecs_requests_total{")
+                    && l.contains("operation=\"os-stop\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64,
+    )
+}
+
+/// A copy of the kubeconfig at `kubeconfig` whose server is a proxy to the API
+/// server (the certificate names 127.0.0.1, so TLS passes through it untouched).
+async fn proxied_kubeconfig(kubeconfig: &Path, into: &Path) -> Result<(Proxy, PathBuf)> {
+    let text = std::fs::read_to_string(kubeconfig)?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let server = doc["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .context("kubeconfig: no server")?;
+    let addr: SocketAddr = server
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("the API server {server} is not a loopback ip:port"))?;
+    let proxy = Proxy::start(addr).await?;
+    std::fs::write(
+        into,
+        text.replace(server, &format!("https://{}", proxy.addr)),
+    )?;
+    Ok((proxy, into.to_path_buf()))
+}
+
+/// (c) Replica A reaches the API server through a proxy, replica B directly. Once A
+/// leads and its first call (1000 of 1500 servers) is in status, the proxy
+/// black-holes A's connection while the other 500 wait for the budget. A must send
+/// nothing from then on; B takes over, counts the spent budget and sends the 500.
+pub async fn blackhole(
+    cluster: &Cluster,
+    client: &kube::Client,
+    settings: &Settings,
+) -> Result<Figures> {
+    let servers = 1500;
+    let world = World::new(cluster, client, "c", sim_config(settings, servers), 1).await?;
+    let lease = "chaos-c";
+    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let (proxy, proxied) = proxied_kubeconfig(
+        &cluster.operator_kubeconfig,
+        &cluster.dir.join("chaos-c-proxied.kubeconfig"),
+    )
+    .await?;
+    let mut a = world.spawn(
+        &proxied,
+        "replica-a",
+        &leader_flags(settings, lease, "replica-a"),
+    )?;
+    let live = ["replica-a".to_owned()];
+    wait_live_holder(&leases, lease, &live, Duration::from_secs(30)).await?;
+    let mut b = world.spawn(
+        &cluster.operator_kubeconfig,
+        "replica-b",
+        &leader_flags(settings, lease, "replica-b"),
+    )?;
+    b.wait_healthy(Duration::from_secs(30)).await?;
+
+    // A's first call recorded in status: B can carry its budget over.
+    let policies: Api<ecs_power_operator::policy::EcsPowerPolicy> =
+        Api::namespaced(client.clone(), &world.ns);
+    let t0 = Instant::now();
+    loop {
+        let policy = policies.get("p-0000").await?;
+        if policy.status.is_some_and(|s| !s.jobs.is_empty()) {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "replica-a recorded no job within 30 s; its log:\n{}",
+                a.log_tail(30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let a_before = stop_attempts(&a).await.context("replica-a's /metrics")?;
+    proxy.blackhole();
+    let blackholed = Instant::now();
+    eprintln!(
+        "chaos c: black-holed replica-a at {:.2}s after {a_before} stop calls",
+        world.since_start(blackholed)
+    );
+
+    // Watch the hand-over: who holds the Lease, what each replica sent.
+    let mut a_last = a_before;
+    let mut takeover: Option<(Instant, u64)> = None;
+    let mut follower_first: Option<(Instant, u64)> = None;
+    let until = settings.window * 2 + Duration::from_secs(LEASE_SECS * 3);
+    while blackholed.elapsed() < until || follower_first.is_none() {
+        if blackholed.elapsed() > settings.limit {
+            bail!("replica-b sent no stop call; its log:\n{}", b.log_tail(30));
+        }
+        if let Some(calls) = stop_attempts(&a).await {
+            a_last = calls;
+        }
+        if takeover.is_none() && holder(&leases, lease).await?.as_deref() == Some("replica-b") {
+            takeover = Some((Instant::now(), a_last));
+            eprintln!(
+                "chaos c: replica-b holds the Lease {:.2}s after the black-hole",
+                blackholed.elapsed().as_secs_f64()
+            );
+        }
+        if follower_first.is_none() && stop_attempts(&b).await.unwrap_or(0) > 0 {
+            follower_first = Some((Instant::now(), a_last));
+            eprintln!(
+                "chaos c: replica-b's first stop call {:.2}s after the black-hole",
+                blackholed.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let a_alive = a.alive();
+    let (took_over, a_at_takeover) = takeover.context("replica-b never held the Lease")?;
+    let (_, a_at_first) = follower_first.context("replica-b sent no stop call")?;
+    let b_calls = stop_attempts(&b).await.unwrap_or(0);
+    let mut figures = world
+        .finish("c", settings, Vec::new())
+        .await
+        .map_err(|e| e.context(format!("replica-b's log tail:\n{}", b.log_tail(30))))?;
+    figures.longest_no_leader_s = (took_over - blackholed).as_secs_f64();
+    figures.old_leader_calls_after_takeover = Some(a_last - a_at_takeover.min(a_last));
+    figures.old_leader_calls_after_follower_first = Some(a_last - a_at_first.min(a_last));
+    figures.notes.push(format!(
+        "replica-a: {a_before} stop calls before the black-hole, {a_last} in all (process {} at the end of the hand-over); replica-b: {b_calls}",
+        if a_alive { "still running" } else { "exited" }
+    ));
+    Ok(figures)
+}

@@ -1,0 +1,128 @@
+//! What one chaos cell measured, its targets, and the table `hack/chaos.sh` prints.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Kill {
+    /// Seconds from the cell's start.
+    pub at_s: f64,
+    /// Which process: `operator-3`, `replica-2`, ...
+    pub process: String,
+    /// How long it had run (or led, with leader election).
+    pub after_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub cell: String,
+    pub seed: u64,
+    pub servers: usize,
+    pub policies: usize,
+    pub kills: Vec<Kill>,
+    pub all_stopped_s: f64,
+    pub all_ready_s: f64,
+    pub stop_ids_sent: u64,
+    pub stop_ids_accepted: u64,
+    pub stop_ids_redundant: u64,
+    pub stop_ids_resent_after_lost: u64,
+    pub responses_429: u64,
+    pub status_writes: u64,
+    /// The longest time from a kill (or the black-hole) until another process could
+    /// act: the restarted one serving /healthz, or a new holder of the Lease.
+    pub longest_no_leader_s: f64,
+    /// Cell (c): stop calls of the black-holed leader after the follower held the
+    /// Lease, and after the follower's first stop call.
+    pub old_leader_calls_after_takeover: Option<u64>,
+    pub old_leader_calls_after_follower_first: Option<u64>,
+    /// Anything else worth a line.
+    pub notes: Vec<String>,
+}
+
+impl Figures {
+    /// The targets this cell missed (all stopped and Ready are checked as
+    /// the cell runs: a cell that never gets there fails with its own error).
+    pub fn missed(&self) -> Vec<String> {
+        let mut missed = Vec::new();
+        let plain_duplicates = self.stop_ids_redundant - self.stop_ids_resent_after_lost;
+        if plain_duplicates > 0 {
+            missed.push(format!(
+                "{}: {plain_duplicates} ids stopped twice (stop_ids_redundant {} of which {} re-sent after a lost answer)",
+                self.cell, self.stop_ids_redundant, self.stop_ids_resent_after_lost
+            ));
+        }
+        if self.responses_429 > 0 {
+            missed.push(format!(
+                "{}: {} responses 429",
+                self.cell, self.responses_429
+            ));
+        }
+        for (what, calls) in [
+            (
+                "the Lease changed hands",
+                self.old_leader_calls_after_takeover,
+            ),
+            (
+                "the follower's first stop call",
+                self.old_leader_calls_after_follower_first,
+            ),
+        ] {
+            if let Some(calls) = calls.filter(|c| *c > 0) {
+                missed.push(format!(
+                    "{}: the black-holed leader sent {calls} stop calls after {what}",
+                    self.cell
+                ));
+            }
+        }
+        missed
+    }
+
+    pub fn kill_lines(&self) -> String {
+        self.kills
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                format!(
+                    "  kill {:2} at {:6.2}s: {} after {:.2}s\n",
+                    i + 1,
+                    k.at_s,
+                    k.process,
+                    k.after_s
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn table(cells: &[Figures]) -> String {
+    let mut out = String::from(
+        "| cell | seed | N / P | kills | all stopped s | all Ready s | stop ids sent | accepted | redundant | re-sent after a lost answer | 429 | status writes | longest with no leader acting s | old leader's calls after takeover / after follower's first |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for c in cells {
+        let old = match (
+            c.old_leader_calls_after_takeover,
+            c.old_leader_calls_after_follower_first,
+        ) {
+            (Some(a), Some(b)) => format!("{a} / {b}"),
+            _ => "n/a".to_owned(),
+        };
+        out += &format!(
+            "| {} | {} | {} / {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
+            c.cell,
+            c.seed,
+            c.servers,
+            c.policies,
+            c.kills.len(),
+            c.all_stopped_s,
+            c.all_ready_s,
+            c.stop_ids_sent,
+            c.stop_ids_accepted,
+            c.stop_ids_redundant,
+            c.stop_ids_resent_after_lost,
+            c.responses_429,
+            c.status_writes,
+            c.longest_no_leader_s,
+            old
+        );
+    }
+    out
+}
