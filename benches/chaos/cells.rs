@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Servers per budget window, on both sides (the API's: 1000 per minute).
@@ -35,8 +36,8 @@ pub struct Settings {
     pub stop: Duration,
     /// Cell (a): SIGKILLs; cell (b): SIGKILLs of the leader.
     pub kills: usize,
-    /// Each kill lands this long (uniform, seeded) after the process came up (a) or
-    /// took the Lease (b).
+    /// Each kill lands this long (uniform, seeded) after the process's first round
+    /// ended (in (b): the leader's, once it took the Lease).
     pub kill_after: (Duration, Duration),
     /// Cell (a): 3 % 500s, 2 % accept-then-fail, 1 % accept-then-drop, 100 ms latency
     /// and 1 s job INIT.
@@ -48,8 +49,10 @@ pub struct Settings {
 /// A cell's namespace, simulator, policies and the watch on them.
 struct World {
     ns: String,
-    sim: RunningSim,
+    sim: Arc<RunningSim>,
     watch: PolicyWatch,
+    /// Resolves with the time from `started` until every server was SHUTOFF.
+    all_stopped: tokio::task::JoinHandle<Result<Duration>>,
     dir: PathBuf,
     started: Instant,
 }
@@ -61,6 +64,7 @@ impl World {
         cell: &str,
         config: SimConfig,
         policies: usize,
+        limit: Duration,
     ) -> Result<Self> {
         let ns = format!("chaos-{cell}");
         let servers = config.servers;
@@ -70,12 +74,19 @@ impl World {
         create_policies(client, &ns, &sim, policies).await?;
         let watch = PolicyWatch::start(client, &ns, policies);
         eprintln!("chaos {cell}: {servers} servers over {policies} policies in {ns}");
+        let sim = Arc::new(sim);
+        let started = Instant::now();
+        let all_stopped = tokio::spawn({
+            let (sim, limit) = (Arc::clone(&sim), limit);
+            async move { wait_servers_stopped(&sim, servers, started, limit).await }
+        });
         Ok(Self {
             ns,
             sim,
             watch,
+            all_stopped,
             dir: cluster.dir.clone(),
-            started: Instant::now(),
+            started,
         })
     }
 
@@ -97,8 +108,7 @@ impl World {
     /// figures from the simulator's side and the watch.
     async fn finish(self, cell: &str, settings: &Settings, kills: Vec<Kill>) -> Result<Figures> {
         let servers = self.sim.server_ids().len();
-        let all_stopped =
-            wait_servers_stopped(&self.sim, servers, self.started, settings.limit).await?;
+        let all_stopped = self.all_stopped.await??;
         let left = settings.limit.saturating_sub(self.started.elapsed());
         let all_ready = self.watch.wait_all_ready(left).await?;
         let stats = self.sim.stats().await;
@@ -110,7 +120,9 @@ impl World {
             policies: seen.ready.len(),
             kills,
             all_stopped_s: all_stopped.as_secs_f64(),
-            all_ready_s: self.since_start(all_ready),
+            all_ready_s: all_ready
+                .saturating_duration_since(self.started)
+                .as_secs_f64(),
             stop_ids_sent: stats.stop_ids_total,
             stop_ids_accepted: stats.stop_ids_accepted,
             stop_ids_redundant: stats.stop_ids_redundant,
@@ -176,8 +188,28 @@ fn kill_delay(rng: &mut StdRng, settings: &Settings) -> Duration {
     Duration::from_secs_f64(rng.random_range(lo.as_secs_f64()..=hi.as_secs_f64()))
 }
 
-/// (a) One operator, SIGKILLed `kills` times at seeded random moments after it came
-/// up and started again at once, the simulator's faults on.
+/// A process is killed at a seeded random moment after its first round, so that the
+/// kills land among its calls, job polls and status writes: a kill during the first
+/// round (nothing is sent there) would prove little. Returns when the round ended.
+async fn first_round_done(op: &mut Operator, limit: Duration) -> Result<Instant> {
+    let t0 = Instant::now();
+    loop {
+        if op.log_text().contains("first round done") {
+            return Ok(Instant::now());
+        }
+        if !op.alive() || t0.elapsed() > limit {
+            bail!(
+                "{} did not finish its first round within {limit:?}; log tail:\n{}",
+                op.name,
+                op.log_tail(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (a) One operator, SIGKILLed `kills` times at seeded random moments after its first
+/// round and started again at once, the simulator's faults on.
 pub async fn kills(
     cluster: &Cluster,
     client: &kube::Client,
@@ -189,6 +221,7 @@ pub async fn kills(
         "a",
         sim_config(settings, settings.servers),
         settings.policies,
+        settings.limit,
     )
     .await?;
     let kubeconfig = &cluster.operator_kubeconfig;
@@ -199,10 +232,10 @@ pub async fn kills(
     let mut killed_at: Option<Instant> = None;
     for n in 1..=settings.kills {
         op.wait_healthy(Duration::from_secs(30)).await?;
-        let up = Instant::now();
         if let Some(at) = killed_at {
-            longest = longest.max(up - at);
+            longest = longest.max(at.elapsed());
         }
+        let up = first_round_done(&mut op, Duration::from_secs(60)).await?;
         tokio::time::sleep(kill_delay(&mut rng, settings)).await;
         op.kill9();
         let at = Instant::now();
@@ -212,7 +245,7 @@ pub async fn kills(
             after_s: (at - up).as_secs_f64(),
         };
         eprintln!(
-            "chaos a: kill {n} at {:.2}s: {} after {:.2}s",
+            "chaos a: kill {n} at {:.2}s: {} {:.2}s after its first round",
             kill.at_s, kill.process, kill.after_s
         );
         kills.push(kill);
@@ -261,7 +294,8 @@ async fn wait_live_holder(
 }
 
 /// (b) Two replicas with leader election; the holder SIGKILLed `kills` times at a
-/// seeded random moment after it took the Lease, a new replica started each time.
+/// seeded random moment after its first round as leader, a new replica started
+/// each time.
 pub async fn leader_kills(
     cluster: &Cluster,
     client: &kube::Client,
@@ -273,6 +307,7 @@ pub async fn leader_kills(
         "b",
         sim_config(settings, settings.servers),
         settings.policies,
+        settings.limit,
     )
     .await?;
     let lease = "chaos-b";
@@ -301,12 +336,13 @@ pub async fn leader_kills(
         if let Some(at) = killed_at {
             longest = longest.max(since - at);
         }
-        tokio::time::sleep(kill_delay(&mut rng, settings)).await;
         let index = replicas
             .iter()
             .position(|(id, _)| *id == leader)
             .context("the holder is one of the replicas")?;
         let (_, mut op) = replicas.remove(index);
+        first_round_done(&mut op, Duration::from_secs(60)).await?;
+        tokio::time::sleep(kill_delay(&mut rng, settings)).await;
         op.kill9();
         let at = Instant::now();
         let kill = Kill {
@@ -384,7 +420,15 @@ pub async fn blackhole(
     settings: &Settings,
 ) -> Result<Figures> {
     let servers = 1500;
-    let world = World::new(cluster, client, "c", sim_config(settings, servers), 1).await?;
+    let world = World::new(
+        cluster,
+        client,
+        "c",
+        sim_config(settings, servers),
+        1,
+        settings.limit,
+    )
+    .await?;
     let lease = "chaos-c";
     let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
     let (proxy, proxied) = proxied_kubeconfig(

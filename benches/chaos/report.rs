@@ -8,7 +8,7 @@ pub struct Kill {
     pub at_s: f64,
     /// Which process: `operator-3`, `replica-2`, ...
     pub process: String,
-    /// How long it had run (or led, with leader election).
+    /// Cell (a): how long after its first round ended; (b): after it took the Lease.
     pub after_s: f64,
 }
 
@@ -82,7 +82,7 @@ impl Figures {
             .enumerate()
             .map(|(i, k)| {
                 format!(
-                    "  kill {:2} at {:6.2}s: {} after {:.2}s\n",
+                    "  kill {:2} at {:6.2}s: {} ({:.2}s into its work)\n",
                     i + 1,
                     k.at_s,
                     k.process,

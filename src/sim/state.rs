@@ -603,6 +603,15 @@ impl State {
     }
 }
 
+fn decrement(counts: &mut HashMap<usize, u32>, index: usize) {
+    if let Some(count) = counts.get_mut(&index) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(&index);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,14 +705,5 @@ mod tests {
         s.advance(t0 + Duration::from_secs(11));
         assert_eq!(s.job(&job).unwrap().status, JobStatus::Fail);
         assert_eq!(s.server(&ids[0]).unwrap().status, Status::Shutoff);
-    }
-}
-
-fn decrement(counts: &mut HashMap<usize, u32>, index: usize) {
-    if let Some(count) = counts.get_mut(&index) {
-        *count -= 1;
-        if *count == 0 {
-            counts.remove(&index);
-        }
     }
 }
