@@ -40,8 +40,10 @@ pub struct Settings {
     /// ended (in (b): the leader's, once it took the Lease).
     pub kill_after: (Duration, Duration),
     /// Cell (a): 3 % 500s, 2 % accept-then-fail, 1 % accept-then-drop, 100 ms latency
-    /// and 1 s job INIT.
+    /// and `job_init`.
     pub faults: bool,
+    /// How long a new job stays INIT with its servers untouched (with `faults`).
+    pub job_init: Duration,
     /// Upper bound of a cell.
     pub limit: Duration,
 }
@@ -58,17 +60,16 @@ struct World {
 }
 
 impl World {
+    /// `servers` over `policies` on a simulator as `settings` say.
     async fn new(
-        cluster: &Cluster,
-        client: &kube::Client,
+        (cluster, client): (&Cluster, &kube::Client),
         cell: &str,
-        config: SimConfig,
-        policies: usize,
-        limit: Duration,
+        settings: &Settings,
+        (servers, policies): (usize, usize),
     ) -> Result<Self> {
         let ns = format!("chaos-{cell}");
-        let servers = config.servers;
-        let sim = sim::start(config, "127.0.0.1:0".parse()?).await?;
+        let limit = settings.limit;
+        let sim = sim::start(sim_config(settings, servers), "127.0.0.1:0".parse()?).await?;
         cluster.kubectl.create_namespace(&ns).await?;
         create_secret(client, &ns).await?;
         create_policies(client, &ns, &sim, policies).await?;
@@ -123,6 +124,7 @@ impl World {
             all_ready_s: all_ready
                 .saturating_duration_since(self.started)
                 .as_secs_f64(),
+            stop_calls: stats.stop_calls,
             stop_ids_sent: stats.stop_ids_total,
             stop_ids_accepted: stats.stop_ids_accepted,
             stop_ids_redundant: stats.stop_ids_redundant,
@@ -133,11 +135,8 @@ impl World {
             old_leader_calls_after_takeover: None,
             old_leader_calls_after_follower_first: None,
             notes: vec![format!(
-                "sim: {} stop calls, {} answered 504 after acceptance, {} reset after acceptance, {} injected 500s",
-                stats.stop_calls,
-                stats.accepted_then_failed,
-                stats.accepted_then_dropped,
-                stats.injected_errors
+                "sim: {} answered 504 after acceptance, {} reset after acceptance, {} injected 500s",
+                stats.accepted_then_failed, stats.accepted_then_dropped, stats.injected_errors
             )],
         })
     }
@@ -157,7 +156,7 @@ fn sim_config(settings: &Settings, servers: usize) -> SimConfig {
         config.accept_then_fail_rate = 0.02;
         config.accept_then_drop_rate = 0.01;
         config.latency = Duration::from_millis(100);
-        config.job_init = Duration::from_secs(1);
+        config.job_init = settings.job_init;
     }
     config
 }
@@ -216,12 +215,10 @@ pub async fn kills(
     settings: &Settings,
 ) -> Result<Figures> {
     let world = World::new(
-        cluster,
-        client,
+        (cluster, client),
         "a",
-        sim_config(settings, settings.servers),
-        settings.policies,
-        settings.limit,
+        settings,
+        (settings.servers, settings.policies),
     )
     .await?;
     let kubeconfig = &cluster.operator_kubeconfig;
@@ -302,12 +299,10 @@ pub async fn leader_kills(
     settings: &Settings,
 ) -> Result<Figures> {
     let world = World::new(
-        cluster,
-        client,
+        (cluster, client),
         "b",
-        sim_config(settings, settings.servers),
-        settings.policies,
-        settings.limit,
+        settings,
+        (settings.servers, settings.policies),
     )
     .await?;
     let lease = "chaos-b";
@@ -420,15 +415,7 @@ pub async fn blackhole(
     settings: &Settings,
 ) -> Result<Figures> {
     let servers = 1500;
-    let world = World::new(
-        cluster,
-        client,
-        "c",
-        sim_config(settings, servers),
-        1,
-        settings.limit,
-    )
-    .await?;
+    let world = World::new((cluster, client), "c", settings, (servers, 1)).await?;
     let lease = "chaos-c";
     let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
     let (proxy, proxied) = proxied_kubeconfig(
@@ -506,11 +493,20 @@ pub async fn blackhole(
     let a_alive = a.alive();
     let (took_over, a_at_takeover) = takeover.context("replica-b never held the Lease")?;
     let (_, a_at_first) = follower_first.context("replica-b sent no stop call")?;
-    let b_calls = stop_attempts(&b).await.unwrap_or(0);
     let mut figures = world
         .finish("c", settings, Vec::new())
         .await
         .map_err(|e| e.context(format!("replica-b's log tail:\n{}", b.log_tail(30))))?;
+    let b_calls = stop_attempts(&b).await.unwrap_or(0);
+    // A's count is its last answer before it exited: the simulator's own count
+    // shows whether it missed a call.
+    if figures.stop_calls != a_last + b_calls {
+        bail!(
+            "the simulator saw {} stop calls, the replicas' metrics explain {} (replica-a {a_last}, replica-b {b_calls})",
+            figures.stop_calls,
+            a_last + b_calls
+        );
+    }
     figures.longest_no_leader_s = (took_over - blackholed).as_secs_f64();
     figures.old_leader_calls_after_takeover = Some(a_last - a_at_takeover.min(a_last));
     figures.old_leader_calls_after_follower_first = Some(a_last - a_at_first.min(a_last));

@@ -21,6 +21,7 @@ pub struct Figures {
     pub kills: Vec<Kill>,
     pub all_stopped_s: f64,
     pub all_ready_s: f64,
+    pub stop_calls: u64,
     pub stop_ids_sent: u64,
     pub stop_ids_accepted: u64,
     pub stop_ids_redundant: u64,
@@ -95,7 +96,7 @@ impl Figures {
 
 pub fn table(cells: &[Figures]) -> String {
     let mut out = String::from(
-        "| cell | seed | N / P | kills | all stopped s | all Ready s | stop ids sent | accepted | redundant | re-sent after a lost answer | 429 | status writes | longest with no leader acting s | old leader's calls after takeover / after follower's first |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "| cell | seed | N / P | kills | all stopped s | all Ready s | stop calls | stop ids sent | accepted | redundant | re-sent after a lost answer | 429 | status writes | longest with no leader acting s | old leader's calls after takeover / after follower's first |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for c in cells {
         let old = match (
@@ -106,7 +107,7 @@ pub fn table(cells: &[Figures]) -> String {
             _ => "n/a".to_owned(),
         };
         out += &format!(
-            "| {} | {} | {} / {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
+            "| {} | {} | {} / {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
             c.cell,
             c.seed,
             c.servers,
@@ -114,6 +115,7 @@ pub fn table(cells: &[Figures]) -> String {
             c.kills.len(),
             c.all_stopped_s,
             c.all_ready_s,
+            c.stop_calls,
             c.stop_ids_sent,
             c.stop_ids_accepted,
             c.stop_ids_redundant,
