@@ -6,10 +6,11 @@
 use crate::cluster::Cluster;
 use crate::operator::{self, Operator};
 use crate::report::{self, Cell, CellFigures, EtaFigures, MAX_PER_CALL, Settings};
+use crate::targeting::{self, Targeting};
 use anyhow::{Context as _, Result, bail};
 use ecs_power_operator::policy::{
     CloudSpec, EcsPowerPolicy, EcsPowerPolicySpec, MAX_SERVERS_PER_POLICY, Phase, SecretRef,
-    ServerRef, StopType,
+    StopType,
 };
 use ecs_power_operator::sim::{self, RunningSim, SimConfig};
 use futures::{StreamExt, TryStreamExt};
@@ -41,28 +42,48 @@ pub fn sim_config(servers: usize, settings: &Settings) -> SimConfig {
     }
 }
 
+/// N servers over P policies that name them by `targeting`.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub servers: usize,
+    pub policies: usize,
+    pub targeting: Targeting,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (servers, policies) = (self.servers, self.policies);
+        write!(f, "N={servers} P={policies} by {}", self.targeting.name())
+    }
+}
+
 pub async fn run(
     cluster: &Cluster,
     client: &kube::Client,
-    servers: usize,
-    policies: usize,
+    shape: Shape,
     settings: &Settings,
 ) -> Result<Cell> {
-    if servers.div_ceil(policies) > MAX_SERVERS_PER_POLICY {
+    let Shape {
+        servers,
+        policies,
+        targeting,
+    } = shape;
+    if targeting == Targeting::Ids && servers.div_ceil(policies) > MAX_SERVERS_PER_POLICY {
         return Ok(Cell::NotApplicable {
             servers,
             policies,
             reason: format!(
-                "a policy holds at most {MAX_SERVERS_PER_POLICY} servers (the CRD's limit, which keeps it far below etcd's object size limit)"
+                "a policy lists at most {MAX_SERVERS_PER_POLICY} servers (the CRD's limit, which keeps it far below etcd's object size limit)"
             ),
         });
     }
-    eprintln!("bench: N={servers} P={policies}: setting up");
+    eprintln!("bench: {shape}: setting up");
     let sim = sim::start(sim_config(servers, settings), "127.0.0.1:0".parse()?).await?;
-    let ns = format!("bench-n{servers}-p{policies}");
+    tag_servers(&sim, shape)?;
+    let ns = format!("bench-n{servers}-p{policies}-{}", targeting.name());
     cluster.kubectl.create_namespace(&ns).await?;
     create_secret(client, &ns).await?;
-    create_policies(client, &ns, &sim, policies).await?;
+    create_policies(client, &ns, &sim, shape).await?;
 
     let policy_api: Api<EcsPowerPolicy> = Api::namespaced(client.clone(), &ns);
     let flags = vec![
@@ -107,6 +128,7 @@ pub async fn run(
     Ok(Cell::Measured(CellFigures {
         servers,
         policies,
+        targeting,
         stop_calls: stats.stop_calls,
         stop_calls_bound: servers.div_ceil(MAX_PER_CALL) as u64,
         largest_stop_call: stats.stop_ids_max,
@@ -151,20 +173,36 @@ async fn create_secret(client: &kube::Client, ns: &str) -> Result<()> {
     Ok(())
 }
 
-/// The simulator's servers spread evenly over `count` policies, `p-0000`, `p-0001`, ...
+/// The tags a selector cell's policies select by (an id cell's servers keep the
+/// simulator's own).
+fn tag_servers(sim: &RunningSim, shape: Shape) -> Result<()> {
+    if shape.targeting == Targeting::Ids {
+        return Ok(());
+    }
+    let control = sim.control();
+    for (n, id) in sim.server_ids().iter().enumerate() {
+        let tags = targeting::server_tags(shape.targeting, n, shape.servers, shape.policies);
+        control.set_tags(id, &tags)?;
+    }
+    Ok(())
+}
+
+/// The simulator's servers spread evenly over the shape's policies, `p-0000`,
+/// `p-0001`, ...
 async fn create_policies(
     client: &kube::Client,
     ns: &str,
     sim: &RunningSim,
-    count: usize,
+    shape: Shape,
 ) -> Result<()> {
     let t0 = Instant::now();
     let ids = sim.server_ids();
     let api: Api<EcsPowerPolicy> = Api::namespaced(client.clone(), ns);
     let endpoint = sim.base_url();
+    let count = shape.policies;
     futures::stream::iter(0..count)
         .map(|i| {
-            let range = i * ids.len() / count..(i + 1) * ids.len() / count;
+            let target = targeting::policy_target(shape.targeting, i, &ids, count);
             let spec = EcsPowerPolicySpec {
                 cloud: CloudSpec {
                     project_id: sim::DEFAULT_PROJECT_ID.to_owned(),
@@ -174,13 +212,10 @@ async fn create_policies(
                         name: SECRET_NAME.to_owned(),
                     },
                 },
-                servers: ids[range]
-                    .iter()
-                    .map(|id| ServerRef { id: id.clone() })
-                    .collect(),
-                selector: None,
+                servers: target.servers,
+                selector: target.selector,
                 exclude: Vec::new(),
-                max_servers: None,
+                max_servers: target.max_servers,
                 stop_type: StopType::Soft,
                 suspend: false,
                 dry_run: false,

@@ -204,14 +204,22 @@ impl Fleet {
         // plan, and its jobs' results reach the inventory without one. A selector
         // always looks at a listing within its maximum age: a newly tagged server is
         // stopped at the next sync.
-        let settled = request.selector.is_none()
-            && self.inventory.is_usable()
-            && self.lock().all_in_flight(
-                request.policy,
-                request.lane,
-                &self.wanted(&request).wanted,
-                Instant::now(),
-            );
+        //
+        // A sync that records a job plans against the inventory it has: the project's
+        // next call waits for that record, and a fresh listing (seconds at 100,000
+        // servers) before each of the call's policies would hold every call that long.
+        // The sync after it lists as usual.
+        let settled = self.inventory.is_usable() && {
+            let state = self.lock();
+            state.awaits_record_from(request.policy)
+                || (request.selector.is_none()
+                    && state.all_in_flight(
+                        request.policy,
+                        request.lane,
+                        &self.wanted(&request).wanted,
+                        Instant::now(),
+                    ))
+        };
         if !settled {
             let listed = self
                 .listing

@@ -621,8 +621,10 @@ fn the_next_call_waits_until_every_policy_of_the_last_job_has_recorded_it() {
         w.state.take_due(Lane::SoftStop, OPEN, budget, at),
         Due::AwaitingRecord
     ));
+    assert!(w.state.awaits_record_from(&key("p")) && w.state.awaits_record_from(&key("q")));
     // p's status lists j1; q's does not yet.
     w.state.recorded(&key("p"), &["j1"].into());
+    assert!(!w.state.awaits_record_from(&key("p")) && w.state.awaits_record_from(&key("q")));
     assert!(w.due(Lane::SoftStop, 600).is_none(), "q has not written it");
     w.state.recorded(&key("q"), &["j0"].into());
     assert!(
