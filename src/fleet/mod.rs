@@ -248,7 +248,7 @@ impl Fleet {
             .servers
             .values()
             .any(|power| *power == ObservedPower::Stopping);
-        let (view, queue) = {
+        let (view, queue, deleted) = {
             let mut state = self.lock();
             // Jobs an earlier process left are taken in before anything is planned, with
             // everything the policy wants now (a selector's matches need a listing): an
@@ -275,8 +275,14 @@ impl Fleet {
                 now,
             );
             let queue = state.queue_standing(request.policy, request.lane, &self.budget, now);
-            (view, queue)
+            (view, queue, deleted)
         };
+        if deleted {
+            // The deletion may have forgotten the policy before this sync registered
+            // it above: its servers must not stay in the inventory until the fleet
+            // retires.
+            self.inventory.forget(request.policy);
+        }
         if view.queued {
             self.wake.notify_one();
         }
@@ -484,5 +490,9 @@ mod tests {
             .unwrap();
         assert!(synced.view.outcome.to_stop.is_empty());
         assert!(fleet.is_idle());
+        assert!(
+            !fleet.inventory.is_interested(&p),
+            "a deleted policy's late sync leaves nothing in the inventory"
+        );
     }
 }
