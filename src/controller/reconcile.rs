@@ -341,11 +341,7 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             now,
         },
     );
-    let written: HashSet<String> = next.jobs.iter().map(|job| job.job_id.clone()).collect();
     write_status(policy, ctx, key, &previous, next).await?;
-    // Durable now: the fleet's worker may send its next call.
-    ctx.fleets
-        .recorded(key, &written.iter().map(String::as_str).collect());
     ctx.synced(key);
     // Its stops all wait for budget: it is synced when they go out (the worker says
     // so), not every few seconds for as long as the budget makes it wait.
@@ -439,7 +435,9 @@ async fn write_status(
     next: EcsPowerPolicyStatus,
 ) -> Result<(), Error> {
     let namespace = policy.namespace().unwrap_or_default();
+    let written: HashSet<&str> = next.jobs.iter().map(|job| job.job_id.as_str()).collect();
     if next == *previous {
+        ctx.fleets.recorded(key, &written);
         // Set on every sync, not only on writes: after a restart the gauges of a
         // policy whose status stays as it was must be there too.
         ctx.metrics
@@ -457,6 +455,8 @@ async fn write_status(
         policy: key.to_string(),
         source,
     })?;
+    // Durable now: the fleet's worker may send its next call, before the Events.
+    ctx.fleets.recorded(key, &written);
     ctx.metrics.status_writes.inc();
     ctx.metrics
         .policy_conditions(&namespace, &policy.name_any(), &next.conditions);

@@ -38,7 +38,7 @@ use crate::ecs::error::EcsError;
 use crate::metrics::Metrics;
 use crate::plan::{Backoff, Mode, ObservedPower};
 use crate::selector::{CappedSelector, Selection, select};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use inventory::Wants;
 use registry::Deleted;
 use state::{FleetState, Now, Observed, SyncRequest};
@@ -86,6 +86,8 @@ impl Default for FleetConfig {
 
 /// Jobs are polled at most this often when a listing suggests one has finished.
 const EARLY_JOB_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Job polls of one fleet in flight at once.
+const JOB_POLLS_AT_ONCE: usize = 4;
 
 /// One sync of one policy, as the controller asks for it.
 #[derive(Debug)]
@@ -191,7 +193,8 @@ impl Fleet {
     /// [`FleetRequest::listing_wait`]; nothing was planned, sync again soon.
     pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, EcsError> {
         self.carry_over(&request);
-        self.poll_jobs(self.config.job_poll_interval).await;
+        self.poll_jobs_unless_under_way(self.config.job_poll_interval)
+            .await;
         self.inventory.register(
             request.policy,
             Wants {
@@ -336,7 +339,24 @@ impl Fleet {
     /// ask. A poll that fails leaves the decision to the state: it gives the job up
     /// if it failed for good; jobs past the deadline are given up on too.
     async fn poll_jobs(&self, interval: Duration) {
-        let mut last_poll = self.job_poll.lock().await;
+        let last_poll = self.job_poll.lock().await;
+        self.poll_jobs_locked(last_poll, interval).await;
+    }
+
+    /// As [`Fleet::poll_jobs`], but when another sync is polling, goes on with what
+    /// the last poll found rather than wait for it: a sync that records a job holds
+    /// the project's next call, and its view is at most one interval older.
+    async fn poll_jobs_unless_under_way(&self, interval: Duration) {
+        if let Ok(last_poll) = self.job_poll.try_lock() {
+            self.poll_jobs_locked(last_poll, interval).await;
+        }
+    }
+
+    async fn poll_jobs_locked(
+        &self,
+        mut last_poll: tokio::sync::MutexGuard<'_, Option<Instant>>,
+        interval: Duration,
+    ) {
         if last_poll.is_some_and(|at| at.elapsed() < interval) {
             return;
         }
@@ -345,8 +365,15 @@ impl Fleet {
             .unfinished_jobs()
             .map(|job| job.job_id.clone())
             .collect();
-        for job_id in pending {
-            let answer = self.api.get_job(&job_id).await;
+        // A few at once: at 100 jobs in flight, one after the other would take a
+        // hundred round trips per interval.
+        let mut answers = futures::stream::iter(pending)
+            .map(|job_id| async move {
+                let answer = self.api.get_job(&job_id).await;
+                (job_id, answer)
+            })
+            .buffer_unordered(JOB_POLLS_AT_ONCE);
+        while let Some((job_id, answer)) = answers.next().await {
             if let Err(error) = &answer {
                 tracing::debug!(%job_id, %error, "job poll failed");
             }
