@@ -66,7 +66,7 @@ impl Ctx {
     ) -> Result<Operator> {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let flags = operator::with_overrides(operator::fast_flags(), &extra);
-        let mut op = Operator::spawn_watching(&self.cluster, &self.dir, name, watch, &flags)?;
+        let mut op = Operator::spawn(&self.cluster, &self.dir, name, watch, &flags)?;
         op.wait_healthy(Duration::from_secs(30)).await?;
         Ok(op)
     }

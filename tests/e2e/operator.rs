@@ -62,20 +62,10 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// `ecs-power-operator run --watch-namespace NS --http-addr 127.0.0.1:PORT <flags>`,
-    /// with KUBECONFIG = the ServiceAccount token kubeconfig; stdout+stderr to `dir/name.log`.
+    /// `ecs-power-operator run --watch-namespace NS --http-addr 127.0.0.1:PORT <flags>`
+    /// (`watch_ns` None: every namespace, as `deploy/` runs it), with KUBECONFIG = the
+    /// ServiceAccount token kubeconfig; stdout+stderr to `dir/name.log`.
     pub fn spawn(
-        cluster: &Cluster,
-        dir: &Path,
-        name: &str,
-        watch_ns: &str,
-        flags: &[String],
-    ) -> Result<Self> {
-        Self::spawn_watching(cluster, dir, name, Some(watch_ns), flags)
-    }
-
-    /// As [`Operator::spawn`]; `None` watches every namespace, as `deploy/` runs it.
-    pub fn spawn_watching(
         cluster: &Cluster,
         dir: &Path,
         name: &str,

@@ -7,7 +7,6 @@ use crate::harness::{
 };
 use crate::operator::metric_sum;
 use anyhow::{Result, bail};
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// Missing Secret → Degraded/SecretNotFound + Warning Event, no crash, no tight loop;
