@@ -167,6 +167,18 @@ stringData:
         .await
     }
 
+    /// Waits until the policy is Degraded with `reason`; returns that status.
+    pub async fn wait_degraded(&self, ns: &str, policy: &str, reason: &str) -> Result<Value> {
+        self.wait_status(
+            ns,
+            policy,
+            Duration::from_secs(30),
+            &format!("Degraded/{reason}"),
+            |s| degraded_with(s, reason),
+        )
+        .await
+    }
+
     /// Everything useful when a scenario failed: statuses, events, operator log tails.
     pub async fn diagnostics(&self) -> String {
         let mut out = String::new();

@@ -10,7 +10,7 @@
 #[path = "../../hostile_support/mod.rs"]
 mod hostile_support;
 
-use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, degraded_with, start_sim};
+use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim};
 use anyhow::{Result, bail};
 use hostile_support::{HostileEndpoint, Hostility};
 use std::time::{Duration, Instant};
@@ -129,13 +129,7 @@ pub async fn allowed_endpoints(ctx: Ctx) -> Result<()> {
     ctx.wait_phase(ns, "listed", "Stopped", Duration::from_secs(30))
         .await?;
     let refused = ctx
-        .wait_status(
-            ns,
-            "unlisted",
-            Duration::from_secs(30),
-            "Degraded/EndpointNotAllowed",
-            |s| degraded_with(s, "EndpointNotAllowed"),
-        )
+        .wait_degraded(ns, "unlisted", "EndpointNotAllowed")
         .await?;
     if condition(&refused, "Stalled").is_none_or(|c| c["status"] != "True") {
         bail!("EndpointNotAllowed is not Stalled: {refused}");

@@ -12,7 +12,7 @@
 use crate::cluster::{OPERATOR_NS, OPERATOR_SA, repo_root};
 use crate::ensure_eq;
 use crate::harness::{
-    ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, degraded_with, start_sim, summary, wait_until,
+    ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary, wait_until,
 };
 use anyhow::{Result, bail, ensure};
 use ecs_power_operator::sim::RunningSim;
@@ -97,15 +97,8 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         s["phase"] == "Stopped" && summary(s, "stopped") == 50
     })
     .await?;
-    let b = ctx
-        .wait_status(
-            &ns_b,
-            "b",
-            Duration::from_secs(30),
-            "B Degraded/SecretNotFound (A's Secret of that name is not used)",
-            |s| degraded_with(s, "SecretNotFound"),
-        )
-        .await?;
+    // A's Secret of that name is not used.
+    let b = ctx.wait_degraded(&ns_b, "b", "SecretNotFound").await?;
     let message = condition(&b, "Degraded").map(|c| c["message"].to_string());
     ensure!(
         message
@@ -163,15 +156,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     let _operator = ctx
         .operator_watching("namespaced", None, &["--secret-changes=poll"])
         .await?;
-    let b = ctx
-        .wait_status(
-            &ns_b,
-            "b",
-            Duration::from_secs(30),
-            "B Degraded/SecretForbidden (not opted in)",
-            |s| degraded_with(s, "SecretForbidden"),
-        )
-        .await?;
+    let b = ctx.wait_degraded(&ns_b, "b", "SecretForbidden").await?;
     ensure!(
         condition(&b, "Stalled").is_some_and(|c| c["status"] == "True"),
         "SecretForbidden is not Stalled: {b}"
