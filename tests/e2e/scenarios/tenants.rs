@@ -60,13 +60,18 @@ async fn rotation(ctx: &Ctx, sim: &RunningSim, ns: &str, policy: &str) -> Result
     Ok(used)
 }
 
-/// `kubectl auth can-i VERB secrets -n NS --as=<the operator's ServiceAccount>`.
-async fn can_i(ctx: &Ctx, verb: &str, ns: &str) -> Result<bool> {
+/// `kubectl auth can-i VERB secrets[/NAME] -n NS --as=<the operator's ServiceAccount>`
+/// for `scope` = `NS` or `NS/NAME`.
+async fn can_i(ctx: &Ctx, verb: &str, scope: &str) -> Result<bool> {
     let sa = format!("system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}");
+    let (ns, resource) = match scope.split_once('/') {
+        Some((ns, name)) => (ns, format!("secrets/{name}")),
+        None => (scope, "secrets".to_owned()),
+    };
     let out = ctx
         .k
         .run(
-            &["auth", "can-i", verb, "secrets", "-n", ns, "--as", &sa],
+            &["auth", "can-i", verb, &resource, "-n", ns, "--as", &sa],
             None,
         )
         .await?;
@@ -121,22 +126,28 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             "namespaced mode: the operator may {verb} secrets in {ns} before any opt-in"
         );
     }
-    ctx.k
-        .run(
-            &[
-                "create",
-                "rolebinding",
-                "ecs-power-operator-secret-reader",
-                "-n",
-                &ns_a,
-                "--clusterrole=ecs-power-operator-secret-reader",
-                &format!("--serviceaccount={OPERATOR_NS}:{OPERATOR_SA}"),
-            ],
-            None,
-        )
-        .await?
-        .check()?;
-    // (verb, namespace, allowed): only `get`, only where granted.
+    // A opts in with the shipped example, C with the one narrowed to named Secrets.
+    let ns_c = ctx.namespace("c").await?;
+    for (example, ns) in [("opt-in.yaml", &ns_a), ("opt-in-named-secrets.yaml", &ns_c)] {
+        let manifest = std::fs::read_to_string(overlay.join(example))?
+            .replace("namespace: team-a", &format!("namespace: {ns}"));
+        ctx.k
+            .run(&["apply", "-f", "-"], Some(&manifest))
+            .await?
+            .check()?;
+    }
+    let (c_granted, c_other) = (
+        format!("{ns_c}/{SECRET}"),
+        format!("{ns_c}/other-credentials"),
+    );
+    // The API server's authorizer sees new grants through its informers, a moment later.
+    for granted in [ns_a.as_str(), c_granted.as_str()] {
+        wait_until(Duration::from_secs(10), "the opt-in seen", || {
+            can_i(&ctx, "get", granted)
+        })
+        .await?;
+    }
+    // (verb, namespace[/name], allowed): only `get`, only what was granted.
     for (verb, ns, allowed) in [
         ("get", ns_a.as_str(), true),
         ("list", ns_a.as_str(), false),
@@ -144,6 +155,8 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         ("get", ns_b.as_str(), false),
         ("get", "kube-system", false),
         ("list", "kube-system", false),
+        ("get", c_granted.as_str(), true),
+        ("get", c_other.as_str(), false),
     ] {
         ensure_eq!(
             can_i(&ctx, verb, ns).await?,
@@ -151,8 +164,14 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             "namespaced mode, A opted in: may {verb} secrets in {ns}"
         );
     }
-    // B has the Secret now, but did not opt in.
+    // B has the Secret now, but did not opt in; C's policy names a Secret that C's
+    // narrowed grant leaves out.
     ctx.secret(&ns_b, SECRET, ACCESS_KEY, SECRET_KEY).await?;
+    ctx.secret(&ns_c, "other-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let mut unnamed = Policy::new(&ns_c, "c", &sim, &ids[50..]);
+    unnamed.secret = "other-credentials".to_owned();
+    ctx.k.apply_ok(&unnamed.yaml()).await?;
     let _operator = ctx
         .operator_watching("namespaced", None, &["--secret-changes=poll"])
         .await?;
@@ -168,6 +187,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         Duration::from_secs(10),
     )
     .await?;
+    ctx.wait_degraded(&ns_c, "c", "SecretForbidden").await?;
     let polled = rotation(&ctx, &sim, &ns_a, "a").await?;
     eprintln!(
         "e2e tenants: rotated key used after {:.2}s (metadata watch), {:.2}s (polled, namespaced mode)",
