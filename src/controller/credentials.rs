@@ -44,7 +44,8 @@ pub enum CredentialsError {
     },
     #[error(
         "the operator may not read Secret {namespace}/{name}: namespace {namespace} has not \
-         granted it (bind ClusterRole ecs-power-operator-secret-reader there, see the README)"
+         granted it (a RoleBinding there to the ClusterRole ecs-power-operator-secret-reader, \
+         or <release>-secret-reader of a Helm release; see the README)"
     )]
     Forbidden { namespace: String, name: String },
     #[error("reading Secret {namespace}/{name}: {source}")]
@@ -212,6 +213,21 @@ mod tests {
         let error = from_secret(&secret(&[("accessKey", "AK1")]), "ns", "c").unwrap_err();
         assert_eq!(error.reason(), "SecretKeyMissing");
         assert_eq!(error.to_string(), "Secret ns/c has no key `secretKey`");
+    }
+
+    #[test]
+    fn a_forbidden_secret_says_what_to_bind() {
+        let error = CredentialsError::Forbidden {
+            namespace: "team-a".into(),
+            name: "otc".into(),
+        };
+        assert_eq!(error.reason(), "SecretForbidden");
+        assert!(error.to_string().contains("team-a/otc"));
+        assert!(
+            error
+                .to_string()
+                .contains("ecs-power-operator-secret-reader")
+        );
     }
 
     #[test]
