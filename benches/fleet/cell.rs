@@ -94,7 +94,7 @@ pub async fn run(
     let control_plane_cpu_before = control_plane_cpu_s(cluster)?;
     let started = Instant::now();
     let started_wall = jiff::Timestamp::now();
-    let mut op = Operator::spawn(cluster, &cluster.dir, &ns, &ns, &flags)?;
+    let mut op = Operator::spawn(cluster, &cluster.dir, &ns, Some(&ns), &flags)?;
     let limit = settings.bound(servers) * 3 + Duration::from_secs(120);
     let (all_stopped, (policies_stopped, last_policy_eta)) = tokio::try_join!(
         wait_servers_stopped(&sim, servers, started, limit),

@@ -78,7 +78,9 @@ pub struct EcsPowerPolicySpec {
 
     /// The servers to keep stopped, by ECS server id (at most 10,000 entries, each id
     /// once). Same shape as the `servers` list of the ECS batch-stop API. Optional
-    /// beside a selector: the policy then wants the union of both.
+    /// beside a selector: the policy then wants the union of both. Apply a policy of
+    /// more than 5,000 servers with `kubectl apply --server-side`: client-side apply
+    /// copies the object into an annotation limited to 256 KiB (about 5,600 servers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["id".into()]))]
     #[schemars(length(max = crate::policy::MAX_SERVERS_PER_POLICY))]

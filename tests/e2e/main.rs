@@ -68,6 +68,10 @@ fn trials() -> Vec<Trial> {
     vec![
         scenario("validation", validation::run),
         scenario("hostile_tenant", hostile::hostile_tenant),
+        scenario("tenants", tenants::run),
+        scenario("allowed_endpoints", hostile::allowed_endpoints),
+        scenario("large_policies", large::run),
+        scenario("many_secrets", many_secrets::run),
         scenario("rbac", rbac::run),
         scenario("stop_2500", stopping::stop_2500),
         scenario("restart_mid_job", stopping::restart_mid_job),
