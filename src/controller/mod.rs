@@ -7,6 +7,7 @@ mod events;
 mod reconcile;
 mod recorder;
 mod status;
+mod timing;
 
 pub use credentials::{ACCESS_KEY, CloudCredentials, CredentialsError, SECRET_KEY};
 pub use reconcile::{Error, reconcile};
@@ -20,7 +21,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -137,6 +138,18 @@ fn error_policy(policy: Arc<EcsPowerPolicy>, error: &Error, ctx: Arc<Context>) -
 }
 
 /// Runs the controller until `shutdown` resolves; reconciles under way then finish.
+/// The override annotation's value, as a predicate: setting, changing or removing it
+/// syncs the policy at once, although it leaves the generation as it was.
+fn keep_running_until(policy: &EcsPowerPolicy) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    policy
+        .annotations()
+        .get(timing::KEEP_RUNNING_UNTIL)
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -150,9 +163,10 @@ pub async fn run(
             ),
             None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
         };
-    // Only spec changes (a new generation) trigger a sync: the operator's own status
-    // writes must not, or a status that changes on every try (a request id in an error
-    // message) would loop without backoff. Requeues and the Secret watch do the rest.
+    // Only spec changes (a new generation) and the keep-running-until annotation trigger
+    // a sync: the operator's own status writes must not, or a status that changes on
+    // every try (a request id in an error message) would loop without backoff.
+    // Requeues and the Secret watch do the rest.
     let (store, writer) = reflector::store();
     // The first round: every listed policy is planned and its stops queued before any
     // sync starts reporting (syncs wait for it), so that stops go out in full calls
@@ -212,7 +226,10 @@ pub async fn run(
             }
         })
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(
+            predicates::generation.combine(keep_running_until),
+            Default::default(),
+        );
     // A policy whose stops wait in the queue is synced when they go out, not polled.
     let batches_sent = futures::stream::unfold(ctx.fleets.take_submitted(), |rx| async move {
         let mut rx = rx?;

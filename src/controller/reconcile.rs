@@ -3,6 +3,7 @@
 use super::Context;
 use super::credentials::{self, CredentialsError};
 use super::status::{self, Problem, SyncReport};
+use super::timing::{Timing, timing_of};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
@@ -111,7 +112,11 @@ fn target_of(
 
 /// What a sync found before reporting it.
 enum Prepared {
-    Planned(Box<Synced>),
+    Planned {
+        synced: Box<Synced>,
+        timing: Timing,
+        mode: Mode,
+    },
     /// The fleet's listing is still under way (a slow endpoint): nothing to report
     /// yet, and the sync slot is given back until it is done.
     Listing,
@@ -138,16 +143,6 @@ fn prepared_from(ctx: &Context, key: &PolicyKey, error: EcsError) -> Result<Prep
     }
 }
 
-fn mode_of(policy: &EcsPowerPolicy) -> Mode {
-    if policy.spec.suspend {
-        Mode::Suspend
-    } else if policy.spec.dry_run {
-        Mode::DryRun
-    } else {
-        Mode::Act
-    }
-}
-
 /// Observe, plan and queue the stops of one policy: everything of a sync but the
 /// report, in one call of its fleet. Writes nothing to Kubernetes.
 async fn prepare(
@@ -156,6 +151,12 @@ async fn prepare(
     key: &PolicyKey,
     listing_wait: std::time::Duration,
 ) -> Result<Prepared, Error> {
+    // Before anything else: a schedule that cannot be read stops nothing.
+    let timing = match timing_of(policy, jiff::Timestamp::now()) {
+        Ok(timing) => timing,
+        Err(found) => return Ok(problem(ctx, key, found, None)),
+    };
+    let mode = timing.mode(policy.spec.suspend, policy.spec.dry_run);
     let namespace = policy.namespace().unwrap_or_default();
     let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
     let creds = match ctx
@@ -226,7 +227,7 @@ async fn prepare(
         named: &named,
         exclude: &exclude,
         selector: selector.as_ref(),
-        mode: mode_of(policy),
+        mode,
         lane: Lane::stop(stop_type),
         backoff: ctx.config.retry_backoff,
         max_age: ctx.config.inventory_max_age,
@@ -235,7 +236,11 @@ async fn prepare(
         spent,
     };
     match fleet.sync(request).await {
-        Ok(Some(synced)) => Ok(Prepared::Planned(Box::new(synced))),
+        Ok(Some(synced)) => Ok(Prepared::Planned {
+            synced: Box::new(synced),
+            timing,
+            mode,
+        }),
         Ok(None) => Ok(Prepared::Listing),
         Err(error) => prepared_from(ctx, key, error),
     }
@@ -310,8 +315,12 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
         Ok(prepared) => prepared,
         Err(error) => return Err(report_error(policy, ctx, key, &previous, error).await),
     };
-    let synced = match prepared {
-        Prepared::Planned(synced) => synced,
+    let (synced, timing, mode) = match prepared {
+        Prepared::Planned {
+            synced,
+            timing,
+            mode,
+        } => (synced, timing, mode),
         Prepared::Listing => return Ok(Action::requeue(ctx.config.active_requeue)),
         Prepared::Problem { problem, kind } => {
             if let Some(kind) = kind {
@@ -334,7 +343,8 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             outcome: &view.outcome,
             jobs: &view.jobs,
             failing: &view.failing,
-            dry_run: mode_of(policy) == Mode::DryRun,
+            intent: timing.intent(mode),
+            schedule: timing.status(),
             selection: selection.as_ref(),
             problem: fleet_problem(&view, selection.as_ref(), policy.spec.max_servers),
             queue,
@@ -350,12 +360,10 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
     // Its stops all wait for budget: it is synced when they go out (the worker says
     // so), not every few seconds for as long as the budget makes it wait.
     let waiting = !powering_off && view.waiting_for_budget;
-    Ok(Action::requeue(next_sync_in(
-        ctx,
-        &view.outcome,
-        &view.jobs,
-        waiting,
-    )))
+    let due = next_sync_in(ctx, &view.outcome, &view.jobs, waiting);
+    // At the next window edge or override expiry, not a drift interval later.
+    let edge = timing.next_change_in(jiff::Timestamp::now());
+    Ok(Action::requeue(edge.map_or(due, |edge| edge.min(due))))
 }
 
 fn next_sync_in(

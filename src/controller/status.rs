@@ -7,8 +7,8 @@ use crate::plan::{PlanOutcome, RetryState};
 use crate::policy::conditions::{self, ConditionUpdate, Intent};
 use crate::policy::{
     DRY_RUN_SAMPLE_SIZE, DryRunReport, EcsPowerPolicyStatus, JobRecord, JobState,
-    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, QueueStatus, SelectorStatus, ServerFailure,
-    status_time,
+    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, QueueStatus, ScheduleStatus, SelectorStatus,
+    ServerFailure, status_time,
 };
 use crate::selector::Selection;
 use std::collections::{HashMap, HashSet};
@@ -28,7 +28,10 @@ pub struct SyncReport<'a> {
     pub jobs: &'a [JobView],
     /// Retry state of the policy's servers that are not stopped.
     pub failing: &'a HashMap<String, RetryState>,
-    pub dry_run: bool,
+    /// How the conditions read the sync's mode (act, dry run, held off by the schedule).
+    pub intent: Intent,
+    /// Where the schedule and the override stand, if the policy has either.
+    pub schedule: Option<ScheduleStatus>,
     /// What the policy's selector matched, if it has one.
     pub selection: Option<&'a Selection>,
     /// A stop-call failure no retry fixes by itself, shown on every policy of the project.
@@ -217,7 +220,8 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
         report.now,
     );
     status.queue = queue_status(previous.queue.as_ref(), report.queue.as_ref(), report.now);
-    status.dry_run = report.dry_run.then(|| DryRunReport {
+    status.schedule = report.schedule.clone();
+    status.dry_run = (report.intent == Intent::DryRun).then(|| DryRunReport {
         would_stop: count(report.outcome.would_stop.len()),
         sample: report
             .outcome
@@ -244,13 +248,11 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
         }
         None => {
             status.phase = Some(report.outcome.phase);
-            let intent = if report.dry_run {
-                Intent::DryRun
-            } else {
-                Intent::Act
-            };
-            let updates =
-                conditions::from_progress(report.outcome.phase, &report.outcome.summary, intent);
+            let updates = conditions::from_progress(
+                report.outcome.phase,
+                &report.outcome.summary,
+                report.intent,
+            );
             apply_conditions(&mut status, updates, report.generation, report.now);
         }
     }
@@ -427,7 +429,8 @@ mod tests {
             outcome: plan,
             jobs: &[],
             failing,
-            dry_run: false,
+            intent: Intent::Act,
+            schedule: None,
             selection: None,
             problem: None,
             queue: None,
