@@ -6,6 +6,9 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+// Every string a CEL rule reads has a maxLength: without one the API server estimates
+// the rule's cost over the largest string a request could hold, far over its budget.
+
 /// `HH:MM` or `HH:MM:SS` (seconds let a test put a window a few seconds ahead).
 const TIME_PATTERN: &str = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$";
 /// The same, or `24:00` (the end of the day).
@@ -49,13 +52,13 @@ pub struct WindowSpec {
     /// Local time `HH:MM` (or `HH:MM:SS`) the window begins at; the start of the day
     /// if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = TIME_PATTERN))]
+    #[schemars(regex(pattern = TIME_PATTERN), length(max = 8))]
     pub from: Option<String>,
     /// Local time `HH:MM` (or `HH:MM:SS`) the window ends at (`24:00` is the end of
     /// the day); the end of the day if absent. A `to` at or before `from` ends on the
     /// next day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = END_TIME_PATTERN))]
+    #[schemars(regex(pattern = END_TIME_PATTERN), length(max = 8))]
     pub to: Option<String>,
 }
 
@@ -85,15 +88,15 @@ pub enum Day {
 pub struct ExceptionSpec {
     /// Local dates, `YYYY-MM-DD` (at most 400).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 400), inner(regex(pattern = DATE_PATTERN)))]
+    #[schemars(length(max = 400), inner(regex(pattern = DATE_PATTERN), length(max = 10)))]
     pub dates: Vec<String>,
     /// First day of the range, `YYYY-MM-DD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DATE_PATTERN))]
+    #[schemars(regex(pattern = DATE_PATTERN), length(max = 10))]
     pub from: Option<String>,
     /// Last day of the range, included, `YYYY-MM-DD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DATE_PATTERN))]
+    #[schemars(regex(pattern = DATE_PATTERN), length(max = 10))]
     pub to: Option<String>,
     /// `true`: stopped all day; `false`: nothing stopped that day.
     pub stopped: bool,
