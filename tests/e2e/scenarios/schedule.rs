@@ -2,7 +2,8 @@
 //! nothing stopped before a window, its servers stopped when it begins, a server
 //! started by hand inside it stopped again, nothing done after it; the keep-running
 //! override holds stopping off and expires by itself; exception days decide the day;
-//! removing a schedule or deleting a policy starts nothing.
+//! an unknown zone or an unreadable override is Stalled and stops nothing; removing a
+//! schedule or deleting a policy starts nothing.
 
 use crate::ensure_eq;
 use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, wait_until};
@@ -206,9 +207,23 @@ pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
     holiday.extra_spec = format!(
         "  schedule:\n    timeZone: UTC\n    windows: [{{days: [{other_day}], from: \"01:00\", to: \"02:00\"}}]\n    exceptions: [{{dates: {days}, stopped: true}}]\n"
     );
+    // What the schema cannot check: an unknown zone, an annotation that is no time.
+    // Both on release-week's servers: they must stay ACTIVE.
+    let mut atlantis = Policy::new(ns, "atlantis", &sim, &ids[5..10]);
+    atlantis.extra_spec =
+        "  schedule:\n    timeZone: Europe/Atlantis\n    windows: [{days: [Mon]}]\n".into();
+    let tomorrow = Policy::new(ns, "tomorrow", &sim, &ids[5..10])
+        .yaml()
+        .replacen(
+            "metadata:\n",
+            "metadata:\n  annotations:\n    ecspower.dev/keep-running-until: tomorrow\n",
+            1,
+        );
     ctx.k.apply_ok(&held).await?;
     ctx.k.apply_ok(&release.yaml()).await?;
     ctx.k.apply_ok(&holiday.yaml()).await?;
+    ctx.k.apply_ok(&atlantis.yaml()).await?;
+    ctx.k.apply_ok(&tomorrow).await?;
 
     let s = ctx
         .wait_status(
@@ -277,6 +292,47 @@ pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
         Duration::from_secs(5),
     )
     .await?;
+    for (name, reason, needle) in [
+        (
+            "atlantis",
+            "InvalidSchedule",
+            "spec.schedule.timeZone: unknown time zone `Europe/Atlantis`",
+        ),
+        (
+            "tomorrow",
+            "InvalidKeepRunningUntil",
+            "annotation ecspower.dev/keep-running-until: `tomorrow`",
+        ),
+    ] {
+        ctx.wait_status(
+            ns,
+            name,
+            Duration::from_secs(10),
+            &format!("Stalled/{reason} naming the field"),
+            |s| {
+                condition(s, "Stalled").is_some_and(|c| {
+                    c["status"] == "True"
+                        && c["reason"] == reason
+                        && c["message"].as_str().is_some_and(|m| m.contains(needle))
+                })
+            },
+        )
+        .await?;
+    }
+    ctx.wait_event(
+        ns,
+        "InvalidSchedule",
+        Some("Warning"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    ctx.wait_event(
+        ns,
+        "InvalidKeepRunningUntil",
+        Some("Warning"),
+        Duration::from_secs(5),
+    )
+    .await?;
 
     // The holiday's schedule removed: always stopped now, nothing started; then every
     // policy deleted: nothing started either.
@@ -291,7 +347,7 @@ pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
         |s| s["phase"] == "Stopped" && s["schedule"].is_null(),
     )
     .await?;
-    for name in ["held", "release-week", "holiday"] {
+    for name in ["held", "release-week", "holiday", "atlantis", "tomorrow"] {
         ctx.k
             .run(&["delete", "epp", name, "-n", ns, "--wait=true"], None)
             .await?
