@@ -43,6 +43,15 @@ async fn sleep_until(at: Timestamp) {
     }
 }
 
+/// The policy's YAML with the keep-running-until annotation set to `value`.
+fn keep_running_until(policy: &Policy, value: &str) -> String {
+    policy.yaml().replacen(
+        "metadata:\n",
+        &format!("metadata:\n  annotations:\n    ecspower.dev/keep-running-until: \"{value}\"\n"),
+        1,
+    )
+}
+
 fn status_time(s: &Value, field: &str) -> Option<Timestamp> {
     s["schedule"][field].as_str()?.parse().ok()
 }
@@ -190,10 +199,9 @@ pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
 
     // Held off for 8 s, then stopped.
     let until = Timestamp::from_second(now.as_second() + 8)?;
-    let held = Policy::new(ns, "held", &sim, &ids[0..5]).yaml().replacen(
-        "metadata:\n",
-        &format!("metadata:\n  annotations:\n    ecspower.dev/keep-running-until: \"{until}\"\n"),
-        1,
+    let held = keep_running_until(
+        &Policy::new(ns, "held", &sim, &ids[0..5]),
+        &until.to_string(),
     );
     // Every day is a window, but today and tomorrow are exceptions: nothing stopped.
     let mut release = Policy::new(ns, "release-week", &sim, &ids[5..10]);
@@ -212,13 +220,7 @@ pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
     let mut atlantis = Policy::new(ns, "atlantis", &sim, &ids[5..10]);
     atlantis.extra_spec =
         "  schedule:\n    timeZone: Europe/Atlantis\n    windows: [{days: [Mon]}]\n".into();
-    let tomorrow = Policy::new(ns, "tomorrow", &sim, &ids[5..10])
-        .yaml()
-        .replacen(
-            "metadata:\n",
-            "metadata:\n  annotations:\n    ecspower.dev/keep-running-until: tomorrow\n",
-            1,
-        );
+    let tomorrow = keep_running_until(&Policy::new(ns, "tomorrow", &sim, &ids[5..10]), "tomorrow");
     ctx.k.apply_ok(&held).await?;
     ctx.k.apply_ok(&release.yaml()).await?;
     ctx.k.apply_ok(&holiday.yaml()).await?;
@@ -331,6 +333,32 @@ pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
         "InvalidKeepRunningUntil",
         Some("Warning"),
         Duration::from_secs(5),
+    )
+    .await?;
+    // The annotation fixed: synced at once (the generation stays as it was, and the
+    // problem's retry backoff has grown to 10 s and more by now).
+    let an_hour = Timestamp::now() + Duration::from_secs(3600);
+    ctx.k
+        .run(
+            &[
+                "annotate",
+                "--overwrite",
+                "epp",
+                "tomorrow",
+                "-n",
+                ns,
+                &format!("ecspower.dev/keep-running-until={an_hour}"),
+            ],
+            None,
+        )
+        .await?
+        .check()?;
+    ctx.wait_status(
+        ns,
+        "tomorrow",
+        Duration::from_secs(3),
+        "Ready/KeepRunning within 3 s of fixing the annotation",
+        |s| s["phase"] == "Idle" && ready_because(s, "KeepRunning"),
     )
     .await?;
 
