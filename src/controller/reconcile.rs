@@ -9,7 +9,7 @@ use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
 use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Spent, Synced};
 use crate::plan::{Mode, PlanOutcome};
-use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, StopType};
+use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, ScheduleStatus, StopType};
 use crate::selector::{CappedSelector, Selection};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
@@ -114,7 +114,6 @@ fn target_of(
 enum Prepared {
     Planned {
         synced: Box<Synced>,
-        timing: Timing,
         mode: Mode,
     },
     /// The fleet's listing is still under way (a slow endpoint): nothing to report
@@ -143,19 +142,16 @@ fn prepared_from(ctx: &Context, key: &PolicyKey, error: EcsError) -> Result<Prep
     }
 }
 
-/// Observe, plan and queue the stops of one policy: everything of a sync but the
-/// report, in one call of its fleet. Writes nothing to Kubernetes.
+/// Observe, plan and queue the stops of one policy, as `timing` wants them now:
+/// everything of a sync but the report, in one call of its fleet. Writes nothing to
+/// Kubernetes.
 async fn prepare(
     policy: &EcsPowerPolicy,
     ctx: &Context,
     key: &PolicyKey,
+    timing: Timing,
     listing_wait: std::time::Duration,
 ) -> Result<Prepared, Error> {
-    // Before anything else: a schedule that cannot be read stops nothing.
-    let timing = match timing_of(policy, jiff::Timestamp::now()) {
-        Ok(timing) => timing,
-        Err(found) => return Ok(problem(ctx, key, found, None)),
-    };
     let mode = timing.mode(policy.spec.suspend, policy.spec.dry_run);
     let namespace = policy.namespace().unwrap_or_default();
     let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
@@ -238,7 +234,6 @@ async fn prepare(
     match fleet.sync(request).await {
         Ok(Some(synced)) => Ok(Prepared::Planned {
             synced: Box::new(synced),
-            timing,
             mode,
         }),
         Ok(None) => Ok(Prepared::Listing),
@@ -258,9 +253,13 @@ pub async fn plan_ahead(store: &Store<EcsPowerPolicy>, ctx: &Context) {
     futures::stream::iter(policies)
         .for_each_concurrent(usize::from(ctx.config.concurrency), |policy| async move {
             let key = PolicyKey::of(&policy);
+            // A schedule that cannot be read is the sync's to report; nothing is queued.
+            let Ok(timing) = timing_of(&policy, jiff::Timestamp::now()) else {
+                return;
+            };
             // The round has a limit of its own: waiting for the listings here lets it
             // queue every policy's stops before any partial call goes out.
-            if let Err(error) = prepare(&policy, ctx, &key, super::FIRST_ROUND_LIMIT).await {
+            if let Err(error) = prepare(&policy, ctx, &key, timing, super::FIRST_ROUND_LIMIT).await {
                 tracing::debug!(policy = %key, %error, "planning ahead failed; the sync will report it");
             }
         })
@@ -311,22 +310,28 @@ fn fleet_problem(
 
 async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result<Action, Error> {
     let previous = policy.status.clone().unwrap_or_default();
-    let prepared = match prepare(policy, ctx, key, ctx.config.listing_wait).await {
+    // Before anything else: a schedule that cannot be read stops nothing, and its
+    // status shows no times it cannot vouch for.
+    let timing = match timing_of(policy, jiff::Timestamp::now()) {
+        Ok(timing) => timing,
+        Err(found) => {
+            ctx.fleets.leave(key);
+            return report_problem(policy, ctx, key, &previous, found, None).await;
+        }
+    };
+    let prepared = match prepare(policy, ctx, key, timing, ctx.config.listing_wait).await {
         Ok(prepared) => prepared,
         Err(error) => return Err(report_error(policy, ctx, key, &previous, error).await),
     };
-    let (synced, timing, mode) = match prepared {
-        Prepared::Planned {
-            synced,
-            timing,
-            mode,
-        } => (synced, timing, mode),
+    let (synced, mode) = match prepared {
+        Prepared::Planned { synced, mode } => (synced, mode),
         Prepared::Listing => return Ok(Action::requeue(ctx.config.active_requeue)),
         Prepared::Problem { problem, kind } => {
             if let Some(kind) = kind {
                 ctx.metrics.error(kind.as_str());
             }
-            return report_problem(policy, ctx, key, &previous, problem).await;
+            let schedule = timing.status();
+            return report_problem(policy, ctx, key, &previous, problem, schedule).await;
         }
     };
     let Synced {
@@ -400,12 +405,14 @@ async fn report_problem(
     key: &PolicyKey,
     previous: &EcsPowerPolicyStatus,
     problem: Problem,
+    schedule: Option<ScheduleStatus>,
 ) -> Result<Action, Error> {
     tracing::warn!(reason = problem.reason, message = %problem.message, "policy cannot be synced");
     let next = status::from_problem(
         previous,
         policy.meta().generation,
         &problem,
+        schedule,
         jiff::Timestamp::now(),
     );
     write_status(policy, ctx, key, previous, next).await?;

@@ -261,14 +261,17 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
 
 /// For a sync that could not observe anything: the last counts stay, the phase and
 /// conditions say why nothing moves.
+/// `schedule`: where the schedule stands, if it could be read.
 pub fn from_problem(
     previous: &EcsPowerPolicyStatus,
     generation: Option<i64>,
     problem: &Problem,
+    schedule: Option<ScheduleStatus>,
     now: jiff::Timestamp,
 ) -> EcsPowerPolicyStatus {
     let mut status = previous.clone();
     status.observed_generation = generation;
+    status.schedule = schedule;
     status.phase = Some(Phase::Degraded);
     // Nothing is queued in its name while it cannot be synced.
     status.queue = None;
@@ -529,9 +532,35 @@ mod tests {
             message: "m".into(),
         };
         assert_eq!(
-            from_problem(&status, Some(1), &problem, ts(102)).queue,
+            from_problem(&status, Some(1), &problem, None, ts(102)).queue,
             None
         );
+    }
+
+    #[test]
+    fn a_problem_shows_the_schedule_only_when_it_could_be_read() {
+        let problem = Problem {
+            reason: "InvalidSchedule",
+            message: "spec.schedule.timeZone: unknown time zone".into(),
+        };
+        let schedule = ScheduleStatus {
+            window_active: true,
+            next_stop: None,
+            next_start: Some(Time(ts(50))),
+            keep_running_until: None,
+        };
+        let previous = EcsPowerPolicyStatus {
+            schedule: Some(schedule.clone()),
+            ..Default::default()
+        };
+        // Unreadable: no times the operator cannot vouch for.
+        assert_eq!(
+            from_problem(&previous, Some(2), &problem, None, ts(5)).schedule,
+            None
+        );
+        // Readable (a missing Secret, say): the schedule still stands.
+        let kept = from_problem(&previous, Some(2), &problem, Some(schedule.clone()), ts(5));
+        assert_eq!(kept.schedule, Some(schedule));
     }
 
     #[test]
@@ -540,7 +569,13 @@ mod tests {
             reason: "SecretNotFound",
             message: "Secret ns/x does not exist".into(),
         };
-        let status = from_problem(&EcsPowerPolicyStatus::default(), Some(3), &problem, ts(5));
+        let status = from_problem(
+            &EcsPowerPolicyStatus::default(),
+            Some(3),
+            &problem,
+            None,
+            ts(5),
+        );
         assert_eq!(status.phase, Some(Phase::Degraded));
         let degraded = conditions::find(&status.conditions, ConditionType::Degraded).unwrap();
         assert_eq!(
@@ -558,7 +593,13 @@ mod tests {
             reason: "SecretNotFound",
             message: "m".into(),
         };
-        let synced = from_problem(&EcsPowerPolicyStatus::default(), Some(1), &problem, ts(5));
+        let synced = from_problem(
+            &EcsPowerPolicyStatus::default(),
+            Some(1),
+            &problem,
+            None,
+            ts(5),
+        );
         let failed = from_sync_error(&synced, Some(2), "ECS API unreachable", ts(6));
         assert_eq!(failed.observed_generation, Some(2));
         let holds = |t| conditions::is_true(&failed.conditions, t);

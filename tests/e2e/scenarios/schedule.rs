@@ -306,20 +306,26 @@ pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
             "annotation ecspower.dev/keep-running-until: `tomorrow`",
         ),
     ] {
-        ctx.wait_status(
-            ns,
-            name,
-            Duration::from_secs(10),
-            &format!("Stalled/{reason} naming the field"),
-            |s| {
-                condition(s, "Stalled").is_some_and(|c| {
-                    c["status"] == "True"
-                        && c["reason"] == reason
-                        && c["message"].as_str().is_some_and(|m| m.contains(needle))
-                })
-            },
-        )
-        .await?;
+        let s = ctx
+            .wait_status(
+                ns,
+                name,
+                Duration::from_secs(10),
+                &format!("Stalled/{reason} naming the field"),
+                |s| {
+                    condition(s, "Stalled").is_some_and(|c| {
+                        c["status"] == "True"
+                            && c["reason"] == reason
+                            && c["message"].as_str().is_some_and(|m| m.contains(needle))
+                    })
+                },
+            )
+            .await?;
+        ensure!(
+            s["schedule"].is_null(),
+            "{name}: status.schedule shown for a schedule that cannot be read: {}",
+            s["schedule"]
+        );
     }
     ctx.wait_event(
         ns,
