@@ -219,6 +219,7 @@ async fn create_policies(
                 stop_type: StopType::Soft,
                 suspend: false,
                 dry_run: false,
+                schedule: None,
             };
             let policy = EcsPowerPolicy::new(&format!("p-{i:04}"), spec);
             let api = api.clone();

@@ -8,6 +8,7 @@ mod reconcile;
 mod recorder;
 mod secret_poll;
 mod status;
+mod timing;
 
 pub use credentials::{ACCESS_KEY, CloudCredentials, CredentialsError, SECRET_KEY};
 pub use reconcile::{Error, reconcile};
@@ -21,7 +22,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -179,15 +180,28 @@ fn policies_naming(
         .collect()
 }
 
+/// The override annotation's value, as a predicate: setting, changing or removing it
+/// syncs the policy at once, although it leaves the generation as it was.
+fn keep_running_until(policy: &EcsPowerPolicy) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    policy
+        .annotations()
+        .get(timing::KEEP_RUNNING_UNTIL)
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Runs the controller until `shutdown` resolves; reconciles under way then finish.
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let policies: Api<EcsPowerPolicy> = watched(&ctx);
-    // Only spec changes (a new generation) trigger a sync: the operator's own status
-    // writes must not, or a status that changes on every try (a request id in an error
-    // message) would loop without backoff. Requeues and the Secret watch do the rest.
+    // Only spec changes (a new generation) and the keep-running-until annotation trigger
+    // a sync: the operator's own status writes must not, or a status that changes on
+    // every try (a request id in an error message) would loop without backoff.
+    // Requeues and the Secret watch do the rest.
     let (store, writer) = reflector::store();
     // The first round: every listed policy is planned and its stops queued before any
     // sync starts reporting (syncs wait for it), so that stops go out in full calls
@@ -247,7 +261,10 @@ pub async fn run(
             }
         })
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(
+            predicates::generation.combine(keep_running_until),
+            Default::default(),
+        );
     // A policy whose stops wait in the queue is synced when they go out, not polled.
     let batches_sent = futures::stream::unfold(ctx.fleets.take_submitted(), |rx| async move {
         let mut rx = rx?;

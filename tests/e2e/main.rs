@@ -89,6 +89,11 @@ fn trials() -> Vec<Trial> {
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),
         scenario("selectors", selectors::run),
+        scenario("schedule_window", scenarios::schedule::window),
+        scenario(
+            "schedule_override_exceptions",
+            scenarios::schedule::override_and_exceptions,
+        ),
         scenario("missing_secret", problems::missing_secret),
         scenario("bad_credentials", problems::bad_credentials),
         scenario("two_namespaces", problems::two_namespaces),

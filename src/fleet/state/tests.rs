@@ -183,8 +183,9 @@ fn withdrawn_ids_are_not_put_back_when_their_call_is_refused() {
 }
 
 #[test]
-fn a_suspended_dry_run_or_deleted_policy_queues_nothing_and_withdraws_what_it_had() {
-    for mode in [Mode::Suspend, Mode::DryRun] {
+fn a_suspended_dry_run_idle_or_deleted_policy_queues_nothing_and_withdraws_what_it_had() {
+    // Idle: a window that ended, or a keep-running override, withdraws queued stops.
+    for mode in [Mode::Suspend, Mode::DryRun, Mode::Idle] {
         let mut w = World::new();
         w.sync("p", &["a"], 0);
         let view = w.sync_with("p", &["a"], (mode, Lane::SoftStop), &[], (10, 10));

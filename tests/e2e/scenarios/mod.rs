@@ -11,6 +11,7 @@ pub mod queue;
 pub mod rbac;
 pub mod restarts;
 pub mod safety;
+pub mod schedule;
 pub mod selectors;
 pub mod stopping;
 pub mod tenants;
