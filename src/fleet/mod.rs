@@ -192,9 +192,10 @@ impl Fleet {
     /// `None`: the fleet's listing is still under way after
     /// [`FleetRequest::listing_wait`]; nothing was planned, sync again soon.
     pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, EcsError> {
+        // Jobs are polled by `worker::follow_jobs`, not here: a sync (one of the slots
+        // every tenant shares, and the one the project's next call may wait for)
+        // never waits on another endpoint round trip for them.
         self.carry_over(&request);
-        self.poll_jobs_unless_under_way(self.config.job_poll_interval)
-            .await;
         self.inventory.register(
             request.policy,
             Wants {
@@ -335,28 +336,10 @@ impl Fleet {
         )
     }
 
-    /// Poll every unfinished job, at most once per `interval` however many syncs
-    /// ask. A poll that fails leaves the decision to the state: it gives the job up
+    /// Poll every unfinished job, at most once per `interval` however many ask. A poll that fails leaves the decision to the state: it gives the job up
     /// if it failed for good; jobs past the deadline are given up on too.
     async fn poll_jobs(&self, interval: Duration) {
-        let last_poll = self.job_poll.lock().await;
-        self.poll_jobs_locked(last_poll, interval).await;
-    }
-
-    /// As [`Fleet::poll_jobs`], but when another sync is polling, goes on with what
-    /// the last poll found rather than wait for it: a sync that records a job holds
-    /// the project's next call, and its view is at most one interval older.
-    async fn poll_jobs_unless_under_way(&self, interval: Duration) {
-        if let Ok(last_poll) = self.job_poll.try_lock() {
-            self.poll_jobs_locked(last_poll, interval).await;
-        }
-    }
-
-    async fn poll_jobs_locked(
-        &self,
-        mut last_poll: tokio::sync::MutexGuard<'_, Option<Instant>>,
-        interval: Duration,
-    ) {
+        let mut last_poll = self.job_poll.lock().await;
         if last_poll.is_some_and(|at| at.elapsed() < interval) {
             return;
         }
