@@ -12,7 +12,7 @@
 # hashes everything the image is made of (Cargo.toml, Cargo.lock, src/, the
 # rootfs files, the CA bundle, this script): an unchanged image is not rebuilt.
 # It is also tagged localhost/ecs-power-operator:<version>, the tag
-# deploy/deployment.yaml names.
+# deploy/base/deployment.yaml names.
 #
 # Needs: cargo with the x86_64-unknown-linux-musl target (rustup target add),
 # musl-gcc (Debian: musl-tools; ring compiles C), buildah, and the CA bundle

@@ -1,7 +1,7 @@
 //! `ecs-power-operator run`: wires the controller, the fleets, leader election, the
 //! HTTP endpoints and signal handling together.
 
-use crate::controller::{self, Context, ControllerConfig};
+use crate::controller::{self, Context, ControllerConfig, SecretChanges};
 use crate::ecs::auth::Credentials;
 use crate::ecs::budget::{ActionBudget, BudgetLimits};
 use crate::ecs::client::{EcsApi, HttpEcsClient};
@@ -87,9 +87,23 @@ pub struct RunArgs {
     /// any address it reaches (see the README on SSRF).
     #[arg(long, env = "EPO_ALLOWED_ENDPOINTS", value_delimiter = ',')]
     pub allowed_endpoints: Vec<String>,
+    /// How Secret changes (a rotated key, a fixed Secret) are seen: `watch`, a
+    /// metadata-only watch of Secrets (needs list and watch of Secrets: the
+    /// cluster-wide RBAC mode), or `poll`, a metadata `get` of each Secret a policy
+    /// names every `--secret-poll-interval-ms` (needs only `get`: the namespaced mode).
+    #[arg(long, value_enum, env = "EPO_SECRET_CHANGES", default_value = "watch")]
+    pub secret_changes: SecretChangesArg,
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub secret_poll_interval_ms: u64,
     /// First retry delay of a server whose stop failed; doubles up to 10 minutes.
     #[arg(long, default_value_t = 10_000)]
     pub retry_backoff_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SecretChangesArg {
+    Watch,
+    Poll,
 }
 
 /// Feeds the ECS client's request events into Prometheus.
@@ -161,6 +175,10 @@ impl RunArgs {
                 max: Duration::from_secs(600).max(millis(self.retry_backoff_ms)),
             },
             allowed_endpoints: self.allowed_endpoints.clone(),
+            secret_changes: match self.secret_changes {
+                SecretChangesArg::Watch => SecretChanges::Watch,
+                SecretChangesArg::Poll => SecretChanges::Poll(millis(self.secret_poll_interval_ms)),
+            },
             ..ControllerConfig::default()
         }
     }

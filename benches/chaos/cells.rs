@@ -7,7 +7,7 @@ use crate::cluster::{Cluster, OPERATOR_NS};
 use crate::operator::Operator;
 use crate::proxy::Proxy;
 use crate::report::{Figures, Kill};
-use crate::setup::{create_policies, create_secret, wait_servers_stopped};
+use crate::setup::{create_policies, create_secret, share_of_ids, wait_servers_stopped};
 use crate::watch::PolicyWatch;
 use anyhow::{Context as _, Result, bail};
 use ecs_power_operator::sim::{self, RunningSim, SimConfig};
@@ -72,7 +72,10 @@ impl World {
         let sim = sim::start(sim_config(settings, servers), "127.0.0.1:0".parse()?).await?;
         cluster.kubectl.create_namespace(&ns).await?;
         create_secret(client, &ns).await?;
-        create_policies(client, &ns, &sim, policies).await?;
+        create_policies(client, &ns, &sim, policies, &|i, ids| {
+            share_of_ids(i, ids, policies)
+        })
+        .await?;
         let watch = PolicyWatch::start(client, &ns, policies);
         eprintln!("chaos {cell}: {servers} servers over {policies} policies in {ns}");
         let sim = Arc::new(sim);
@@ -100,7 +103,7 @@ impl World {
             kubeconfig,
             &self.dir,
             &format!("{}-{name}", self.ns),
-            &self.ns,
+            Some(&self.ns),
             flags,
         )
     }

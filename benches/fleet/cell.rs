@@ -7,9 +7,10 @@ use crate::cluster::Cluster;
 use crate::operator::{self, Operator};
 use crate::report::{self, Cell, CellFigures, EtaFigures, MAX_PER_CALL, Settings};
 use crate::setup::{create_policies, create_secret, wait_servers_stopped};
+use crate::targeting::{self, Targeting};
 use anyhow::{Context as _, Result, bail};
 use ecs_power_operator::policy::{EcsPowerPolicy, MAX_SERVERS_PER_POLICY, Phase};
-use ecs_power_operator::sim::{self, SimConfig};
+use ecs_power_operator::sim::{self, RunningSim, SimConfig};
 use futures::TryStreamExt;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -27,28 +28,51 @@ pub fn sim_config(servers: usize, settings: &Settings) -> SimConfig {
     }
 }
 
+/// N servers over P policies that name them by `targeting`.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub servers: usize,
+    pub policies: usize,
+    pub targeting: Targeting,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (servers, policies) = (self.servers, self.policies);
+        write!(f, "N={servers} P={policies} by {}", self.targeting.name())
+    }
+}
+
 pub async fn run(
     cluster: &Cluster,
     client: &kube::Client,
-    servers: usize,
-    policies: usize,
+    shape: Shape,
     settings: &Settings,
 ) -> Result<Cell> {
-    if servers.div_ceil(policies) > MAX_SERVERS_PER_POLICY {
+    let Shape {
+        servers,
+        policies,
+        targeting,
+    } = shape;
+    if targeting == Targeting::Ids && servers.div_ceil(policies) > MAX_SERVERS_PER_POLICY {
         return Ok(Cell::NotApplicable {
             servers,
             policies,
             reason: format!(
-                "a policy holds at most {MAX_SERVERS_PER_POLICY} servers (the CRD's limit, which keeps it far below etcd's object size limit)"
+                "a policy lists at most {MAX_SERVERS_PER_POLICY} servers (the CRD's limit, which keeps it far below etcd's object size limit)"
             ),
         });
     }
-    eprintln!("bench: N={servers} P={policies}: setting up");
+    eprintln!("bench: {shape}: setting up");
     let sim = sim::start(sim_config(servers, settings), "127.0.0.1:0".parse()?).await?;
-    let ns = format!("bench-n{servers}-p{policies}");
+    tag_servers(&sim, shape)?;
+    let ns = format!("bench-n{servers}-p{policies}-{}", targeting.name());
     cluster.kubectl.create_namespace(&ns).await?;
     create_secret(client, &ns).await?;
-    let took = create_policies(client, &ns, &sim, policies).await?;
+    let took = create_policies(client, &ns, &sim, policies, &|i, ids| {
+        targeting::policy_target(targeting, i, ids, policies)
+    })
+    .await?;
     eprintln!(
         "bench: {policies} policies created in {:.1}s",
         took.as_secs_f64()
@@ -63,7 +87,7 @@ pub async fn run(
     let control_plane_cpu_before = control_plane_cpu_s(cluster)?;
     let started = Instant::now();
     let started_wall = jiff::Timestamp::now();
-    let mut op = Operator::spawn(cluster, &cluster.dir, &ns, &ns, &flags)?;
+    let mut op = Operator::spawn(cluster, &cluster.dir, &ns, Some(&ns), &flags)?;
     let limit = settings.bound(servers) * 3 + Duration::from_secs(120);
     let (all_stopped, (policies_stopped, last_policy_eta)) = tokio::try_join!(
         wait_servers_stopped(&sim, servers, started, limit),
@@ -97,6 +121,7 @@ pub async fn run(
     Ok(Cell::Measured(CellFigures {
         servers,
         policies,
+        targeting,
         stop_calls: stats.stop_calls,
         stop_calls_bound: servers.div_ceil(MAX_PER_CALL) as u64,
         largest_stop_call: stats.stop_ids_max,
@@ -118,6 +143,20 @@ pub async fn run(
         control_plane_cpu_s: control_plane_cpu,
         last_policy_eta,
     }))
+}
+
+/// The tags a selector cell's policies select by (an id cell's servers keep the
+/// simulator's own).
+fn tag_servers(sim: &RunningSim, shape: Shape) -> Result<()> {
+    if shape.targeting == Targeting::Ids {
+        return Ok(());
+    }
+    let control = sim.control();
+    for (n, id) in sim.server_ids().iter().enumerate() {
+        let tags = targeting::server_tags(shape.targeting, n, shape.servers, shape.policies);
+        control.set_tags(id, &tags)?;
+    }
+    Ok(())
 }
 
 /// What the watch saw of one policy.

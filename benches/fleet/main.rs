@@ -28,12 +28,14 @@ mod setup;
 mod cell;
 mod naive;
 mod report;
+mod targeting;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use report::{Report, Settings};
 use std::path::PathBuf;
 use std::time::Duration;
+use targeting::Targeting;
 
 #[derive(Debug, Parser)]
 #[command(about = "Fleet benchmark: the operator against ecs-sim on a local kube-apiserver")]
@@ -44,6 +46,10 @@ struct Args {
     /// Policy counts P (comma-separated); each cell spreads N servers evenly over P policies.
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
     policies: Vec<usize>,
+    /// How the policies name their servers (comma-separated): id lists, tag selectors
+    /// that split the servers, or tag selectors that overlap (each server four times).
+    #[arg(long, value_delimiter = ',', default_value = "ids")]
+    targeting: Vec<Targeting>,
     /// The budget window of sim and operator (1000 servers per window; the API's is 60 s).
     #[arg(long, default_value_t = 1000)]
     window_ms: u64,
@@ -65,12 +71,13 @@ struct Args {
 }
 
 impl Args {
-    /// What `cargo test` runs: one cell of two full calls over 4 policies, and the
-    /// baseline on 3 servers.
+    /// What `cargo test` runs: cells of two full calls over 4 policies (by ids, by
+    /// splitting and by overlapping selectors), and the baseline on 3 servers.
     fn self_check() -> Self {
         Self {
             servers: vec![2000],
             policies: vec![4],
+            targeting: vec![Targeting::Ids, Targeting::Split, Targeting::Overlap],
             window_ms: 1000,
             stop_ms: 300,
             naive_servers: 3,
@@ -142,13 +149,20 @@ async fn run(args: &Args) -> Result<Report> {
         tokio::spawn(async move { naive::run(servers, &settings).await })
     });
     let mut report = Report::new(&settings);
-    for &servers in &args.servers {
-        for &policies in &args.policies {
-            let cell = cell::run(&cluster, &client, servers, policies, &settings)
-                .await
-                .with_context(|| format!("cell N={servers} P={policies}"))?;
-            eprint!("bench: {}", cell.row());
-            report.cells.push(cell);
+    for &targeting in &args.targeting {
+        for &servers in &args.servers {
+            for &policies in &args.policies {
+                let shape = cell::Shape {
+                    servers,
+                    policies,
+                    targeting,
+                };
+                let cell = cell::run(&cluster, &client, shape, &settings)
+                    .await
+                    .with_context(|| format!("cell {shape}"))?;
+                eprint!("bench: {}", cell.row());
+                report.cells.push(cell);
+            }
         }
     }
     if let Some(naive) = naive {

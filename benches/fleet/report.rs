@@ -1,5 +1,6 @@
 //! The figures of one benchmark run, their targets, and how they are printed.
 
+use crate::targeting::Targeting;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ impl Settings {
 pub struct CellFigures {
     pub servers: usize,
     pub policies: usize,
+    pub targeting: Targeting,
     pub stop_calls: u64,
     /// ceil(N/1000).
     pub stop_calls_bound: u64,
@@ -149,7 +151,7 @@ impl Report {
         let mut missed = Vec::new();
         for cell in &self.cells {
             let Cell::Measured(f) = cell else { continue };
-            let at = format!("N={} P={}", f.servers, f.policies);
+            let at = format!("N={} P={} by {}", f.servers, f.policies, f.targeting.name());
             if f.stop_calls != f.stop_calls_bound {
                 missed.push(format!(
                     "{at}: {} stop calls, bound {}",
@@ -187,8 +189,8 @@ impl Report {
             "\nbudget: {} servers per {} ms window; the simulator stops a server in {} ms\n\n",
             MAX_PER_CALL, self.window_ms, self.stop_ms
         );
-        out += "| N | P | stop calls (bound) | ids sent | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s | API server + etcd CPU s | last policy's ETA s, estimated at s (Stopped s, off) |\n";
-        out += "|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n";
+        out += "| N | P | by | stop calls (bound) | ids sent | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s | API server + etcd CPU s | last policy's ETA s, estimated at s (Stopped s, off) |\n";
+        out += "|---:|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n";
         for cell in &self.cells {
             out += &cell.row();
         }
@@ -204,9 +206,10 @@ impl Cell {
     pub fn row(&self) -> String {
         match self {
             Cell::Measured(f) => format!(
-                "| {} | {} | {} ({}) | {} | {:.2} ({:.0} / {:.0}) | {} | {} | {:.1} ({:.1}) | {:+.0}% | {:.1} | {} | {:.1} | {:.1} | {:.1} | {} |\n",
+                "| {} | {} | {} | {} ({}) | {} | {:.2} ({:.0} / {:.0}) | {} | {} | {:.1} ({:.1}) | {:+.0}% | {:.1} | {} | {:.1} | {:.1} | {:.1} | {} |\n",
                 f.servers,
                 f.policies,
+                f.targeting.name(),
                 f.stop_calls,
                 f.stop_calls_bound,
                 f.stop_ids_sent,
@@ -231,7 +234,7 @@ impl Cell {
                 servers,
                 policies,
                 reason,
-            } => format!("| {servers} | {policies} | n/a: {reason} ||||||||||||||\n"),
+            } => format!("| {servers} | {policies} | ids | n/a: {reason} ||||||||||||||\n"),
         }
     }
 }

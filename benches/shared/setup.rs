@@ -1,11 +1,12 @@
-//! What the benchmarks share (fleet and chaos): the admin client, the Secret, policies
-//! that split a simulator's servers, and the wait for the simulator to report them
+//! What the benchmarks share (fleet and chaos): the admin client, the Secret, the
+//! policies on a simulator, and the wait for the simulator to report them
 //! all SHUTOFF. The control plane and operator processes come from `tests/e2e/`.
 
 use anyhow::{Context as _, Result, bail};
 use ecs_power_operator::policy::{
     CloudSpec, EcsPowerPolicy, EcsPowerPolicySpec, SecretRef, ServerRef, StopType,
 };
+use ecs_power_operator::selector::spec::SelectorSpec;
 use ecs_power_operator::sim::{self, RunningSim};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -46,13 +47,34 @@ pub async fn create_secret(client: &kube::Client, ns: &str) -> Result<()> {
     Ok(())
 }
 
-/// The simulator's servers spread evenly over `count` policies, `p-0000`, `p-0001`, ...
-/// Returns how long creating them took.
+/// What one policy names: servers by id, and a selector with its cap.
+pub struct Target {
+    pub servers: Vec<ServerRef>,
+    pub selector: Option<SelectorSpec>,
+    pub max_servers: Option<u32>,
+}
+
+/// Policy `i` of `count` lists its even share of `ids` by id.
+pub fn share_of_ids(i: usize, ids: &[String], count: usize) -> Target {
+    let range = i * ids.len() / count..(i + 1) * ids.len() / count;
+    Target {
+        servers: ids[range]
+            .iter()
+            .map(|id| ServerRef { id: id.clone() })
+            .collect(),
+        selector: None,
+        max_servers: None,
+    }
+}
+
+/// `count` policies `p-0000`, `p-0001`, ... on the simulator, policy `i` naming
+/// `target(i, server ids)`. Returns how long creating them took.
 pub async fn create_policies(
     client: &kube::Client,
     ns: &str,
     sim: &RunningSim,
     count: usize,
+    target: &(dyn Fn(usize, &[String]) -> Target + Sync),
 ) -> Result<Duration> {
     let t0 = Instant::now();
     let ids = sim.server_ids();
@@ -60,7 +82,11 @@ pub async fn create_policies(
     let endpoint = sim.base_url();
     futures::stream::iter(0..count)
         .map(|i| {
-            let range = i * ids.len() / count..(i + 1) * ids.len() / count;
+            let Target {
+                servers,
+                selector,
+                max_servers,
+            } = target(i, &ids);
             let spec = EcsPowerPolicySpec {
                 cloud: CloudSpec {
                     project_id: sim::DEFAULT_PROJECT_ID.to_owned(),
@@ -70,16 +96,14 @@ pub async fn create_policies(
                         name: SECRET_NAME.to_owned(),
                     },
                 },
-                servers: ids[range]
-                    .iter()
-                    .map(|id| ServerRef { id: id.clone() })
-                    .collect(),
-                selector: None,
+                servers,
+                selector,
                 exclude: Vec::new(),
-                max_servers: None,
+                max_servers,
                 stop_type: StopType::Soft,
                 suspend: false,
                 dry_run: false,
+                schedule: None,
             };
             let policy = EcsPowerPolicy::new(&format!("p-{i:04}"), spec);
             let api = api.clone();

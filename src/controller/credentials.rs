@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::core::PartialObjectMeta;
 use secrecy::SecretString;
 
 pub const ACCESS_KEY: &str = "accessKey";
@@ -41,6 +42,12 @@ pub enum CredentialsError {
         name: String,
         key: &'static str,
     },
+    #[error(
+        "the operator may not read Secret {namespace}/{name}: namespace {namespace} has not \
+         granted it (a RoleBinding there to the ClusterRole ecs-power-operator-secret-reader, \
+         or <release>-secret-reader of a Helm release; see the README)"
+    )]
+    Forbidden { namespace: String, name: String },
     #[error("reading Secret {namespace}/{name}: {source}")]
     Kubernetes {
         namespace: String,
@@ -57,34 +64,79 @@ impl CredentialsError {
             CredentialsError::SecretNotFound { .. } => "SecretNotFound",
             CredentialsError::KeyMissing { .. } => "SecretKeyMissing",
             CredentialsError::KeyInvalid { .. } => "SecretKeyInvalid",
-            CredentialsError::Kubernetes {
-                source: kube::Error::Api(status),
-                ..
-            } if status.code == 403 => "SecretForbidden",
+            CredentialsError::Forbidden { .. } => "SecretForbidden",
             CredentialsError::Kubernetes { .. } => "SecretUnreadable",
         }
     }
 }
 
-pub async fn load(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-) -> Result<CloudCredentials, CredentialsError> {
+/// Which version of a Secret a read saw, so that a later look at its metadata can
+/// tell whether the credentials taken from it are still current.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretVersion {
+    /// Not there, or not readable by the operator (403): either way nothing to use.
+    Absent,
+    /// Its `metadata.resourceVersion`.
+    At(String),
+    /// The read failed for another reason (the API server did not answer).
+    Unknown,
+}
+
+impl SecretVersion {
+    fn of_meta(meta: &kube::core::ObjectMeta) -> Self {
+        meta.resource_version
+            .clone()
+            .map_or(SecretVersion::Unknown, SecretVersion::At)
+    }
+}
+
+/// One read of a credentials Secret: what it found and which version it saw.
+pub struct SecretRead {
+    pub version: SecretVersion,
+    pub credentials: Result<CloudCredentials, CredentialsError>,
+}
+
+fn is_forbidden(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 403)
+}
+
+pub async fn load(client: &kube::Client, namespace: &str, name: &str) -> SecretRead {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = secrets
-        .get_opt(name)
-        .await
-        .map_err(|source| CredentialsError::Kubernetes {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source,
-        })?
-        .ok_or_else(|| CredentialsError::SecretNotFound {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        })?;
-    from_secret(&secret, namespace, name)
+    let (namespace, name) = (namespace.to_owned(), name.to_owned());
+    match secrets.get_opt(&name).await {
+        Ok(Some(secret)) => SecretRead {
+            version: SecretVersion::of_meta(&secret.metadata),
+            credentials: from_secret(&secret, &namespace, &name),
+        },
+        Ok(None) => SecretRead {
+            version: SecretVersion::Absent,
+            credentials: Err(CredentialsError::SecretNotFound { namespace, name }),
+        },
+        Err(source) if is_forbidden(&source) => SecretRead {
+            version: SecretVersion::Absent,
+            credentials: Err(CredentialsError::Forbidden { namespace, name }),
+        },
+        Err(source) => SecretRead {
+            version: SecretVersion::Unknown,
+            credentials: Err(CredentialsError::Kubernetes {
+                namespace,
+                name,
+                source,
+            }),
+        },
+    }
+}
+
+/// The version of Secret `namespace/name` now, from its metadata alone (a `get`: no
+/// list or watch permission needed, and no data read).
+pub async fn current_version(client: &kube::Client, namespace: &str, name: &str) -> SecretVersion {
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), namespace);
+    match secrets.get_metadata_opt(name).await {
+        Ok(Some(meta)) => SecretVersion::of_meta(&meta.metadata),
+        Ok(None) => SecretVersion::Absent,
+        Err(error) if is_forbidden(&error) => SecretVersion::Absent,
+        Err(_) => SecretVersion::Unknown,
+    }
 }
 
 fn from_secret(
@@ -161,6 +213,21 @@ mod tests {
         let error = from_secret(&secret(&[("accessKey", "AK1")]), "ns", "c").unwrap_err();
         assert_eq!(error.reason(), "SecretKeyMissing");
         assert_eq!(error.to_string(), "Secret ns/c has no key `secretKey`");
+    }
+
+    #[test]
+    fn a_forbidden_secret_says_what_to_bind() {
+        let error = CredentialsError::Forbidden {
+            namespace: "team-a".into(),
+            name: "otc".into(),
+        };
+        assert_eq!(error.reason(), "SecretForbidden");
+        assert!(error.to_string().contains("team-a/otc"));
+        assert!(
+            error
+                .to_string()
+                .contains("ecs-power-operator-secret-reader")
+        );
     }
 
     #[test]

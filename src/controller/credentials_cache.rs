@@ -1,20 +1,33 @@
-//! Credentials of the Secrets that policies name, kept until the Secret watch reports
-//! a change of that Secret: a sync then costs no Secret read (at 1000 policies, one API
-//! request in three). Only Secrets a policy asked for are held, never every Secret the
-//! watch sees, and a failed read is never kept.
+//! Credentials of the Secrets that policies name, kept until the Secret watch (or the
+//! poll that replaces it, [`super::secret_poll`]) reports a change of that Secret: a
+//! sync then costs no Secret read (at 1000 policies, one API request in three). Only
+//! Secrets a policy asked for are held, never every Secret the watch sees, and a failed
+//! read is never kept.
 
-use super::credentials::{self, CloudCredentials, CredentialsError};
+use super::credentials::{self, CloudCredentials, CredentialsError, SecretVersion};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 type SecretKey = (String, String);
 
-#[derive(Default)]
 struct Entry {
     credentials: Option<CloudCredentials>,
+    /// The version the last read saw, failed reads too (a missing key is fixed by a
+    /// new version): what a poll compares the Secret's metadata with.
+    seen: SecretVersion,
     /// Bumped by every change the watch reports: a read that started before a bump
     /// may have seen the old Secret and is not kept.
     epoch: u64,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Self {
+            credentials: None,
+            seen: SecretVersion::Unknown,
+            epoch: 0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -46,19 +59,49 @@ impl CredentialsCache {
             }
             entry.epoch
         };
-        let loaded = credentials::load(client, namespace, name).await;
-        if let Ok(credentials) = &loaded {
-            self.keep_if_current(key, epoch, credentials.clone());
-        }
-        loaded
+        let read = credentials::load(client, namespace, name).await;
+        self.keep_if_current(key, epoch, read.version, read.credentials.as_ref().ok());
+        read.credentials
     }
 
-    fn keep_if_current(&self, key: SecretKey, epoch: u64, credentials: CloudCredentials) {
+    fn keep_if_current(
+        &self,
+        key: SecretKey,
+        epoch: u64,
+        seen: SecretVersion,
+        credentials: Option<&CloudCredentials>,
+    ) {
         if let Some(entry) = self.lock().get_mut(&key)
             && entry.epoch == epoch
         {
-            entry.credentials = Some(credentials);
+            entry.seen = seen;
+            entry.credentials = credentials.cloned();
         }
+    }
+
+    /// Whether Secret `namespace/name`, now at `current`, differs from what its last
+    /// read saw; then its kept copy is dropped, and its policies should be synced. A
+    /// Secret no policy has read yet, or whose last read or this look failed, is not
+    /// judged.
+    pub fn outdated(&self, namespace: &str, name: &str, current: &SecretVersion) -> bool {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(&(namespace.to_owned(), name.to_owned())) else {
+            return false;
+        };
+        if *current == SecretVersion::Unknown
+            || entry.seen == SecretVersion::Unknown
+            || entry.seen == *current
+        {
+            return false;
+        }
+        Self::drop_copy(entry);
+        true
+    }
+
+    fn drop_copy(entry: &mut Entry) {
+        entry.epoch += 1;
+        entry.credentials = None;
+        entry.seen = SecretVersion::Unknown;
     }
 
     /// The watch saw Secret `namespace/name` change (or appear, or go).
@@ -67,8 +110,7 @@ impl CredentialsCache {
             .lock()
             .get_mut(&(namespace.to_owned(), name.to_owned()))
         {
-            entry.epoch += 1;
-            entry.credentials = None;
+            Self::drop_copy(entry);
         }
     }
 
@@ -105,7 +147,12 @@ mod tests {
     fn a_read_is_kept_until_the_secret_changes() {
         let cache = CredentialsCache::default();
         let epoch = started_read(&cache, "ns", "s");
-        cache.keep_if_current(("ns".into(), "s".into()), epoch, creds("AK1"));
+        cache.keep_if_current(
+            ("ns".into(), "s".into()),
+            epoch,
+            at("1"),
+            Some(&creds("AK1")),
+        );
         assert!(cache.holds("ns", "s"));
         cache.invalidate("ns", "other");
         assert!(cache.holds("ns", "s"));
@@ -119,8 +166,66 @@ mod tests {
         let epoch = started_read(&cache, "ns", "s");
         // The Secret changes while the read is under way.
         cache.invalidate("ns", "s");
-        cache.keep_if_current(("ns".into(), "s".into()), epoch, creds("old"));
+        cache.keep_if_current(
+            ("ns".into(), "s".into()),
+            epoch,
+            at("1"),
+            Some(&creds("old")),
+        );
         assert!(!cache.holds("ns", "s"));
+    }
+
+    fn at(version: &str) -> SecretVersion {
+        SecretVersion::At(version.to_owned())
+    }
+
+    fn read(cache: &CredentialsCache, seen: SecretVersion, credentials: Option<&CloudCredentials>) {
+        let epoch = started_read(cache, "ns", "s");
+        cache.keep_if_current(("ns".into(), "s".into()), epoch, seen, credentials);
+    }
+
+    #[test]
+    fn a_poll_that_sees_a_new_version_drops_the_copy_once() {
+        let cache = CredentialsCache::default();
+        read(&cache, at("1"), Some(&creds("AK1")));
+        assert!(!cache.outdated("ns", "s", &at("1")));
+        assert!(cache.holds("ns", "s"));
+        assert!(cache.outdated("ns", "s", &at("2")));
+        assert!(!cache.holds("ns", "s"));
+        // Until the next read, nothing is judged again: one sync per change.
+        assert!(!cache.outdated("ns", "s", &at("3")));
+    }
+
+    #[test]
+    fn a_secret_gone_or_forbidden_drops_the_copy() {
+        let cache = CredentialsCache::default();
+        read(&cache, at("1"), Some(&creds("AK1")));
+        assert!(cache.outdated("ns", "s", &SecretVersion::Absent));
+        assert!(!cache.holds("ns", "s"));
+    }
+
+    #[test]
+    fn a_failed_read_is_judged_too_so_a_fix_is_seen() {
+        let cache = CredentialsCache::default();
+        // Missing, then created.
+        read(&cache, SecretVersion::Absent, None);
+        assert!(!cache.outdated("ns", "s", &SecretVersion::Absent));
+        assert!(cache.outdated("ns", "s", &at("7")));
+        // A key missing in version 7, fixed in version 8.
+        read(&cache, at("7"), None);
+        assert!(!cache.outdated("ns", "s", &at("7")));
+        assert!(cache.outdated("ns", "s", &at("8")));
+    }
+
+    #[test]
+    fn unknown_versions_are_never_judged() {
+        let cache = CredentialsCache::default();
+        assert!(!cache.outdated("ns", "s", &at("1")));
+        read(&cache, SecretVersion::Unknown, None);
+        assert!(!cache.outdated("ns", "s", &at("1")));
+        read(&cache, at("1"), Some(&creds("AK1")));
+        assert!(!cache.outdated("ns", "s", &SecretVersion::Unknown));
+        assert!(cache.holds("ns", "s"));
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! turn to Degraded or Stalled, the recovery, everything stopped; and the bound on how
 //! many Events one policy may cause a minute. Pure: [`super::recorder`] writes them.
 
+use super::timing::KEEP_RUNNING_UNTIL;
 use crate::fleet::PolicyKey;
 use crate::policy::conditions::{self, ConditionType};
-use crate::policy::{EcsPowerPolicyStatus, JobState, Phase};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use crate::policy::{EcsPowerPolicyStatus, JobState, Phase, ScheduleStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::EventType;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -84,6 +85,7 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
             ),
         });
     }
+    notices.extend(schedule_turns(old.schedule.as_ref(), new.schedule.as_ref()));
     notices.extend(health_turn(&old.conditions, &new.conditions));
     if new.phase == Some(Phase::Stopped) && old.phase != Some(Phase::Stopped) {
         notices.push(notice(
@@ -92,6 +94,62 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
             "Sync",
             format!("all {} servers are stopped", new.summary.stopped),
         ));
+    }
+    notices
+}
+
+/// A window that began or ended, an override that took hold or expired. Nothing on a
+/// policy's first report: it is no news that a window was active when it was created.
+fn schedule_turns(old: Option<&ScheduleStatus>, new: Option<&ScheduleStatus>) -> Vec<Notice> {
+    let mut notices = Vec::new();
+    let shown = |time: Option<&Time>| {
+        time.map_or_else(|| "never within 58 weeks".to_owned(), |t| t.0.to_string())
+    };
+    if let (Some(old), Some(new)) = (old, new) {
+        match (old.window_active, new.window_active) {
+            (false, true) => notices.push(notice(
+                EventType::Normal,
+                "WindowStarted",
+                "Schedule",
+                format!(
+                    "a stopped window began: its servers are kept stopped until {}",
+                    shown(new.next_start.as_ref())
+                ),
+            )),
+            (true, false) => notices.push(notice(
+                EventType::Normal,
+                "WindowEnded",
+                "Schedule",
+                format!(
+                    "the stopped window ended: nothing is stopped until {}",
+                    shown(new.next_stop.as_ref())
+                ),
+            )),
+            _ => {}
+        }
+    }
+    let held_before = old.and_then(|s| s.keep_running_until.as_ref());
+    let held_now = new.and_then(|s| s.keep_running_until.as_ref());
+    match (held_before, held_now) {
+        (before, Some(until)) if before != Some(until) => notices.push(notice(
+            EventType::Normal,
+            "OverrideActive",
+            "Schedule",
+            format!(
+                "annotation {KEEP_RUNNING_UNTIL}: nothing is stopped until {}",
+                until.0
+            ),
+        )),
+        (Some(until), None) => notices.push(notice(
+            EventType::Normal,
+            "OverrideExpired",
+            "Schedule",
+            format!(
+                "annotation {KEEP_RUNNING_UNTIL} no longer holds (it ran until {}, or was removed): the schedule applies again",
+                until.0
+            ),
+        )),
+        _ => {}
     }
     notices
 }
@@ -267,7 +325,48 @@ impl EventBudget {
 mod tests {
     use super::*;
     use crate::policy::JobRecord;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn scheduled(window_active: bool, keep_running_until: Option<i64>) -> EcsPowerPolicyStatus {
+        let at = |secs| Time(jiff::Timestamp::from_second(secs).unwrap());
+        EcsPowerPolicyStatus {
+            schedule: Some(ScheduleStatus {
+                window_active,
+                next_stop: Some(at(100)),
+                next_start: Some(at(200)),
+                keep_running_until: keep_running_until.map(at),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn window_edges_and_overrides_are_announced_once() {
+        let reasons = |old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus| {
+            transitions(old, new)
+                .into_iter()
+                .map(|n| n.reason)
+                .collect::<Vec<_>>()
+        };
+        let (outside, inside) = (scheduled(false, None), scheduled(true, None));
+        let none = Vec::<String>::new();
+        assert_eq!(reasons(&EcsPowerPolicyStatus::default(), &inside), none);
+        assert_eq!(reasons(&outside, &inside), ["WindowStarted"]);
+        assert_eq!(reasons(&inside, &inside), none);
+        assert_eq!(reasons(&inside, &outside), ["WindowEnded"]);
+        let held = scheduled(true, Some(50));
+        assert_eq!(reasons(&inside, &held), ["OverrideActive"]);
+        assert_eq!(reasons(&held, &held), none);
+        assert_eq!(
+            reasons(&held, &scheduled(true, Some(60))),
+            ["OverrideActive"]
+        );
+        assert_eq!(reasons(&held, &inside), ["OverrideExpired"]);
+        // An override without a schedule: status.schedule goes with it.
+        assert_eq!(
+            reasons(&held, &EcsPowerPolicyStatus::default()),
+            ["OverrideExpired"]
+        );
+    }
 
     fn job(id: &str, status: JobState) -> JobRecord {
         JobRecord {

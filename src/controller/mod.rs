@@ -6,7 +6,9 @@ mod credentials_cache;
 mod events;
 mod reconcile;
 mod recorder;
+mod secret_poll;
 mod status;
+mod timing;
 
 pub use credentials::{ACCESS_KEY, CloudCredentials, CredentialsError, SECRET_KEY};
 pub use reconcile::{Error, reconcile};
@@ -20,7 +22,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,17 @@ const POLICY_LIST_PAGE_SIZE: u32 = 10;
 /// Longest the first round may hold syncs back (an unreachable ECS API, say): its
 /// syncs then report the trouble.
 const FIRST_ROUND_LIMIT: Duration = Duration::from_secs(10);
+
+/// How the operator learns that a Secret a policy names changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretChanges {
+    /// A metadata-only watch of Secrets: needs list and watch of Secrets wherever
+    /// policies are (the cluster-wide RBAC mode); a change is seen at once.
+    Watch,
+    /// A metadata `get` of each named Secret every interval: needs only `get` of the
+    /// Secrets policies name (the namespaced RBAC mode).
+    Poll(Duration),
+}
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -57,6 +70,7 @@ pub struct ControllerConfig {
     /// `concurrency`, shared by every tenant) back and is synced again after
     /// `active_requeue`: a tenant's tarpit endpoint must not hold the slots.
     pub listing_wait: Duration,
+    pub secret_changes: SecretChanges,
 }
 
 impl Default for ControllerConfig {
@@ -77,6 +91,7 @@ impl Default for ControllerConfig {
             },
             allowed_endpoints: Vec::new(),
             listing_wait: Duration::from_secs(1),
+            secret_changes: SecretChanges::Watch,
         }
     }
 }
@@ -136,23 +151,57 @@ fn error_policy(policy: Arc<EcsPowerPolicy>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(delay)
 }
 
+/// `K` in the watched namespace, or in all of them.
+fn watched<K>(ctx: &Context) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// The policies in `store` whose credentials are Secret `namespace/name`.
+fn policies_naming(
+    store: &reflector::Store<EcsPowerPolicy>,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<EcsPowerPolicy>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|policy| {
+            policy.namespace().as_deref() == Some(namespace)
+                && policy.spec.cloud.credentials_secret_ref.name == name
+        })
+        .map(|policy| ObjectRef::from_obj(&*policy))
+        .collect()
+}
+
+/// The override annotation's value, as a predicate: setting, changing or removing it
+/// syncs the policy at once, although it leaves the generation as it was.
+fn keep_running_until(policy: &EcsPowerPolicy) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    policy
+        .annotations()
+        .get(timing::KEEP_RUNNING_UNTIL)
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Runs the controller until `shutdown` resolves; reconciles under way then finish.
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    // `PartialObjectMeta`: metadata-only lists and watches.
-    let (policies, secrets): (Api<EcsPowerPolicy>, Api<PartialObjectMeta<Secret>>) =
-        match &ctx.config.namespace {
-            Some(ns) => (
-                Api::namespaced(ctx.client.clone(), ns),
-                Api::namespaced(ctx.client.clone(), ns),
-            ),
-            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-        };
-    // Only spec changes (a new generation) trigger a sync: the operator's own status
-    // writes must not, or a status that changes on every try (a request id in an error
-    // message) would loop without backoff. Requeues and the Secret watch do the rest.
+    let policies: Api<EcsPowerPolicy> = watched(&ctx);
+    // Only spec changes (a new generation) and the keep-running-until annotation trigger
+    // a sync: the operator's own status writes must not, or a status that changes on
+    // every try (a request id in an error message) would loop without backoff.
+    // Requeues and the Secret watch do the rest.
     let (store, writer) = reflector::store();
     // The first round: every listed policy is planned and its stops queued before any
     // sync starts reporting (syncs wait for it), so that stops go out in full calls
@@ -212,7 +261,10 @@ pub async fn run(
             }
         })
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(
+            predicates::generation.combine(keep_running_until),
+            Default::default(),
+        );
     // A policy whose stops wait in the queue is synced when they go out, not polled.
     let batches_sent = futures::stream::unfold(ctx.fleets.take_submitted(), |rx| async move {
         let mut rx = rx?;
@@ -223,32 +275,27 @@ pub async fn run(
     let controller = Controller::for_stream(policy_changes, store.clone())
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .reconcile_on(batches_sent);
-    let controller = controller
-        // A fixed Secret should not wait for the error backoff: reconcile every
-        // policy that names it, right away. Metadata only: the watch must not stream
-        // (and the operator hold) the data of every Secret it may list, other
-        // tenants' and Helm releases' included; the credentials come from a `get` of
-        // exactly the Secret a policy names.
-        .watches(
-            secrets,
+    let controller = match ctx.config.secret_changes {
+        SecretChanges::Watch => controller.watches(
+            // A fixed Secret should not wait for the error backoff: reconcile every
+            // policy that names it, right away. Metadata only: the watch must not
+            // stream (and the operator hold) the data of every Secret it may list,
+            // other tenants' and Helm releases' included; the credentials come from a
+            // `get` of exactly the Secret a policy names.
+            watched::<PartialObjectMeta<Secret>>(&ctx),
             watcher::Config::default(),
             move |secret: PartialObjectMeta<Secret>| {
-                let namespace = secret.namespace();
+                let namespace = secret.namespace().unwrap_or_default();
                 let name = secret.name_any();
-                secrets_changed
-                    .credentials
-                    .invalidate(namespace.as_deref().unwrap_or_default(), &name);
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|policy| {
-                        policy.namespace() == namespace
-                            && policy.spec.cloud.credentials_secret_ref.name == name
-                    })
-                    .map(|policy| ObjectRef::from_obj(&*policy))
-                    .collect::<Vec<_>>()
+                secrets_changed.credentials.invalidate(&namespace, &name);
+                policies_naming(&store, &namespace, &name)
             },
-        )
+        ),
+        SecretChanges::Poll(interval) => {
+            controller.reconcile_on(secret_poll::changes(secrets_changed, store, interval))
+        }
+    };
+    let controller = controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -3,12 +3,13 @@
 use super::Context;
 use super::credentials::{self, CredentialsError};
 use super::status::{self, Problem, SyncReport};
+use super::timing::{Timing, timing_of};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
 use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Spent, Synced};
 use crate::plan::{Mode, PlanOutcome};
-use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, StopType};
+use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, ScheduleStatus, StopType};
 use crate::selector::{CappedSelector, Selection};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
@@ -111,7 +112,10 @@ fn target_of(
 
 /// What a sync found before reporting it.
 enum Prepared {
-    Planned(Box<Synced>),
+    Planned {
+        synced: Box<Synced>,
+        mode: Mode,
+    },
     /// The fleet's listing is still under way (a slow endpoint): nothing to report
     /// yet, and the sync slot is given back until it is done.
     Listing,
@@ -138,24 +142,17 @@ fn prepared_from(ctx: &Context, key: &PolicyKey, error: EcsError) -> Result<Prep
     }
 }
 
-fn mode_of(policy: &EcsPowerPolicy) -> Mode {
-    if policy.spec.suspend {
-        Mode::Suspend
-    } else if policy.spec.dry_run {
-        Mode::DryRun
-    } else {
-        Mode::Act
-    }
-}
-
-/// Observe, plan and queue the stops of one policy: everything of a sync but the
-/// report, in one call of its fleet. Writes nothing to Kubernetes.
+/// Observe, plan and queue the stops of one policy, as `timing` wants them now:
+/// everything of a sync but the report, in one call of its fleet. Writes nothing to
+/// Kubernetes.
 async fn prepare(
     policy: &EcsPowerPolicy,
     ctx: &Context,
     key: &PolicyKey,
+    timing: Timing,
     listing_wait: std::time::Duration,
 ) -> Result<Prepared, Error> {
+    let mode = timing.mode(policy.spec.suspend, policy.spec.dry_run);
     let namespace = policy.namespace().unwrap_or_default();
     let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
     let creds = match ctx
@@ -226,7 +223,7 @@ async fn prepare(
         named: &named,
         exclude: &exclude,
         selector: selector.as_ref(),
-        mode: mode_of(policy),
+        mode,
         lane: Lane::stop(stop_type),
         backoff: ctx.config.retry_backoff,
         max_age: ctx.config.inventory_max_age,
@@ -235,7 +232,10 @@ async fn prepare(
         spent,
     };
     match fleet.sync(request).await {
-        Ok(Some(synced)) => Ok(Prepared::Planned(Box::new(synced))),
+        Ok(Some(synced)) => Ok(Prepared::Planned {
+            synced: Box::new(synced),
+            mode,
+        }),
         Ok(None) => Ok(Prepared::Listing),
         Err(error) => prepared_from(ctx, key, error),
     }
@@ -253,9 +253,13 @@ pub async fn plan_ahead(store: &Store<EcsPowerPolicy>, ctx: &Context) {
     futures::stream::iter(policies)
         .for_each_concurrent(usize::from(ctx.config.concurrency), |policy| async move {
             let key = PolicyKey::of(&policy);
+            // A schedule that cannot be read is the sync's to report; nothing is queued.
+            let Ok(timing) = timing_of(&policy, jiff::Timestamp::now()) else {
+                return;
+            };
             // The round has a limit of its own: waiting for the listings here lets it
             // queue every policy's stops before any partial call goes out.
-            if let Err(error) = prepare(&policy, ctx, &key, super::FIRST_ROUND_LIMIT).await {
+            if let Err(error) = prepare(&policy, ctx, &key, timing, super::FIRST_ROUND_LIMIT).await {
                 tracing::debug!(policy = %key, %error, "planning ahead failed; the sync will report it");
             }
         })
@@ -306,18 +310,28 @@ fn fleet_problem(
 
 async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result<Action, Error> {
     let previous = policy.status.clone().unwrap_or_default();
-    let prepared = match prepare(policy, ctx, key, ctx.config.listing_wait).await {
+    // Before anything else: a schedule that cannot be read stops nothing, and its
+    // status shows no times it cannot vouch for.
+    let timing = match timing_of(policy, jiff::Timestamp::now()) {
+        Ok(timing) => timing,
+        Err(found) => {
+            ctx.fleets.leave(key);
+            return report_problem(policy, ctx, key, &previous, found, None).await;
+        }
+    };
+    let prepared = match prepare(policy, ctx, key, timing, ctx.config.listing_wait).await {
         Ok(prepared) => prepared,
         Err(error) => return Err(report_error(policy, ctx, key, &previous, error).await),
     };
-    let synced = match prepared {
-        Prepared::Planned(synced) => synced,
+    let (synced, mode) = match prepared {
+        Prepared::Planned { synced, mode } => (synced, mode),
         Prepared::Listing => return Ok(Action::requeue(ctx.config.active_requeue)),
         Prepared::Problem { problem, kind } => {
             if let Some(kind) = kind {
                 ctx.metrics.error(kind.as_str());
             }
-            return report_problem(policy, ctx, key, &previous, problem).await;
+            let schedule = timing.status();
+            return report_problem(policy, ctx, key, &previous, problem, schedule).await;
         }
     };
     let Synced {
@@ -334,28 +348,23 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             outcome: &view.outcome,
             jobs: &view.jobs,
             failing: &view.failing,
-            dry_run: mode_of(policy) == Mode::DryRun,
+            intent: timing.intent(mode),
+            schedule: timing.status(),
             selection: selection.as_ref(),
             problem: fleet_problem(&view, selection.as_ref(), policy.spec.max_servers),
             queue,
             now,
         },
     );
-    let written: HashSet<String> = next.jobs.iter().map(|job| job.job_id.clone()).collect();
     write_status(policy, ctx, key, &previous, next).await?;
-    // Durable now: the fleet's worker may send its next call.
-    ctx.fleets
-        .recorded(key, &written.iter().map(String::as_str).collect());
     ctx.synced(key);
     // Its stops all wait for budget: it is synced when they go out (the worker says
     // so), not every few seconds for as long as the budget makes it wait.
     let waiting = !powering_off && view.waiting_for_budget;
-    Ok(Action::requeue(next_sync_in(
-        ctx,
-        &view.outcome,
-        &view.jobs,
-        waiting,
-    )))
+    let due = next_sync_in(ctx, &view.outcome, &view.jobs, waiting);
+    // At the next window edge or override expiry, not a drift interval later.
+    let edge = timing.next_change_in(jiff::Timestamp::now());
+    Ok(Action::requeue(edge.map_or(due, |edge| edge.min(due))))
 }
 
 fn next_sync_in(
@@ -392,12 +401,14 @@ async fn report_problem(
     key: &PolicyKey,
     previous: &EcsPowerPolicyStatus,
     problem: Problem,
+    schedule: Option<ScheduleStatus>,
 ) -> Result<Action, Error> {
     tracing::warn!(reason = problem.reason, message = %problem.message, "policy cannot be synced");
     let next = status::from_problem(
         previous,
         policy.meta().generation,
         &problem,
+        schedule,
         jiff::Timestamp::now(),
     );
     write_status(policy, ctx, key, previous, next).await?;
@@ -439,7 +450,9 @@ async fn write_status(
     next: EcsPowerPolicyStatus,
 ) -> Result<(), Error> {
     let namespace = policy.namespace().unwrap_or_default();
+    let written: HashSet<&str> = next.jobs.iter().map(|job| job.job_id.as_str()).collect();
     if next == *previous {
+        ctx.fleets.recorded(key, &written);
         // Set on every sync, not only on writes: after a restart the gauges of a
         // policy whose status stays as it was must be there too.
         ctx.metrics
@@ -457,6 +470,8 @@ async fn write_status(
         policy: key.to_string(),
         source,
     })?;
+    // Durable now: the fleet's worker may send its next call, before the Events.
+    ctx.fleets.recorded(key, &written);
     ctx.metrics.status_writes.inc();
     ctx.metrics
         .policy_conditions(&namespace, &policy.name_any(), &next.conditions);

@@ -7,8 +7,8 @@ use crate::plan::{PlanOutcome, RetryState};
 use crate::policy::conditions::{self, ConditionUpdate, Intent};
 use crate::policy::{
     DRY_RUN_SAMPLE_SIZE, DryRunReport, EcsPowerPolicyStatus, JobRecord, JobState,
-    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, QueueStatus, SelectorStatus, ServerFailure,
-    status_time,
+    MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, QueueStatus, ScheduleStatus, SelectorStatus,
+    ServerFailure, status_time,
 };
 use crate::selector::Selection;
 use std::collections::{HashMap, HashSet};
@@ -28,7 +28,10 @@ pub struct SyncReport<'a> {
     pub jobs: &'a [JobView],
     /// Retry state of the policy's servers that are not stopped.
     pub failing: &'a HashMap<String, RetryState>,
-    pub dry_run: bool,
+    /// How the conditions read the sync's mode (act, dry run, held off by the schedule).
+    pub intent: Intent,
+    /// Where the schedule and the override stand, if the policy has either.
+    pub schedule: Option<ScheduleStatus>,
     /// What the policy's selector matched, if it has one.
     pub selection: Option<&'a Selection>,
     /// A stop-call failure no retry fixes by itself, shown on every policy of the project.
@@ -217,7 +220,8 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
         report.now,
     );
     status.queue = queue_status(previous.queue.as_ref(), report.queue.as_ref(), report.now);
-    status.dry_run = report.dry_run.then(|| DryRunReport {
+    status.schedule = report.schedule.clone();
+    status.dry_run = (report.intent == Intent::DryRun).then(|| DryRunReport {
         would_stop: count(report.outcome.would_stop.len()),
         sample: report
             .outcome
@@ -244,13 +248,11 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
         }
         None => {
             status.phase = Some(report.outcome.phase);
-            let intent = if report.dry_run {
-                Intent::DryRun
-            } else {
-                Intent::Act
-            };
-            let updates =
-                conditions::from_progress(report.outcome.phase, &report.outcome.summary, intent);
+            let updates = conditions::from_progress(
+                report.outcome.phase,
+                &report.outcome.summary,
+                report.intent,
+            );
             apply_conditions(&mut status, updates, report.generation, report.now);
         }
     }
@@ -259,14 +261,17 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
 
 /// For a sync that could not observe anything: the last counts stay, the phase and
 /// conditions say why nothing moves.
+/// `schedule`: where the schedule stands, if it could be read.
 pub fn from_problem(
     previous: &EcsPowerPolicyStatus,
     generation: Option<i64>,
     problem: &Problem,
+    schedule: Option<ScheduleStatus>,
     now: jiff::Timestamp,
 ) -> EcsPowerPolicyStatus {
     let mut status = previous.clone();
     status.observed_generation = generation;
+    status.schedule = schedule;
     status.phase = Some(Phase::Degraded);
     // Nothing is queued in its name while it cannot be synced.
     status.queue = None;
@@ -427,7 +432,8 @@ mod tests {
             outcome: plan,
             jobs: &[],
             failing,
-            dry_run: false,
+            intent: Intent::Act,
+            schedule: None,
             selection: None,
             problem: None,
             queue: None,
@@ -526,9 +532,35 @@ mod tests {
             message: "m".into(),
         };
         assert_eq!(
-            from_problem(&status, Some(1), &problem, ts(102)).queue,
+            from_problem(&status, Some(1), &problem, None, ts(102)).queue,
             None
         );
+    }
+
+    #[test]
+    fn a_problem_shows_the_schedule_only_when_it_could_be_read() {
+        let problem = Problem {
+            reason: "InvalidSchedule",
+            message: "spec.schedule.timeZone: unknown time zone".into(),
+        };
+        let schedule = ScheduleStatus {
+            window_active: true,
+            next_stop: None,
+            next_start: Some(Time(ts(50))),
+            keep_running_until: None,
+        };
+        let previous = EcsPowerPolicyStatus {
+            schedule: Some(schedule.clone()),
+            ..Default::default()
+        };
+        // Unreadable: no times the operator cannot vouch for.
+        assert_eq!(
+            from_problem(&previous, Some(2), &problem, None, ts(5)).schedule,
+            None
+        );
+        // Readable (a missing Secret, say): the schedule still stands.
+        let kept = from_problem(&previous, Some(2), &problem, Some(schedule.clone()), ts(5));
+        assert_eq!(kept.schedule, Some(schedule));
     }
 
     #[test]
@@ -537,7 +569,13 @@ mod tests {
             reason: "SecretNotFound",
             message: "Secret ns/x does not exist".into(),
         };
-        let status = from_problem(&EcsPowerPolicyStatus::default(), Some(3), &problem, ts(5));
+        let status = from_problem(
+            &EcsPowerPolicyStatus::default(),
+            Some(3),
+            &problem,
+            None,
+            ts(5),
+        );
         assert_eq!(status.phase, Some(Phase::Degraded));
         let degraded = conditions::find(&status.conditions, ConditionType::Degraded).unwrap();
         assert_eq!(
@@ -555,7 +593,13 @@ mod tests {
             reason: "SecretNotFound",
             message: "m".into(),
         };
-        let synced = from_problem(&EcsPowerPolicyStatus::default(), Some(1), &problem, ts(5));
+        let synced = from_problem(
+            &EcsPowerPolicyStatus::default(),
+            Some(1),
+            &problem,
+            None,
+            ts(5),
+        );
         let failed = from_sync_error(&synced, Some(2), "ECS API unreachable", ts(6));
         assert_eq!(failed.observed_generation, Some(2));
         let holds = |t| conditions::is_true(&failed.conditions, t);

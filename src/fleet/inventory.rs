@@ -230,6 +230,12 @@ impl InventoryCache {
         self.lock().forget(policy);
     }
 
+    /// Whether the inventory keeps anything for `policy`.
+    #[cfg(test)]
+    pub fn is_interested(&self, policy: &PolicyKey) -> bool {
+        self.lock().interests.contains_key(policy)
+    }
+
     /// The ids `policy`'s selector matched in the last completed listing, sorted.
     pub fn matched(&self, policy: &PolicyKey) -> Vec<String> {
         self.lock().matched.get(policy).cloned().unwrap_or_default()

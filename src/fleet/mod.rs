@@ -38,7 +38,7 @@ use crate::ecs::error::EcsError;
 use crate::metrics::Metrics;
 use crate::plan::{Backoff, Mode, ObservedPower};
 use crate::selector::{CappedSelector, Selection, select};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use inventory::Wants;
 use registry::Deleted;
 use state::{FleetState, Now, Observed, SyncRequest};
@@ -86,6 +86,8 @@ impl Default for FleetConfig {
 
 /// Jobs are polled at most this often when a listing suggests one has finished.
 const EARLY_JOB_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Job polls of one fleet in flight at once.
+const JOB_POLLS_AT_ONCE: usize = 4;
 
 /// One sync of one policy, as the controller asks for it.
 #[derive(Debug)]
@@ -190,8 +192,10 @@ impl Fleet {
     /// `None`: the fleet's listing is still under way after
     /// [`FleetRequest::listing_wait`]; nothing was planned, sync again soon.
     pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, EcsError> {
+        // Jobs are polled by `worker::follow_jobs`, not here: a sync (one of the slots
+        // every tenant shares, and the one the project's next call may wait for)
+        // never waits on another endpoint round trip for them.
         self.carry_over(&request);
-        self.poll_jobs(self.config.job_poll_interval).await;
         self.inventory.register(
             request.policy,
             Wants {
@@ -204,14 +208,22 @@ impl Fleet {
         // plan, and its jobs' results reach the inventory without one. A selector
         // always looks at a listing within its maximum age: a newly tagged server is
         // stopped at the next sync.
-        let settled = request.selector.is_none()
-            && self.inventory.is_usable()
-            && self.lock().all_in_flight(
-                request.policy,
-                request.lane,
-                &self.wanted(&request).wanted,
-                Instant::now(),
-            );
+        //
+        // A sync that records a job plans against the inventory it has: the project's
+        // next call waits for that record, and a fresh listing (seconds at 100,000
+        // servers) before each of the call's policies would hold every call that long.
+        // The sync after it lists as usual.
+        let settled = self.inventory.is_usable() && {
+            let state = self.lock();
+            state.awaits_record_from(request.policy)
+                || (request.selector.is_none()
+                    && state.all_in_flight(
+                        request.policy,
+                        request.lane,
+                        &self.wanted(&request).wanted,
+                        Instant::now(),
+                    ))
+        };
         if !settled {
             let listed = self
                 .listing
@@ -241,7 +253,7 @@ impl Fleet {
             .servers
             .values()
             .any(|power| *power == ObservedPower::Stopping);
-        let (view, queue) = {
+        let (view, queue, deleted) = {
             let mut state = self.lock();
             // Jobs an earlier process left are taken in before anything is planned, with
             // everything the policy wants now (a selector's matches need a listing): an
@@ -268,8 +280,14 @@ impl Fleet {
                 now,
             );
             let queue = state.queue_standing(request.policy, request.lane, &self.budget, now);
-            (view, queue)
+            (view, queue, deleted)
         };
+        if deleted {
+            // The deletion may have forgotten the policy before this sync registered
+            // it above: its servers must not stay in the inventory until the fleet
+            // retires.
+            self.inventory.forget(request.policy);
+        }
         if view.queued {
             self.wake.notify_one();
         }
@@ -332,8 +350,7 @@ impl Fleet {
         )
     }
 
-    /// Poll every unfinished job, at most once per `interval` however many syncs
-    /// ask. A poll that fails leaves the decision to the state: it gives the job up
+    /// Poll every unfinished job, at most once per `interval` however many ask. A poll that fails leaves the decision to the state: it gives the job up
     /// if it failed for good; jobs past the deadline are given up on too.
     async fn poll_jobs(&self, interval: Duration) {
         let mut last_poll = self.job_poll.lock().await;
@@ -345,8 +362,15 @@ impl Fleet {
             .unfinished_jobs()
             .map(|job| job.job_id.clone())
             .collect();
-        for job_id in pending {
-            let answer = self.api.get_job(&job_id).await;
+        // A few at once: at 100 jobs in flight, one after the other would take a
+        // hundred round trips per interval.
+        let mut answers = futures::stream::iter(pending)
+            .map(|job_id| async move {
+                let answer = self.api.get_job(&job_id).await;
+                (job_id, answer)
+            })
+            .buffer_unordered(JOB_POLLS_AT_ONCE);
+        while let Some((job_id, answer)) = answers.next().await {
             if let Err(error) = &answer {
                 tracing::debug!(%job_id, %error, "job poll failed");
             }
@@ -490,5 +514,9 @@ mod tests {
             .unwrap();
         assert!(synced.view.outcome.to_stop.is_empty());
         assert!(fleet.is_idle());
+        assert!(
+            !fleet.inventory.is_interested(&p),
+            "a deleted policy's late sync leaves nothing in the inventory"
+        );
     }
 }

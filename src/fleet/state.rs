@@ -760,6 +760,14 @@ impl FleetState {
         }
     }
 
+    /// Whether a job `policy` carried waits for its status to list it (the worker's
+    /// next call waits with it).
+    pub fn awaits_record_from(&self, policy: &PolicyKey) -> bool {
+        self.jobs
+            .values()
+            .any(|job| job.unrecorded.contains(policy))
+    }
+
     /// A job `policy`'s view does not show (none of its servers any more) will not be
     /// written into its status: not for it to record.
     fn not_to_record(&mut self, policy: &PolicyKey, shown: &[JobView]) {

@@ -75,9 +75,9 @@ async fn send(fleet: &Fleet, call: DueCall) {
     }
 }
 
-/// Follows the fleet's unfinished jobs to the end also when no policy syncs with it
-/// any more (all of them moved or were deleted): it is retired only after that. Beside
-/// the worker, so a slow poll never holds a call back; syncs share its interval.
+/// Follows the fleet's unfinished jobs to the end, whether policies sync with it or
+/// not (all of them moved or were deleted: it is retired only after that). Beside the
+/// worker and the syncs, so a slow poll holds neither a call nor a sync slot.
 pub(super) async fn follow_jobs(fleet: Arc<Fleet>) {
     let interval = fleet.config.job_poll_interval;
     loop {

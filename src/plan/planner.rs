@@ -28,6 +28,9 @@ pub enum Mode {
     DryRun,
     /// `spec.suspend`: observe and report only.
     Suspend,
+    /// Outside the schedule's windows, or held off by the keep-running override:
+    /// wants nothing stopped, corrects no drift, and reports.
+    Idle,
 }
 
 /// Exponential backoff between stop attempts on one server: `base * 2^(attempts-1)`,
@@ -103,7 +106,7 @@ pub struct PlanOutcome {
 ///
 /// The phase, first match wins:
 ///
-/// * `Suspended` in [`Mode::Suspend`];
+/// * `Suspended` in [`Mode::Suspend`], `Idle` in [`Mode::Idle`];
 /// * `Stopped` when every desired server is stopped;
 /// * `Stopping` while a stop is in flight, or (Act only) something can be stopped now or
 ///   a busy server waits for its task to end;
@@ -167,6 +170,8 @@ pub fn plan_stops(input: &PlanInput<'_>) -> PlanOutcome {
 
     let phase = if input.mode == Mode::Suspend {
         Phase::Suspended
+    } else if input.mode == Mode::Idle {
+        Phase::Idle
     } else if summary.stopped == summary.desired {
         Phase::Stopped
     } else if summary.stopping > 0

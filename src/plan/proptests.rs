@@ -37,7 +37,12 @@ fn servers() -> impl Strategy<Value = Vec<ServerCase>> {
 }
 
 fn mode() -> impl Strategy<Value = Mode> {
-    prop_oneof![Just(Mode::Act), Just(Mode::DryRun), Just(Mode::Suspend)]
+    prop_oneof![
+        Just(Mode::Act),
+        Just(Mode::DryRun),
+        Just(Mode::Suspend),
+        Just(Mode::Idle)
+    ]
 }
 
 struct Owned {
@@ -153,13 +158,14 @@ proptest! {
     fn only_act_stops_and_all_modes_agree_on_would_stop(cases in servers()) {
         let input = Owned::new(&cases, 0);
         let act = input.plan(Mode::Act);
-        for mode in [Mode::DryRun, Mode::Suspend] {
+        for mode in [Mode::DryRun, Mode::Suspend, Mode::Idle] {
             let out = input.plan(mode);
             prop_assert!(out.to_stop.is_empty());
             prop_assert_eq!(&out.would_stop, &act.to_stop);
             prop_assert_eq!(out.summary, act.summary);
         }
         prop_assert_eq!(input.plan(Mode::Suspend).phase, crate::policy::Phase::Suspended);
+        prop_assert_eq!(input.plan(Mode::Idle).phase, crate::policy::Phase::Idle);
     }
 
     #[test]

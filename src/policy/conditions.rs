@@ -204,7 +204,8 @@ pub fn set(
 ///   than any ECS API sends (a body over its size limit, a listing of too many
 ///   servers), or one this operator is not allowed to call (`--allowed-endpoints`);
 ///   the selector cannot be compiled, or matches more servers than spec.maxServers
-///   allows.
+///   allows; the schedule (an unknown time zone, a date that does not exist) or the
+///   keep-running-until annotation cannot be read.
 /// * The operator retries by itself (`Reconciling=True`, InProgress): stops that failed
 ///   (retried with backoff), a stop job whose outcome was lost, an ECS API that cannot
 ///   be reached for now.
@@ -229,7 +230,9 @@ pub fn needs_person(reason: &str) -> bool {
         | "ServersNotFound"
         | "StopFailedAndServersNotFound"
         | "InvalidSelector"
-        | "MaxServersExceeded" => true,
+        | "MaxServersExceeded"
+        | "InvalidSchedule"
+        | "InvalidKeepRunningUntil" => true,
         "StopFailed" | "JobLost" | "EndpointUnreachable" | "SyncFailed" => false,
         _ => false,
     }
@@ -242,6 +245,10 @@ pub enum Intent {
     Act,
     /// spec.dryRun: reporting what would be stopped.
     DryRun,
+    /// Outside spec.schedule's windows: stopping nothing, as scheduled.
+    OutsideWindow,
+    /// The keep-running-until annotation holds stopping off.
+    KeepRunning,
 }
 
 /// The conditions that follow from a sync's phase and counts.
@@ -264,6 +271,19 @@ pub fn from_progress(phase: Phase, summary: &Summary, intent: Intent) -> [Condit
             true,
             "Suspended",
             "spec.suspend is true: the operator observes and stops nothing",
+        ),
+        // As scheduled right now: a GitOps sync that waits for the policy ends.
+        Phase::Idle if intent == Intent::KeepRunning => ConditionUpdate::new(
+            ConditionType::Ready,
+            true,
+            "KeepRunning",
+            "the ecspower.dev/keep-running-until annotation holds stopping off until status.schedule.keepRunningUntil",
+        ),
+        Phase::Idle => ConditionUpdate::new(
+            ConditionType::Ready,
+            true,
+            "OutsideWindow",
+            "outside spec.schedule's windows: nothing is stopped until status.schedule.nextStop",
         ),
         Phase::Pending if dry_run_reported => ConditionUpdate::new(
             ConditionType::Ready,
@@ -420,6 +440,7 @@ fn phase_reason(phase: Phase) -> &'static str {
         Phase::Stopped => "AllStopped",
         Phase::Degraded => "Degraded",
         Phase::Suspended => "Suspended",
+        Phase::Idle => "Idle",
     }
 }
 
@@ -557,7 +578,7 @@ mod tests {
 
     #[test]
     fn progress_table() {
-        use Intent::{Act, DryRun};
+        use Intent::{Act, DryRun, KeepRunning, OutsideWindow};
         // Expected: Ready, Reconciling, Stalled, Degraded (T/F), Degraded's reason, kstatus.
         #[rustfmt::skip]
         let cases = [
@@ -572,6 +593,10 @@ mod tests {
             (Phase::Pending, Act, summary(3, 0, 0, 0), "F T F F NoFailures InProgress"),
             (Phase::Pending, DryRun, summary(3, 0, 0, 0), "T F F F NoFailures Current"),
             (Phase::Stopped, DryRun, summary(3, 3, 0, 0), "T F F F NoFailures Current"),
+            (Phase::Idle, OutsideWindow, summary(3, 1, 0, 0), "T F F F NoFailures Current"),
+            (Phase::Idle, KeepRunning, summary(3, 0, 0, 0), "T F F F NoFailures Current"),
+            (Phase::Idle, OutsideWindow, summary(3, 2, 1, 0), "T F F T StopFailed Current"),
+            (Phase::Idle, OutsideWindow, summary(3, 2, 0, 1), "T F T T ServersNotFound Failed"),
         ];
         for (phase, intent, summary, expected) in cases {
             let updates = from_progress(phase, &summary, intent);

@@ -1,3 +1,4 @@
+use crate::schedule::spec::ScheduleSpec;
 use crate::selector::spec::SelectorSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -78,7 +79,9 @@ pub struct EcsPowerPolicySpec {
 
     /// The servers to keep stopped, by ECS server id (at most 10,000 entries, each id
     /// once). Same shape as the `servers` list of the ECS batch-stop API. Optional
-    /// beside a selector: the policy then wants the union of both.
+    /// beside a selector: the policy then wants the union of both. Apply a policy of
+    /// more than 5,000 servers with `kubectl apply --server-side`: client-side apply
+    /// copies the object into an annotation limited to 256 KiB (about 5,600 servers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["id".into()]))]
     #[schemars(length(max = crate::policy::MAX_SERVERS_PER_POLICY))]
@@ -117,6 +120,13 @@ pub struct EcsPowerPolicySpec {
     /// When true the operator reports in status.dryRun what it would stop, and stops nothing.
     #[serde(default)]
     pub dry_run: bool,
+
+    /// When the servers are kept stopped: windows of local time in a time zone, with
+    /// exception days. Outside every window the policy stops nothing and corrects no
+    /// drift; without a schedule the servers are always kept stopped. The annotation
+    /// ecspower.dev/keep-running-until (an RFC 3339 time) suspends stopping until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleSpec>,
 }
 
 /// The cloud project that owns the servers.
@@ -207,7 +217,7 @@ pub struct EcsPowerPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Where the policy stands: Pending, Stopping, Stopped, Degraded or Suspended.
+    /// Where the policy stands: Pending, Stopping, Stopped, Degraded, Suspended or Idle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
 
@@ -252,6 +262,32 @@ pub struct EcsPowerPolicyStatus {
     /// none waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueStatus>,
+
+    /// Where spec.schedule and the keep-running-until annotation stand, while either
+    /// is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleStatus>,
+}
+
+/// When the policy stops and stops no more, from spec.schedule and the
+/// ecspower.dev/keep-running-until annotation.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    /// One of spec.schedule's windows (or an exception day) keeps the servers stopped
+    /// now, whether or not keepRunningUntil holds stopping off. Always true without a
+    /// schedule.
+    pub window_active: bool,
+    /// When stopping next begins (within 58 weeks); absent while it never will.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_stop: Option<Time>,
+    /// When stopping next ends (within 58 weeks); absent while it never will.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_start: Option<Time>,
+    /// The keep-running-until annotation, while it holds: nothing is stopped before
+    /// this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_running_until: Option<Time>,
 }
 
 /// What a selector matched.
@@ -295,6 +331,9 @@ pub enum Phase {
     Degraded,
     /// spec.suspend is true; nothing is acted on.
     Suspended,
+    /// Outside spec.schedule's windows, or held off by the
+    /// ecspower.dev/keep-running-until annotation: nothing is stopped, as scheduled.
+    Idle,
 }
 
 /// How many of the named servers are in each state. The counts other than desired

@@ -141,31 +141,35 @@ fn window(spec: &WindowSpec, field: &str) -> Result<Window, ScheduleError> {
             field,
             format!(
                 "from and to are both {}: the window would be empty",
-                from.strftime("%H:%M")
+                from.strftime(if from.second() == 0 {
+                    "%H:%M"
+                } else {
+                    "%H:%M:%S"
+                })
             ),
         ));
     }
     Ok(Window { days, from, to })
 }
 
-/// `HH:MM`, or `24:00`.
+/// `HH:MM` or `HH:MM:SS`, or `24:00` (`24:00:00`).
 fn day_time(text: &str, field: &str) -> Result<DayTime, ScheduleError> {
-    if text == "24:00" {
+    if text == "24:00" || text == "24:00:00" {
         return Ok(DayTime::EndOfDay);
     }
     let bad = || {
         invalid(
             field,
-            format!("`{text}` is not a time of day (HH:MM, 00:00 to 24:00)"),
+            format!("`{text}` is not a time of day (HH:MM or HH:MM:SS, 00:00 to 24:00)"),
         )
     };
-    let (hours, minutes) = text.split_once(':').ok_or_else(bad)?;
-    if hours.len() != 2 || minutes.len() != 2 {
+    let parts: Vec<&str> = text.split(':').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|part| part.len() != 2) {
         return Err(bad());
     }
-    let hours: i8 = hours.parse().map_err(|_| bad())?;
-    let minutes: i8 = minutes.parse().map_err(|_| bad())?;
-    Time::new(hours, minutes, 0, 0)
+    let number = |part: &str| part.parse::<i8>().map_err(|_| bad());
+    let seconds = parts.get(2).map_or(Ok(0), |part| number(part))?;
+    Time::new(number(parts[0])?, number(parts[1])?, seconds, 0)
         .map(DayTime::At)
         .map_err(|_| bad())
 }

@@ -307,6 +307,31 @@ fn a_window_ending_at_midnight_and_whole_days_merge_into_one_stop() {
 }
 
 #[test]
+fn times_may_name_seconds() {
+    // 2026-12-11 is a Friday.
+    let schedule = compiled(
+        "UTC",
+        vec![window(&[Day::Fri], Some("10:00:30"), Some("10:01:05"))],
+        vec![],
+    );
+    check(
+        &schedule,
+        &[
+            ("2026-12-11T10:00:29Z", false, Some("2026-12-11T10:00:30Z")),
+            ("2026-12-11T10:00:30Z", true, Some("2026-12-11T10:01:05Z")),
+            ("2026-12-11T10:01:05Z", false, Some("2026-12-18T10:00:30Z")),
+        ],
+    );
+    let to_the_end = compiled(
+        "UTC",
+        vec![window(&[Day::Fri], Some("23:59:50"), Some("24:00:00"))],
+        vec![],
+    );
+    assert!(to_the_end.stopped_at(ts("2026-12-11T23:59:59Z")));
+    assert!(!to_the_end.stopped_at(ts("2026-12-12T00:00:00Z")));
+}
+
+#[test]
 fn windows_covering_the_whole_week_never_change() {
     let all = [
         Day::Mon,
@@ -357,6 +382,30 @@ fn bad_schedules_name_the_field() {
         (
             bad("UTC", vec![window(&WEEKDAYS, None, Some("07:60"))], vec![]),
             "spec.schedule.windows[0].to: `07:60`",
+        ),
+        (
+            bad(
+                "UTC",
+                vec![window(&WEEKDAYS, Some("07:00:60"), None)],
+                vec![],
+            ),
+            "spec.schedule.windows[0].from: `07:00:60`",
+        ),
+        (
+            bad(
+                "UTC",
+                vec![window(&WEEKDAYS, Some("07:00:5"), None)],
+                vec![],
+            ),
+            "spec.schedule.windows[0].from: `07:00:5`",
+        ),
+        (
+            bad(
+                "UTC",
+                vec![window(&WEEKDAYS, Some("07:00:30"), Some("07:00:30"))],
+                vec![],
+            ),
+            "spec.schedule.windows[0]: from and to are both 07:00:30",
         ),
         (
             bad("UTC", vec![window(&WEEKDAYS, Some("24:00"), None)], vec![]),

@@ -1,5 +1,7 @@
 //! The control plane (etcd + kube-apiserver from `hack/cplane`), started once for the
-//! whole suite and stopped at the end, also on panic or Ctrl-C.
+//! whole suite and stopped at the end, also on panic or Ctrl-C; and control planes of
+//! their own for scenarios whose operator watches every namespace (it would act on the
+//! other scenarios' policies in the shared one), stopped when the scenario ends.
 
 use crate::kubectl::Kubectl;
 use anyhow::{Context as _, Result, bail};
@@ -31,9 +33,9 @@ pub struct Cluster {
 
 /// Set once the first scenario asked for the cluster; `Err` names what is missing.
 static CLUSTER: OnceLock<Result<Arc<Cluster>, String>> = OnceLock::new();
-/// Directory of a control plane that was started (so that teardown can stop it even if
-/// setup failed half-way).
-static STARTED: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// Directories of control planes that were started and not stopped yet (so that
+/// teardown can stop them even if setup failed half-way).
+static STARTED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static SUITE_DIR: OnceLock<PathBuf> = OnceLock::new();
 
 /// The scratch directory, if the suite created one.
@@ -71,15 +73,38 @@ pub fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// A control plane of the scenario's own, with `crds/` and the kustomization
+/// `deploy_dir` (relative to the repository) applied; stopped when dropped.
+pub struct Dedicated(pub Arc<Cluster>, PathBuf);
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        stop(&self.1);
+    }
+}
+
+/// Starts a control plane for scenario `name` alone (a few seconds, on other
+/// loopback ports than the shared one).
+pub fn dedicated(name: &str, deploy_dir: &str) -> Result<Dedicated> {
+    let dir = suite_dir().join(format!("cplane-{name}"));
+    let cluster = start_at(&dir, deploy_dir)?;
+    Ok(Dedicated(Arc::new(cluster), dir.join("cplane")))
+}
+
 fn start() -> Result<Cluster> {
+    start_at(suite_dir(), "deploy")
+}
+
+fn start_at(dir: &Path, deploy_dir: &str) -> Result<Cluster> {
     let t0 = Instant::now();
     let script = cplane_sh();
     if !script.exists() {
         bail!("missing {} (the control-plane harness)", script.display());
     }
-    let dir = suite_dir().to_path_buf();
+    let dir = dir.to_path_buf();
+    std::fs::create_dir_all(&dir)?;
     let cplane_dir = dir.join("cplane");
-    *STARTED.lock().unwrap() = Some(cplane_dir.clone());
+    STARTED.lock().unwrap().push(cplane_dir.clone());
     let out = Command::new(&script)
         .args(["up", "--dir"])
         .arg(&cplane_dir)
@@ -136,10 +161,13 @@ fn start() -> Result<Cluster> {
     if !applied.ok() {
         bail!("`kubectl apply -f crds/` failed:\n{}", applied.stderr);
     }
-    let deploy = repo_root().join("deploy");
+    let deploy = repo_root().join(deploy_dir);
     let applied = kubectl.run_sync(&["apply", "-k", deploy.to_str().unwrap()], None)?;
     if !applied.ok() {
-        bail!("`kubectl apply -k deploy/` failed:\n{}", applied.stderr);
+        bail!(
+            "`kubectl apply -k {deploy_dir}/` failed:\n{}",
+            applied.stderr
+        );
     }
     let established = kubectl.run_sync(
         &[
@@ -177,7 +205,7 @@ fn start() -> Result<Cluster> {
     let operator_kubeconfig = dir.join("operator.kubeconfig");
     write_token_kubeconfig(&operator_kubeconfig, &server, &ca_data, token.stdout.trim())?;
     eprintln!(
-        "e2e: deploy/ applied, operator token ready after {:.1}s",
+        "e2e: {deploy_dir}/ applied, operator token ready after {:.1}s",
         t0.elapsed().as_secs_f64()
     );
     Ok(Cluster {
@@ -239,20 +267,36 @@ current-context: operator
     Ok(())
 }
 
-/// Stops the control plane if one was started. Idempotent.
+/// Stops every control plane still running. Idempotent.
 pub fn teardown() {
-    let Some(dir) = STARTED.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+    let dirs = std::mem::take(&mut *STARTED.lock().unwrap_or_else(|e| e.into_inner()));
+    for dir in dirs {
+        down(&dir);
+    }
+}
+
+/// Stops the control plane in `dir`, if it still runs.
+fn stop(dir: &Path) {
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(at) = started.iter().position(|d| d == dir) else {
         return;
     };
+    started.remove(at);
+    drop(started);
+    down(dir);
+}
+
+fn down(dir: &Path) {
     let t0 = Instant::now();
     let out = Command::new(cplane_sh())
         .args(["down", "--dir"])
-        .arg(&dir)
+        .arg(dir)
         .output();
     match out {
         Ok(o) if o.status.success() => {
             eprintln!(
-                "e2e: control plane stopped in {:.1}s",
+                "e2e: control plane {} stopped in {:.1}s",
+                dir.display(),
                 t0.elapsed().as_secs_f64()
             )
         }

@@ -1,4 +1,4 @@
-//! The operator's image run with podman the way `deploy/deployment.yaml` runs it: the
+//! The operator's image run with podman the way `deploy/base/deployment.yaml` runs it: the
 //! Deployment's args, user, read-only root filesystem, dropped capabilities,
 //! no-new-privileges and limits, read from the manifest itself; the ServiceAccount's
 //! token, CA and namespace mounted where the kubelet mounts them; the in-cluster
@@ -39,7 +39,7 @@ pub struct PodSpec {
 
 fn str_at<'a>(v: &'a Value, what: &str) -> Result<&'a str> {
     v.as_str()
-        .with_context(|| format!("deploy/deployment.yaml: {what} is not a string"))
+        .with_context(|| format!("deploy/base/deployment.yaml: {what} is not a string"))
 }
 
 impl PodSpec {
@@ -51,26 +51,26 @@ impl PodSpec {
         let pod = &doc["spec"]["template"]["spec"];
         let containers = pod["containers"]
             .as_sequence()
-            .context("deploy/deployment.yaml: no containers")?;
+            .context("deploy/base/deployment.yaml: no containers")?;
         ensure!(
             containers.len() == 1,
-            "deploy/deployment.yaml: {} containers; the scenario runs one",
+            "deploy/base/deployment.yaml: {} containers; the scenario runs one",
             containers.len()
         );
         let c = &containers[0];
         for unsupported in ["command", "envFrom", "volumeMounts", "workingDir"] {
             ensure!(
                 c[unsupported].is_null(),
-                "deploy/deployment.yaml: container.{unsupported} is set; the image scenario does not reproduce it yet"
+                "deploy/base/deployment.yaml: container.{unsupported} is set; the image scenario does not reproduce it yet"
             );
         }
         ensure!(
             pod["volumes"].is_null(),
-            "deploy/deployment.yaml: volumes are set; the image scenario does not reproduce them yet"
+            "deploy/base/deployment.yaml: volumes are set; the image scenario does not reproduce them yet"
         );
         let args = c["args"]
             .as_sequence()
-            .context("deploy/deployment.yaml: container.args missing")?
+            .context("deploy/base/deployment.yaml: container.args missing")?
             .iter()
             .map(|a| str_at(a, "an arg").map(str::to_owned))
             .collect::<Result<Vec<_>>>()?;
@@ -83,7 +83,7 @@ impl PodSpec {
                     field_env.push((name.to_owned(), f.to_owned()))
                 }
                 _ => bail!(
-                    "deploy/deployment.yaml: env {name} is not metadata.name or metadata.namespace \
+                    "deploy/base/deployment.yaml: env {name} is not metadata.name or metadata.namespace \
                      from the downward API; the image scenario does not reproduce it yet"
                 ),
             }
@@ -92,7 +92,7 @@ impl PodSpec {
         let sc = &c["securityContext"];
         let id = |v: &Value, what: &str| {
             v.as_u64()
-                .with_context(|| format!("deploy/deployment.yaml: {what} missing"))
+                .with_context(|| format!("deploy/base/deployment.yaml: {what} missing"))
         };
         let user =
             id(&sc["runAsUser"], "runAsUser").or_else(|_| id(&pod_sc["runAsUser"], "runAsUser"))?;
@@ -103,7 +103,7 @@ impl PodSpec {
             .or(sc["seccompProfile"]["type"].as_str());
         ensure!(
             seccomp.is_none_or(|t| t == "RuntimeDefault"),
-            "deploy/deployment.yaml: seccompProfile {seccomp:?}; podman's default profile is RuntimeDefault only"
+            "deploy/base/deployment.yaml: seccompProfile {seccomp:?}; podman's default profile is RuntimeDefault only"
         );
         let drops: Vec<&str> = sc["capabilities"]["drop"]
             .as_sequence()
@@ -113,7 +113,7 @@ impl PodSpec {
             .collect();
         ensure!(
             sc["capabilities"]["add"].is_null(),
-            "deploy/deployment.yaml: capabilities.add is set; the image scenario does not reproduce it yet"
+            "deploy/base/deployment.yaml: capabilities.add is set; the image scenario does not reproduce it yet"
         );
         Ok(Self {
             namespace,
@@ -325,7 +325,7 @@ pub fn remove_all_live() {
     }
 }
 
-/// deploy/deployment.yaml of this checkout.
+/// deploy/base/deployment.yaml of this checkout.
 pub fn deployment_manifest() -> PathBuf {
-    repo_root().join("deploy/deployment.yaml")
+    repo_root().join("deploy/base/deployment.yaml")
 }

@@ -53,11 +53,47 @@ impl Ctx {
     /// Starts an operator watching `ns` with the fast test flags plus `extra`, and waits
     /// until it serves /healthz.
     pub async fn operator(&self, name: &str, ns: &str, extra: &[&str]) -> Result<Operator> {
+        self.operator_watching(name, Some(ns), extra).await
+    }
+
+    /// As [`Ctx::operator`], watching `watch` or (`None`) every namespace: only on a
+    /// control plane of the scenario's own ([`Ctx::on_own_cluster`]).
+    pub async fn operator_watching(
+        &self,
+        name: &str,
+        watch: Option<&str>,
+        extra: &[&str],
+    ) -> Result<Operator> {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let flags = operator::with_overrides(operator::fast_flags(), &extra);
-        let mut op = Operator::spawn(&self.cluster, &self.dir, name, ns, &flags)?;
+        let mut op = Operator::spawn(&self.cluster, &self.dir, name, watch, &flags)?;
         op.wait_healthy(Duration::from_secs(30)).await?;
         Ok(op)
+    }
+
+    /// This scenario on a control plane of its own with `crds/` and the kustomization
+    /// `deploy_dir` applied, for an operator that watches every namespace; the
+    /// scenario's namespace is created there too. It stops when the guard is dropped.
+    pub async fn on_own_cluster(&self, deploy_dir: &str) -> Result<(Ctx, cluster::Dedicated)> {
+        let name = self
+            .dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("own");
+        let dedicated = {
+            let (name, deploy_dir) = (name.to_owned(), deploy_dir.to_owned());
+            tokio::task::spawn_blocking(move || cluster::dedicated(&name, &deploy_dir)).await??
+        };
+        let cluster = Arc::clone(&dedicated.0);
+        let k = cluster.kubectl.clone();
+        k.create_namespace(&self.ns).await?;
+        let ctx = Ctx {
+            cluster,
+            k,
+            ns: self.ns.clone(),
+            dir: self.dir.clone(),
+        };
+        Ok((ctx, dedicated))
     }
 
     pub async fn secret(
@@ -128,6 +164,18 @@ stringData:
         self.wait_status(ns, policy, limit, &format!("phase {phase}"), |s| {
             s["phase"] == phase
         })
+        .await
+    }
+
+    /// Waits until the policy is Degraded with `reason`; returns that status.
+    pub async fn wait_degraded(&self, ns: &str, policy: &str, reason: &str) -> Result<Value> {
+        self.wait_status(
+            ns,
+            policy,
+            Duration::from_secs(30),
+            &format!("Degraded/{reason}"),
+            |s| degraded_with(s, reason),
+        )
         .await
     }
 
@@ -390,6 +438,13 @@ pub fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
         .as_array()?
         .iter()
         .find(|c| c["type"] == type_)
+}
+
+/// Phase Degraded with a True Degraded condition of `reason`.
+pub fn degraded_with(status: &Value, reason: &str) -> bool {
+    status["phase"] == "Degraded"
+        && condition(status, "Degraded")
+            .is_some_and(|c| c["status"] == "True" && c["reason"] == reason)
 }
 
 pub fn summary(status: &Value, key: &str) -> i64 {

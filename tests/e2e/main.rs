@@ -68,6 +68,10 @@ fn trials() -> Vec<Trial> {
     vec![
         scenario("validation", validation::run),
         scenario("hostile_tenant", hostile::hostile_tenant),
+        scenario("tenants", tenants::run),
+        scenario("allowed_endpoints", hostile::allowed_endpoints),
+        scenario("large_policies", large::run),
+        scenario("many_secrets", many_secrets::run),
         scenario("rbac", rbac::run),
         scenario("stop_2500", stopping::stop_2500),
         scenario("restart_mid_job", stopping::restart_mid_job),
@@ -86,6 +90,11 @@ fn trials() -> Vec<Trial> {
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),
         scenario("selectors", selectors::run),
+        scenario("schedule_window", scenarios::schedule::window),
+        scenario(
+            "schedule_override_exceptions",
+            scenarios::schedule::override_and_exceptions,
+        ),
         scenario("missing_secret", problems::missing_secret),
         scenario("bad_credentials", problems::bad_credentials),
         scenario("two_namespaces", problems::two_namespaces),

@@ -62,13 +62,14 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// `ecs-power-operator run --watch-namespace NS --http-addr 127.0.0.1:PORT <flags>`,
-    /// with KUBECONFIG = the ServiceAccount token kubeconfig; stdout+stderr to `dir/name.log`.
+    /// `ecs-power-operator run --watch-namespace NS --http-addr 127.0.0.1:PORT <flags>`
+    /// (`watch_ns` None: every namespace, as `deploy/` runs it), with KUBECONFIG = the
+    /// ServiceAccount token kubeconfig; stdout+stderr to `dir/name.log`.
     pub fn spawn(
         cluster: &Cluster,
         dir: &Path,
         name: &str,
-        watch_ns: &str,
+        watch_ns: Option<&str>,
         flags: &[String],
     ) -> Result<Self> {
         Self::spawn_with_kubeconfig(&cluster.operator_kubeconfig, dir, name, watch_ns, flags)
@@ -80,16 +81,13 @@ impl Operator {
         kubeconfig: &Path,
         dir: &Path,
         name: &str,
-        watch_ns: &str,
+        watch_ns: Option<&str>,
         flags: &[String],
     ) -> Result<Self> {
         let port = free_port();
         let log = dir.join(format!("{name}.log"));
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            format!("--watch-namespace={watch_ns}"),
-            format!("--http-addr=127.0.0.1:{port}"),
-        ];
+        let mut args: Vec<String> = vec!["run".into(), format!("--http-addr=127.0.0.1:{port}")];
+        args.extend(watch_ns.map(|ns| format!("--watch-namespace={ns}")));
         args.extend(flags.iter().cloned());
         let mut command = Command::new(BIN);
         command
@@ -200,6 +198,17 @@ impl Operator {
             std::thread::sleep(Duration::from_millis(20));
         }
         !self.alive()
+    }
+
+    /// Peak resident memory of the process so far (VmHWM), from /proc.
+    pub fn peak_rss_kib(&self) -> Result<u64> {
+        let pid = self.pid().context("the operator is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no VmHWM in /proc/{pid}/status"))
     }
 
     pub fn log_text(&self) -> String {

@@ -23,12 +23,3 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
-
-{{/* The namespace whose policies the RBAC covers in namespaced mode (fails early if unset). */}}
-{{- define "ecs-power-operator.watchNamespace" -}}
-{{- if eq .Values.rbac.mode "namespaced" -}}
-{{- required "rbac.mode=namespaced needs watchNamespace: the namespace whose policies the operator may read" .Values.watchNamespace -}}
-{{- else -}}
-{{- .Values.watchNamespace -}}
-{{- end -}}
-{{- end -}}

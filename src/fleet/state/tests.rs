@@ -183,8 +183,9 @@ fn withdrawn_ids_are_not_put_back_when_their_call_is_refused() {
 }
 
 #[test]
-fn a_suspended_dry_run_or_deleted_policy_queues_nothing_and_withdraws_what_it_had() {
-    for mode in [Mode::Suspend, Mode::DryRun] {
+fn a_suspended_dry_run_idle_or_deleted_policy_queues_nothing_and_withdraws_what_it_had() {
+    // Idle: a window that ended, or a keep-running override, withdraws queued stops.
+    for mode in [Mode::Suspend, Mode::DryRun, Mode::Idle] {
         let mut w = World::new();
         w.sync("p", &["a"], 0);
         let view = w.sync_with("p", &["a"], (mode, Lane::SoftStop), &[], (10, 10));
@@ -621,8 +622,10 @@ fn the_next_call_waits_until_every_policy_of_the_last_job_has_recorded_it() {
         w.state.take_due(Lane::SoftStop, OPEN, budget, at),
         Due::AwaitingRecord
     ));
+    assert!(w.state.awaits_record_from(&key("p")) && w.state.awaits_record_from(&key("q")));
     // p's status lists j1; q's does not yet.
     w.state.recorded(&key("p"), &["j1"].into());
+    assert!(!w.state.awaits_record_from(&key("p")) && w.state.awaits_record_from(&key("q")));
     assert!(w.due(Lane::SoftStop, 600).is_none(), "q has not written it");
     w.state.recorded(&key("q"), &["j0"].into());
     assert!(

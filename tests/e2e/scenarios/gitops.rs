@@ -287,6 +287,16 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     // Every ECS request answered with a 5xx: every sync fails and is retried.
     let broken = crate::harness::start_sim(5, |c| c.error_rate = 1.0).await?;
     let failing_api = policy(&ctx, "failing-api", &broken, &broken.server_ids());
+    // Scheduled, outside its window (one on a day three days off): as scheduled right
+    // now, so Current and Healthy. It stops nothing, so it may share suspended's servers.
+    let mut outside_window = policy(&ctx, "outside-window", &sim, &ids[2500..2505]);
+    let other_day = (jiff::Timestamp::now() + Duration::from_secs(3 * 86_400))
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%a")
+        .to_string();
+    outside_window.extra_spec = format!(
+        "  schedule:\n    timeZone: UTC\n    windows: [{{days: [{other_day}], from: \"01:00\", to: \"02:00\"}}]\n"
+    );
     let all = [
         &nightly,
         &suspended,
@@ -295,6 +305,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         &wrong_key,
         &unknown,
         &failing_api,
+        &outside_window,
     ];
     for p in all {
         ctx.k.apply_ok(&p.yaml()).await?;
@@ -315,6 +326,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         ("nightly", ("Stopped", "Current", "Healthy")),
         ("suspended", ("Suspended", "Current", "Suspended")),
         ("dry-run", ("Pending", "Current", "Healthy")),
+        ("outside-window", ("Idle", "Current", "Healthy")),
         ("no-secret", ("Degraded", "Failed", "Degraded")),
         ("wrong-key", ("Degraded", "Failed", "Degraded")),
         ("unknown-server", ("Degraded", "Failed", "Degraded")),

@@ -1,6 +1,7 @@
 //! Issue 16: the Helm chart (charts/ecs-power-operator), with the real helm.
 //! `helm lint --strict` is clean; the default render is the objects of
-//! `kubectl kustomize deploy/` but for the differences listed in EXPECTED_DIFFERENCES;
+//! `kubectl kustomize deploy/` but for the differences listed in EXPECTED_DIFFERENCES,
+//! and the `rbac.mode=namespaced` render those of `deploy/namespaced/` (plus the CRD);
 //! renders are accepted by the real API server (`--dry-run=server`); the values
 //! users set reach the manifests; bad values fail with the value named.
 
@@ -197,59 +198,40 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         );
     }
 
-    // The default render against deploy/, release ecs-power-operator in its namespace.
-    let rendered = helm
-        .template("ecs-power-operator", OPERATOR_NS, &[])
-        .await?
-        .check()?;
-    let chart = parse_objects(&rendered, "helm template")?;
-    let kustomized = ctx
-        .k
-        .run(&["kustomize", root.join("deploy").to_str().unwrap()], None)
-        .await?
-        .check()?;
-    let deploy = parse_objects(&kustomized, "kubectl kustomize deploy/")?;
-    let mut differences = Vec::new();
-    for (k, obj) in &deploy {
-        match chart.get(k) {
-            None if EXPECTED_DIFFERENCES.iter().any(|(d, _)| d == k) => {}
-            None => differences.push(format!("only in deploy/: {k}")),
-            Some(c) => {
-                let (c, d) = (normalized(c.clone()), normalized(obj.clone()));
-                if c != d {
-                    differences.push(format!(
-                        "{k} differs:\n--- chart\n{}--- deploy/\n{}",
-                        serde_yaml::to_string(&c)?,
-                        serde_yaml::to_string(&d)?
-                    ));
-                }
-            }
-        }
+    // The default render against deploy/, release ecs-power-operator in its namespace,
+    // and the namespaced RBAC mode against deploy/namespaced/ (which leaves the CRD to
+    // `kubectl apply -f crds/`: kustomize cannot load it from inside deploy/).
+    let namespace_difference = EXPECTED_DIFFERENCES[0];
+    let crd = "apiextensions.k8s.io/v1/CustomResourceDefinition//ecspowerpolicies.ecspower.dev";
+    for (values, kustomization, only_in_deploy, only_in_chart) in [
+        (&[][..], "deploy", &EXPECTED_DIFFERENCES[..], &[][..]),
+        (
+            &["--set", "rbac.mode=namespaced"][..],
+            "deploy/namespaced",
+            &[namespace_difference][..],
+            &[crd][..],
+        ),
+    ] {
+        let rendered = helm
+            .template("ecs-power-operator", OPERATOR_NS, values)
+            .await?
+            .check()?;
+        let kustomized = ctx
+            .k
+            .run(
+                &["kustomize", root.join(kustomization).to_str().unwrap()],
+                None,
+            )
+            .await?
+            .check()?;
+        same_objects(
+            &parse_objects(&rendered, &format!("helm template {values:?}"))?,
+            &parse_objects(&kustomized, &format!("kubectl kustomize {kustomization}/"))?,
+            kustomization,
+            only_in_deploy,
+            only_in_chart,
+        )?;
     }
-    for k in chart.keys().filter(|k| !deploy.contains_key(*k)) {
-        differences.push(format!("only in the chart: {k}"));
-    }
-    for (k, _) in EXPECTED_DIFFERENCES {
-        ensure!(
-            deploy.contains_key(k) && !chart.contains_key(k),
-            "the listed difference {k} is no longer one: update EXPECTED_DIFFERENCES"
-        );
-    }
-    if !differences.is_empty() {
-        bail!(
-            "the chart's default render is not deploy/ ({} differences):\n{}",
-            differences.len(),
-            differences.join("\n")
-        );
-    }
-    eprintln!(
-        "e2e helm: default render = kubectl kustomize deploy/ ({} objects) but for {:?}",
-        chart.len(),
-        EXPECTED_DIFFERENCES
-            .iter()
-            .map(|(k, _)| k)
-            .collect::<Vec<_>>()
-    );
 
     // A second release in this scenario's namespace, cluster-wide RBAC, values set:
     // the real API server accepts every object (server-side dry run: nothing is
@@ -306,7 +288,8 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     );
     dry_run(&ctx, &cluster_render, "cluster-wide render").await?;
 
-    // Namespaced RBAC: a Role and RoleBinding in the watched namespace, no ClusterRole.
+    // Namespaced RBAC with a watched namespace: no Secret access of its own, the
+    // opt-in ClusterRole shipped, Secrets polled.
     let watched = ctx.namespace("watched").await?;
     let namespaced_render = helm
         .template(
@@ -322,21 +305,25 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         .await?
         .check()?;
     let objects = parse_objects(&namespaced_render, "helm template (namespaced)")?;
-    for k in [
-        format!("rbac.authorization.k8s.io/v1/Role/{watched}/epo-e2e-ecs-power-operator"),
-        format!("rbac.authorization.k8s.io/v1/RoleBinding/{watched}/epo-e2e-ecs-power-operator"),
+    let role = &objects["rbac.authorization.k8s.io/v1/ClusterRole//epo-e2e-ecs-power-operator"];
+    ensure!(
+        !serde_yaml::to_string(&role["rules"])?.contains("secrets"),
+        "namespaced render still grants Secrets: {:?}",
+        role["rules"]
+    );
+    ensure!(
+        objects.contains_key(
+            "rbac.authorization.k8s.io/v1/ClusterRole//epo-e2e-ecs-power-operator-secret-reader"
+        ),
+        "namespaced render lacks the secret-reader ClusterRole"
+    );
+    let args = container_args(&objects, &deployment)?;
+    for arg in [
+        format!("--watch-namespace={watched}"),
+        "--secret-changes=poll".to_owned(),
     ] {
-        ensure!(objects.contains_key(&k), "namespaced render lacks {k}");
+        ensure!(args.contains(&arg), "namespaced render does not pass {arg}");
     }
-    ensure!(
-        !objects.keys().any(|k| k.contains("/ClusterRole")),
-        "namespaced render still has cluster-wide RBAC: {:?}",
-        objects.keys().collect::<Vec<_>>()
-    );
-    ensure!(
-        container_args(&objects, &deployment)?.contains(&format!("--watch-namespace={watched}")),
-        "namespaced render does not pass --watch-namespace={watched}"
-    );
     dry_run(&ctx, &namespaced_render, "namespaced render").await?;
 
     // The ServiceMonitor selects the metrics Service (its CRD is not in this cluster,
@@ -374,10 +361,6 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     // Bad values fail the render with the value named (values.schema.json, and the
     // templates for what spans values).
     for (set, expected) in [
-        (
-            "rbac.mode=namespaced",
-            "rbac.mode=namespaced needs watchNamespace",
-        ),
         ("rbac.mode=everything", "/rbac/mode"),
         ("logFormat=xml", "/logFormat"),
         ("replicas=0", "/replicas"),
@@ -399,6 +382,59 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             out.stderr
         );
     }
+    Ok(())
+}
+
+/// `chart` and `deploy` (the kustomization `kustomization`) hold the same objects,
+/// field for field but Helm's release labels, except the listed differences.
+fn same_objects(
+    chart: &Objects,
+    deploy: &Objects,
+    kustomization: &str,
+    only_in_deploy: &[(&str, &str)],
+    only_in_chart: &[&str],
+) -> Result<()> {
+    let mut differences = Vec::new();
+    for (k, obj) in deploy {
+        match chart.get(k) {
+            None if only_in_deploy.iter().any(|(d, _)| d == k) => {}
+            None => differences.push(format!("only in {kustomization}/: {k}")),
+            Some(c) => {
+                let (c, d) = (normalized(c.clone()), normalized(obj.clone()));
+                if c != d {
+                    differences.push(format!(
+                        "{k} differs:\n--- chart\n{}--- {kustomization}/\n{}",
+                        serde_yaml::to_string(&c)?,
+                        serde_yaml::to_string(&d)?
+                    ));
+                }
+            }
+        }
+    }
+    for k in chart.keys().filter(|k| !deploy.contains_key(*k)) {
+        if !only_in_chart.contains(&k.as_str()) {
+            differences.push(format!("only in the chart: {k}"));
+        }
+    }
+    for (k, _) in only_in_deploy {
+        ensure!(
+            deploy.contains_key(*k) && !chart.contains_key(*k),
+            "the listed difference {k} is no longer one: update EXPECTED_DIFFERENCES"
+        );
+    }
+    if !differences.is_empty() {
+        bail!(
+            "the chart's render is not {kustomization}/ ({} differences):\n{}",
+            differences.len(),
+            differences.join("\n")
+        );
+    }
+    eprintln!(
+        "e2e helm: render = kubectl kustomize {kustomization}/ ({} objects) but for {:?} {:?}",
+        chart.len(),
+        only_in_deploy.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        only_in_chart
+    );
     Ok(())
 }
 

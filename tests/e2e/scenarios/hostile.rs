@@ -3,9 +3,9 @@
 //! pages with `count` 10^9, or accept and never answer. The other policy reaches
 //! Stopped about as fast as without them, and the operator's peak RSS stays small.
 //!
-//! Both tenants' policies live in the scenario's namespace: an operator watching all
-//! namespaces would act on the other scenarios' policies running beside this one.
-//! What is shared (sync slots, memory, the process) is the same either way.
+//! One operator for all namespaces, as `deploy/` runs it, on a control plane of the
+//! scenario's own (in the shared one it would act on the other scenarios' policies):
+//! the hostile tenant in namespace A, the measured one in B.
 
 #[path = "../../hostile_support/mod.rs"]
 mod hostile_support;
@@ -20,16 +20,6 @@ const SERVERS: usize = 2000;
 const HOSTILE_POLICIES: usize = 20;
 const RSS_LIMIT_KIB: u64 = 150 * 1024;
 
-/// Peak resident memory of a process, from /proc.
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
-}
-
 async fn time_to_stopped(ctx: &Ctx, policy: &Policy) -> Result<Duration> {
     let started = Instant::now();
     ctx.k.apply_ok(&policy.yaml()).await?;
@@ -43,18 +33,19 @@ fn uuids(n: usize) -> Vec<String> {
 }
 
 pub async fn hostile_tenant(ctx: Ctx) -> Result<()> {
-    let ns = ctx.ns.clone();
+    let (ctx, _control_plane) = ctx.on_own_cluster("deploy").await?;
+    let hostile_ns = ctx.namespace("a").await?;
+    let ns = ctx.namespace("b").await?;
     let sim = start_sim(2 * SERVERS, |_| {}).await?;
     let ids = sim.server_ids();
-    ctx.secret(&ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
-    let op = ctx.operator("operator", &ns, &[]).await?;
-    let pid = op
-        .pid()
-        .ok_or_else(|| anyhow::anyhow!("operator has no pid"))?;
+    for tenant in [&hostile_ns, &ns] {
+        ctx.secret(tenant, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+            .await?;
+    }
+    let op = ctx.operator_watching("operator", None, &[]).await?;
 
     let alone = time_to_stopped(&ctx, &Policy::new(&ns, "alone", &sim, &ids[..SERVERS])).await?;
-    let rss_alone = peak_rss_kib(pid)?;
+    let rss_alone = op.peak_rss_kib()?;
 
     let endpoints = [
         HostileEndpoint::start(Hostility::Flood).await,
@@ -63,8 +54,12 @@ pub async fn hostile_tenant(ctx: Ctx) -> Result<()> {
     ];
     for i in 0..HOSTILE_POLICIES {
         let endpoint = &endpoints[i % endpoints.len()];
-        let mut policy =
-            Policy::with_endpoint(&ns, &format!("hostile-{i}"), &endpoint.url(), &uuids(5));
+        let mut policy = Policy::with_endpoint(
+            &hostile_ns,
+            &format!("hostile-{i}"),
+            &endpoint.url(),
+            &uuids(5),
+        );
         // A project each: 20 fleets, as 20 tenants' endpoints would be.
         policy.project_id = format!("{i:032x}");
         ctx.k.apply_ok(&policy.yaml()).await?;
@@ -72,7 +67,7 @@ pub async fn hostile_tenant(ctx: Ctx) -> Result<()> {
     // Let them get going: floods read, endless pages listed, tarpits holding on.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let beside = time_to_stopped(&ctx, &Policy::new(&ns, "beside", &sim, &ids[SERVERS..])).await?;
-    let rss_beside = peak_rss_kib(pid)?;
+    let rss_beside = op.peak_rss_kib()?;
     eprintln!(
         "e2e hostile_tenant: Stopped in {:.2}s alone, {:.2}s beside {HOSTILE_POLICIES} hostile policies; peak RSS {} MiB alone, {} MiB in all; bytes sent by the flood {}",
         alone.as_secs_f64(),
@@ -82,7 +77,7 @@ pub async fn hostile_tenant(ctx: Ctx) -> Result<()> {
         endpoints[0].bytes_sent()
     );
     for (i, reason) in [(0, "ResponseTooLarge"), (1, "ResponseTooLarge")] {
-        let status = ctx.status(&ns, &format!("hostile-{i}")).await?;
+        let status = ctx.status(&hostile_ns, &format!("hostile-{i}")).await?;
         let got = condition(&status, "Degraded").map(|c| c["reason"].clone());
         if got.as_ref().and_then(|r| r.as_str()) != Some(reason) {
             bail!("hostile-{i}: Degraded reason {got:?}, expected {reason}");
@@ -107,6 +102,54 @@ pub async fn hostile_tenant(ctx: Ctx) -> Result<()> {
             limit.as_secs_f64(),
             alone.as_secs_f64()
         );
+    }
+    Ok(())
+}
+
+/// `--allowed-endpoints`: a policy whose endpoint's host is not on the list is
+/// `Degraded`/`EndpointNotAllowed` (Stalled) with a Warning Event, and nothing is sent
+/// to that endpoint; a policy on a listed host is stopped.
+pub async fn allowed_endpoints(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let listed = start_sim(10, |_| {}).await?;
+    let unlisted = start_sim(10, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let _op = ctx
+        .operator("operator", ns, &["--allowed-endpoints=localhost"])
+        .await?;
+    let on_localhost = listed.base_url().replace("127.0.0.1", "localhost");
+    let policies = [
+        Policy::with_endpoint(ns, "listed", &on_localhost, &listed.server_ids()),
+        Policy::new(ns, "unlisted", &unlisted, &unlisted.server_ids()),
+    ];
+    for policy in &policies {
+        ctx.k.apply_ok(&policy.yaml()).await?;
+    }
+    ctx.wait_phase(ns, "listed", "Stopped", Duration::from_secs(30))
+        .await?;
+    let refused = ctx
+        .wait_degraded(ns, "unlisted", "EndpointNotAllowed")
+        .await?;
+    if condition(&refused, "Stalled").is_none_or(|c| c["status"] != "True") {
+        bail!("EndpointNotAllowed is not Stalled: {refused}");
+    }
+    ctx.wait_event(
+        ns,
+        "EndpointNotAllowed",
+        Some("Warning"),
+        Duration::from_secs(10),
+    )
+    .await?;
+    let sent: u64 = unlisted
+        .stats()
+        .await
+        .requests
+        .values()
+        .flat_map(|by_status| by_status.values())
+        .sum();
+    if sent != 0 {
+        bail!("{sent} requests reached the endpoint that is not allowed");
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Issue 16: the image hack/image.sh built, run by podman as deploy/deployment.yaml
+//! Issue 16: the image hack/image.sh built, run by podman as deploy/base/deployment.yaml
 //! runs it (see container.rs): two containers, in-cluster configuration from the
 //! mounted ServiceAccount token only; probes answer, one leads, a policy reaches
 //! Stopped on ecs-sim, and a SIGTERM hands the Lease over.
@@ -204,7 +204,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             && spec.drop_all_capabilities
             && spec.no_new_privileges
             && spec.user != 0,
-        "deploy/deployment.yaml no longer runs the operator read-only, non-root, without \
+        "deploy/base/deployment.yaml no longer runs the operator read-only, non-root, without \
          capabilities and privilege escalation: {spec:?}"
     );
     eprintln!("e2e image: {image}, args {:?}", spec.args);

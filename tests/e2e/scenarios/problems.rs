@@ -2,16 +2,12 @@
 //! namespace. Degraded with a reason, an Event, never a crash or a leak.
 
 use crate::ensure_eq;
-use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary};
+use crate::harness::{
+    ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, degraded_with, start_sim, summary,
+};
 use crate::operator::metric_sum;
 use anyhow::{Result, bail};
-use serde_json::Value;
 use std::time::{Duration, Instant};
-
-fn degraded_with(s: &Value, reason: &str) -> bool {
-    s["phase"] == "Degraded"
-        && condition(s, "Degraded").is_some_and(|c| c["status"] == "True" && c["reason"] == reason)
-}
 
 /// Missing Secret → Degraded/SecretNotFound + Warning Event, no crash, no tight loop;
 /// creating the Secret → Stopped.

@@ -1,6 +1,7 @@
 //! Servers chosen by the cloud's tags: a tag selector stops exactly the tagged servers
 //! (exclude wins) and a newly tagged one at the next sync; a selector over maxServers
-//! stops nothing and is Stalled; a dry run only reports.
+//! stops nothing and is Stalled; a dry run only reports; two policies selecting the
+//! same servers stop each of them once.
 
 use crate::ensure_eq;
 use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary};
@@ -142,6 +143,46 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         shutoff(&sim.stats().await),
         3,
         "servers SHUTOFF (none by over-cap or dry)"
+    );
+
+    // Two policies applied together whose selectors share four servers (6..10 carry
+    // half=yes too): the cloud is asked to stop each of the six once.
+    for i in 6..10 {
+        tag(i, &["big=yes", "half=yes"])?;
+    }
+    let before = sim.stats().await;
+    let wide = selecting(
+        "wide",
+        "  selector: {tags: {big: \"yes\"}}\n  maxServers: 10\n".to_owned(),
+    );
+    let narrow = selecting(
+        "narrow",
+        "  selector: {tags: {big: \"yes\", half: \"yes\"}}\n  maxServers: 10\n".to_owned(),
+    );
+    ctx.k
+        .apply_ok(&format!("{}---\n{}", wide.yaml(), narrow.yaml()))
+        .await?;
+    for (name, matched) in [("wide", 6), ("narrow", 4)] {
+        ctx.wait_status(
+            ns,
+            name,
+            Duration::from_secs(30),
+            "Stopped with its matches",
+            |s| s["phase"] == "Stopped" && s["selector"]["matched"] == matched,
+        )
+        .await?;
+    }
+    let after = sim.stats().await;
+    ensure_eq!(shutoff(&after), 9, "servers SHUTOFF");
+    ensure_eq!(
+        after.stop_ids_accepted - before.stop_ids_accepted,
+        6,
+        "ids of accepted stop calls for six servers selected by two policies"
+    );
+    ensure_eq!(
+        after.stop_ids_redundant,
+        0,
+        "ids sent for a server already stopped or stopping"
     );
     Ok(())
 }

@@ -142,6 +142,85 @@ pub async fn run(ctx: Ctx) -> Result<()> {
         selecting("bad-exclude", &uuids(1), "  exclude: [{id: not-a-uuid}]\n"),
         needles(&["spec.exclude[0].id"]),
     ));
+    let scheduled = |name: &str, schedule: &str| {
+        let mut p = base(name);
+        p.extra_spec = format!("  schedule:\n{schedule}");
+        p
+    };
+    let nightly = "    timeZone: Europe/Berlin\n    windows: [{days: [Mon], from: \"19:00\", to: \"07:00\"}]\n";
+    for (name, what, schedule, field) in [
+        (
+            "schedule-bad-day",
+            "unknown day",
+            "    timeZone: UTC\n    windows: [{days: [Monday]}]\n".to_owned(),
+            "spec.schedule.windows[0].days[0]",
+        ),
+        (
+            "schedule-bad-time",
+            "time 25:00",
+            "    timeZone: UTC\n    windows: [{days: [Mon], from: \"25:00\"}]\n".to_owned(),
+            "spec.schedule.windows[0].from",
+        ),
+        (
+            "schedule-from-24",
+            "window beginning at 24:00",
+            "    timeZone: UTC\n    windows: [{days: [Mon], from: \"24:00\"}]\n".to_owned(),
+            "spec.schedule.windows[0].from",
+        ),
+        (
+            "schedule-empty-window",
+            "window with from = to",
+            "    timeZone: UTC\n    windows: [{days: [Mon], from: \"07:00\", to: \"07:00\"}]\n"
+                .to_owned(),
+            "spec.schedule.windows[0]",
+        ),
+        (
+            "schedule-no-days",
+            "window without days",
+            "    timeZone: UTC\n    windows: [{days: []}]\n".to_owned(),
+            "spec.schedule.windows[0].days",
+        ),
+        (
+            "schedule-no-windows",
+            "no windows",
+            "    timeZone: UTC\n    windows: []\n".to_owned(),
+            "spec.schedule.windows",
+        ),
+        (
+            "schedule-bad-zone",
+            "time zone that is no IANA name",
+            "    timeZone: \"Berlin time\"\n    windows: [{days: [Mon]}]\n".to_owned(),
+            "spec.schedule.timeZone",
+        ),
+        (
+            "schedule-bad-date",
+            "exception date 2026-13-01",
+            format!("{nightly}    exceptions: [{{dates: [\"2026-13-01\"], stopped: true}}]\n"),
+            "spec.schedule.exceptions[0].dates[0]",
+        ),
+        (
+            "schedule-half-range",
+            "exception range without to",
+            format!("{nightly}    exceptions: [{{from: \"2026-12-07\", stopped: false}}]\n"),
+            "spec.schedule.exceptions[0]",
+        ),
+        (
+            "schedule-reversed-range",
+            "exception range ending before it begins",
+            format!(
+                "{nightly}    exceptions: [{{from: \"2026-12-11\", to: \"2026-12-07\", stopped: false}}]\n"
+            ),
+            "spec.schedule.exceptions[0]",
+        ),
+        (
+            "schedule-empty-exception",
+            "exception naming no day",
+            format!("{nightly}    exceptions: [{{stopped: true}}]\n"),
+            "spec.schedule.exceptions[0]",
+        ),
+    ] {
+        cases.push((what, scheduled(name, &schedule), needles(&[field])));
+    }
 
     let mut problems = Vec::new();
     for (what, policy, needles) in &cases {
@@ -218,6 +297,25 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             short(&out.stderr)
         ));
     }
+    let issue_example = scheduled(
+        "valid-schedule",
+        "    timeZone: Europe/Berlin
+    windows:
+      - {days: [Mon, Tue, Wed, Thu, Fri], from: \"19:00\", to: \"07:00\"}
+      - {days: [Sat, Sun]}
+      - {days: [Mon], from: \"12:00:30\", to: \"24:00\"}
+    exceptions:
+      - {dates: [\"2026-12-24\", \"2026-12-31\"], stopped: true}
+      - {from: \"2026-12-07\", to: \"2026-12-11\", stopped: false}
+",
+    );
+    let out = ctx.k.apply(&issue_example.yaml()).await?;
+    if !out.ok() {
+        problems.push(format!(
+            "a valid schedule (weeknights, weekends, seconds, holidays, a range) was refused: {}",
+            short(&out.stderr)
+        ));
+    }
     let mut prefixed = base("valid-path-prefix");
     prefixed.endpoint = "https://ecs.example.com:8443/proxy/ecs/".into();
     let out = ctx.k.apply(&prefixed.yaml()).await?;
@@ -254,6 +352,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             "stopType",
             "suspend",
             "dryRun",
+            "schedule",
         ] {
             match fields.iter().find(|(f, _)| f == want) {
                 None => problems.push(format!(
@@ -269,7 +368,14 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             problems.push("kubectl explain printed no DESCRIPTION".into());
         }
     }
-    for path in ["ecspowerpolicy.spec.cloud", "ecspowerpolicy.status.summary"] {
+    for path in [
+        "ecspowerpolicy.spec.cloud",
+        "ecspowerpolicy.spec.schedule",
+        "ecspowerpolicy.spec.schedule.windows",
+        "ecspowerpolicy.spec.schedule.exceptions",
+        "ecspowerpolicy.status.summary",
+        "ecspowerpolicy.status.schedule",
+    ] {
         let out = ctx.k.run(&["explain", path], None).await?;
         let empty: Vec<String> = explain_fields(&out.stdout)
             .into_iter()

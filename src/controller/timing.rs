@@ -1,0 +1,251 @@
+//! When a policy wants its servers stopped: its schedule and its keep-running override,
+//! read from the policy and evaluated at an explicit instant. Pure.
+
+use super::status::Problem;
+use crate::plan::Mode;
+use crate::policy::conditions::Intent;
+use crate::policy::{EcsPowerPolicy, ScheduleStatus, status_time};
+use crate::schedule::{Schedule, Verdict, verdict};
+use jiff::Timestamp;
+use kube::ResourceExt;
+use std::time::Duration;
+
+/// The annotation that suspends stopping until the RFC 3339 time it holds.
+pub const KEEP_RUNNING_UNTIL: &str = "ecspower.dev/keep-running-until";
+
+/// What the policy's schedule and override say now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub verdict: Verdict,
+    /// The policy has a schedule or a keep-running-until annotation: its status shows
+    /// where they stand.
+    reported: bool,
+}
+
+/// The policy's timing at `now`, or the problem that a person must fix: a schedule the
+/// schema could not fully check (an unknown time zone, a date that does not exist) or
+/// an annotation that is not an RFC 3339 time.
+pub fn timing_of(policy: &EcsPowerPolicy, now: Timestamp) -> Result<Timing, Problem> {
+    let schedule = match &policy.spec.schedule {
+        None => None,
+        Some(spec) => Some(Schedule::compile(spec).map_err(|error| Problem {
+            reason: "InvalidSchedule",
+            message: error.to_string(),
+        })?),
+    };
+    let annotation = policy.annotations().get(KEEP_RUNNING_UNTIL);
+    let keep_running_until = match annotation {
+        None => None,
+        Some(text) => Some(text.trim().parse::<Timestamp>().map_err(|_| Problem {
+            reason: "InvalidKeepRunningUntil",
+            message: format!(
+                "annotation {KEEP_RUNNING_UNTIL}: `{}` is not an RFC 3339 time such as 2026-12-24T18:00:00+01:00; nothing is stopped until it is fixed or removed",
+                cut(text)
+            ),
+        })?),
+    };
+    Ok(Timing {
+        verdict: verdict(schedule.as_ref(), keep_running_until, now),
+        reported: schedule.is_some() || annotation.is_some(),
+    })
+}
+
+/// An annotation's value as shown in a message: a person wrote it, but it may be long.
+fn cut(text: &str) -> String {
+    const SHOWN: usize = 64;
+    match text.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+impl Timing {
+    /// What the fleet is asked for: a suspended policy stays suspended; one the
+    /// schedule or the override holds off wants nothing stopped.
+    pub fn mode(&self, suspend: bool, dry_run: bool) -> Mode {
+        if suspend {
+            Mode::Suspend
+        } else if !self.verdict.stop {
+            Mode::Idle
+        } else if dry_run {
+            Mode::DryRun
+        } else {
+            Mode::Act
+        }
+    }
+
+    /// How the conditions read `mode`.
+    pub fn intent(&self, mode: Mode) -> Intent {
+        match mode {
+            Mode::DryRun => Intent::DryRun,
+            Mode::Idle if self.verdict.override_until.is_some() => Intent::KeepRunning,
+            Mode::Idle => Intent::OutsideWindow,
+            Mode::Act | Mode::Suspend => Intent::Act,
+        }
+    }
+
+    pub fn status(&self) -> Option<ScheduleStatus> {
+        self.reported.then(|| ScheduleStatus {
+            window_active: self.verdict.window_active,
+            next_stop: self.verdict.next_stop.map(status_time),
+            next_start: self.verdict.next_start.map(status_time),
+            keep_running_until: self.verdict.override_until.map(status_time),
+        })
+    }
+
+    /// Time from `now` until what the policy wants changes: the sync is due then, not
+    /// at the next drift check. A few milliseconds late rather than early, so that the
+    /// sync sees the new state.
+    pub fn next_change_in(&self, now: Timestamp) -> Option<Duration> {
+        const PAST_THE_EDGE: Duration = Duration::from_millis(5);
+        let next = if self.verdict.stop {
+            self.verdict.next_start
+        } else {
+            self.verdict.next_stop
+        }?;
+        let wait = Duration::try_from(next.duration_since(now)).unwrap_or_default();
+        Some(wait + PAST_THE_EDGE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{CloudSpec, EcsPowerPolicySpec, SecretRef, ServerRef, StopType};
+    use crate::schedule::spec::{Day, ScheduleSpec, WindowSpec};
+
+    fn ts(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn policy(schedule: Option<ScheduleSpec>, annotation: Option<&str>) -> EcsPowerPolicy {
+        let mut policy = EcsPowerPolicy::new(
+            "p",
+            EcsPowerPolicySpec {
+                cloud: CloudSpec {
+                    project_id: "0".repeat(32),
+                    region: "eu-de".into(),
+                    endpoint: None,
+                    credentials_secret_ref: SecretRef { name: "s".into() },
+                },
+                servers: vec![ServerRef { id: "a".into() }],
+                selector: None,
+                exclude: vec![],
+                max_servers: None,
+                stop_type: StopType::Soft,
+                suspend: false,
+                dry_run: false,
+                schedule,
+            },
+        );
+        if let Some(value) = annotation {
+            policy
+                .annotations_mut()
+                .insert(KEEP_RUNNING_UNTIL.into(), value.into());
+        }
+        policy
+    }
+
+    /// Fridays 10:00:30 to 10:01:00 UTC (2026-12-11 is a Friday).
+    fn friday(zone: &str) -> ScheduleSpec {
+        ScheduleSpec {
+            time_zone: zone.into(),
+            windows: vec![WindowSpec {
+                days: vec![Day::Fri],
+                from: Some("10:00:30".into()),
+                to: Some("10:01".into()),
+            }],
+            exceptions: vec![],
+        }
+    }
+
+    #[test]
+    fn without_schedule_or_annotation_it_always_stops_and_reports_nothing() {
+        let timing = timing_of(&policy(None, None), ts("2026-12-11T10:00:00Z")).unwrap();
+        assert_eq!(timing.mode(false, false), Mode::Act);
+        assert_eq!(timing.status(), None);
+        assert_eq!(timing.next_change_in(ts("2026-12-11T10:00:00Z")), None);
+    }
+
+    #[test]
+    fn before_a_window_nothing_is_stopped_and_the_sync_is_due_at_its_start() {
+        let now = ts("2026-12-11T10:00:00Z");
+        let timing = timing_of(&policy(Some(friday("UTC")), None), now).unwrap();
+        let mode = timing.mode(false, false);
+        assert_eq!(mode, Mode::Idle);
+        assert_eq!(timing.intent(mode), Intent::OutsideWindow);
+        // Even a dry run reports nothing to stop outside its window.
+        assert_eq!(timing.mode(false, true), Mode::Idle);
+        assert_eq!(timing.mode(true, false), Mode::Suspend);
+        assert_eq!(
+            timing.next_change_in(now),
+            Some(Duration::from_millis(30_005))
+        );
+        let status = timing.status().unwrap();
+        assert!(!status.window_active);
+        assert_eq!(
+            status.next_stop,
+            Some(status_time(ts("2026-12-11T10:00:30Z")))
+        );
+        assert_eq!(
+            status.next_start,
+            Some(status_time(ts("2026-12-11T10:01:00Z")))
+        );
+        assert_eq!(status.keep_running_until, None);
+    }
+
+    #[test]
+    fn inside_a_window_it_stops_until_the_window_ends() {
+        let now = ts("2026-12-11T10:00:40Z");
+        let timing = timing_of(&policy(Some(friday("UTC")), None), now).unwrap();
+        assert_eq!(timing.mode(false, false), Mode::Act);
+        assert_eq!(timing.mode(false, true), Mode::DryRun);
+        assert_eq!(
+            timing.next_change_in(now),
+            Some(Duration::from_millis(20_005))
+        );
+        assert!(timing.status().unwrap().window_active);
+    }
+
+    #[test]
+    fn the_override_holds_stopping_off_and_expires_by_itself() {
+        let annotation = Some("2026-12-11T11:00:00+01:00");
+        let p = policy(None, annotation);
+        let held = timing_of(&p, ts("2026-12-11T09:59:00Z")).unwrap();
+        let mode = held.mode(false, false);
+        assert_eq!((mode, held.intent(mode)), (Mode::Idle, Intent::KeepRunning));
+        let status = held.status().unwrap();
+        assert_eq!(
+            status.keep_running_until,
+            Some(status_time(ts("2026-12-11T10:00:00Z")))
+        );
+        assert_eq!(status.next_stop, status.keep_running_until);
+        assert_eq!(
+            held.next_change_in(ts("2026-12-11T09:59:00Z")),
+            Some(Duration::from_millis(60_005))
+        );
+        let expired = timing_of(&p, ts("2026-12-11T10:00:00Z")).unwrap();
+        assert_eq!(expired.mode(false, false), Mode::Act);
+        assert_eq!(expired.status().unwrap().keep_running_until, None);
+    }
+
+    #[test]
+    fn an_unknown_zone_and_a_bad_annotation_are_problems_naming_the_field() {
+        let now = ts("2026-12-11T10:00:00Z");
+        let zone = timing_of(&policy(Some(friday("Europe/Atlantis")), None), now).unwrap_err();
+        assert_eq!(zone.reason, "InvalidSchedule");
+        assert!(
+            zone.message
+                .starts_with("spec.schedule.timeZone: unknown time zone `Europe/Atlantis`"),
+            "{}",
+            zone.message
+        );
+        let bad = timing_of(&policy(None, Some("tomorrow")), now).unwrap_err();
+        assert_eq!(bad.reason, "InvalidKeepRunningUntil");
+        assert!(bad.message.contains(KEEP_RUNNING_UNTIL), "{}", bad.message);
+        assert!(bad.message.contains("`tomorrow`"), "{}", bad.message);
+        let long = "9".repeat(1000);
+        let cut = timing_of(&policy(None, Some(&long)), now).unwrap_err();
+        assert!(cut.message.len() < 400, "{}", cut.message.len());
+    }
+}

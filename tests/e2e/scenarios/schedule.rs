@@ -1,0 +1,396 @@
+//! Schedules (issue 18), with windows a few seconds ahead in UTC (times with seconds):
+//! nothing stopped before a window, its servers stopped when it begins, a server
+//! started by hand inside it stopped again, nothing done after it; the keep-running
+//! override holds stopping off and expires by itself; exception days decide the day;
+//! an unknown zone or an unreadable override is Stalled and stops nothing; removing a
+//! schedule or deleting a policy starts nothing.
+
+use crate::ensure_eq;
+use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, wait_until};
+use anyhow::{Result, ensure};
+use ecs_power_operator::sim::{SimStats, Status};
+use jiff::Timestamp;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn shutoff(stats: &SimStats) -> u64 {
+    stats.servers_by_status.get("SHUTOFF").copied().unwrap_or(0)
+}
+
+fn ready_because(s: &Value, reason: &str) -> bool {
+    condition(s, "Ready").is_some_and(|c| c["status"] == "True" && c["reason"] == reason)
+}
+
+/// A UTC wall-clock time as a window writes it, and its day.
+fn wall(at: Timestamp) -> (String, String) {
+    let zoned = at.to_zoned(jiff::tz::TimeZone::UTC);
+    (
+        zoned.strftime("%H:%M:%S").to_string(),
+        zoned.strftime("%a").to_string(),
+    )
+}
+
+fn utc_date(at: Timestamp) -> String {
+    at.to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y-%m-%d")
+        .to_string()
+}
+
+/// Sleeps until `at` (wall clock).
+async fn sleep_until(at: Timestamp) {
+    if let Ok(wait) = Duration::try_from(at.duration_since(Timestamp::now())) {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The policy's YAML with the keep-running-until annotation set to `value`.
+fn keep_running_until(policy: &Policy, value: &str) -> String {
+    policy.yaml().replacen(
+        "metadata:\n",
+        &format!("metadata:\n  annotations:\n    ecspower.dev/keep-running-until: \"{value}\"\n"),
+        1,
+    )
+}
+
+fn status_time(s: &Value, field: &str) -> Option<Timestamp> {
+    s["schedule"][field].as_str()?.parse().ok()
+}
+
+/// A window 8 s ahead and 16 s long: nothing before it, stopped at its start, drift
+/// inside stopped again, nothing after it.
+pub async fn window(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let sim = start_sim(10, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    // Drift checked every 2 s, so that a hand-started server is seen within the window.
+    let _op = ctx
+        .operator("operator", ns, &["--drift-interval-ms=2000"])
+        .await?;
+    let ids = sim.server_ids();
+    let from = Timestamp::from_second(Timestamp::now().as_second() + 8)?;
+    let to = from + Duration::from_secs(16);
+    let ((from_text, day), (to_text, _)) = (wall(from), wall(to));
+    let mut p = Policy::new(ns, "nightly", &sim, &ids);
+    // `to` before `from` (a window across midnight UTC) ends on the next day.
+    p.extra_spec = format!(
+        "  schedule:\n    timeZone: UTC\n    windows: [{{days: [{day}], from: \"{from_text}\", to: \"{to_text}\"}}]\n"
+    );
+    ctx.k.apply_ok(&p.yaml()).await?;
+
+    let before = ctx
+        .wait_status(
+            ns,
+            "nightly",
+            Duration::from_secs(6),
+            "phase Idle, Ready/OutsideWindow, before the window",
+            |s| s["phase"] == "Idle" && ready_because(s, "OutsideWindow"),
+        )
+        .await?;
+    ensure_eq!(
+        before["schedule"]["windowActive"],
+        Value::Bool(false),
+        "status.schedule.windowActive before the window"
+    );
+    ensure_eq!(
+        status_time(&before, "nextStop"),
+        Some(from),
+        "status.schedule.nextStop"
+    );
+    ensure_eq!(
+        status_time(&before, "nextStart"),
+        Some(to),
+        "status.schedule.nextStart"
+    );
+    sleep_until(from - Duration::from_millis(700)).await;
+    let stats = sim.stats().await;
+    ensure_eq!(stats.stop_calls, 0, "stop calls before the window began");
+
+    let t0 = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "all 10 servers SHUTOFF after the window began",
+        || async { Ok(shutoff(&sim.stats().await) == 10) },
+    )
+    .await?;
+    let late = Timestamp::now().duration_since(from);
+    eprintln!(
+        "e2e schedule_window: all stopped {:.1}s after the window began",
+        late.as_secs_f64()
+    );
+    ctx.wait_status(
+        ns,
+        "nightly",
+        Duration::from_secs(5),
+        "Stopped inside the window",
+        |s| s["phase"] == "Stopped" && s["schedule"]["windowActive"] == true,
+    )
+    .await?;
+    ctx.wait_event(ns, "WindowStarted", Some("Normal"), Duration::from_secs(5))
+        .await?;
+
+    // Drift inside the window: stopped again.
+    sim.control().set_status(&ids[3], Status::Active)?;
+    wait_until(
+        Duration::from_secs(8),
+        "the server started by hand inside the window to be stopped again",
+        || async {
+            let s = sim.stats().await;
+            Ok(s.stop_calls == 2 && shutoff(&s) == 10)
+        },
+    )
+    .await?;
+    ensure!(
+        Timestamp::now() < to,
+        "the drift was corrected only after the window ended ({:.1}s after its start); the scenario needs a longer window",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // After the window: Idle, nothing started, and drift left alone.
+    sleep_until(to).await;
+    ctx.wait_status(
+        ns,
+        "nightly",
+        Duration::from_secs(5),
+        "phase Idle after the window",
+        |s| {
+            s["phase"] == "Idle"
+                && s["schedule"]["windowActive"] == false
+                && ready_because(s, "OutsideWindow")
+        },
+    )
+    .await?;
+    ctx.wait_event(ns, "WindowEnded", Some("Normal"), Duration::from_secs(5))
+        .await?;
+    let stats = sim.stats().await;
+    ensure_eq!(stats.start_calls, 0, "start calls after the window");
+    ensure_eq!(shutoff(&stats), 10, "servers SHUTOFF after the window");
+    sim.control().set_status(&ids[5], Status::Active)?;
+    // Three drift intervals: a policy that still acted would have stopped it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stats = sim.stats().await;
+    ensure_eq!(stats.stop_calls, 2, "stop calls after the window");
+    ensure_eq!(
+        shutoff(&stats),
+        9,
+        "servers SHUTOFF after the window (the one started by hand stays ACTIVE)"
+    );
+    Ok(())
+}
+
+/// The keep-running override holds stopping off until it expires; exception days
+/// decide the whole day either way; removing a schedule and deleting policies start
+/// nothing.
+pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let sim = start_sim(15, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let _op = ctx.operator("operator", ns, &[]).await?;
+    let ids = sim.server_ids();
+    let now = Timestamp::now();
+    // Today and tomorrow, so that the scenario holds across a midnight.
+    let days = format!(
+        "[\"{}\", \"{}\"]",
+        utc_date(now),
+        utc_date(now + Duration::from_secs(86_400))
+    );
+    let every_day = "[Mon, Tue, Wed, Thu, Fri, Sat, Sun]";
+
+    // Held off for 8 s, then stopped.
+    let until = Timestamp::from_second(now.as_second() + 8)?;
+    let held = keep_running_until(
+        &Policy::new(ns, "held", &sim, &ids[0..5]),
+        &until.to_string(),
+    );
+    // Every day is a window, but today and tomorrow are exceptions: nothing stopped.
+    let mut release = Policy::new(ns, "release-week", &sim, &ids[5..10]);
+    release.extra_spec = format!(
+        "  schedule:\n    timeZone: UTC\n    windows: [{{days: {every_day}}}]\n    exceptions: [{{dates: {days}, stopped: false}}]\n"
+    );
+    // No window today or tomorrow (a window far off on a single day would do as
+    // well), but a holiday exception: stopped all day.
+    let mut holiday = Policy::new(ns, "holiday", &sim, &ids[10..15]);
+    let other_day = wall(now + Duration::from_secs(3 * 86_400)).1;
+    holiday.extra_spec = format!(
+        "  schedule:\n    timeZone: UTC\n    windows: [{{days: [{other_day}], from: \"01:00\", to: \"02:00\"}}]\n    exceptions: [{{dates: {days}, stopped: true}}]\n"
+    );
+    // What the schema cannot check: an unknown zone, an annotation that is no time.
+    // Both on release-week's servers: they must stay ACTIVE.
+    let mut atlantis = Policy::new(ns, "atlantis", &sim, &ids[5..10]);
+    atlantis.extra_spec =
+        "  schedule:\n    timeZone: Europe/Atlantis\n    windows: [{days: [Mon]}]\n".into();
+    let tomorrow = keep_running_until(&Policy::new(ns, "tomorrow", &sim, &ids[5..10]), "tomorrow");
+    ctx.k.apply_ok(&held).await?;
+    ctx.k.apply_ok(&release.yaml()).await?;
+    ctx.k.apply_ok(&holiday.yaml()).await?;
+    ctx.k.apply_ok(&atlantis.yaml()).await?;
+    ctx.k.apply_ok(&tomorrow).await?;
+
+    let s = ctx
+        .wait_status(
+            ns,
+            "held",
+            Duration::from_secs(6),
+            "phase Idle, Ready/KeepRunning",
+            |s| s["phase"] == "Idle" && ready_because(s, "KeepRunning"),
+        )
+        .await?;
+    ensure_eq!(
+        status_time(&s, "keepRunningUntil"),
+        Some(until),
+        "status.schedule.keepRunningUntil"
+    );
+    ctx.wait_event(ns, "OverrideActive", Some("Normal"), Duration::from_secs(5))
+        .await?;
+    ctx.wait_status(
+        ns,
+        "holiday",
+        Duration::from_secs(15),
+        "Stopped on a holiday exception",
+        |s| s["phase"] == "Stopped" && s["schedule"]["windowActive"] == true,
+    )
+    .await?;
+    ctx.wait_status(
+        ns,
+        "release-week",
+        Duration::from_secs(5),
+        "Idle on a no-stop exception day",
+        |s| s["phase"] == "Idle" && s["schedule"]["windowActive"] == false,
+    )
+    .await?;
+    sleep_until(until - Duration::from_millis(700)).await;
+    ensure_eq!(
+        shutoff(&sim.stats().await),
+        5,
+        "servers SHUTOFF before the override expired (the holiday's only)"
+    );
+
+    wait_until(
+        Duration::from_secs(10),
+        "the held servers to be stopped once the override expired",
+        || async { Ok(shutoff(&sim.stats().await) == 10) },
+    )
+    .await?;
+    let s = ctx
+        .wait_status(
+            ns,
+            "held",
+            Duration::from_secs(5),
+            "Stopped after the override",
+            |s| s["phase"] == "Stopped",
+        )
+        .await?;
+    // The expired annotation is still there: status.schedule stays, without the override.
+    ensure!(
+        s["schedule"]["keepRunningUntil"].is_null() && s["schedule"]["windowActive"] == true,
+        "status.schedule after the override expired: {}",
+        s["schedule"]
+    );
+    ctx.wait_event(
+        ns,
+        "OverrideExpired",
+        Some("Normal"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    for (name, reason, needle) in [
+        (
+            "atlantis",
+            "InvalidSchedule",
+            "spec.schedule.timeZone: unknown time zone `Europe/Atlantis`",
+        ),
+        (
+            "tomorrow",
+            "InvalidKeepRunningUntil",
+            "annotation ecspower.dev/keep-running-until: `tomorrow`",
+        ),
+    ] {
+        let s = ctx
+            .wait_status(
+                ns,
+                name,
+                Duration::from_secs(10),
+                &format!("Stalled/{reason} naming the field"),
+                |s| {
+                    condition(s, "Stalled").is_some_and(|c| {
+                        c["status"] == "True"
+                            && c["reason"] == reason
+                            && c["message"].as_str().is_some_and(|m| m.contains(needle))
+                    })
+                },
+            )
+            .await?;
+        ensure!(
+            s["schedule"].is_null(),
+            "{name}: status.schedule shown for a schedule that cannot be read: {}",
+            s["schedule"]
+        );
+    }
+    ctx.wait_event(
+        ns,
+        "InvalidSchedule",
+        Some("Warning"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    ctx.wait_event(
+        ns,
+        "InvalidKeepRunningUntil",
+        Some("Warning"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    // The annotation fixed: synced at once (the generation stays as it was, and the
+    // problem's retry backoff has grown to 10 s and more by now).
+    let an_hour = Timestamp::now() + Duration::from_secs(3600);
+    ctx.k
+        .run(
+            &[
+                "annotate",
+                "--overwrite",
+                "epp",
+                "tomorrow",
+                "-n",
+                ns,
+                &format!("ecspower.dev/keep-running-until={an_hour}"),
+            ],
+            None,
+        )
+        .await?
+        .check()?;
+    ctx.wait_status(
+        ns,
+        "tomorrow",
+        Duration::from_secs(3),
+        "Ready/KeepRunning within 3 s of fixing the annotation",
+        |s| s["phase"] == "Idle" && ready_because(s, "KeepRunning"),
+    )
+    .await?;
+
+    // The holiday's schedule removed: always stopped now, nothing started; then every
+    // policy deleted: nothing started either.
+    let mut always = holiday.clone();
+    always.extra_spec.clear();
+    ctx.k.apply_ok(&always.yaml()).await?;
+    ctx.wait_status(
+        ns,
+        "holiday",
+        Duration::from_secs(10),
+        "Stopped without its schedule",
+        |s| s["phase"] == "Stopped" && s["schedule"].is_null(),
+    )
+    .await?;
+    for name in ["held", "release-week", "holiday", "atlantis", "tomorrow"] {
+        ctx.k
+            .run(&["delete", "epp", name, "-n", ns, "--wait=true"], None)
+            .await?
+            .check()?;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = sim.stats().await;
+    ensure_eq!(stats.start_calls, 0, "start calls");
+    ensure_eq!(shutoff(&stats), 10, "servers SHUTOFF at the end");
+    ensure_eq!(stats.stop_calls, 2, "stop calls (holiday, then held)");
+    Ok(())
+}
