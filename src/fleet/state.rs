@@ -11,7 +11,7 @@
 //!   some policy still wants;
 //! - *retry state* is written by [`FleetState::fail_server`] alone.
 
-use super::eta::{self, Forecast, QueueStanding};
+use super::eta::{self, CallPace, Forecast, QueueStanding};
 use super::jobs::{JobView, TrackedJob};
 pub use super::lane::Lane;
 use super::lane::{Entries, LaneState, Lingering};
@@ -201,6 +201,8 @@ pub struct FleetState {
     retry: HashMap<String, RetryState>,
     last_submit_failure: Option<SubmitFailure>,
     throttled_until: Option<Instant>,
+    /// How far apart the recent calls went out, for the forecast.
+    pace: CallPace,
     /// (job, policy) pairs whose spent budget [`Self::carry_over`] counted, with the
     /// job's submission time (forgotten once out of the window).
     carried: HashMap<(String, PolicyKey), jiff::Timestamp>,
@@ -225,6 +227,7 @@ impl FleetState {
             retry: HashMap::new(),
             last_submit_failure: None,
             throttled_until: None,
+            pace: CallPace::default(),
             carried: HashMap::new(),
             listed_stops: None,
             sent_any: false,
@@ -496,7 +499,7 @@ impl FleetState {
                 return Due::BudgetAt(fits_at);
             }
             let entries = state.halves.pop_front().expect("a front half");
-            return Due::Call(self.start_call(lane, entries, true));
+            return Due::Call(self.start_call(lane, entries, true, now));
         }
         let queued = state.queue.len();
         if queued == 0 {
@@ -524,11 +527,13 @@ impl FleetState {
         if state.is_empty() {
             self.lanes.remove(&lane);
         }
-        Due::Call(self.start_call(lane, batch.entries, false))
+        Due::Call(self.start_call(lane, batch.entries, false, now))
     }
 
-    fn start_call(&mut self, lane: Lane, entries: Entries, half: bool) -> DueCall {
+    fn start_call(&mut self, lane: Lane, entries: Entries, half: bool, now: Instant) -> DueCall {
         self.sent_any = true;
+        let still_queued = self.lanes.values().any(|lane| !lane.is_empty());
+        self.pace.sent(now, still_queued);
         self.listed_stops = None;
         let id = CallId(self.next_call);
         self.next_call += 1;
@@ -916,6 +921,7 @@ impl FleetState {
                 self.jobs.values().filter_map(TrackedJob::took),
                 self.config.job_poll_interval,
             ),
+            pace: self.pace.pace(),
         };
         eta::standing(&forecast, policy, lane, now)
     }

@@ -926,3 +926,36 @@ fn listed_stops_the_statuses_carried_over_are_not_counted_twice() {
         "400 of the window are left"
     );
 }
+
+#[test]
+fn calls_slower_than_the_budget_set_the_pace_of_the_estimate() {
+    let mut w = World::new();
+    let ids = names("s", 5000);
+    w.sync("p", &refs(&ids), 0);
+    // Each call waits 100 s for its record, though the budget frees up every 60 s.
+    for (n, at) in [500u64, 100_500, 200_500].into_iter().enumerate() {
+        let call = w.due(Lane::SoftStop, at).expect("a full call");
+        let job = format!("j{n}");
+        w.state.record_call(call.id, Ok(&job), w.clock.at(at));
+        w.state.recorded(&key("p"), &[job.as_str()].into());
+    }
+    // Two calls left, 100 s apart from the last: 400.5 s, then a job poll (1 s). At
+    // the budget's pace it would have said 320.5 + 1.
+    assert_eq!(w.eta_s("p", Lane::SoftStop, 200_500), Some((2000, 401.5)));
+}
+
+#[test]
+fn a_gap_after_an_empty_queue_is_no_pace() {
+    let mut w = World::new();
+    w.sync("p", &refs(&names("a", 1000)), 0);
+    let call = w.due(Lane::SoftStop, 500).expect("a full call");
+    w.state.record_call(call.id, Ok("j0"), w.clock.at(500));
+    w.state.recorded(&key("p"), &["j0"].into());
+    // Nothing queued for 10 minutes, then 3000 more: the budget's pace (60 s a call;
+    // this ledger holds no call), not a 599.5 s gap per call (1800 s).
+    w.sync("q", &refs(&names("b", 3000)), 600_000);
+    let call = w.due(Lane::SoftStop, 600_000).expect("a full call");
+    w.state.record_call(call.id, Ok("j1"), w.clock.at(600_000));
+    w.state.recorded(&key("q"), &["j1"].into());
+    assert_eq!(w.eta_s("q", Lane::SoftStop, 600_000), Some((2000, 661.0)));
+}
