@@ -5,11 +5,11 @@
 //! It keeps each listed server's power state by id (the listing itself is capped, see
 //! `src/ecs/client.rs`), so a new policy naming servers the last listing saw plans at
 //! once: keeping only the named ones made every new policy wait for a listing of its
-//! own, one after another at start-up. Selectors are matched as the pages arrive, through a [`SelectorIndex`] (a
-//! few lookups per server, not one check per policy); each policy's matches are kept
-//! as ids, so no name or tag is stored at all. A policy whose ids or selector changed
-//! waits for a listing that began after the change: only that one saw every server
-//! it may want.
+//! own, one after another at start-up. Selectors are matched as the pages arrive,
+//! through a [`SelectorIndex`] (a few lookups per server, not one check per policy);
+//! each policy's matches are kept as ids, so no name or tag is stored at all. A
+//! policy whose ids or selector changed waits for a listing that began after the
+//! change: only that one saw every server it may want.
 //!
 //! A new listing updates the map in place, page by page, rather than building a second
 //! one beside it: at 100,000 servers that second map was the largest allocation of the

@@ -213,16 +213,21 @@ impl Fleet {
         // next call waits for that record, and a fresh listing (seconds at 100,000
         // servers) before each of the call's policies would hold every call that long.
         // The sync after it lists as usual.
+        //
+        // Without a selector, what the policy wants does not depend on a listing:
+        // taken once, here, outside the state lock.
+        let named_only = request.selector.is_none().then(|| self.wanted(&request));
         let settled = self.inventory.is_usable() && {
             let state = self.lock();
             state.awaits_record_from(request.policy)
-                || (request.selector.is_none()
-                    && state.all_in_flight(
+                || named_only.as_ref().is_some_and(|selection| {
+                    state.all_in_flight(
                         request.policy,
                         request.lane,
-                        &self.wanted(&request).wanted,
+                        &selection.wanted,
                         Instant::now(),
-                    ))
+                    )
+                })
         };
         if !settled {
             let listed = self
@@ -246,7 +251,7 @@ impl Fleet {
                 self.poll_jobs(EARLY_JOB_POLL_INTERVAL).await;
             }
         }
-        let selection = self.wanted(&request);
+        let selection = named_only.unwrap_or_else(|| self.wanted(&request));
         let desired = &selection.wanted;
         let observation = self.inventory.observe(request.policy, desired);
         let powering_off = observation
@@ -350,8 +355,9 @@ impl Fleet {
         )
     }
 
-    /// Poll every unfinished job, at most once per `interval` however many ask. A poll that fails leaves the decision to the state: it gives the job up
-    /// if it failed for good; jobs past the deadline are given up on too.
+    /// Poll every unfinished job, at most once per `interval` however many ask. A
+    /// poll that fails leaves the decision to the state: it gives the job up if it
+    /// failed for good; jobs past the deadline are given up on too.
     async fn poll_jobs(&self, interval: Duration) {
         let mut last_poll = self.job_poll.lock().await;
         if last_poll.is_some_and(|at| at.elapsed() < interval) {
