@@ -8,6 +8,7 @@ use crate::ecs::client::{EcsApi, HttpEcsClient};
 use crate::ecs::config::EcsClientConfig;
 use crate::ecs::error::EcsError;
 use crate::ecs::observer::{RequestEvent, RequestObserver};
+use crate::fleet::journal::ConfigMapJournals;
 use crate::fleet::{CloudTarget, Connector, FleetConfig, FleetRegistry};
 use crate::leader::{Leadership, LeaseConfig};
 use crate::metrics::{Metrics, RequestLabels};
@@ -77,6 +78,11 @@ pub struct RunArgs {
     /// its servers are re-observed, its policy shows JobLost.
     #[arg(long, default_value_t = 1_800_000)]
     pub job_deadline_ms: u64,
+    /// How long after a stop call's outcome became unknown (its answer lost, or the
+    /// process killed before it came) a listing may decide about its servers: a busy
+    /// cloud leaves a new job's servers untouched for a while.
+    #[arg(long, default_value_t = 10_000)]
+    pub unknown_outcome_settle_ms: u64,
     /// Timeout of each ECS API request, connect to last body byte; a read with its
     /// retries gets twice this.
     #[arg(long, default_value_t = 30_000)]
@@ -188,6 +194,7 @@ impl RunArgs {
             linger: millis(self.linger_ms),
             job_poll_interval: millis(self.job_poll_interval_ms),
             job_deadline: millis(self.job_deadline_ms),
+            unknown_outcome_settle: millis(self.unknown_outcome_settle_ms),
             ..FleetConfig::default()
         }
     }
@@ -240,8 +247,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // The fleets' workers, the only senders of stop calls: stopped at once when
     // leadership is lost, before the controller's syncs under way have finished.
     let submitting = shutdown.child_token();
+    // The call journals live beside the Lease, in the operator's own namespace.
+    let journals = ConfigMapJournals {
+        client: client.clone(),
+        namespace: args.lease_namespace.clone(),
+        prefix: args.lease_name.clone(),
+        watched: args.watch_namespace.clone(),
+    };
     let fleets = FleetRegistry::new(
         Box::new(connector),
+        Box::new(journals),
         args.fleet_config(),
         BudgetLimits {
             servers_per_window: usize::try_from(args.budget_servers).unwrap_or(usize::MAX),

@@ -582,7 +582,8 @@ async fn admin_endpoints_over_http() {
     assert_eq!(
         faults,
         json!({"throttle_rps": null, "subjob_failure_rate": 0.0, "error_rate": 1.0, "latency_ms": 5,
-               "accept_then_fail_rate": 0.0, "accept_then_drop_rate": 0.0, "job_init_ms": 0})
+               "accept_then_fail_rate": 0.0, "accept_then_drop_rate": 0.0, "job_init_ms": 0,
+               "answer_delay_ms": 0})
     );
     assert_eq!(client.get("cloudservers/detail", &[]).await.status, 500);
 
@@ -786,6 +787,23 @@ async fn a_new_job_stays_init_without_sub_jobs_and_its_servers_untouched_then_ru
     let job_id = reply.body["job_id"].as_str().unwrap();
     let job = client.get(&format!("jobs/{job_id}"), &[]).await.body;
     assert_eq!(job["status"], "RUNNING", "INIT switched off at run time");
+
+    // A slow way back: the job exists before its answer leaves the gateway.
+    sim.control().set_faults(FaultsPatch {
+        answer_delay_ms: Some(400),
+        ..FaultsPatch::default()
+    });
+    let accepted_before = sim.stats().await.stop_ids_accepted;
+    let stop = client.stop(&ids[..1]);
+    tokio::pin!(stop);
+    let early = tokio::time::timeout(Duration::from_millis(200), &mut stop).await;
+    assert!(early.is_err(), "answered before the delay");
+    assert_eq!(
+        sim.stats().await.stop_ids_accepted,
+        accepted_before + 1,
+        "accepted while the answer is still on its way"
+    );
+    assert_eq!(stop.await.status, 200);
     sim.shutdown().await;
 }
 

@@ -7,7 +7,7 @@ use super::timing::{Timing, timing_of};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
-use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Spent, Synced};
+use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Synced};
 use crate::plan::{Mode, PlanOutcome};
 use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, ScheduleStatus, StopType};
 use crate::selector::{CappedSelector, Selection};
@@ -16,7 +16,6 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -183,18 +182,12 @@ async fn prepare(
         Ok(fleet) => fleet,
         Err(error) => return prepared_from(ctx, key, error),
     };
-    let status_jobs = policy.status.iter().flat_map(|status| &status.jobs);
-    let adopt = status_jobs
-        .clone()
+    let adopt = policy
+        .status
+        .iter()
+        .flat_map(|status| &status.jobs)
         .filter(|job| job.status.in_flight())
         .map(|job| (job.job_id.clone(), job.submitted_at.0))
-        .collect();
-    let spent = status_jobs
-        .map(|job| Spent {
-            job_id: job.job_id.clone(),
-            submitted_at: job.submitted_at.0,
-            servers: job.servers as usize,
-        })
         .collect();
     let selector = match &policy.spec.selector {
         None => None,
@@ -229,7 +222,6 @@ async fn prepare(
         max_age: ctx.config.inventory_max_age,
         listing_wait,
         adopt,
-        spent,
     };
     match fleet.sync(request).await {
         Ok(Some(synced)) => Ok(Prepared::Planned {
@@ -450,9 +442,7 @@ async fn write_status(
     next: EcsPowerPolicyStatus,
 ) -> Result<(), Error> {
     let namespace = policy.namespace().unwrap_or_default();
-    let written: HashSet<&str> = next.jobs.iter().map(|job| job.job_id.as_str()).collect();
     if next == *previous {
-        ctx.fleets.recorded(key, &written);
         // Set on every sync, not only on writes: after a restart the gauges of a
         // policy whose status stays as it was must be there too.
         ctx.metrics
@@ -470,8 +460,6 @@ async fn write_status(
         policy: key.to_string(),
         source,
     })?;
-    // Durable now: the fleet's worker may send its next call, before the Events.
-    ctx.fleets.recorded(key, &written);
     ctx.metrics.status_writes.inc();
     ctx.metrics
         .policy_conditions(&namespace, &policy.name_any(), &next.conditions);

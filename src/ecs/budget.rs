@@ -207,19 +207,6 @@ impl ActionBudget {
         ledger.taken.make_contiguous().sort_by_key(|&(at, _)| at);
     }
 
-    /// At least `servers` count as spent in the window at `now`: stops the cloud
-    /// counted that this budget does not know of (sent by a process before a restart
-    /// that never recorded its call) are held from `now`, the latest they can have
-    /// been sent. What the budget already counts is not added again.
-    pub fn at_least(&self, servers: usize, now: Instant) {
-        let unknown = {
-            let mut ledger = self.ledger();
-            ledger.forget_before(now, self.limits.window);
-            servers.saturating_sub(ledger.used())
-        };
-        self.carry(now, unknown);
-    }
-
     /// Count `taken` from `at` on instead of from when it was taken. The cloud
     /// counts servers when the request arrives, somewhere between our take and
     /// its answer; counting from the answer keeps our window from closing before
@@ -352,25 +339,6 @@ mod tests {
             t0 + Duration::from_secs(60)
         );
         assert_eq!(budget.available(t0 + Duration::from_secs(60)), 800);
-    }
-
-    #[test]
-    fn at_least_adds_only_what_the_budget_does_not_count_yet() {
-        let budget = ActionBudget::new(limits(1000, 60));
-        let t0 = Instant::now();
-        budget.carry(t0, 600);
-        budget.at_least(1000, t0 + Duration::from_secs(10));
-        assert_eq!(budget.available(t0 + Duration::from_secs(10)), 0);
-        // The 600 leave with their window, the 400 added at 10 s with theirs.
-        assert_eq!(budget.available(t0 + Duration::from_secs(60)), 600);
-        assert_eq!(budget.available(t0 + Duration::from_secs(70)), 1000);
-        budget.at_least(500, t0 + Duration::from_secs(70));
-        budget.at_least(300, t0 + Duration::from_secs(70));
-        assert_eq!(
-            budget.available(t0 + Duration::from_secs(70)),
-            500,
-            "not added twice"
-        );
     }
 
     #[test]

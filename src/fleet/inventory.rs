@@ -78,12 +78,6 @@ struct State {
     /// Results learnt from jobs, and when: those newer than a listing's start win
     /// over it, since the listing may have read the server before the job ended.
     confirmed: HashMap<String, (ObservedPower, Instant)>,
-    /// When each server the last completed listing showed stopping or stopped
-    /// changed last (`updated`; a stopping one counts as of the listing), within
-    /// [`STOPS_KEPT`]: what the cloud may still count in its action budget.
-    stops: Vec<jiff::Timestamp>,
-    /// The same, for the listing under way.
-    stops_listing: Vec<jiff::Timestamp>,
 }
 
 impl State {
@@ -137,24 +131,6 @@ impl State {
         self.selectors.remove(policy);
         self.matched.remove(policy);
         self.matching.remove(policy);
-    }
-}
-
-/// Stops older than this are not kept: far beyond any budget window (the API's: 60 s).
-const STOPS_KEPT: Duration = Duration::from_secs(3600);
-
-/// Servers that stopped or are stopping, as of `updated`, from one listing entry.
-fn stopped_at(
-    power: ObservedPower,
-    updated: Option<&str>,
-    listed: jiff::Timestamp,
-) -> Option<jiff::Timestamp> {
-    match power {
-        ObservedPower::Stopping => Some(listed),
-        ObservedPower::Stopped => updated
-            .and_then(|u| u.parse::<jiff::Timestamp>().ok())
-            .filter(|at| *at + STOPS_KEPT > listed),
-        _ => None,
     }
 }
 
@@ -276,12 +252,10 @@ impl InventoryCache {
             return Ok(());
         }
         let fetched_at = Instant::now();
-        let listed_wall = jiff::Timestamp::now();
         let listing = {
             let mut state = self.lock();
             state.listings_begun += 1;
             state.matching.clear();
-            state.stops_listing.clear();
             state.listings_begun
         };
         api.for_each_server_page(&ServerFilter::default(), &mut |page| {
@@ -292,9 +266,6 @@ impl InventoryCache {
                     detail.task_state.as_deref(),
                     detail.locked.unwrap_or(false),
                 );
-                if let Some(at) = stopped_at(listed, detail.updated.as_deref(), listed_wall) {
-                    state.stops_listing.push(at);
-                }
                 // A job result newer than this listing's start wins: the page may
                 // have been read before the job ended.
                 let power = match state.confirmed.get(&detail.id) {
@@ -314,18 +285,12 @@ impl InventoryCache {
             ids.dedup();
         }
         state.matched = matched;
-        state.stops = std::mem::take(&mut state.stops_listing);
         state.listings_done = listing;
         state.confirmed.retain(|_, (_, at)| *at > fetched_at);
         state.fetched_at = Some(fetched_at);
         state.stale = false;
         state.seen_by.clear();
         Ok(())
-    }
-
-    /// Servers the last completed listing showed stopping, or stopped since `since`.
-    pub fn stops_since(&self, since: jiff::Timestamp) -> usize {
-        self.lock().stops.iter().filter(|at| **at >= since).count()
     }
 
     /// Whether every one of `ids` (at least one) is listed as stopped.

@@ -1,6 +1,7 @@
 //! Stop jobs as the fleet tracks them, and what each policy sees of them.
 
 use super::PolicyKey;
+use super::journal::InheritedJob;
 use super::state::Now;
 use crate::ecs::error::cut_cloud_text;
 use crate::ecs::wire::{Job, JobStatus, SubJob};
@@ -20,11 +21,6 @@ pub struct TrackedJob {
     /// held until the sub-jobs name them or the job is given up on.
     candidates: HashSet<String>,
     pub policies: BTreeSet<PolicyKey>,
-    /// Policies whose status does not list the job yet: until each has written it
-    /// (or left), the worker sends no other call, so a kill loses at most this one.
-    pub(super) unrecorded: BTreeSet<PolicyKey>,
-    /// When this process got the answer; `None` for a job adopted from a status.
-    pub(super) answered_at: Option<Instant>,
     pub submitted_at: jiff::Timestamp,
     status: JobStatus,
     completed: Option<(jiff::Timestamp, Instant)>,
@@ -62,8 +58,7 @@ fn sub_job_server(sub: &SubJob) -> Option<&str> {
 }
 
 impl TrackedJob {
-    /// A job this process submitted and got the answer of at `now`; none of its
-    /// policies' status lists it yet.
+    /// A job this process submitted and got the answer of at `now`.
     pub fn submitted(
         job_id: String,
         ids: Vec<String>,
@@ -74,10 +69,26 @@ impl TrackedJob {
             job_id,
             servers: ids.into_iter().map(|id| (id, JobStatus::Init)).collect(),
             candidates: HashSet::new(),
-            unrecorded: policies.clone(),
             policies,
-            answered_at: Some(now.at),
             submitted_at: now.wall,
+            status: JobStatus::Init,
+            completed: None,
+        }
+    }
+
+    /// A job an earlier process submitted, as the project's call journal kept it:
+    /// its servers are known from the call.
+    pub fn inherited(job: &InheritedJob) -> Self {
+        Self {
+            job_id: job.job_id.clone(),
+            servers: job
+                .ids
+                .iter()
+                .map(|id| (id.clone(), JobStatus::Init))
+                .collect(),
+            candidates: HashSet::new(),
+            policies: job.policies.iter().cloned().collect(),
+            submitted_at: job.submitted_at,
             status: JobStatus::Init,
             completed: None,
         }
@@ -91,8 +102,6 @@ impl TrackedJob {
             servers: Vec::new(),
             candidates: HashSet::new(),
             policies: BTreeSet::new(),
-            unrecorded: BTreeSet::new(),
-            answered_at: None,
             submitted_at,
             status: JobStatus::Init,
             completed: None,

@@ -6,7 +6,9 @@ use kube::runtime::reflector::ObjectRef;
 use std::fmt;
 
 /// A policy by namespace and name, as the API server names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct PolicyKey {
     pub namespace: String,
     pub name: String,

@@ -18,6 +18,7 @@ mod fake_listings;
 mod first_round;
 mod inventory;
 mod jobs;
+pub mod journal;
 mod key;
 mod lane;
 mod listing;
@@ -30,7 +31,7 @@ use first_round::{FirstRound, Gate};
 pub use jobs::JobView;
 pub use key::PolicyKey;
 pub use registry::{CloudTarget, Connector, FleetRegistry};
-pub use state::{FleetView, Lane, LostJob, LostReason, Spent, SubmitFailure};
+pub use state::{FleetView, Lane, LostJob, LostReason, SubmitFailure};
 
 use crate::ecs::budget::ActionBudget;
 use crate::ecs::client::EcsApi;
@@ -40,6 +41,7 @@ use crate::plan::{Backoff, Mode, ObservedPower};
 use crate::selector::{CappedSelector, Selection, select};
 use futures::{FutureExt, StreamExt};
 use inventory::Wants;
+use journal::CallJournal;
 use registry::Deleted;
 use state::{FleetState, Now, Observed, SyncRequest};
 use std::sync::{Arc, Mutex};
@@ -64,10 +66,10 @@ pub struct FleetConfig {
     /// How long a finished (or lost) job is still shown to policies' syncs (their
     /// status keeps it as history after that).
     pub finished_job_retention: Duration,
-    /// Longest the worker holds its next call until every policy of the last job
-    /// has written it into its status (a status that cannot be written must not stop
-    /// the whole project).
-    pub record_wait_limit: Duration,
+    /// How long after a call's outcome became unknown (its answer lost, or its
+    /// process killed before it came) a listing may settle it: a busy cloud leaves a
+    /// new job's servers untouched, and a listing then shows no trace of the call.
+    pub unknown_outcome_settle: Duration,
 }
 
 impl Default for FleetConfig {
@@ -79,7 +81,7 @@ impl Default for FleetConfig {
             job_deadline: Duration::from_secs(30 * 60),
             throttle_backoff: Duration::from_secs(2),
             finished_job_retention: Duration::from_secs(600),
-            record_wait_limit: Duration::from_secs(30),
+            unknown_outcome_settle: Duration::from_secs(10),
         }
     }
 }
@@ -111,8 +113,6 @@ pub struct FleetRequest<'a> {
     pub listing_wait: Duration,
     /// Jobs the policy's status lists as unfinished, to follow after a restart.
     pub adopt: Vec<(String, jiff::Timestamp)>,
-    /// Every job its status lists: the budget an earlier process spent.
-    pub spent: Vec<Spent>,
 }
 
 /// What a sync gets back: the fleet's view, and what the inventory showed.
@@ -130,6 +130,8 @@ pub struct Synced {
 pub struct Fleet {
     api: Arc<dyn EcsApi>,
     budget: Arc<ActionBudget>,
+    /// The project's, shared with its other fleets like the budget.
+    journal: Arc<CallJournal>,
     config: FleetConfig,
     metrics: Arc<Metrics>,
     state: Mutex<FleetState>,
@@ -160,12 +162,14 @@ impl Fleet {
     pub(crate) fn start(
         api: Arc<dyn EcsApi>,
         budget: Arc<ActionBudget>,
+        journal: Arc<CallJournal>,
         shared: Shared,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let fleet = Arc::new(Self {
             api,
             budget,
+            journal,
             state: Mutex::new(FleetState::new(shared.config.clone())),
             config: shared.config,
             metrics: shared.metrics,
@@ -187,15 +191,19 @@ impl Fleet {
         self.state.lock().expect("fleet state lock poisoned")
     }
 
-    /// One sync: follow the jobs the policy's status lists, poll jobs and list the
-    /// project when due, then plan, queue and report from one view of the state.
-    /// `None`: the fleet's listing is still under way after
-    /// [`FleetRequest::listing_wait`]; nothing was planned, sync again soon.
+    /// One sync: follow the jobs the policy's status lists, list the project when
+    /// due, then plan, queue and report from one view of the state. `None`: the
+    /// project's call journal could not be read yet, or the fleet's listing is still
+    /// under way after [`FleetRequest::listing_wait`]; nothing was planned, sync again
+    /// soon.
     pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, EcsError> {
+        // Nothing is planned before what earlier processes left is known: their jobs
+        // and unknown outcomes hold servers.
+        if !self.inherit().await {
+            return Ok(None);
+        }
         // Jobs are polled by `worker::follow_jobs`, not here: a sync (one of the slots
-        // every tenant shares, and the one the project's next call may wait for)
-        // never waits on another endpoint round trip for them.
-        self.carry_over(&request);
+        // every tenant shares) never waits on another endpoint round trip for them.
         self.inventory.register(
             request.policy,
             Wants {
@@ -209,26 +217,18 @@ impl Fleet {
         // always looks at a listing within its maximum age: a newly tagged server is
         // stopped at the next sync.
         //
-        // A sync that records a job plans against the inventory it has: the project's
-        // next call waits for that record, and a fresh listing (seconds at 100,000
-        // servers) before each of the call's policies would hold every call that long.
-        // The sync after it lists as usual.
-        //
         // Without a selector, what the policy wants does not depend on a listing:
         // taken once, here, outside the state lock.
         let named_only = request.selector.is_none().then(|| self.wanted(&request));
-        let settled = self.inventory.is_usable() && {
-            let state = self.lock();
-            state.awaits_record_from(request.policy)
-                || named_only.as_ref().is_some_and(|selection| {
-                    state.all_in_flight(
-                        request.policy,
-                        request.lane,
-                        &selection.wanted,
-                        Instant::now(),
-                    )
-                })
-        };
+        let settled = self.inventory.is_usable()
+            && named_only.as_ref().is_some_and(|selection| {
+                self.lock().all_in_flight(
+                    request.policy,
+                    request.lane,
+                    &selection.wanted,
+                    Instant::now(),
+                )
+            });
         if !settled {
             let listed = self
                 .listing
@@ -243,7 +243,6 @@ impl Fleet {
                 return Ok(None);
             };
             listed?;
-            self.take_in_listed_stops();
             // A listing newer than the last poll may already show a job's servers
             // stopped: poll now, or the status would say Stopped beside a job still
             // RUNNING.
@@ -304,39 +303,23 @@ impl Fleet {
         }))
     }
 
-    /// Before the fleet's first call: what the listing shows stopped within the
-    /// budget's window, for the budget to count stops no status recorded
-    /// ([`FleetState::listed_recent_stops`]).
-    fn take_in_listed_stops(&self) {
-        if !self.lock().awaits_first_call() {
-            return;
+    /// Takes in what the project's call journal holds from earlier processes, once;
+    /// `false` while it cannot be read.
+    async fn inherit(&self) -> bool {
+        if self.lock().has_inherited() {
+            return true;
         }
-        let window = self.budget.limits().window;
-        let since = jiff::Timestamp::now() - window;
-        let stops = self.inventory.stops_since(since);
-        self.lock().listed_recent_stops(stops);
-    }
-
-    /// The budget an earlier process spent, as the policy's status says, taken in
-    /// before the worker's next call.
-    fn carry_over(&self, request: &FleetRequest<'_>) {
-        if request.spent.is_empty() {
-            return;
+        match self.journal.inherited().await {
+            Ok(inherited) => {
+                self.lock().inherit(inherited, Now::current());
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the project's call journal cannot be read: nothing is planned until it can");
+                self.metrics.error("journal");
+                false
+            }
         }
-        let window = self.budget.limits().window;
-        let carried =
-            self.lock()
-                .carry_over(request.policy, &request.spent, window, Now::current());
-        for (from, servers) in carried {
-            tracing::info!(policy = %request.policy, servers, "budget spent before a restart carried over");
-            self.budget.carry(from, servers);
-        }
-    }
-
-    /// `policy`'s status now lists `written`: the worker's next call may go.
-    pub fn recorded(&self, policy: &PolicyKey, written: &std::collections::HashSet<&str>) {
-        self.lock().recorded(policy, written);
-        self.wake.notify_one();
     }
 
     /// What the policy wants: its named servers and its selector's matches in the last
@@ -380,7 +363,14 @@ impl Fleet {
             if let Err(error) = &answer {
                 tracing::debug!(%job_id, %error, "job poll failed");
             }
-            let succeeded = self.lock().record_poll(&job_id, answer, Now::current());
+            let (succeeded, over) = {
+                let mut state = self.lock();
+                let succeeded = state.record_poll(&job_id, answer, Now::current());
+                (succeeded, !state.is_unfinished(&job_id))
+            };
+            if over {
+                self.journal.job_over(&job_id);
+            }
             self.metrics.servers_stopped.inc_by(succeeded.len() as u64);
             self.inventory.confirm(&succeeded, ObservedPower::Stopped);
         }
@@ -422,11 +412,23 @@ mod tests {
     use super::*;
     use crate::ecs::budget::BudgetLimits;
     use fake_listings::Listings;
+    use journal::{JournalStores, MemoryJournals, Retention};
 
     fn fleet(api: Arc<Listings>) -> Arc<Fleet> {
+        let budget = Arc::new(ActionBudget::new(BudgetLimits::default()));
+        let journal = Arc::new(CallJournal::new(
+            MemoryJournals::default().open("endpoint", "project"),
+            Arc::clone(&budget),
+            Retention {
+                window: budget.limits().window,
+                unknown_settle: Duration::from_secs(10),
+                job_deadline: Duration::from_secs(1800),
+            },
+        ));
         Fleet::start(
             api,
-            Arc::new(ActionBudget::new(BudgetLimits::default())),
+            budget,
+            journal,
             Shared {
                 config: FleetConfig {
                     // Nothing queued here may go out while a test looks at it.
@@ -458,7 +460,6 @@ mod tests {
             max_age: Duration::ZERO,
             listing_wait: Duration::from_secs(10),
             adopt: Vec::new(),
-            spent: Vec::new(),
         }
     }
 

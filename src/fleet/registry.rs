@@ -1,7 +1,8 @@
 //! Fleets by (endpoint, project, credentials): policies that share all three share a
-//! fleet; fleets of one (endpoint, project) share its budget, which the registry owns
-//! and hands to each fleet and its client.
+//! fleet; fleets of one (endpoint, project) share its budget and its call journal,
+//! which the registry owns and hands to each fleet (and the budget to its client).
 
+use super::journal::{CallJournal, JournalStores, Retention};
 use super::{FirstRound, Fleet, FleetConfig, PolicyKey, Shared};
 use crate::ecs::budget::{ActionBudget, BudgetLimits, BudgetRegistry};
 use crate::ecs::client::EcsApi;
@@ -102,6 +103,9 @@ pub struct FleetRegistry {
     deleted: Arc<Deleted>,
     budgets: BudgetRegistry,
     budget_limits: BudgetLimits,
+    journal_stores: Box<dyn JournalStores>,
+    /// One per (endpoint origin, project), as the budget.
+    journals: Mutex<HashMap<(String, String), Arc<CallJournal>>>,
     submitted: UnboundedSender<PolicyKey>,
     batches_sent: Mutex<Option<UnboundedReceiver<PolicyKey>>>,
     fleets: Mutex<Fleets>,
@@ -163,6 +167,7 @@ impl Fleets {
 impl FleetRegistry {
     pub fn new(
         connector: Box<dyn Connector>,
+        journal_stores: Box<dyn JournalStores>,
         config: FleetConfig,
         budget_limits: BudgetLimits,
         metrics: Arc<Metrics>,
@@ -178,6 +183,8 @@ impl FleetRegistry {
             deleted: Arc::default(),
             budgets: BudgetRegistry::default(),
             budget_limits,
+            journal_stores,
+            journals: Mutex::default(),
             submitted,
             batches_sent: Mutex::new(Some(batches_sent)),
             fleets: Mutex::default(),
@@ -216,17 +223,29 @@ impl FleetRegistry {
         fleets.retire_unused();
     }
 
-    /// `policy`'s status now lists the jobs `written`: its fleet's worker, holding its
-    /// next call until they are recorded, may go on.
-    pub fn recorded(&self, policy: &PolicyKey, written: &HashSet<&str>) {
-        let fleet = {
-            let fleets = self.lock();
-            let key = fleets.used_by.get(policy);
-            key.and_then(|key| fleets.by_key.get(key)).cloned()
+    /// The call journal of this project, shared by its fleets.
+    fn journal(
+        &self,
+        origin: &str,
+        project_id: &str,
+        budget: &Arc<ActionBudget>,
+    ) -> Arc<CallJournal> {
+        let retention = Retention {
+            window: budget.limits().window,
+            unknown_settle: self.config.unknown_outcome_settle,
+            job_deadline: self.config.job_deadline,
         };
-        if let Some(fleet) = fleet {
-            fleet.recorded(policy, written);
-        }
+        let mut journals = self.journals.lock().expect("journals lock poisoned");
+        let journal = journals
+            .entry((origin.to_owned(), project_id.to_owned()))
+            .or_insert_with(|| {
+                Arc::new(CallJournal::new(
+                    self.journal_stores.open(origin, project_id),
+                    Arc::clone(budget),
+                    retention,
+                ))
+            });
+        Arc::clone(journal)
     }
 
     /// The controller starts its first round: partial batches and syncs wait for it.
@@ -265,15 +284,16 @@ impl FleetRegistry {
         let fleet = match fleets.by_key.get(&key) {
             Some(fleet) => Arc::clone(fleet),
             None => {
-                let budget = self.budgets.budget(
-                    &crate::ecs::endpoint::origin(&target.endpoint),
-                    &target.project_id,
-                    self.budget_limits,
-                );
+                let origin = crate::ecs::endpoint::origin(&target.endpoint);
+                let budget = self
+                    .budgets
+                    .budget(&origin, &target.project_id, self.budget_limits);
+                let journal = self.journal(&origin, &target.project_id, &budget);
                 let api = self.connector.connect(target, Arc::clone(&budget))?;
                 let fleet = Fleet::start(
                     api,
                     budget,
+                    journal,
                     Shared {
                         config: self.config.clone(),
                         metrics: Arc::clone(&self.metrics),
@@ -303,6 +323,7 @@ impl FleetRegistry {
 mod tests {
     use super::*;
     use crate::ecs::{Credentials, EcsClientConfig, HttpEcsClient};
+    use crate::fleet::journal::MemoryJournals;
     use crate::plan::{Backoff, Mode};
 
     /// Real clients of an endpoint nobody listens on: these tests never call it.
@@ -327,6 +348,7 @@ mod tests {
     fn registry() -> FleetRegistry {
         FleetRegistry::new(
             Box::new(Unreachable),
+            Box::new(MemoryJournals::default()),
             FleetConfig {
                 // Nothing queued here may go out while a test looks at it.
                 linger: std::time::Duration::from_secs(3600),
@@ -391,6 +413,10 @@ mod tests {
         assert!(
             Arc::ptr_eq(&a.budget, &other.budget),
             "one project, one budget"
+        );
+        assert!(
+            Arc::ptr_eq(&a.journal, &other.journal),
+            "one project, one call journal"
         );
     }
 

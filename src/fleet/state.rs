@@ -13,6 +13,7 @@
 
 use super::eta::{self, CallPace, Forecast, QueueStanding};
 use super::jobs::{JobView, TrackedJob};
+use super::journal::Inherited;
 pub use super::lane::Lane;
 use super::lane::{Entries, LaneState, Lingering};
 use super::{FleetConfig, Gate, PolicyKey};
@@ -38,6 +39,17 @@ impl Now {
             wall: jiff::Timestamp::now(),
         }
     }
+
+    /// The instant of the monotonic clock that the wall clock shows as `wall`.
+    pub fn instant_of(&self, wall: jiff::Timestamp) -> Instant {
+        let offset = wall.duration_since(self.wall);
+        let magnitude = offset.unsigned_abs();
+        if offset.is_negative() {
+            self.at.checked_sub(magnitude).unwrap_or(self.at)
+        } else {
+            self.at + magnitude
+        }
+    }
 }
 
 /// Names one call under way.
@@ -60,6 +72,8 @@ pub struct DueCall {
     pub id: CallId,
     pub lane: Lane,
     pub ids: Vec<String>,
+    /// Every policy that wants one of its ids.
+    pub policies: Vec<PolicyKey>,
 }
 
 #[derive(Debug)]
@@ -67,9 +81,6 @@ pub enum Due {
     Call(DueCall),
     /// A batch is due, and the budget covers it from then on.
     BudgetAt(Instant),
-    /// The last job's id is not in every status of its policies yet: no other call
-    /// goes out until it is, so a kill loses at most that one round trip.
-    AwaitingRecord,
     Nothing,
 }
 
@@ -115,26 +126,6 @@ impl LostJob {
     pub fn job_id(&self) -> &str {
         &self.job.job_id
     }
-}
-
-/// One job of a policy's status, for the budget an earlier process spent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spent {
-    pub job_id: String,
-    /// As the status shows it: to the second, truncated.
-    pub submitted_at: jiff::Timestamp,
-    /// The policy's servers in it.
-    pub servers: usize,
-}
-
-/// Status times are whole seconds, truncated: the call was answered up to this much
-/// after the time shown.
-const STATUS_TIME_PRECISION: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// When budget spent by a call shown as submitted at `submitted_at` is free again:
-/// a window after the latest instant the answer can have come.
-fn held_until(submitted_at: jiff::Timestamp, window: std::time::Duration) -> jiff::Timestamp {
-    submitted_at + STATUS_TIME_PRECISION + window
 }
 
 /// What one sync is about.
@@ -191,8 +182,10 @@ pub struct FleetState {
     calls: HashMap<CallId, Call>,
     next_call: u64,
     /// Ids of calls whose answer was lost (or that the gateway may have accepted
-    /// before failing), and when that became known: in flight until a listing that
-    /// began later shows them.
+    /// before failing, or that an earlier process sent and never saw answered), and
+    /// when a listing may settle them: in flight until one that began later shows
+    /// them. Not at once: a busy cloud leaves a new job's servers untouched for a
+    /// while, and a listing then would show them as if the call had never come.
     unknown: HashMap<String, Instant>,
     jobs: HashMap<String, TrackedJob>,
     lost: Vec<LostJob>,
@@ -203,14 +196,8 @@ pub struct FleetState {
     throttled_until: Option<Instant>,
     /// How far apart the recent calls went out, for the forecast.
     pace: CallPace,
-    /// (job, policy) pairs whose spent budget [`Self::carry_over`] counted, with the
-    /// job's submission time (forgotten once out of the window).
-    carried: HashMap<(String, PolicyKey), jiff::Timestamp>,
-    /// Stops the latest listing showed recently made, while this fleet has sent
-    /// nothing yet: taken into the budget before its first call.
-    listed_stops: Option<usize>,
-    /// A call went out: from then on the budget counts this fleet's own stops.
-    sent_any: bool,
+    /// What the project's call journal handed over has been taken in.
+    inherited: bool,
 }
 
 impl FleetState {
@@ -228,9 +215,7 @@ impl FleetState {
             last_submit_failure: None,
             throttled_until: None,
             pace: CallPace::default(),
-            carried: HashMap::new(),
-            listed_stops: None,
-            sent_any: false,
+            inherited: false,
         }
     }
 
@@ -255,9 +240,9 @@ impl FleetState {
             HashSet::new()
         };
         self.withdraw_unwanted(policy, Some(request.lane), &wanted);
-        // A listing that began after an unknown outcome became known has settled it.
+        // A listing that began after an unknown outcome could show has settled it.
         self.unknown
-            .retain(|_, known_at| observed.listed_at <= *known_at);
+            .retain(|_, settles_at| observed.listed_at <= *settles_at);
         let in_flight = self.in_flight(policy, request.lane, request.desired, observed.listed_at);
         let retries: HashMap<String, RetryState> = self
             .retry
@@ -285,7 +270,6 @@ impl FleetState {
             .filter(|(id, _)| observed.servers.get(id) != Some(&ObservedPower::Stopped))
             .collect();
         let jobs = self.jobs_of(policy, &desired);
-        self.not_to_record(policy, &jobs);
         FleetView {
             jobs,
             lost: self
@@ -338,7 +322,7 @@ impl FleetState {
             .for_each(|e| take(&e.id));
         self.unknown
             .iter()
-            .filter(|(_, known_at)| listed_at <= **known_at)
+            .filter(|(_, settles_at)| listed_at <= **settles_at)
             .for_each(|(id, _)| take(id));
         self.jobs
             .values()
@@ -462,12 +446,6 @@ impl FleetState {
                 entry.policies.retain(|p| p != policy);
             }
         }
-        if lane.is_none() {
-            // It left the fleet: its status will not list the fleet's jobs.
-            for job in self.jobs.values_mut() {
-                job.unrecorded.remove(policy);
-            }
-        }
         if withdrawn > 0 {
             tracing::info!(%policy, withdrawn, "queued stops withdrawn");
         }
@@ -483,12 +461,6 @@ impl FleetState {
     pub fn take_due(&mut self, lane: Lane, gate: Gate, budget: &ActionBudget, now: Instant) -> Due {
         if self.throttled_until.is_some_and(|until| until > now) || gate == Gate::Closed {
             return Due::Nothing;
-        }
-        if self.awaiting_record(now) {
-            return Due::AwaitingRecord;
-        }
-        if let Some(stops) = self.listed_stops.take() {
-            budget.at_least(stops, now);
         }
         let Some(state) = self.lanes.get_mut(&lane) else {
             return Due::Nothing;
@@ -531,13 +503,15 @@ impl FleetState {
     }
 
     fn start_call(&mut self, lane: Lane, entries: Entries, half: bool, now: Instant) -> DueCall {
-        self.sent_any = true;
         let still_queued = self.lanes.values().any(|lane| !lane.is_empty());
         self.pace.sent(now, still_queued);
-        self.listed_stops = None;
         let id = CallId(self.next_call);
         self.next_call += 1;
         let ids = entries.iter().map(|e| e.id.clone()).collect();
+        let policies: BTreeSet<PolicyKey> = entries
+            .iter()
+            .flat_map(|e| e.policies.iter().cloned())
+            .collect();
         self.calls.insert(
             id,
             Call {
@@ -546,7 +520,57 @@ impl FleetState {
                 half,
             },
         );
-        DueCall { id, lane, ids }
+        DueCall {
+            id,
+            lane,
+            ids,
+            policies: policies.into_iter().collect(),
+        }
+    }
+
+    /// A call that could not be sent (its journal record was not written): what is
+    /// still wanted goes back first in line, after the back-off.
+    pub fn not_sent(&mut self, id: CallId, now: Instant) {
+        if let Some(call) = self.calls.remove(&id) {
+            self.put_back(call, now);
+        }
+    }
+
+    /// Puts what is still wanted of a call that did not go out back in front of its
+    /// lane, and holds the fleet's calls for the back-off.
+    fn put_back(&mut self, call: Call, now: Instant) {
+        self.throttled_until = Some(now + self.config.throttle_backoff);
+        let wanted: Entries = call
+            .entries
+            .into_iter()
+            .filter(|e| !e.policies.is_empty())
+            .collect();
+        let state = self.lanes.entry(call.lane).or_default();
+        if call.half {
+            if !wanted.is_empty() {
+                state.halves.push_front(wanted);
+            }
+        } else {
+            let mut by_policy: Vec<(PolicyKey, Vec<String>)> = Vec::new();
+            for entry in wanted {
+                for policy in entry.policies {
+                    match by_policy.iter_mut().find(|(p, _)| *p == policy) {
+                        Some((_, ids)) => ids.push(entry.id.clone()),
+                        None => by_policy.push((policy, vec![entry.id.clone()])),
+                    }
+                }
+            }
+            // Put back in reverse turn order: each goes to the front.
+            for (policy, ids) in by_policy.into_iter().rev() {
+                state.queue.put_back(policy, ids);
+            }
+            if state.lingering.is_none() && !state.queue.is_empty() {
+                state.lingering = Some(Lingering::new(now));
+            }
+        }
+        if state.is_empty() {
+            self.lanes.remove(&call.lane);
+        }
     }
 
     /// Takes in a stop call's answer: a job to follow, or what its error means for
@@ -582,55 +606,31 @@ impl FleetState {
             Err(error) => error,
         };
         // Ids every policy withdrew meanwhile go nowhere but unknown outcomes.
-        let wanted: Entries = call
+        let still_wanted = call
             .entries
             .iter()
             .filter(|e| !e.policies.is_empty())
-            .cloned()
-            .collect();
+            .count();
         match error.kind() {
             // Not accepted: what is still wanted goes back, first in line.
-            ErrorKind::Throttled | ErrorKind::Transient => {
-                self.throttled_until = Some(now.at + self.config.throttle_backoff);
-                let state = self.lanes.entry(call.lane).or_default();
-                if call.half {
-                    if !wanted.is_empty() {
-                        state.halves.push_front(wanted);
-                    }
-                } else {
-                    let mut by_policy: Vec<(PolicyKey, Vec<String>)> = Vec::new();
-                    for entry in wanted {
-                        for policy in entry.policies {
-                            match by_policy.iter_mut().find(|(p, _)| *p == policy) {
-                                Some((_, ids)) => ids.push(entry.id.clone()),
-                                None => by_policy.push((policy, vec![entry.id.clone()])),
-                            }
-                        }
-                    }
-                    // Put back in reverse turn order: each goes to the front.
-                    for (policy, ids) in by_policy.into_iter().rev() {
-                        state.queue.put_back(policy, ids);
-                    }
-                    if state.lingering.is_none() && !state.queue.is_empty() {
-                        state.lingering = Some(Lingering::new(now.at));
-                    }
-                }
-                if state.is_empty() {
-                    self.lanes.remove(&call.lane);
-                }
-            }
-            // Maybe accepted: never re-sent blindly; a new listing decides.
+            ErrorKind::Throttled | ErrorKind::Transient => self.put_back(call, now.at),
+            // Maybe accepted: never re-sent blindly; a later listing decides.
             ErrorKind::OutcomeUnknown => {
+                let settles_at = now.at + self.config.unknown_outcome_settle;
                 for entry in call.entries {
-                    self.unknown.insert(entry.id, now.at);
+                    self.unknown.insert(entry.id, settles_at);
                 }
                 recorded.relist = true;
             }
             // Refused because of some of its servers (locked, in the wrong state,
             // gone), without saying which: each half goes on its own, down to the
             // single servers at fault, as AWS Instance Scheduler does.
-            ErrorKind::Invalid | ErrorKind::NotFound if wanted.len() > 1 => {
-                let mut first = wanted;
+            ErrorKind::Invalid | ErrorKind::NotFound if still_wanted > 1 => {
+                let mut first: Entries = call
+                    .entries
+                    .into_iter()
+                    .filter(|e| !e.policies.is_empty())
+                    .collect();
                 let second = first.split_off(first.len() / 2);
                 let state = self.lanes.entry(call.lane).or_default();
                 state.halves.push_front(second);
@@ -695,110 +695,44 @@ impl FleetState {
                 .jobs
                 .entry(job_id.clone())
                 .or_insert_with(|| TrackedJob::adopted(job_id, submitted_at));
-            if job.answered_at.is_none() && job.policies.insert(policy.clone()) {
+            if job.policies.insert(policy.clone()) {
                 job.may_hold(desired);
             }
         }
     }
 
-    /// Whether the fleet has sent nothing yet, so a listing's recent stops matter.
-    pub fn awaits_first_call(&self) -> bool {
-        !self.sent_any
+    /// Whether what the project's call journal handed over is taken in.
+    pub fn has_inherited(&self) -> bool {
+        self.inherited
     }
 
-    /// A listing showed `stops` servers powering off or SHUTOFF within the budget's
-    /// window. Before this fleet's first call, some may come from a call an earlier
-    /// process sent and never recorded (killed before the answer came or was
-    /// written, or the answer lost): the cloud counts them in its window though no
-    /// status does, so the first call waits until the budget covers them too (what
-    /// the statuses carried over is not counted twice). After it, ignored.
-    pub fn listed_recent_stops(&mut self, stops: usize) {
-        if !self.sent_any {
-            self.listed_stops = Some(stops);
+    /// Takes in what the processes before this one left in the project's call
+    /// journal, once: their jobs still running, followed with exactly the servers they
+    /// carried, and the calls whose outcome nobody knows, held until a listing may
+    /// show them.
+    pub fn inherit(&mut self, inherited: &Inherited, now: Now) {
+        if std::mem::replace(&mut self.inherited, true) {
+            return;
         }
-    }
-
-    /// What the statuses of earlier processes say was spent of the budget still in
-    /// its window at `now`: each (job, policy) counted once, jobs this process sent
-    /// not at all (its budget has them). Returns the instants, on the monotonic clock,
-    /// from which each count holds, for the budget to take them in.
-    pub fn carry_over(
-        &mut self,
-        policy: &PolicyKey,
-        spent: &[Spent],
-        window: std::time::Duration,
-        now: Now,
-    ) -> Vec<(Instant, usize)> {
-        self.carried
-            .retain(|_, at| held_until(*at, window) > now.wall);
-        let mut carried = Vec::new();
-        for record in spent {
-            let ours = self
-                .jobs
-                .get(&record.job_id)
-                .is_some_and(|job| job.answered_at.is_some());
-            let key = (record.job_id.clone(), policy.clone());
-            if ours || record.servers == 0 || self.carried.contains_key(&key) {
-                continue;
-            }
-            let until = held_until(record.submitted_at, window);
-            let Ok(left) = std::time::Duration::try_from(until.duration_since(now.wall)) else {
-                continue;
-            };
-            if left.is_zero() {
-                continue;
-            }
-            self.carried.insert(key, record.submitted_at);
-            // Held from `now + left - window`: the ledger frees it at `now + left`.
-            let from = (now.at + left).checked_sub(window).unwrap_or(now.at);
-            carried.push((from, record.servers));
+        for job in &inherited.jobs {
+            self.jobs
+                .entry(job.job_id.clone())
+                .or_insert_with(|| TrackedJob::inherited(job));
         }
-        carried
-    }
-
-    /// `policy`'s status now lists `written`: those jobs no longer wait for it.
-    pub fn recorded(&mut self, policy: &PolicyKey, written: &HashSet<&str>) {
-        for job in self.jobs.values_mut() {
-            if written.contains(job.job_id.as_str()) {
-                job.unrecorded.remove(policy);
-            }
+        let settles_at = now.at + self.config.unknown_outcome_settle;
+        for id in &inherited.unknown {
+            self.unknown.insert(id.clone(), settles_at);
         }
-    }
-
-    /// Whether a job `policy` carried waits for its status to list it (the worker's
-    /// next call waits with it).
-    pub fn awaits_record_from(&self, policy: &PolicyKey) -> bool {
-        self.jobs
-            .values()
-            .any(|job| job.unrecorded.contains(policy))
-    }
-
-    /// A job `policy`'s view does not show (none of its servers any more) will not be
-    /// written into its status: not for it to record.
-    fn not_to_record(&mut self, policy: &PolicyKey, shown: &[JobView]) {
-        for job in self.jobs.values_mut() {
-            if job.unrecorded.contains(policy) && !shown.iter().any(|v| v.job_id == job.job_id) {
-                job.unrecorded.remove(policy);
-            }
-        }
-    }
-
-    /// Whether a job answered less than the record limit ago is still missing from
-    /// some of its policies' status. Past the limit (a status that cannot be written)
-    /// the fleet goes on rather than stop every policy of the project.
-    fn awaiting_record(&self, now: Instant) -> bool {
-        let limit = self.config.record_wait_limit;
-        self.jobs.values().any(|job| {
-            !job.unrecorded.is_empty()
-                && job
-                    .answered_at
-                    .is_some_and(|at| now.saturating_duration_since(at) < limit)
-        })
     }
 
     /// Unfinished jobs, to poll.
     pub fn unfinished_jobs(&self) -> impl Iterator<Item = &TrackedJob> {
         self.jobs.values().filter(|job| !job.is_finished())
+    }
+
+    /// Whether job `job_id` is followed and not finished.
+    pub fn is_unfinished(&self, job_id: &str) -> bool {
+        self.jobs.get(job_id).is_some_and(|job| !job.is_finished())
     }
 
     /// Takes in a job poll's answer; returns the servers a finished job stopped.

@@ -1,7 +1,8 @@
 //! The fleet's stop worker, the only caller of the batch stop API: thin I/O around
 //! the state's decisions. It takes the call that is due ([`FleetState::take_due`]),
-//! sends it, and records the answer ([`FleetState::record_call`]); when a batch is
-//! due and what an answer means is decided there.
+//! records it in the project's call journal, sends it, records the answer in the
+//! journal and the state ([`FleetState::record_call`]), and only then takes the next;
+//! when a batch is due and what an answer means is decided in the state.
 //!
 //! [`FleetState::take_due`]: super::state::FleetState::take_due
 //! [`FleetState::record_call`]: super::state::FleetState::record_call
@@ -40,8 +41,7 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
                         wake_at = wake_at.min(at);
                         break;
                     }
-                    // Woken when the status is written (`Fleet::recorded`).
-                    Due::AwaitingRecord | Due::Nothing => break,
+                    Due::Nothing => break,
                 }
             }
         }
@@ -50,11 +50,35 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
 
 async fn send(fleet: &Fleet, call: DueCall) {
     let action = call.lane.action();
+    // Written before it goes: a process killed from here on leaves its successor
+    // this call's budget and servers, whatever happens to the answer.
+    let seq = match fleet
+        .journal
+        .begin(call.ids.clone(), call.policies.clone(), Now::current())
+        .await
+    {
+        Ok(seq) => seq,
+        Err(error) => {
+            fleet.metrics.error("journal");
+            tracing::warn!(%error, servers = call.ids.len(), "stop call held back: its journal record was not written");
+            fleet.lock().not_sent(call.id, Instant::now());
+            return;
+        }
+    };
+    // Leadership may have been lost while the record was written.
+    if fleet.shutdown.is_cancelled() {
+        fleet.lock().not_sent(call.id, Instant::now());
+        return;
+    }
     let answer = fleet.api.stop_servers(&call.ids, action).await;
-    let recorded =
-        fleet
-            .lock()
-            .record_call(call.id, answer.as_ref().map(String::as_str), Now::current());
+    let answered = answer.as_ref().map(String::as_str);
+    // The job id is durable before the next call goes: a kill loses at most this
+    // one round trip. Not written, it goes with the next call's record.
+    if let Err(error) = fleet.journal.answered(seq, answered, Now::current()).await {
+        fleet.metrics.error("journal");
+        tracing::warn!(%error, "a stop call's answer was not written to its journal");
+    }
+    let recorded = fleet.lock().record_call(call.id, answered, Now::current());
     match &answer {
         Ok(job_id) => {
             fleet.metrics.stop_calls.inc();

@@ -269,12 +269,15 @@ async fn batch_action(
             if answer != Answer::Accepted {
                 state.answer_lost(&accepted.job_id);
             }
-            (accepted, answer)
+            (accepted, answer, state.faults.answer_delay_ms)
         })
     };
     match submitted {
-        Ok((accepted, answer)) => {
+        Ok((accepted, answer, delay_ms)) => {
             sim.counters().accepted(operation, ids, &accepted, answer);
+            if delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            }
             match answer {
                 Answer::Accepted => Json(JobAccepted {
                     job_id: Some(accepted.job_id),

@@ -68,6 +68,9 @@ pub struct Faults {
     /// How long a new job stays INIT, without sub-jobs and without touching its
     /// servers, before it runs.
     pub job_init_ms: u64,
+    /// Delay between accepting a batch action (job created) and answering it: a slow
+    /// way back, during which the client knows nothing of the job.
+    pub answer_delay_ms: u64,
 }
 
 /// A partial update of [`Faults`]; absent fields stay. `throttle_rps: 0` turns throttling off.
@@ -81,6 +84,7 @@ pub struct FaultsPatch {
     pub accept_then_fail_rate: Option<f64>,
     pub accept_then_drop_rate: Option<f64>,
     pub job_init_ms: Option<u64>,
+    pub answer_delay_ms: Option<u64>,
 }
 
 impl Faults {
@@ -105,6 +109,9 @@ impl Faults {
         }
         if let Some(ms) = patch.job_init_ms {
             self.job_init_ms = ms;
+        }
+        if let Some(ms) = patch.answer_delay_ms {
+            self.answer_delay_ms = ms;
         }
     }
 }
@@ -175,6 +182,7 @@ impl SimConfig {
             accept_then_fail_rate: self.accept_then_fail_rate,
             accept_then_drop_rate: self.accept_then_drop_rate,
             job_init_ms: self.job_init.as_millis() as u64,
+            answer_delay_ms: 0,
         }
     }
 

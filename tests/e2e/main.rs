@@ -86,6 +86,7 @@ fn trials() -> Vec<Trial> {
         scenario("restart_job_init", restarts::restart_job_init),
         scenario("restart_budget", restarts::restart_budget),
         scenario("restart_answer_lost", restarts::restart_answer_lost),
+        scenario("restart_unanswered", restarts::restart_unanswered),
         scenario("queue_eta", queue::eta),
         scenario("withdrawn", stopping::withdrawn),
         scenario("metrics_health", stopping::metrics_health),

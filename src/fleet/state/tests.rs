@@ -5,6 +5,7 @@ use crate::ecs::budget::BudgetLimits;
 use crate::ecs::error::ApiFailure;
 use crate::ecs::wire::JobStatus;
 use crate::fleet::jobs::tests::job;
+use crate::fleet::journal::InheritedJob;
 use crate::fleet::lane::MAX_LINGERS;
 use std::time::Duration;
 
@@ -263,7 +264,7 @@ fn a_policy_that_changes_its_stop_type_moves_its_ids_to_the_new_lane() {
 }
 
 #[test]
-fn an_unknown_outcome_waits_for_a_listing_that_began_after_it() {
+fn an_unknown_outcome_waits_for_a_listing_that_began_after_it_could_show() {
     let lost = error(ErrorKind::OutcomeUnknown, None, None);
     let gateway = error(ErrorKind::OutcomeUnknown, Some(504), None);
     for answer in [lost, gateway] {
@@ -284,6 +285,17 @@ fn an_unknown_outcome_waits_for_a_listing_that_began_after_it() {
         );
         assert!(early.outcome.to_stop.is_empty(), "{answer}");
         assert_eq!(early.outcome.summary.stopping, 2);
+        // Nor one begun within the settle time: the cloud may not have touched a
+        // new job's servers yet.
+        let settle = config().unknown_outcome_settle.as_millis() as u64;
+        let busy = w.sync_with(
+            "p",
+            &["a", "b"],
+            (Mode::Act, Lane::SoftStop),
+            &[],
+            (1_000 + settle, 1_000 + settle + 100),
+        );
+        assert!(busy.outcome.to_stop.is_empty(), "{answer}");
         // A listing begun later decides: a still ACTIVE with no task, b powering off.
         let power = [("b", ObservedPower::Stopping)];
         let late = w.sync_with(
@@ -291,7 +303,7 @@ fn an_unknown_outcome_waits_for_a_listing_that_began_after_it() {
             &["a", "b"],
             (Mode::Act, Lane::SoftStop),
             &power,
-            (1_001, 3_000),
+            (1_001 + settle, 1_001 + settle + 100),
         );
         assert_eq!(late.outcome.to_stop, ids(&["a"]), "{answer}");
     }
@@ -312,8 +324,6 @@ fn a_refusal_because_of_some_servers_is_bisected_down_to_them() {
             Ok("job")
         };
         w.state.record_call(call.id, answer, w.clock.at(t));
-        // The status lists the job before the next call goes.
-        w.state.recorded(&key("p"), &["job"].into());
         t += 10;
     }
     let sent: Vec<usize> = sent.iter().map(Vec::len).collect();
@@ -604,74 +614,6 @@ mod properties {
 }
 
 #[test]
-fn the_next_call_waits_until_every_policy_of_the_last_job_has_recorded_it() {
-    let mut w = World::new();
-    w.budget = ActionBudget::new(BudgetLimits {
-        servers_per_window: 2000,
-        window: Duration::from_secs(60),
-    });
-    let many: Vec<String> = (0..1500).map(|i| format!("s{i}")).collect();
-    let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    w.sync("p", &many[..500], 0);
-    w.sync("q", &many[500..], 0);
-    let first = w.due(Lane::SoftStop, 0).expect("a full call");
-    w.state.record_call(first.id, Ok("j1"), w.clock.at(100));
-    let budget = &w.budget;
-    let at = w.clock.at(600).at;
-    assert!(matches!(
-        w.state.take_due(Lane::SoftStop, OPEN, budget, at),
-        Due::AwaitingRecord
-    ));
-    assert!(w.state.awaits_record_from(&key("p")) && w.state.awaits_record_from(&key("q")));
-    // p's status lists j1; q's does not yet.
-    w.state.recorded(&key("p"), &["j1"].into());
-    assert!(!w.state.awaits_record_from(&key("p")) && w.state.awaits_record_from(&key("q")));
-    assert!(w.due(Lane::SoftStop, 600).is_none(), "q has not written it");
-    w.state.recorded(&key("q"), &["j0"].into());
-    assert!(
-        w.due(Lane::SoftStop, 600).is_none(),
-        "another job is no record of j1"
-    );
-    w.state.recorded(&key("q"), &["j1"].into());
-    assert_eq!(w.due(Lane::SoftStop, 600).expect("recorded").ids.len(), 500);
-}
-
-#[test]
-fn a_policy_that_leaves_or_no_longer_shows_the_job_is_not_waited_for_nor_is_a_stuck_status() {
-    let mut w = World::new();
-    w.sync("p", &["a", "b"], 0);
-    w.sync("q", &["c"], 0);
-    let call = w.due(Lane::SoftStop, 500).unwrap();
-    w.state.record_call(call.id, Ok("j"), w.clock.at(600));
-    w.sync("p", &["a", "b", "d"], 700);
-    assert!(
-        w.due(Lane::SoftStop, 1_300).is_none(),
-        "p and q have not written j"
-    );
-    // q deleted; p recorded it.
-    w.state.withdraw_unwanted(&key("q"), None, &HashSet::new());
-    w.state.recorded(&key("p"), &["j"].into());
-    assert_eq!(w.due(Lane::SoftStop, 1_300).unwrap().ids, ids(&["d"]));
-
-    // A status that never gets written holds the project only up to the limit.
-    let mut w = World::new();
-    w.sync("p", &["a"], 0);
-    let call = w.due(Lane::SoftStop, 500).unwrap();
-    w.state.record_call(call.id, Ok("j"), w.clock.at(600));
-    // p drops "a": j is no longer its to show.
-    w.sync("p", &["b"], 700);
-    assert_eq!(w.due(Lane::SoftStop, 1_200).unwrap().ids, ids(&["b"]));
-    let limit = config().record_wait_limit.as_millis() as u64;
-    let mut w = World::new();
-    w.sync("p", &["a"], 0);
-    let call = w.due(Lane::SoftStop, 500).unwrap();
-    w.state.record_call(call.id, Ok("j"), w.clock.at(600));
-    w.sync("p", &["a", "b"], 700);
-    assert!(w.due(Lane::SoftStop, 600 + limit - 1).is_none());
-    assert_eq!(w.due(Lane::SoftStop, 600 + limit).unwrap().ids, ids(&["b"]));
-}
-
-#[test]
 fn nothing_goes_during_the_first_round_not_even_a_full_call() {
     let mut w = World::new();
     let many: Vec<String> = (0..1000).map(|i| format!("s{i}")).collect();
@@ -743,6 +685,51 @@ fn an_adopted_job_that_never_names_its_servers_holds_them_until_its_deadline() {
 }
 
 #[test]
+fn what_the_journal_hands_over_holds_exactly_its_servers_once() {
+    let mut w = World::new();
+    let inherited = Inherited {
+        spent: Vec::new(),
+        jobs: vec![InheritedJob {
+            job_id: "j".into(),
+            ids: ids(&["a", "b"]),
+            policies: vec![key("p")],
+            submitted_at: w.clock.wall0,
+        }],
+        unknown: ids(&["u"]),
+    };
+    assert!(!w.state.has_inherited());
+    w.state.inherit(&inherited, w.clock.at(0));
+    assert!(w.state.has_inherited());
+    // Its job holds a and b (not c, another server of p), for any policy; p's
+    // status shows it.
+    let view = w.sync("q", &["a", "b", "c"], 100);
+    assert_eq!(view.outcome.to_stop, ids(&["c"]));
+    let p = w.sync("p", &["a", "d"], 100);
+    assert_eq!(p.jobs.len(), 1, "p's status shows the job it carried");
+    // Taken in once: handing it over again later holds nothing longer.
+    let settle = config().unknown_outcome_settle.as_millis() as u64;
+    w.state.inherit(&inherited, w.clock.at(settle));
+    assert_eq!(w.state.unfinished_count(), 1);
+    // The unknown outcome holds u until a listing begun after its settle time.
+    assert!(w.sync("q", &["u"], settle).outcome.to_stop.is_empty());
+    assert_eq!(w.sync("q", &["u"], settle + 1).outcome.to_stop, ids(&["u"]));
+}
+
+#[test]
+fn a_call_whose_record_was_not_written_goes_back_first_in_line_after_the_backoff() {
+    let mut w = World::new();
+    w.sync("p", &["a", "b"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    w.sync("q", &["c"], 600);
+    w.state.not_sent(call.id, w.clock.at(600).at);
+    let backoff = config().throttle_backoff.as_millis() as u64;
+    assert!(w.due(Lane::SoftStop, 600 + backoff - 1).is_none());
+    let again = w.due(Lane::SoftStop, 600 + backoff).unwrap();
+    assert_eq!(again.ids, ids(&["a", "b", "c"]), "a and b first");
+    assert_eq!(again.policies, vec![key("p"), key("q")]);
+}
+
+#[test]
 fn a_fleet_with_an_unfinished_job_is_not_idle() {
     let mut w = World::new();
     w.state
@@ -751,54 +738,6 @@ fn a_fleet_with_an_unfinished_job_is_not_idle() {
     let done = succeeded_on("a");
     w.state.record_poll("j", Ok(done), w.clock.at(100));
     assert!(w.state.is_idle());
-}
-
-#[test]
-fn budget_spent_before_a_restart_is_carried_over_once_per_job_and_policy() {
-    let mut w = World::new();
-    let window = Duration::from_secs(60);
-    let now = w.clock.at(10_000);
-    let spent = |job: &str, ago_s: u64, servers: usize| Spent {
-        job_id: job.to_owned(),
-        submitted_at: w.clock.wall0 + Duration::from_secs(10) - Duration::from_secs(ago_s),
-        servers,
-    };
-    let records = [
-        spent("j1", 5, 1000),
-        spent("old", 61, 1000),
-        spent("j2", 30, 0),
-    ];
-    let carried = w.state.carry_over(&key("p"), &records, window, now);
-    // Held a window after the latest the answer can have come (the status keeps
-    // whole seconds): freed 56 s from now, not 55 s.
-    assert_eq!(
-        carried,
-        [(now.at + Duration::from_secs(56) - window, 1000)],
-        "the old job is out of the window, an empty one counts nothing"
-    );
-    assert!(
-        w.state
-            .carry_over(&key("p"), &records, window, now)
-            .is_empty(),
-        "once"
-    );
-    // The same job in another policy's status counts that policy's servers.
-    let other = [spent("j1", 5, 200)];
-    assert_eq!(w.state.carry_over(&key("q"), &other, window, now).len(), 1);
-    // A job this process sent is in its budget already.
-    w.sync("r", &["a"], 10_000);
-    let call = w.due(Lane::SoftStop, 10_500).unwrap();
-    w.state.record_call(call.id, Ok("mine"), w.clock.at(10_600));
-    let mine = [Spent {
-        job_id: "mine".to_owned(),
-        submitted_at: w.clock.at(10_600).wall,
-        servers: 1,
-    }];
-    assert!(
-        w.state
-            .carry_over(&key("r"), &mine, window, w.clock.at(11_000))
-            .is_empty()
-    );
 }
 
 fn names(prefix: &str, n: usize) -> Vec<String> {
@@ -889,55 +828,16 @@ fn an_estimate_includes_how_long_recent_jobs_took() {
 }
 
 #[test]
-fn stops_a_listing_shows_before_the_first_call_hold_the_budget_no_status_recorded() {
-    // An earlier process's call of 1000 was accepted and it was killed before any
-    // status named the job: the listing shows 1000 servers stopped a moment ago.
-    let mut w = World::new();
-    w.state.listed_recent_stops(1000);
-    w.sync("p", &["a"], 0);
-    let at_500 = w.clock.at(500).at;
-    let window = BudgetLimits::default().window;
-    let due = w.state.take_due(Lane::SoftStop, OPEN, &w.budget, at_500);
-    assert!(
-        matches!(due, Due::BudgetAt(at) if at == at_500 + window),
-        "the cloud still counts them, a call now would be refused 429: {due:?}"
-    );
-    let call = w
-        .due(Lane::SoftStop, 500 + 60_000)
-        .expect("due once the window passed");
-    w.state.record_call(call.id, Ok("j"), w.clock.at(60_600));
-    w.state.recorded(&key("p"), &["j"].into());
-    // From the first call on, the budget counts the fleet's own stops: a listing
-    // showing them (and others) adds nothing.
-    w.state.listed_recent_stops(1000);
-    w.sync("q", &["b"], 61_000);
-    assert!(w.due(Lane::SoftStop, 61_500).is_some());
-}
-
-#[test]
-fn listed_stops_the_statuses_carried_over_are_not_counted_twice() {
-    let mut w = World::new();
-    let now = w.clock.at(0).at;
-    w.budget.carry(now, 600);
-    w.state.listed_recent_stops(600);
-    w.sync("p", &["a"], 0);
-    assert!(
-        w.due(Lane::SoftStop, 500).is_some(),
-        "400 of the window are left"
-    );
-}
-
-#[test]
 fn calls_slower_than_the_budget_set_the_pace_of_the_estimate() {
     let mut w = World::new();
     let ids = names("s", 5000);
     w.sync("p", &refs(&ids), 0);
-    // Each call waits 100 s for its record, though the budget frees up every 60 s.
+    // Each call goes 100 s after the last (the cloud's answers, or the journal, are
+    // slow), though the budget frees up every 60 s.
     for (n, at) in [500u64, 100_500, 200_500].into_iter().enumerate() {
         let call = w.due(Lane::SoftStop, at).expect("a full call");
         let job = format!("j{n}");
         w.state.record_call(call.id, Ok(&job), w.clock.at(at));
-        w.state.recorded(&key("p"), &[job.as_str()].into());
     }
     // Two calls left, 100 s apart from the last: 400.5 s, then a job poll (1 s). At
     // the budget's pace it would have said 320.5 + 1.
@@ -950,12 +850,10 @@ fn a_gap_after_an_empty_queue_is_no_pace() {
     w.sync("p", &refs(&names("a", 1000)), 0);
     let call = w.due(Lane::SoftStop, 500).expect("a full call");
     w.state.record_call(call.id, Ok("j0"), w.clock.at(500));
-    w.state.recorded(&key("p"), &["j0"].into());
     // Nothing queued for 10 minutes, then 3000 more: the budget's pace (60 s a call;
     // this ledger holds no call), not a 599.5 s gap per call (1800 s).
     w.sync("q", &refs(&names("b", 3000)), 600_000);
     let call = w.due(Lane::SoftStop, 600_000).expect("a full call");
     w.state.record_call(call.id, Ok("j1"), w.clock.at(600_000));
-    w.state.recorded(&key("q"), &["j1"].into());
     assert_eq!(w.eta_s("q", Lane::SoftStop, 600_000), Some((2000, 661.0)));
 }

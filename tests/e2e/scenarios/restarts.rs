@@ -6,13 +6,20 @@
 //!   every server the job may carry until its sub-jobs name them. Before the fix it
 //!   planned them ACTIVE and sent them again (1000 redundant ids).
 //! - `restart_budget`: killed right after a full call spent the window's budget: the
-//!   new process must count it from the status and wait. Before the fix it started
-//!   with an empty budget and its first call was refused 429 `Common.1503`.
-//! - `restart_answer_lost`: killed after the cloud accepted a call and before any
-//!   status could name its job (the answer never arrived: accept-then-drop): the
-//!   new process knows nothing of that call, yet must neither send its servers
-//!   again nor overspend the window's budget it used.
+//!   new process must count it from the call journal and wait. Before the budget
+//!   was carried over it started with an empty one and its first call was refused
+//!   429 `Common.1503`.
+//! - `restart_answer_lost`: killed after the cloud accepted a call whose answer
+//!   never arrived (accept-then-drop), before any status could name its job: the
+//!   new process must neither send its servers again nor overspend the window's
+//!   budget that call used.
+//! - `restart_unanswered`: killed while a call the cloud accepted is still on its
+//!   way back (sim `answer_delay_ms`) and its job is INIT, servers untouched: only
+//!   the journal record written before the call tells the new process about it.
+//!   Before the journal the new process saw 1000 servers ACTIVE with no task and
+//!   sent them again (and its budget knew nothing of them).
 
+use crate::cluster::OPERATOR_NS;
 use crate::ensure_eq;
 use crate::harness::{
     ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary, wait_until,
@@ -218,6 +225,104 @@ pub async fn restart_answer_lost(ctx: Ctx) -> Result<()> {
     ctx.wait_status(
         ns,
         "lost",
+        Duration::from_secs(60),
+        "phase Stopped, 1500 stopped, Ready=True",
+        |s| stopped_and_ready(s, 1500),
+    )
+    .await?;
+    let after = sim.stats().await;
+    let line = line(&after);
+    ensure_eq!(after.stop_ids_redundant, 0, "ids sent again ({line})");
+    ensure_eq!(
+        after.responses_429,
+        0,
+        "429s from the cloud's budget ({line})"
+    );
+    ensure_eq!(after.stop_ids_accepted, 1500, "ids accepted ({line})");
+    Ok(())
+}
+
+/// Killed while an accepted call's answer is on its way and its job still INIT.
+pub async fn restart_unanswered(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let window = Duration::from_secs(15);
+    let sim = start_sim(1500, |c| {
+        c.budget_window = window;
+        c.job_init = Duration::from_secs(3);
+        c.stop_duration = Duration::from_millis(300);
+    })
+    .await?;
+    sim.control().set_faults(FaultsPatch {
+        answer_delay_ms: Some(30_000),
+        ..FaultsPatch::default()
+    });
+    ctx.secret(ns, CREDS, ACCESS_KEY, SECRET_KEY).await?;
+    let window_flag = format!("--budget-window-ms={}", window.as_millis());
+    let flags = [window_flag.as_str()];
+    let mut first = ctx.operator("operator-1", ns, &flags).await?;
+    ctx.k
+        .apply_ok(&Policy::new(ns, "unanswered", &sim, &sim.server_ids()).yaml())
+        .await?;
+    wait_until(
+        Duration::from_secs(20),
+        "the first call accepted",
+        || async { Ok(sim.stats().await.stop_ids_accepted > 0) },
+    )
+    .await?;
+    first.kill9();
+    sim.control().set_faults(FaultsPatch {
+        answer_delay_ms: Some(0),
+        ..FaultsPatch::default()
+    });
+    let before = sim.stats().await;
+    let recorded = ctx.status(ns, "unanswered").await?;
+    eprintln!(
+        "e2e {ns}: killed -9 with the answer on its way, jobs in status {} ; {}",
+        recorded["jobs"],
+        line(&before)
+    );
+    ensure_eq!(
+        before.stop_ids_accepted,
+        1000,
+        "ids accepted before the kill"
+    );
+    ensure_eq!(jobs(&recorded).len(), 0, "jobs in status at the kill");
+    let journals = ctx
+        .k
+        .get_json(&[
+            "configmaps",
+            "-n",
+            OPERATOR_NS,
+            "-l",
+            "app.kubernetes.io/component=call-journal",
+        ])
+        .await?
+        .unwrap_or(Value::Null);
+    let unanswered = journals["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|map| map["data"]["calls.json"].as_str())
+        .filter_map(|text| serde_json::from_str::<Value>(text).ok())
+        .flat_map(|journal| {
+            journal["calls"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, call)| call.clone())
+                .collect::<Vec<_>>()
+        })
+        .filter(|call| call["answeredAt"].is_null() && call["servers"] == 1000)
+        .count();
+    ensure_eq!(
+        unanswered,
+        1,
+        "the call's journal record, without an answer"
+    );
+    let _second = ctx.operator("operator-2", ns, &flags).await?;
+    ctx.wait_status(
+        ns,
+        "unanswered",
         Duration::from_secs(60),
         "phase Stopped, 1500 stopped, Ready=True",
         |s| stopped_and_ready(s, 1500),
