@@ -298,10 +298,13 @@ pub async fn restart_unanswered(ctx: Ctx) -> Result<()> {
         ])
         .await?
         .unwrap_or(Value::Null);
+    // Other scenarios run beside this one, each with a sim (and journal) of its own.
+    let origin = format!("http://{}", sim.addr());
     let unanswered = journals["items"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|map| map["metadata"]["annotations"]["ecspower.dev/endpoint"] == origin.as_str())
         .filter_map(|map| map["data"]["calls.json"].as_str())
         .filter_map(|text| serde_json::from_str::<Value>(text).ok())
         .flat_map(|journal| {
