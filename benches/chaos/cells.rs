@@ -164,12 +164,17 @@ fn sim_config(settings: &Settings, servers: usize) -> SimConfig {
     config
 }
 
-/// The operator's flags in every cell: the budget as the simulator's, the rest default.
+/// The operator's flags in every cell: the budget as the simulator's; unknown
+/// outcomes settle after twice the sim's job INIT (at least 1 s), which bounds how
+/// long a new job leaves its servers untouched (a real cloud's is unknown: 10 s by
+/// default); the rest default.
 fn flags(settings: &Settings) -> Vec<String> {
+    let settle = (settings.job_init * 2).max(Duration::from_secs(1));
     vec![
         "--log-format=text".to_owned(),
         format!("--budget-servers={BUDGET_SERVERS}"),
         format!("--budget-window-ms={}", settings.window.as_millis()),
+        format!("--unknown-outcome-settle-ms={}", settle.as_millis()),
     ]
 }
 
