@@ -109,8 +109,20 @@ fn target_of(
     })
 }
 
+/// How far a [`prepare`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Only tell the policy's fleet what it asks about, so that the next listing
+    /// covers it.
+    Register,
+    /// Plan and queue, waiting at most `listing_wait` for the fleet's listing.
+    Plan { listing_wait: std::time::Duration },
+}
+
 /// What a sync found before reporting it.
 enum Prepared {
+    /// Its fleet knows what it asks about (see [`Step::Register`]).
+    Registered,
     Planned {
         synced: Box<Synced>,
         mode: Mode,
@@ -142,14 +154,14 @@ fn prepared_from(ctx: &Context, key: &PolicyKey, error: EcsError) -> Result<Prep
 }
 
 /// Observe, plan and queue the stops of one policy, as `timing` wants them now:
-/// everything of a sync but the report, in one call of its fleet. Writes nothing to
-/// Kubernetes.
+/// everything of a sync but the report, in one call of its fleet (or only as far as
+/// `step` says). Writes nothing to Kubernetes.
 async fn prepare(
     policy: &EcsPowerPolicy,
     ctx: &Context,
     key: &PolicyKey,
     timing: Timing,
-    listing_wait: std::time::Duration,
+    step: Step,
 ) -> Result<Prepared, Error> {
     let mode = timing.mode(policy.spec.suspend, policy.spec.dry_run);
     let namespace = policy.namespace().unwrap_or_default();
@@ -220,9 +232,16 @@ async fn prepare(
         lane: Lane::stop(stop_type),
         backoff: ctx.config.retry_backoff,
         max_age: ctx.config.inventory_max_age,
-        listing_wait,
+        listing_wait: match step {
+            Step::Register => std::time::Duration::ZERO,
+            Step::Plan { listing_wait } => listing_wait,
+        },
         adopt,
     };
+    if step == Step::Register {
+        fleet.register(&request);
+        return Ok(Prepared::Registered);
+    }
     match fleet.sync(request).await {
         Ok(Some(synced)) => Ok(Prepared::Planned {
             synced: Box::new(synced),
@@ -236,26 +255,36 @@ async fn prepare(
 /// Queues the stops of every policy listed at start, before any sync reports: at
 /// 1000 policies the first round of syncs takes seconds of status writes, and the
 /// stops need none of them. Problems and errors are left to each policy's sync.
+///
+/// Every policy first tells its fleet what it asks about, then all are planned: a
+/// selector registered while a listing runs needs the next one, and at 100,000
+/// servers (seconds a listing) planning 16 at a time would take a listing per turn.
 pub async fn plan_ahead(store: &Store<EcsPowerPolicy>, ctx: &Context) {
     let policies = store.state();
     tracing::info!(
         policies = policies.len(),
         "first round: planning every listed policy"
     );
-    futures::stream::iter(policies)
-        .for_each_concurrent(usize::from(ctx.config.concurrency), |policy| async move {
-            let key = PolicyKey::of(&policy);
-            // A schedule that cannot be read is the sync's to report; nothing is queued.
-            let Ok(timing) = timing_of(&policy, jiff::Timestamp::now()) else {
-                return;
-            };
-            // The round has a limit of its own: waiting for the listings here lets it
-            // queue every policy's stops before any partial call goes out.
-            if let Err(error) = prepare(&policy, ctx, &key, timing, super::FIRST_ROUND_LIMIT).await {
-                tracing::debug!(policy = %key, %error, "planning ahead failed; the sync will report it");
-            }
-        })
-        .await;
+    // The round has a limit of its own: waiting for the listings here lets it queue
+    // every policy's stops before any partial call goes out.
+    let plan = Step::Plan {
+        listing_wait: super::FIRST_ROUND_LIMIT,
+    };
+    for step in [Step::Register, plan] {
+        futures::stream::iter(&policies)
+            .for_each_concurrent(usize::from(ctx.config.concurrency), |policy| async move {
+                let key = PolicyKey::of(policy);
+                // A schedule that cannot be read is the sync's to report; nothing is
+                // queued.
+                let Ok(timing) = timing_of(policy, jiff::Timestamp::now()) else {
+                    return;
+                };
+                if let Err(error) = prepare(policy, ctx, &key, timing, step).await {
+                    tracing::debug!(policy = %key, %error, "planning ahead failed; the sync will report it");
+                }
+            })
+            .await;
+    }
 }
 
 /// What a deleted policy leaves in the operator's reports: its condition gauges and
@@ -311,13 +340,19 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             return report_problem(policy, ctx, key, &previous, found, None).await;
         }
     };
-    let prepared = match prepare(policy, ctx, key, timing, ctx.config.listing_wait).await {
+    let step = Step::Plan {
+        listing_wait: ctx.config.listing_wait,
+    };
+    let prepared = match prepare(policy, ctx, key, timing, step).await {
         Ok(prepared) => prepared,
         Err(error) => return Err(report_error(policy, ctx, key, &previous, error).await),
     };
     let (synced, mode) = match prepared {
         Prepared::Planned { synced, mode } => (synced, mode),
-        Prepared::Listing => return Ok(Action::requeue(ctx.config.active_requeue)),
+        // A sync plans: nothing registers only (it is the first round's first step).
+        Prepared::Listing | Prepared::Registered => {
+            return Ok(Action::requeue(ctx.config.active_requeue));
+        }
         Prepared::Problem { problem, kind } => {
             if let Some(kind) = kind {
                 ctx.metrics.error(kind.as_str());

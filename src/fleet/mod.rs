@@ -204,13 +204,7 @@ impl Fleet {
         }
         // Jobs are polled by `worker::follow_jobs`, not here: a sync (one of the slots
         // every tenant shares) never waits on another endpoint round trip for them.
-        self.inventory.register(
-            request.policy,
-            Wants {
-                named: request.named,
-                selector: request.selector.map(|s| (&s.spec, &s.selector)),
-            },
-        );
+        self.register(&request);
         // Everything the policy wants is queued or under way (waiting for budget, at
         // 100,000 servers for 100 minutes): a new listing changes nothing it would
         // plan, and its jobs' results reach the inventory without one. A selector
@@ -301,6 +295,18 @@ impl Fleet {
             selection: request.selector.is_some().then_some(selection),
             queue,
         }))
+    }
+
+    /// Tells the inventory what the policy asks about: a listing that begins later
+    /// covers it.
+    pub fn register(&self, request: &FleetRequest<'_>) {
+        self.inventory.register(
+            request.policy,
+            Wants {
+                named: request.named,
+                selector: request.selector.map(|s| (&s.spec, &s.selector)),
+            },
+        );
     }
 
     /// Takes in what the project's call journal holds from earlier processes, once;
