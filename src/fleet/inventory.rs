@@ -518,6 +518,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn selectors_registered_before_a_listing_begins_share_it() {
+        // As the controller's first round does: every policy registers, then each
+        // plans against the one listing.
+        let cache = InventoryCache::default();
+        let api = Listings::new(
+            vec![vec![vec![("a+env=dev", "ACTIVE"), ("b+env=test", "ACTIVE")]]],
+            Box::new(|| {}),
+        );
+        selecting(&cache, "q", &[("env", "dev")]);
+        selecting(&cache, "r", &[("env", "test")]);
+        let long = Duration::from_secs(3600);
+        cache.refresh(&api, &key("q"), long).await.unwrap();
+        cache.refresh(&api, &key("r"), long).await.unwrap();
+        assert_eq!(api.served(), 1, "one listing for both");
+        assert_eq!(cache.matched(&key("r")), ids(&["b"]));
+    }
+
+    #[tokio::test]
     async fn a_new_selector_or_new_ids_wait_for_a_listing_that_saw_them() {
         let cache = InventoryCache::default();
         let api = Listings::new(
