@@ -324,7 +324,7 @@ impl EventBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::JobRecord;
+    use crate::policy::{JobAction, JobRecord};
 
     fn scheduled(window_active: bool, keep_running_until: Option<i64>) -> EcsPowerPolicyStatus {
         let at = |secs| Time(jiff::Timestamp::from_second(secs).unwrap());
@@ -371,6 +371,7 @@ mod tests {
     fn job(id: &str, status: JobState) -> JobRecord {
         JobRecord {
             job_id: id.into(),
+            action: JobAction::Stop,
             servers: 10,
             status,
             succeeded: if status == JobState::Success { 10 } else { 0 },

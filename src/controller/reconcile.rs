@@ -3,6 +3,7 @@
 use super::Context;
 use super::credentials::{self, CredentialsError};
 use super::status::{self, Problem, SyncReport};
+use super::stopped_record;
 use super::timing::{Timing, timing_of};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
@@ -187,7 +188,7 @@ async fn prepare(
     let adopt = status_jobs
         .clone()
         .filter(|job| job.status.in_flight())
-        .map(|job| (job.job_id.clone(), job.submitted_at.0))
+        .map(|job| (job.job_id.clone(), job.submitted_at.0, job.action))
         .collect();
     let spent = status_jobs
         .map(|job| Spent {
@@ -217,6 +218,13 @@ async fn prepare(
         StopType::Hard => PowerActionType::Hard,
     };
     let uid = policy.uid();
+    let start: &[String] = match &policy.status {
+        Some(status) if timing.starts_now(policy.spec.suspend, policy.spec.dry_run) => status
+            .stopped_by_policy
+            .as_ref()
+            .map_or(&[], |record| &record.servers),
+        _ => &[],
+    };
     let request = FleetRequest {
         policy: key,
         uid: uid.as_deref(),
@@ -230,6 +238,7 @@ async fn prepare(
         listing_wait,
         adopt,
         spent,
+        start,
     };
     match fleet.sync(request).await {
         Ok(Some(synced)) => Ok(Prepared::Planned {
@@ -341,6 +350,15 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
         queue,
     } = *synced;
     let now = jiff::Timestamp::now();
+    let stopped_by_policy = timing.records_stops().then(|| {
+        stopped_record::next(
+            previous.stopped_by_policy.as_ref(),
+            &view.stopped,
+            &view.starts.settled,
+        )
+    });
+    let problem = fleet_problem(&view, selection.as_ref(), policy.spec.max_servers)
+        .or_else(|| stopped_by_policy.as_ref().and_then(stopped_record::problem));
     let next = status::from_sync(
         &previous,
         &SyncReport {
@@ -351,8 +369,9 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             intent: timing.intent(mode),
             schedule: timing.status(),
             selection: selection.as_ref(),
-            problem: fleet_problem(&view, selection.as_ref(), policy.spec.max_servers),
+            problem,
             queue,
+            stopped_by_policy,
             now,
         },
     );

@@ -5,6 +5,7 @@ use super::status::Problem;
 use crate::plan::Mode;
 use crate::policy::conditions::Intent;
 use crate::policy::{EcsPowerPolicy, ScheduleStatus, status_time};
+use crate::schedule::spec::AfterWindow;
 use crate::schedule::{Schedule, Verdict, verdict};
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -20,6 +21,8 @@ pub struct Timing {
     /// The policy has a schedule or a keep-running-until annotation: its status shows
     /// where they stand.
     reported: bool,
+    /// `None` without a schedule.
+    after_window: Option<AfterWindow>,
 }
 
 /// The policy's timing at `now`, or the problem that a person must fix: a schedule the
@@ -47,6 +50,7 @@ pub fn timing_of(policy: &EcsPowerPolicy, now: Timestamp) -> Result<Timing, Prob
     Ok(Timing {
         verdict: verdict(schedule.as_ref(), keep_running_until, now),
         reported: schedule.is_some() || annotation.is_some(),
+        after_window: policy.spec.schedule.as_ref().map(|s| s.after_window),
     })
 }
 
@@ -72,6 +76,24 @@ impl Timing {
         } else {
             Mode::Act
         }
+    }
+
+    /// Whether the policy records the servers it stops, to start them after a window:
+    /// with `afterWindow: Start` only (without a schedule, or with Leave, nothing is
+    /// ever started, so nothing is recorded).
+    pub fn records_stops(&self) -> bool {
+        self.after_window == Some(AfterWindow::Start)
+    }
+
+    /// Whether the servers the policy stopped are started now: its window has ended
+    /// (an override inside a window leaves them as they are), and it is neither
+    /// suspended nor a dry run.
+    pub fn starts_now(&self, suspend: bool, dry_run: bool) -> bool {
+        self.records_stops()
+            && !suspend
+            && !dry_run
+            && !self.verdict.stop
+            && !self.verdict.window_active
     }
 
     /// How the conditions read `mode`.
@@ -112,7 +134,7 @@ impl Timing {
 mod tests {
     use super::*;
     use crate::policy::{CloudSpec, EcsPowerPolicySpec, SecretRef, ServerRef, StopType};
-    use crate::schedule::spec::{Day, ScheduleSpec, WindowSpec};
+    use crate::schedule::spec::{AfterWindow, Day, ScheduleSpec, WindowSpec};
 
     fn ts(text: &str) -> Timestamp {
         text.parse().unwrap()
@@ -156,6 +178,7 @@ mod tests {
                 to: Some("10:01".into()),
             }],
             exceptions: vec![],
+            after_window: AfterWindow::Leave,
         }
     }
 
@@ -227,6 +250,39 @@ mod tests {
         let expired = timing_of(&p, ts("2026-12-11T10:00:00Z")).unwrap();
         assert_eq!(expired.mode(false, false), Mode::Act);
         assert_eq!(expired.status().unwrap().keep_running_until, None);
+    }
+
+    #[test]
+    fn only_after_a_window_with_after_window_start_are_servers_started() {
+        let start = ScheduleSpec {
+            after_window: AfterWindow::Start,
+            ..friday("UTC")
+        };
+        let after = ts("2026-12-11T10:01:10Z");
+        let timing = timing_of(&policy(Some(start.clone()), None), after).unwrap();
+        assert!(timing.records_stops());
+        assert!(timing.starts_now(false, false));
+        assert!(!timing.starts_now(true, false), "suspended");
+        assert!(!timing.starts_now(false, true), "dry run");
+        let inside = timing_of(
+            &policy(Some(start.clone()), None),
+            ts("2026-12-11T10:00:40Z"),
+        );
+        assert!(
+            !inside.unwrap().starts_now(false, false),
+            "inside the window"
+        );
+        // An override inside the window keeps the servers as they are.
+        let held = policy(Some(start), Some("2026-12-11T10:00:50Z"));
+        let held = timing_of(&held, ts("2026-12-11T10:00:40Z")).unwrap();
+        assert_eq!(held.mode(false, false), Mode::Idle);
+        assert!(!held.starts_now(false, false));
+        // Leave, or no schedule at all: nothing recorded, nothing started.
+        for leave in [Some(friday("UTC")), None] {
+            let timing = timing_of(&policy(leave, None), after).unwrap();
+            assert!(!timing.records_stops());
+            assert!(!timing.starts_now(false, false));
+        }
     }
 
     #[test]

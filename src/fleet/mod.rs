@@ -37,6 +37,7 @@ use crate::ecs::client::EcsApi;
 use crate::ecs::error::EcsError;
 use crate::metrics::Metrics;
 use crate::plan::{Backoff, Mode, ObservedPower};
+use crate::policy::JobAction;
 use crate::selector::{CappedSelector, Selection, select};
 use futures::{FutureExt, StreamExt};
 use inventory::Wants;
@@ -110,7 +111,9 @@ pub struct FleetRequest<'a> {
     /// back (to be synced again later); the listing goes on meanwhile.
     pub listing_wait: Duration,
     /// Jobs the policy's status lists as unfinished, to follow after a restart.
-    pub adopt: Vec<(String, jiff::Timestamp)>,
+    pub adopt: Vec<(String, jiff::Timestamp, JobAction)>,
+    /// Servers the policy stopped, to start again now (see [`SyncRequest::start`]).
+    pub start: &'a [String],
     /// Every job its status lists: the budget an earlier process spent.
     pub spent: Vec<Spent>,
 }
@@ -277,6 +280,7 @@ impl Fleet {
                     lane: request.lane,
                     backoff: request.backoff,
                     deleted,
+                    start: request.start,
                 },
                 &Observed {
                     servers: &observation.servers,
@@ -380,9 +384,17 @@ impl Fleet {
             if let Err(error) = &answer {
                 tracing::debug!(%job_id, %error, "job poll failed");
             }
-            let succeeded = self.lock().record_poll(&job_id, answer, Now::current());
-            self.metrics.servers_stopped.inc_by(succeeded.len() as u64);
-            self.inventory.confirm(&succeeded, ObservedPower::Stopped);
+            let finished = self.lock().record_poll(&job_id, answer, Now::current());
+            match finished {
+                Some((JobAction::Stop, stopped)) => {
+                    self.metrics.servers_stopped.inc_by(stopped.len() as u64);
+                    self.inventory.confirm(&stopped, ObservedPower::Stopped);
+                }
+                Some((JobAction::Start, started)) => {
+                    self.inventory.confirm(&started, ObservedPower::Running);
+                }
+                None => {}
+            }
         }
         let (lost, unfinished) = {
             let mut state = self.lock();
@@ -459,6 +471,7 @@ mod tests {
             listing_wait: Duration::from_secs(10),
             adopt: Vec::new(),
             spent: Vec::new(),
+            start: &[],
         }
     }
 

@@ -1,4 +1,4 @@
-//! The fleet's stop worker, the only caller of the batch stop API: thin I/O around
+//! The fleet's worker, the only caller of the batch stop and start API: thin I/O around
 //! the state's decisions. It takes the call that is due ([`FleetState::take_due`]),
 //! sends it, and records the answer ([`FleetState::record_call`]); when a batch is
 //! due and what an answer means is decided there.
@@ -8,6 +8,7 @@
 
 use super::Fleet;
 use super::state::{Due, DueCall, Lane, Now};
+use crate::policy::JobAction;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -50,19 +51,21 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
 
 async fn send(fleet: &Fleet, call: DueCall) {
     let action = call.lane.action();
-    let answer = fleet.api.stop_servers(&call.ids, action).await;
+    let answer = fleet.api.power(&call.ids, action).await;
     let recorded =
         fleet
             .lock()
             .record_call(call.id, answer.as_ref().map(String::as_str), Now::current());
     match &answer {
         Ok(job_id) => {
-            fleet.metrics.stop_calls.inc();
-            tracing::info!(%job_id, servers = call.ids.len(), ?action, "stop job submitted");
+            if call.lane.job_action() == JobAction::Stop {
+                fleet.metrics.stop_calls.inc();
+            }
+            tracing::info!(%job_id, servers = call.ids.len(), ?action, "job submitted");
         }
         Err(error) => {
             fleet.metrics.error(error.kind().as_str());
-            tracing::warn!(%error, servers = call.ids.len(), kind = %error.kind(), "stop call failed");
+            tracing::warn!(%error, servers = call.ids.len(), ?action, kind = %error.kind(), "call failed");
         }
     }
     if recorded.relist {

@@ -37,6 +37,21 @@ pub struct ScheduleSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub exceptions: Vec<ExceptionSpec>,
+    /// When a window ends: Leave the servers stopped (the default), or Start again
+    /// the servers this policy stopped (status.stoppedByPolicy), with os-start calls
+    /// under the project's budget. Servers someone else stopped are never started.
+    #[serde(default)]
+    pub after_window: AfterWindow,
+}
+
+/// What a policy does when its window ends.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AfterWindow {
+    /// Leave the servers as they are.
+    #[default]
+    Leave,
+    /// Start the servers this policy stopped.
+    Start,
 }
 
 /// A stopped window that begins on each of `days` at `from` and ends at `to`.

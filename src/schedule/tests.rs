@@ -1,4 +1,4 @@
-use super::spec::{Day, ExceptionSpec, ScheduleSpec, WindowSpec};
+use super::spec::{AfterWindow, Day, ExceptionSpec, ScheduleSpec, WindowSpec};
 use super::*;
 use proptest::prelude::*;
 
@@ -15,6 +15,7 @@ fn compiled(zone: &str, windows: Vec<WindowSpec>, exceptions: Vec<ExceptionSpec>
         time_zone: zone.to_owned(),
         windows,
         exceptions,
+        after_window: AfterWindow::Leave,
     })
     .expect("a valid schedule")
 }
@@ -353,6 +354,7 @@ fn bad_schedules_name_the_field() {
             time_zone: zone.to_owned(),
             windows,
             exceptions,
+            after_window: AfterWindow::Leave,
         })
         .expect_err("refused")
         .to_string()
