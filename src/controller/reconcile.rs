@@ -10,7 +10,10 @@ use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
 use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Spent, Synced};
 use crate::plan::{Mode, PlanOutcome};
-use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, ScheduleStatus, StopType};
+use crate::policy::{
+    EcsPowerPolicy, EcsPowerPolicyStatus, ScheduleStatus, StopType, StoppedByPolicy, status_time,
+};
+use crate::schedule::StartLead;
 use crate::selector::{CappedSelector, Selection};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
@@ -116,6 +119,8 @@ enum Prepared {
     Planned {
         synced: Box<Synced>,
         mode: Mode,
+        /// With its start lead time, if it has one.
+        timing: Timing,
     },
     /// The fleet's listing is still under way (a slow endpoint): nothing to report
     /// yet, and the sync slot is given back until it is done.
@@ -153,7 +158,6 @@ async fn prepare(
     timing: Timing,
     listing_wait: std::time::Duration,
 ) -> Result<Prepared, Error> {
-    let mode = timing.mode(policy.spec.suspend, policy.spec.dry_run);
     let namespace = policy.namespace().unwrap_or_default();
     let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
     let creds = match ctx
@@ -218,12 +222,25 @@ async fn prepare(
         StopType::Hard => PowerActionType::Hard,
     };
     let uid = policy.uid();
-    let start: &[String] = match &policy.status {
-        Some(status) if timing.starts_now(policy.spec.suspend, policy.spec.dry_run) => status
-            .stopped_by_policy
-            .as_ref()
-            .map_or(&[], |record| &record.servers),
-        _ => &[],
+    let record = policy
+        .status
+        .as_ref()
+        .and_then(|status| status.stopped_by_policy.as_ref());
+    let recorded: &[String] = record.map_or(&[], |record| &record.servers);
+    let starting_until = record.and_then(|r| r.starting_until.as_ref()).map(|t| t.0);
+    // Applied even with nothing left to start: starting that began early goes on
+    // until the window's end, so nothing it started is stopped again.
+    let lead = match timing.start_lead() {
+        Some(StartLead::Fixed(lead)) => lead,
+        Some(StartLead::Auto) if !recorded.is_empty() => fleet.start_lead(key, recorded.len()),
+        _ => std::time::Duration::ZERO,
+    };
+    let timing = timing.with_start_lead(lead, starting_until);
+    let mode = timing.mode(policy.spec.suspend, policy.spec.dry_run);
+    let start = if timing.starts_now(policy.spec.suspend, policy.spec.dry_run) {
+        recorded
+    } else {
+        &[]
     };
     let request = FleetRequest {
         policy: key,
@@ -244,6 +261,7 @@ async fn prepare(
         Ok(Some(synced)) => Ok(Prepared::Planned {
             synced: Box::new(synced),
             mode,
+            timing,
         }),
         Ok(None) => Ok(Prepared::Listing),
         Err(error) => prepared_from(ctx, key, error),
@@ -332,8 +350,12 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
         Ok(prepared) => prepared,
         Err(error) => return Err(report_error(policy, ctx, key, &previous, error).await),
     };
-    let (synced, mode) = match prepared {
-        Prepared::Planned { synced, mode } => (synced, mode),
+    let (synced, mode, timing) = match prepared {
+        Prepared::Planned {
+            synced,
+            mode,
+            timing,
+        } => (synced, mode, timing),
         Prepared::Listing => return Ok(Action::requeue(ctx.config.active_requeue)),
         Prepared::Problem { problem, kind } => {
             if let Some(kind) = kind {
@@ -350,8 +372,9 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
         queue,
     } = *synced;
     let now = jiff::Timestamp::now();
-    let stopped_by_policy = timing.records_stops().then(|| {
-        stopped_record::next(
+    let stopped_by_policy = timing.records_stops().then(|| StoppedByPolicy {
+        starting_until: timing.starting_until().map(status_time),
+        ..stopped_record::next(
             previous.stopped_by_policy.as_ref(),
             &view.stopped,
             &view.starts.settled,

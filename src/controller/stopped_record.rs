@@ -42,6 +42,7 @@ pub fn next(
     StoppedByPolicy {
         servers,
         not_recorded,
+        starting_until: None,
     }
 }
 
@@ -68,7 +69,7 @@ mod tests {
     fn record(names: &[&str]) -> StoppedByPolicy {
         StoppedByPolicy {
             servers: ids(names),
-            not_recorded: 0,
+            ..StoppedByPolicy::default()
         }
     }
 
@@ -85,7 +86,7 @@ mod tests {
             .collect();
         let previous = StoppedByPolicy {
             servers: full.clone(),
-            not_recorded: 0,
+            ..StoppedByPolicy::default()
         };
         let next1 = next(Some(&previous), &ids(&["a", "b"]), &[]);
         assert_eq!(next1.servers, full, "the recorded ids keep their place");

@@ -337,6 +337,13 @@ impl Fleet {
         }
     }
 
+    /// How long before its window's end `policy` must begin starting `servers`
+    /// (`startLeadTime: Auto`), from this project's budget and queue now.
+    pub fn start_lead(&self, policy: &PolicyKey, servers: usize) -> Duration {
+        self.lock()
+            .start_lead(policy, servers, &self.budget, Instant::now())
+    }
+
     /// `policy`'s status now lists `written`: the worker's next call may go.
     pub fn recorded(&self, policy: &PolicyKey, written: &std::collections::HashSet<&str>) {
         self.lock().recorded(policy, written);

@@ -1021,6 +1021,32 @@ impl FleetState {
         eta::standing(&forecast, policy, lane, now)
     }
 
+    /// How long before a window's end `policy` must begin starting `servers` for the
+    /// last start call to go out by then, given `budget` and everything else queued
+    /// in the project (its own queued starts are among `servers`).
+    pub fn start_lead(
+        &self,
+        policy: &PolicyKey,
+        servers: usize,
+        budget: &ActionBudget,
+        now: Instant,
+    ) -> std::time::Duration {
+        let own = self
+            .lanes
+            .get(&Lane::Start)
+            .map_or(0, |state| state.queue.queued(policy));
+        let queued: usize = self
+            .lanes
+            .values()
+            .map(|state| state.queue.len() + state.halves.iter().map(Vec::len).sum::<usize>())
+            .sum();
+        let full_call = self
+            .config
+            .max_per_call
+            .min(budget.limits().servers_per_window);
+        eta::start_lead(budget, full_call, queued.saturating_sub(own), servers, now)
+    }
+
     /// Nothing queued, no stop call under way and no job unfinished: nothing to
     /// finish, so the fleet may be retired.
     pub fn is_idle(&self) -> bool {

@@ -292,6 +292,10 @@ pub struct StoppedByPolicy {
     /// Servers this policy stopped that did not fit in servers: not started again.
     #[serde(default)]
     pub not_recorded: u32,
+    /// While starting early (spec.schedule.startLeadTime): the end of the window it
+    /// started early for. Until then it stops nothing, however its lead time moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_until: Option<Time>,
 }
 
 /// When the policy stops and stops no more, from spec.schedule and the

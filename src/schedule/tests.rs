@@ -16,6 +16,7 @@ fn compiled(zone: &str, windows: Vec<WindowSpec>, exceptions: Vec<ExceptionSpec>
         windows,
         exceptions,
         after_window: AfterWindow::Leave,
+        start_lead_time: None,
     })
     .expect("a valid schedule")
 }
@@ -355,6 +356,7 @@ fn bad_schedules_name_the_field() {
             windows,
             exceptions,
             after_window: AfterWindow::Leave,
+            start_lead_time: None,
         })
         .expect_err("refused")
         .to_string()

@@ -46,11 +46,14 @@ fn one_window(from: Timestamp, to: Timestamp, extra: &str) -> String {
     )
 }
 
+/// The time left until `at` (wall clock), zero once past.
+fn left_until(at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default()
+}
+
 /// Sleeps until `at` (wall clock).
 async fn sleep_until(at: Timestamp) {
-    if let Ok(wait) = Duration::try_from(at.duration_since(Timestamp::now())) {
-        tokio::time::sleep(wait).await;
-    }
+    tokio::time::sleep(left_until(at)).await;
 }
 
 /// The policy's YAML with the keep-running-until annotation set to `value`.
@@ -507,5 +510,82 @@ pub async fn window_start(ctx: Ctx) -> Result<()> {
         "start calls after the servers ran"
     );
     ensure_eq!(shutoff(&stats), 1, "servers SHUTOFF after the window");
+    Ok(())
+}
+
+/// `startLeadTime: Auto` under a budget of 3 servers per 2 s: the 9 servers the
+/// policy stopped take 3 start calls, 2 s apart, so the first goes about 4 s before
+/// the window ends and the last by its end; nothing is stopped again meanwhile.
+pub async fn start_lead(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let sim = start_sim(9, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let _op = ctx
+        .operator(
+            "operator",
+            ns,
+            &[
+                "--budget-servers=3",
+                "--budget-window-ms=2000",
+                "--drift-interval-ms=2000",
+            ],
+        )
+        .await?;
+    let ids = sim.server_ids();
+    let from = Timestamp::from_second(Timestamp::now().as_second() + 6)?;
+    let to = from + Duration::from_secs(14);
+    let mut p = Policy::new(ns, "early", &sim, &ids);
+    p.extra_spec = one_window(
+        from,
+        to,
+        "    afterWindow: Start\n    startLeadTime: Auto\n",
+    );
+    ctx.k.apply_ok(&p.yaml()).await?;
+
+    wait_until(
+        Duration::from_secs(20),
+        "all 9 servers SHUTOFF inside the window",
+        || async { Ok(shutoff(&sim.stats().await) == 9) },
+    )
+    .await?;
+    wait_until(
+        left_until(to - Duration::from_secs(1)),
+        "the first start call before the window's end",
+        || async { Ok(sim.stats().await.start_calls > 0) },
+    )
+    .await
+    .map_err(|e| e.context("no start call a second before the window's end"))?;
+    let first = Timestamp::now();
+    let early = to.duration_since(first).as_secs_f64();
+    eprintln!(
+        "e2e schedule_start_lead: first start call {early:.1}s before the window's end (planned 4.0s)"
+    );
+    ensure!(
+        early > 2.0 && early < 6.5,
+        "the first start call went {early:.1}s before the window's end; 3 calls 2 s apart need 4 s"
+    );
+    wait_until(
+        left_until(to + Duration::from_secs(3)),
+        "all 9 servers running by the window's end plus a job's time",
+        || async { Ok(shutoff(&sim.stats().await) == 0) },
+    )
+    .await?;
+    let stats = sim.stats().await;
+    ensure_eq!(stats.start_calls, 3, "start calls (3 servers each)");
+    ensure_eq!(
+        stats.stop_calls,
+        3,
+        "stop calls: nothing stopped again while starting"
+    );
+    // Past the window: nothing more.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stats = sim.stats().await;
+    ensure_eq!(
+        (stats.start_calls, stats.stop_calls),
+        (3, 3),
+        "calls after the window"
+    );
+    ensure_eq!(shutoff(&stats), 0, "servers SHUTOFF after the window");
     Ok(())
 }
