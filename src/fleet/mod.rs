@@ -6,7 +6,7 @@
 //! - one server inventory, refreshed by a single paginated listing however many
 //!   policies ask for it within its maximum age;
 //! - the project's budget, passed in by whoever shares it;
-//! - a worker, the only caller of the stop API: thin I/O around the state's
+//! - a worker, the only caller of the stop and start API: thin I/O around the state's
 //!   decisions ([`worker`]).
 //!
 //! A sync makes one call, [`Fleet::sync`]: it polls jobs and lists when due (I/O),
