@@ -6,7 +6,7 @@
 use super::timing::KEEP_RUNNING_UNTIL;
 use crate::fleet::PolicyKey;
 use crate::policy::conditions::{self, ConditionType};
-use crate::policy::{EcsPowerPolicyStatus, JobState, Phase, ScheduleStatus};
+use crate::policy::{EcsPowerPolicyStatus, JobAction, JobState, Phase, ScheduleStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::EventType;
 use std::collections::HashMap;
@@ -50,13 +50,19 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
     let mut notices = Vec::new();
     for job in new.jobs.iter().rev() {
         let previous = before.get(job.job_id.as_str()).copied();
+        // Start jobs (afterWindow: Start) read as their own Events.
+        let (verb, done, action) = match job.action {
+            JobAction::Stop => ("Stop", "stopped", "Stop"),
+            JobAction::Start => ("Start", "started", "Start"),
+        };
+        let noun = verb.to_lowercase();
         if previous.is_none() {
             notices.push(notice(
                 EventType::Normal,
-                "StopSubmitted",
-                "Stop",
+                format!("{verb}Submitted"),
+                action,
                 format!(
-                    "stop job {} submitted for {} servers",
+                    "{noun} job {} submitted for {} servers",
                     job.job_id, job.servers
                 ),
             ));
@@ -67,19 +73,19 @@ pub fn transitions(old: &EcsPowerPolicyStatus, new: &EcsPowerPolicyStatus) -> Ve
         notices.push(match job.status {
             JobState::Success => notice(
                 EventType::Normal,
-                "StopSucceeded",
-                "Stop",
+                format!("{verb}Succeeded"),
+                action,
                 format!(
-                    "stop job {} finished: {} servers stopped",
+                    "{noun} job {} finished: {} servers {done}",
                     job.job_id, job.succeeded
                 ),
             ),
             _ => notice(
                 EventType::Warning,
-                "StopFailed",
-                "Stop",
+                format!("{verb}Failed"),
+                action,
                 format!(
-                    "stop job {} failed for {} of {} servers; see status.failures",
+                    "{noun} job {} failed for {} of {} servers; see status.failures",
                     job.job_id, job.failed, job.servers
                 ),
             ),
@@ -371,6 +377,7 @@ mod tests {
     fn job(id: &str, status: JobState) -> JobRecord {
         JobRecord {
             job_id: id.into(),
+            action: JobAction::Stop,
             servers: 10,
             status,
             succeeded: if status == JobState::Success { 10 } else { 0 },
@@ -400,6 +407,25 @@ mod tests {
         );
         assert_eq!(reasons(transitions(&running, &done)), ["StopSucceeded"]);
         assert_eq!(reasons(transitions(&done, &done)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_start_job_is_announced_as_one() {
+        let start = |status| JobRecord {
+            action: JobAction::Start,
+            ..job("j2", status)
+        };
+        let running = with_jobs(vec![start(JobState::Running)]);
+        let done = with_jobs(vec![start(JobState::Success)]);
+        let submitted = transitions(&EcsPowerPolicyStatus::default(), &running);
+        assert_eq!(submitted[0].reason, "StartSubmitted");
+        assert_eq!(submitted[0].note, "start job j2 submitted for 10 servers");
+        let finished = transitions(&running, &done);
+        assert_eq!(finished[0].reason, "StartSucceeded");
+        assert_eq!(
+            finished[0].note,
+            "start job j2 finished: 10 servers started"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod reconcile;
 mod recorder;
 mod secret_poll;
 mod status;
+mod stopped_record;
 mod timing;
 
 pub use credentials::{ACCESS_KEY, CloudCredentials, CredentialsError, SECRET_KEY};

@@ -3,13 +3,17 @@
 use super::Context;
 use super::credentials::{self, CredentialsError};
 use super::status::{self, Problem, SyncReport};
+use super::stopped_record;
 use super::timing::{Timing, timing_of};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
 use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Synced};
 use crate::plan::{Mode, PlanOutcome};
-use crate::policy::{EcsPowerPolicy, EcsPowerPolicyStatus, ScheduleStatus, StopType};
+use crate::policy::{
+    EcsPowerPolicy, EcsPowerPolicyStatus, ScheduleStatus, StopType, StoppedByPolicy, status_time,
+};
+use crate::schedule::StartLead;
 use crate::selector::{CappedSelector, Selection};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
@@ -126,6 +130,8 @@ enum Prepared {
     Planned {
         synced: Box<Synced>,
         mode: Mode,
+        /// With its start lead time, if it has one.
+        timing: Timing,
     },
     /// The fleet's listing is still under way (a slow endpoint): nothing to report
     /// yet, and the sync slot is given back until it is done.
@@ -163,7 +169,6 @@ async fn prepare(
     timing: Timing,
     step: Step,
 ) -> Result<Prepared, Error> {
-    let mode = timing.mode(policy.spec.suspend, policy.spec.dry_run);
     let namespace = policy.namespace().unwrap_or_default();
     let secret_name = &policy.spec.cloud.credentials_secret_ref.name;
     let creds = match ctx
@@ -199,7 +204,7 @@ async fn prepare(
         .iter()
         .flat_map(|status| &status.jobs)
         .filter(|job| job.status.in_flight())
-        .map(|job| (job.job_id.clone(), job.submitted_at.0))
+        .map(|job| (job.job_id.clone(), job.submitted_at.0, job.action))
         .collect();
     let selector = match &policy.spec.selector {
         None => None,
@@ -222,6 +227,26 @@ async fn prepare(
         StopType::Hard => PowerActionType::Hard,
     };
     let uid = policy.uid();
+    let record = policy
+        .status
+        .as_ref()
+        .and_then(|status| status.stopped_by_policy.as_ref());
+    let recorded: &[String] = record.map_or(&[], |record| &record.servers);
+    let starting_until = record.and_then(|r| r.starting_until.as_ref()).map(|t| t.0);
+    // Applied even with nothing left to start: starting that began early goes on
+    // until the window's end, so nothing it started is stopped again.
+    let lead = match timing.start_lead() {
+        Some(StartLead::Fixed(lead)) => lead,
+        Some(StartLead::Auto) if !recorded.is_empty() => fleet.start_lead(key, recorded.len()),
+        _ => std::time::Duration::ZERO,
+    };
+    let timing = timing.with_start_lead(lead, starting_until);
+    let mode = timing.mode(policy.spec.suspend, policy.spec.dry_run);
+    let start = if timing.starts_now(policy.spec.suspend, policy.spec.dry_run) {
+        recorded
+    } else {
+        &[]
+    };
     let request = FleetRequest {
         policy: key,
         uid: uid.as_deref(),
@@ -237,6 +262,7 @@ async fn prepare(
             Step::Plan { listing_wait } => listing_wait,
         },
         adopt,
+        start,
     };
     if step == Step::Register {
         fleet.register(&request);
@@ -246,6 +272,7 @@ async fn prepare(
         Ok(Some(synced)) => Ok(Prepared::Planned {
             synced: Box::new(synced),
             mode,
+            timing,
         }),
         Ok(None) => Ok(Prepared::Listing),
         Err(error) => prepared_from(ctx, key, error),
@@ -347,8 +374,12 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
         Ok(prepared) => prepared,
         Err(error) => return Err(report_error(policy, ctx, key, &previous, error).await),
     };
-    let (synced, mode) = match prepared {
-        Prepared::Planned { synced, mode } => (synced, mode),
+    let (synced, mode, timing) = match prepared {
+        Prepared::Planned {
+            synced,
+            mode,
+            timing,
+        } => (synced, mode, timing),
         // A sync plans: nothing registers only (it is the first round's first step).
         Prepared::Listing | Prepared::Registered => {
             return Ok(Action::requeue(ctx.config.active_requeue));
@@ -368,6 +399,16 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
         queue,
     } = *synced;
     let now = jiff::Timestamp::now();
+    let stopped_by_policy = timing.records_stops().then(|| StoppedByPolicy {
+        starting_until: timing.starting_until().map(status_time),
+        ..stopped_record::next(
+            previous.stopped_by_policy.as_ref(),
+            &view.stopped,
+            &view.starts.settled,
+        )
+    });
+    let problem = fleet_problem(&view, selection.as_ref(), policy.spec.max_servers)
+        .or_else(|| stopped_by_policy.as_ref().and_then(stopped_record::problem));
     let next = status::from_sync(
         &previous,
         &SyncReport {
@@ -378,8 +419,9 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             intent: timing.intent(mode),
             schedule: timing.status(),
             selection: selection.as_ref(),
-            problem: fleet_problem(&view, selection.as_ref(), policy.spec.max_servers),
+            problem,
             queue,
+            stopped_by_policy,
             now,
         },
     );

@@ -8,7 +8,7 @@ use crate::policy::conditions::{self, ConditionUpdate, Intent};
 use crate::policy::{
     DRY_RUN_SAMPLE_SIZE, DryRunReport, EcsPowerPolicyStatus, JobRecord, JobState,
     MAX_FAILURES_IN_STATUS, MAX_JOBS_IN_STATUS, Phase, QueueStatus, ScheduleStatus, SelectorStatus,
-    ServerFailure, status_time,
+    ServerFailure, StoppedByPolicy, status_time,
 };
 use crate::selector::Selection;
 use std::collections::{HashMap, HashSet};
@@ -38,6 +38,8 @@ pub struct SyncReport<'a> {
     pub problem: Option<Problem>,
     /// Its servers still queued, and when they should be done.
     pub queue: Option<QueueStanding>,
+    /// What it stopped and starts after its window, with `afterWindow: Start`.
+    pub stopped_by_policy: Option<StoppedByPolicy>,
     pub now: jiff::Timestamp,
 }
 
@@ -66,6 +68,7 @@ fn merge_jobs(previous: &[JobRecord], views: &[JobView]) -> Vec<JobRecord> {
         .iter()
         .map(|view| JobRecord {
             job_id: view.job_id.clone(),
+            action: view.action,
             servers: count(view.servers),
             status: job_state(view),
             succeeded: count(view.succeeded),
@@ -221,6 +224,7 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
     );
     status.queue = queue_status(previous.queue.as_ref(), report.queue.as_ref(), report.now);
     status.schedule = report.schedule.clone();
+    status.stopped_by_policy = report.stopped_by_policy.clone();
     status.dry_run = (report.intent == Intent::DryRun).then(|| DryRunReport {
         would_stop: count(report.outcome.would_stop.len()),
         sample: report
@@ -320,8 +324,8 @@ fn stamp_if_changed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Summary;
     use crate::policy::conditions::ConditionType;
+    use crate::policy::{JobAction, Summary};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn ts(secs: i64) -> jiff::Timestamp {
@@ -331,6 +335,7 @@ mod tests {
     fn record(id: &str, at: i64, status: JobState) -> JobRecord {
         JobRecord {
             job_id: id.into(),
+            action: JobAction::Stop,
             servers: 1,
             status,
             succeeded: 0,
@@ -344,6 +349,7 @@ mod tests {
     fn finished_view(status: JobStatus, servers: usize) -> JobView {
         JobView {
             job_id: "j".into(),
+            action: JobAction::Stop,
             servers,
             status,
             lost: false,
@@ -437,6 +443,7 @@ mod tests {
             selection: None,
             problem: None,
             queue: None,
+            stopped_by_policy: None,
             now,
         }
     }

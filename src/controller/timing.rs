@@ -5,7 +5,8 @@ use super::status::Problem;
 use crate::plan::Mode;
 use crate::policy::conditions::Intent;
 use crate::policy::{EcsPowerPolicy, ScheduleStatus, status_time};
-use crate::schedule::{Schedule, Verdict, verdict};
+use crate::schedule::spec::AfterWindow;
+use crate::schedule::{Schedule, StartLead, Verdict, verdict};
 use jiff::Timestamp;
 use kube::ResourceExt;
 use std::time::Duration;
@@ -20,6 +21,15 @@ pub struct Timing {
     /// The policy has a schedule or a keep-running-until annotation: its status shows
     /// where they stand.
     reported: bool,
+    /// `None` without a schedule.
+    after_window: Option<AfterWindow>,
+    start_lead: Option<StartLead>,
+    /// The instant it was evaluated at.
+    at: Timestamp,
+    /// How long before the window's end starting begins (see [`Self::with_start_lead`]).
+    lead: Duration,
+    /// The end of the window starting began early for, as the status records it.
+    starting_until: Option<Timestamp>,
 }
 
 /// The policy's timing at `now`, or the problem that a person must fix: a schedule the
@@ -29,6 +39,18 @@ pub fn timing_of(policy: &EcsPowerPolicy, now: Timestamp) -> Result<Timing, Prob
     let schedule = match &policy.spec.schedule {
         None => None,
         Some(spec) => Some(Schedule::compile(spec).map_err(|error| Problem {
+            reason: "InvalidSchedule",
+            message: error.to_string(),
+        })?),
+    };
+    let start_lead = match policy
+        .spec
+        .schedule
+        .as_ref()
+        .and_then(|s| s.start_lead_time.as_deref())
+    {
+        None => None,
+        Some(text) => Some(StartLead::parse(text).map_err(|error| Problem {
             reason: "InvalidSchedule",
             message: error.to_string(),
         })?),
@@ -47,6 +69,11 @@ pub fn timing_of(policy: &EcsPowerPolicy, now: Timestamp) -> Result<Timing, Prob
     Ok(Timing {
         verdict: verdict(schedule.as_ref(), keep_running_until, now),
         reported: schedule.is_some() || annotation.is_some(),
+        after_window: policy.spec.schedule.as_ref().map(|s| s.after_window),
+        start_lead,
+        at: now,
+        lead: Duration::ZERO,
+        starting_until: None,
     })
 }
 
@@ -60,18 +87,75 @@ fn cut(text: &str) -> String {
 }
 
 impl Timing {
+    /// `spec.schedule.startLeadTime`, with afterWindow Start only.
+    pub fn start_lead(&self) -> Option<StartLead> {
+        self.start_lead.filter(|_| self.records_stops())
+    }
+
+    /// Starting begins `lead` before the window's end: from then on the policy
+    /// stops nothing and starts what it stopped, as after the window. Once begun for
+    /// a window (`starting_until`, its end, from the status) it goes on until that
+    /// end even if the lead shrinks (an `Auto` lead does as servers start), so no
+    /// server it started is stopped again in the same window.
+    pub fn with_start_lead(self, lead: Duration, starting_until: Option<Timestamp>) -> Self {
+        Self {
+            lead,
+            starting_until,
+            ..self
+        }
+    }
+
+    /// Inside the window, within the lead time of its end or starting early for it.
+    fn starting_early(&self) -> bool {
+        let Some(end) = self.verdict.next_start else {
+            return false;
+        };
+        let begun = self
+            .starting_until
+            .is_some_and(|until| until.as_second() == end.as_second());
+        self.records_stops()
+            && self.verdict.stop
+            && self.verdict.window_active
+            && (begun || (!self.lead.is_zero() && self.at + self.lead >= end))
+    }
+
+    /// The window end the status records while starting early, for the next sync.
+    pub fn starting_until(&self) -> Option<Timestamp> {
+        self.starting_early()
+            .then_some(self.verdict.next_start)
+            .flatten()
+    }
+
     /// What the fleet is asked for: a suspended policy stays suspended; one the
-    /// schedule or the override holds off wants nothing stopped.
+    /// schedule or the override holds off wants nothing stopped, nor one starting
+    /// early before its window's end (a dry run reports on, as in the window).
     pub fn mode(&self, suspend: bool, dry_run: bool) -> Mode {
         if suspend {
             Mode::Suspend
-        } else if !self.verdict.stop {
+        } else if !self.verdict.stop || (self.starting_early() && !dry_run) {
             Mode::Idle
         } else if dry_run {
             Mode::DryRun
         } else {
             Mode::Act
         }
+    }
+
+    /// Whether the policy records the servers it stops, to start them after a window:
+    /// with `afterWindow: Start` only (without a schedule, or with Leave, nothing is
+    /// ever started, so nothing is recorded).
+    pub fn records_stops(&self) -> bool {
+        self.after_window == Some(AfterWindow::Start)
+    }
+
+    /// Whether the servers the policy stopped are started now: its window has ended
+    /// (an override inside a window leaves them as they are), and it is neither
+    /// suspended nor a dry run.
+    pub fn starts_now(&self, suspend: bool, dry_run: bool) -> bool {
+        self.records_stops()
+            && !suspend
+            && !dry_run
+            && ((!self.verdict.stop && !self.verdict.window_active) || self.starting_early())
     }
 
     /// How the conditions read `mode`.
@@ -98,8 +182,16 @@ impl Timing {
     /// sync sees the new state.
     pub fn next_change_in(&self, now: Timestamp) -> Option<Duration> {
         const PAST_THE_EDGE: Duration = Duration::from_millis(5);
-        let next = if self.verdict.stop {
+        let next = if self.starting_early() {
+            // Starting already: the next change is the window's end itself.
             self.verdict.next_start
+        } else if self.verdict.stop {
+            let end = self.verdict.next_start?;
+            Some(if self.records_stops() {
+                end - self.lead
+            } else {
+                end
+            })
         } else {
             self.verdict.next_stop
         }?;
@@ -112,7 +204,7 @@ impl Timing {
 mod tests {
     use super::*;
     use crate::policy::{CloudSpec, EcsPowerPolicySpec, SecretRef, ServerRef, StopType};
-    use crate::schedule::spec::{Day, ScheduleSpec, WindowSpec};
+    use crate::schedule::spec::{AfterWindow, Day, ScheduleSpec, WindowSpec};
 
     fn ts(text: &str) -> Timestamp {
         text.parse().unwrap()
@@ -156,6 +248,8 @@ mod tests {
                 to: Some("10:01".into()),
             }],
             exceptions: vec![],
+            after_window: AfterWindow::Leave,
+            start_lead_time: None,
         }
     }
 
@@ -227,6 +321,123 @@ mod tests {
         let expired = timing_of(&p, ts("2026-12-11T10:00:00Z")).unwrap();
         assert_eq!(expired.mode(false, false), Mode::Act);
         assert_eq!(expired.status().unwrap().keep_running_until, None);
+    }
+
+    #[test]
+    fn only_after_a_window_with_after_window_start_are_servers_started() {
+        let start = ScheduleSpec {
+            after_window: AfterWindow::Start,
+            ..friday("UTC")
+        };
+        let after = ts("2026-12-11T10:01:10Z");
+        let timing = timing_of(&policy(Some(start.clone()), None), after).unwrap();
+        assert!(timing.records_stops());
+        assert!(timing.starts_now(false, false));
+        assert!(!timing.starts_now(true, false), "suspended");
+        assert!(!timing.starts_now(false, true), "dry run");
+        let inside = timing_of(
+            &policy(Some(start.clone()), None),
+            ts("2026-12-11T10:00:40Z"),
+        );
+        assert!(
+            !inside.unwrap().starts_now(false, false),
+            "inside the window"
+        );
+        // An override inside the window keeps the servers as they are.
+        let held = policy(Some(start), Some("2026-12-11T10:00:50Z"));
+        let held = timing_of(&held, ts("2026-12-11T10:00:40Z")).unwrap();
+        assert_eq!(held.mode(false, false), Mode::Idle);
+        assert!(!held.starts_now(false, false));
+        // Leave, or no schedule at all: nothing recorded, nothing started.
+        for leave in [Some(friday("UTC")), None] {
+            let timing = timing_of(&policy(leave, None), after).unwrap();
+            assert!(!timing.records_stops());
+            assert!(!timing.starts_now(false, false));
+        }
+    }
+
+    #[test]
+    fn with_a_lead_time_starting_begins_that_long_before_the_window_ends() {
+        let spec = ScheduleSpec {
+            after_window: AfterWindow::Start,
+            start_lead_time: Some("10s".into()),
+            ..friday("UTC")
+        };
+        let p = policy(Some(spec.clone()), None);
+        let lead = |at: &str| {
+            let timing = timing_of(&p, ts(at)).unwrap();
+            assert_eq!(
+                timing.start_lead(),
+                Some(StartLead::Fixed(Duration::from_secs(10)))
+            );
+            timing.with_start_lead(Duration::from_secs(10), None)
+        };
+        // 15 s before the end: still stopping, due again when starting begins.
+        let before = lead("2026-12-11T10:00:45Z");
+        assert_eq!(before.mode(false, false), Mode::Act);
+        assert!(!before.starts_now(false, false));
+        assert_eq!(
+            before.next_change_in(ts("2026-12-11T10:00:45Z")),
+            Some(Duration::from_millis(5_005))
+        );
+        // 8 s before the end: stopping nothing, starting, due again at the end.
+        let early = lead("2026-12-11T10:00:52Z");
+        assert_eq!(early.mode(false, false), Mode::Idle);
+        assert!(early.starts_now(false, false));
+        assert_eq!(
+            early.next_change_in(ts("2026-12-11T10:00:52Z")),
+            Some(Duration::from_millis(8_005))
+        );
+        assert!(early.status().unwrap().window_active, "the window still is");
+        assert_eq!(early.mode(true, false), Mode::Suspend);
+        assert!(!early.starts_now(true, false), "suspended");
+        assert_eq!(early.mode(false, true), Mode::DryRun);
+        assert!(!early.starts_now(false, true), "dry run");
+        let end = ts("2026-12-11T10:01:00Z");
+        assert_eq!(early.starting_until(), Some(end));
+        // Begun: a lead that shrank (an Auto lead as servers start) keeps it going.
+        let timing = timing_of(&p, ts("2026-12-11T10:00:52Z")).unwrap();
+        let shrunk = timing.with_start_lead(Duration::from_secs(1), Some(end));
+        assert_eq!(shrunk.mode(false, false), Mode::Idle);
+        assert!(shrunk.starts_now(false, false));
+        // ... for that window only: one of another day stops as usual.
+        let other = timing.with_start_lead(
+            Duration::from_secs(1),
+            Some(end - Duration::from_secs(604_800)),
+        );
+        assert_eq!(other.mode(false, false), Mode::Act);
+        assert_eq!(other.starting_until(), None);
+        // Without afterWindow Start a lead time means nothing.
+        let leave = ScheduleSpec {
+            after_window: AfterWindow::Leave,
+            ..spec
+        };
+        let timing = timing_of(&policy(Some(leave), None), ts("2026-12-11T10:00:52Z")).unwrap();
+        assert_eq!(timing.start_lead(), None);
+        let timing = timing.with_start_lead(Duration::from_secs(10), None);
+        assert_eq!(timing.mode(false, false), Mode::Act);
+        assert_eq!(
+            timing.next_change_in(ts("2026-12-11T10:00:52Z")),
+            Some(Duration::from_millis(8_005))
+        );
+    }
+
+    #[test]
+    fn a_bad_start_lead_time_is_an_invalid_schedule() {
+        let spec = ScheduleSpec {
+            after_window: AfterWindow::Start,
+            start_lead_time: Some("soon".into()),
+            ..friday("UTC")
+        };
+        let problem = timing_of(&policy(Some(spec), None), ts("2026-12-11T10:00:52Z")).unwrap_err();
+        assert_eq!(problem.reason, "InvalidSchedule");
+        assert!(
+            problem
+                .message
+                .starts_with("spec.schedule.startLeadTime: `soon`"),
+            "{}",
+            problem.message
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use super::config::EcsClientConfig;
 use super::error::{ApiFailure, EcsError, ErrorKind, NoAnswer, classify};
 use super::http::{Answer, Outgoing, Transport};
 use super::wire::{
-    self, BatchAction, Job, JobAccepted, MAX_SERVERS_PER_ACTION, PowerActionType, ServerDetail,
-    ServerList, ServerRef, ShowServer, StartBody, StopBody,
+    self, BatchAction, Job, JobAccepted, MAX_SERVERS_PER_ACTION, PowerAction, PowerActionType,
+    ServerDetail, ServerList, ServerRef, ShowServer,
 };
 
 /// Listing filters; `None` leaves a filter out.
@@ -28,15 +28,20 @@ pub struct ServerFilter {
 }
 
 #[async_trait]
-/// What a fleet needs of the ECS API: stop, follow jobs, list. A trait so that the
-/// fleet's unit tests can serve listings from memory.
+/// What a fleet needs of the ECS API: stop and start, follow jobs, list. A trait so
+/// that the fleet's unit tests can serve listings from memory.
 pub trait EcsApi: Send + Sync {
-    /// Batch stop; returns the job id. Never re-sent: see [`EcsError::OutcomeUnknown`].
+    /// Batch stop or start; returns the job id. Never re-sent: see
+    /// [`EcsError::OutcomeUnknown`].
+    async fn power(&self, ids: &[String], action: PowerAction) -> Result<String, EcsError>;
+    /// Batch stop; returns the job id.
     async fn stop_servers(
         &self,
         ids: &[String],
         stop_type: PowerActionType,
-    ) -> Result<String, EcsError>;
+    ) -> Result<String, EcsError> {
+        self.power(ids, PowerAction::Stop(stop_type)).await
+    }
     async fn get_job(&self, job_id: &str) -> Result<Job, EcsError>;
     /// Every matching server, page by page as the pages arrive, so that a listing of
     /// 100,000 servers is never held whole. A server that moves between two pages
@@ -322,17 +327,9 @@ fn refs(ids: &[String]) -> Vec<ServerRef> {
 
 #[async_trait]
 impl EcsApi for HttpEcsClient {
-    async fn stop_servers(
-        &self,
-        ids: &[String],
-        stop_type: PowerActionType,
-    ) -> Result<String, EcsError> {
+    async fn power(&self, ids: &[String], action: PowerAction) -> Result<String, EcsError> {
         check_batch(ids)?;
-        self.act(BatchAction::Stop(StopBody {
-            servers: refs(ids),
-            stop_type: Some(stop_type),
-        }))
-        .await
+        self.act(BatchAction::of(action, refs(ids))).await
     }
 
     async fn get_job(&self, job_id: &str) -> Result<Job, EcsError> {
@@ -377,9 +374,7 @@ impl EcsApi for HttpEcsClient {
 impl HttpEcsClient {
     /// Batch start; returns the job id.
     pub async fn start_servers(&self, ids: &[String]) -> Result<String, EcsError> {
-        check_batch(ids)?;
-        self.act(BatchAction::Start(StartBody { servers: refs(ids) }))
-            .await
+        self.power(ids, PowerAction::Start).await
     }
 
     pub async fn get_server(&self, id: &str) -> Result<ServerDetail, EcsError> {

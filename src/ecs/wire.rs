@@ -21,6 +21,13 @@ pub enum PowerActionType {
     Hard,
 }
 
+/// What a fleet's batch call does to its servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PowerAction {
+    Stop(PowerActionType),
+    Start,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ServerRef {
     pub id: String,
@@ -58,6 +65,17 @@ pub struct RebootBody {
 }
 
 impl BatchAction {
+    /// The request body of `action` on `servers`.
+    pub fn of(action: PowerAction, servers: Vec<ServerRef>) -> Self {
+        match action {
+            PowerAction::Stop(stop_type) => BatchAction::Stop(StopBody {
+                servers,
+                stop_type: Some(stop_type),
+            }),
+            PowerAction::Start => BatchAction::Start(StartBody { servers }),
+        }
+    }
+
     pub fn servers(&self) -> &[ServerRef] {
         match self {
             BatchAction::Stop(b) => &b.servers,

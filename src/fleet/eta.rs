@@ -91,11 +91,7 @@ fn calls_ahead(forecast: &Forecast<'_>, policy: &PolicyKey, lane: Lane) -> Optio
     for earlier in Lane::ALL.iter().take_while(|l| **l != lane) {
         if let Some(state) = forecast.lanes.get(earlier) {
             calls.extend(state.halves.iter().map(Vec::len));
-            let queued = state.queue.len();
-            calls.extend(
-                (0..queued.div_ceil(forecast.full_call))
-                    .map(|i| (queued - i * forecast.full_call).min(forecast.full_call)),
-            );
+            calls.extend(full_calls(state.queue.len(), forecast.full_call));
         }
     }
     if let Some(state) = forecast.lanes.get(&lane) {
@@ -103,6 +99,31 @@ fn calls_ahead(forecast: &Forecast<'_>, policy: &PolicyKey, lane: Lane) -> Optio
     }
     calls.extend(own);
     Some(calls)
+}
+
+/// `ids` sent in calls of `full_call` ids, the last one partial.
+fn full_calls(ids: usize, full_call: usize) -> impl Iterator<Item = usize> {
+    (0..ids.div_ceil(full_call)).map(move |i| (ids - i * full_call).min(full_call))
+}
+
+/// `startLeadTime: Auto`: how long before a window's end the first of `servers`
+/// starts must go out for the last to be sent by the end. The `ahead` ids queued in
+/// the project go first (the worker serves the stop lanes first, and the start lane
+/// in turns: counting all of them before ours is the safe side), then ours, each call
+/// as soon as `budget` covers it from `now` on; what its window already spent counts.
+pub(super) fn start_lead(
+    budget: &ActionBudget,
+    full_call: usize,
+    ahead: usize,
+    servers: usize,
+    now: Instant,
+) -> Duration {
+    let calls: Vec<usize> = full_calls(ahead, full_call)
+        .chain(full_calls(servers, full_call))
+        .collect();
+    budget
+        .last_fits_at(&calls, now)
+        .saturating_duration_since(now)
 }
 
 /// The policy's standing in `lane`, or `None` when none of its servers is queued.
@@ -135,4 +156,50 @@ pub(super) fn standing(
 pub(super) fn job_time(took: impl Iterator<Item = Duration>, poll_interval: Duration) -> Duration {
     let (sum, n) = took.fold((Duration::ZERO, 0u32), |(sum, n), t| (sum + t, n + 1));
     sum.checked_div(n).unwrap_or(poll_interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::budget::BudgetLimits;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn budget() -> ActionBudget {
+        ActionBudget::new(BudgetLimits {
+            servers_per_window: 1000,
+            window: MINUTE,
+        })
+    }
+
+    #[test]
+    fn ten_thousand_starts_at_1000_a_minute_begin_nine_windows_before_the_end() {
+        let now = Instant::now();
+        assert_eq!(start_lead(&budget(), 1000, 0, 10_000, now), 9 * MINUTE);
+        assert_eq!(start_lead(&budget(), 1000, 0, 1000, now), Duration::ZERO);
+        assert_eq!(start_lead(&budget(), 1000, 0, 0, now), Duration::ZERO);
+        // 1001 servers: two calls, the second a window later.
+        assert_eq!(start_lead(&budget(), 1000, 0, 1001, now), MINUTE);
+    }
+
+    #[test]
+    fn what_else_is_queued_and_what_the_window_spent_make_it_earlier() {
+        let now = Instant::now();
+        // 3000 stops queued ahead: three more windows.
+        assert_eq!(start_lead(&budget(), 1000, 3000, 10_000, now), 12 * MINUTE);
+        // The window spent 1000 half a minute ago: the first call waits 30 s more.
+        let spent = budget();
+        assert!(spent.try_take_at(1000, now));
+        let later = now + MINUTE / 2;
+        assert_eq!(
+            start_lead(&spent, 1000, 0, 10_000, later),
+            MINUTE / 2 + 9 * MINUTE
+        );
+        // A budget smaller than a call makes smaller calls.
+        let small = ActionBudget::new(BudgetLimits {
+            servers_per_window: 100,
+            window: MINUTE,
+        });
+        assert_eq!(start_lead(&small, 100, 0, 1000, now), 9 * MINUTE);
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::ecs::client::{EcsApi, ServerFilter};
 use crate::ecs::error::EcsError;
-use crate::ecs::wire::{Job, PowerActionType, ServerDetail};
+use crate::ecs::wire::{Job, PowerAction, ServerDetail};
 use async_trait::async_trait;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,7 +38,7 @@ impl Listings {
 
 #[async_trait]
 impl EcsApi for Listings {
-    async fn stop_servers(&self, _: &[String], _: PowerActionType) -> Result<String, EcsError> {
+    async fn power(&self, _: &[String], _: PowerAction) -> Result<String, EcsError> {
         unreachable!("these tests never let a batch go")
     }
     async fn get_job(&self, _: &str) -> Result<Job, EcsError> {

@@ -523,7 +523,10 @@ mod tests {
         // plans against the one listing.
         let cache = InventoryCache::default();
         let api = Listings::new(
-            vec![vec![vec![("a+env=dev", "ACTIVE"), ("b+env=test", "ACTIVE")]]],
+            vec![vec![vec![
+                ("a+env=dev", "ACTIVE"),
+                ("b+env=test", "ACTIVE"),
+            ]]],
             Box::new(|| {}),
         );
         selecting(&cache, "q", &[("env", "dev")]);

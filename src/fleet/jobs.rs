@@ -1,10 +1,11 @@
-//! Stop jobs as the fleet tracks them, and what each policy sees of them.
+//! Stop and start jobs as the fleet tracks them, and what each policy sees of them.
 
 use super::PolicyKey;
 use super::journal::InheritedJob;
 use super::state::Now;
 use crate::ecs::error::cut_cloud_text;
 use crate::ecs::wire::{Job, JobStatus, SubJob};
+use crate::policy::JobAction;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub struct TrackedJob {
     pub job_id: String,
+    pub action: JobAction,
     /// Each server and its sub-job's last status. Known at submission; for a job
     /// adopted from a policy's status, learnt from its sub-jobs. Only this is kept of
     /// the job's answers: a job of 1000 sub-jobs is far bigger.
@@ -39,6 +41,7 @@ pub struct JobOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobView {
     pub job_id: String,
+    pub action: JobAction,
     pub servers: usize,
     pub status: JobStatus,
     /// Given up on (see [`super::LostJob`]): `status` is the last one seen.
@@ -63,10 +66,12 @@ impl TrackedJob {
         job_id: String,
         ids: Vec<String>,
         policies: BTreeSet<PolicyKey>,
+        action: JobAction,
         now: Now,
     ) -> Self {
         Self {
             job_id,
+            action,
             servers: ids.into_iter().map(|id| (id, JobStatus::Init)).collect(),
             candidates: HashSet::new(),
             policies,
@@ -88,6 +93,7 @@ impl TrackedJob {
                 .collect(),
             candidates: HashSet::new(),
             policies: job.policies.iter().cloned().collect(),
+            action: job.action,
             submitted_at: job.submitted_at,
             status: JobStatus::Init,
             completed: None,
@@ -96,9 +102,10 @@ impl TrackedJob {
 
     /// A job a policy's status lists as unfinished (after a restart or a leader
     /// change): its servers are unknown until its sub-jobs name them.
-    pub fn adopted(job_id: String, submitted_at: jiff::Timestamp) -> Self {
+    pub fn adopted(job_id: String, submitted_at: jiff::Timestamp, action: JobAction) -> Self {
         Self {
             job_id,
+            action,
             servers: Vec::new(),
             candidates: HashSet::new(),
             policies: BTreeSet::new(),
@@ -161,6 +168,11 @@ impl TrackedJob {
 
     pub fn server_ids(&self) -> impl Iterator<Item = &String> {
         self.servers.iter().map(|(id, _)| id)
+    }
+
+    /// Each server the job names, with its sub-job's last status.
+    pub fn sub_job_statuses(&self) -> impl Iterator<Item = (&String, JobStatus)> {
+        self.servers.iter().map(|(id, status)| (id, *status))
     }
 
     /// Takes in a poll's answer; the outcome comes once, with the first answer that
@@ -249,6 +261,7 @@ impl TrackedJob {
         }
         Some(JobView {
             job_id: self.job_id.clone(),
+            action: self.action,
             servers,
             status: self.status,
             lost: false,
@@ -309,7 +322,8 @@ pub(super) mod tests {
     #[test]
     fn outcome_is_reported_once_when_the_job_finishes() {
         let ids = vec!["a".to_string(), "b".to_string()];
-        let mut tracked = TrackedJob::submitted("j".into(), ids, BTreeSet::new(), now());
+        let mut tracked =
+            TrackedJob::submitted("j".into(), ids, BTreeSet::new(), JobAction::Stop, now());
         let running = job(
             JobStatus::Running,
             vec![
@@ -334,7 +348,8 @@ pub(super) mod tests {
 
     #[test]
     fn adopted_job_holds_every_candidate_until_its_sub_jobs_name_its_servers() {
-        let mut tracked = TrackedJob::adopted("j".into(), jiff::Timestamp::UNIX_EPOCH);
+        let mut tracked =
+            TrackedJob::adopted("j".into(), jiff::Timestamp::UNIX_EPOCH, JobAction::Stop);
         tracked.may_hold(&["a".to_owned(), "b".to_owned()]);
         tracked.update(job(JobStatus::Init, Vec::new()), now());
         let mut held: Vec<&String> = tracked.held_ids().collect();
@@ -364,7 +379,8 @@ pub(super) mod tests {
     #[test]
     fn view_counts_only_the_policys_servers() {
         let ids = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let mut tracked = TrackedJob::submitted("j".into(), ids, BTreeSet::new(), now());
+        let mut tracked =
+            TrackedJob::submitted("j".into(), ids, BTreeSet::new(), JobAction::Stop, now());
         tracked.update(
             job(
                 JobStatus::Running,

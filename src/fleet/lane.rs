@@ -3,22 +3,24 @@
 //! some of their servers.
 
 use super::{Gate, PolicyKey};
-use crate::ecs::wire::PowerActionType;
+use crate::ecs::wire::{PowerAction, PowerActionType};
 use crate::plan::{BatchEntry, StopQueue};
+use crate::policy::JobAction;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// One kind of call, with its own queue. Starting servers gets a lane of its own
-/// with the issue that adds it.
+/// One kind of call, with its own queue; every lane spends the project's one budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Lane {
     SoftStop,
     HardStop,
+    /// Servers a policy stopped, started again when its window ended.
+    Start,
 }
 
 impl Lane {
-    pub const ALL: [Lane; 2] = [Lane::SoftStop, Lane::HardStop];
+    pub const ALL: [Lane; 3] = [Lane::SoftStop, Lane::HardStop, Lane::Start];
 
     pub fn stop(stop_type: PowerActionType) -> Self {
         match stop_type {
@@ -27,10 +29,19 @@ impl Lane {
         }
     }
 
-    pub fn action(self) -> PowerActionType {
+    pub fn action(self) -> PowerAction {
         match self {
-            Lane::SoftStop => PowerActionType::Soft,
-            Lane::HardStop => PowerActionType::Hard,
+            Lane::SoftStop => PowerAction::Stop(PowerActionType::Soft),
+            Lane::HardStop => PowerAction::Stop(PowerActionType::Hard),
+            Lane::Start => PowerAction::Start,
+        }
+    }
+
+    /// What a job of this lane's calls does, as status records say it.
+    pub fn job_action(self) -> JobAction {
+        match self {
+            Lane::SoftStop | Lane::HardStop => JobAction::Stop,
+            Lane::Start => JobAction::Start,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! - one server inventory, refreshed by a single paginated listing however many
 //!   policies ask for it within its maximum age;
 //! - the project's budget, passed in by whoever shares it;
-//! - a worker, the only caller of the stop API: thin I/O around the state's
+//! - a worker, the only caller of the stop and start API: thin I/O around the state's
 //!   decisions ([`worker`]).
 //!
 //! A sync makes one call, [`Fleet::sync`]: it polls jobs and lists when due (I/O),
@@ -38,6 +38,7 @@ use crate::ecs::client::EcsApi;
 use crate::ecs::error::EcsError;
 use crate::metrics::Metrics;
 use crate::plan::{Backoff, Mode, ObservedPower};
+use crate::policy::JobAction;
 use crate::selector::{CappedSelector, Selection, select};
 use futures::{FutureExt, StreamExt};
 use inventory::Wants;
@@ -112,7 +113,9 @@ pub struct FleetRequest<'a> {
     /// back (to be synced again later); the listing goes on meanwhile.
     pub listing_wait: Duration,
     /// Jobs the policy's status lists as unfinished, to follow after a restart.
-    pub adopt: Vec<(String, jiff::Timestamp)>,
+    pub adopt: Vec<(String, jiff::Timestamp, JobAction)>,
+    /// Servers the policy stopped, to start again now (see [`SyncRequest::start`]).
+    pub start: &'a [String],
 }
 
 /// What a sync gets back: the fleet's view, and what the inventory showed.
@@ -270,6 +273,7 @@ impl Fleet {
                     lane: request.lane,
                     backoff: request.backoff,
                     deleted,
+                    start: request.start,
                 },
                 &Observed {
                     servers: &observation.servers,
@@ -328,6 +332,13 @@ impl Fleet {
         }
     }
 
+    /// How long before its window's end `policy` must begin starting `servers`
+    /// (`startLeadTime: Auto`), from this project's budget and queue now.
+    pub fn start_lead(&self, policy: &PolicyKey, servers: usize) -> Duration {
+        self.lock()
+            .start_lead(policy, servers, &self.budget, Instant::now())
+    }
+
     /// What the policy wants: its named servers and its selector's matches in the last
     /// listing, less the excluded, within its cap.
     fn wanted(&self, request: &FleetRequest<'_>) -> Selection {
@@ -369,16 +380,24 @@ impl Fleet {
             if let Err(error) = &answer {
                 tracing::debug!(%job_id, %error, "job poll failed");
             }
-            let (succeeded, over) = {
+            let (finished, over) = {
                 let mut state = self.lock();
-                let succeeded = state.record_poll(&job_id, answer, Now::current());
-                (succeeded, !state.is_unfinished(&job_id))
+                let finished = state.record_poll(&job_id, answer, Now::current());
+                (finished, !state.is_unfinished(&job_id))
             };
             if over {
                 self.journal.job_over(&job_id);
             }
-            self.metrics.servers_stopped.inc_by(succeeded.len() as u64);
-            self.inventory.confirm(&succeeded, ObservedPower::Stopped);
+            match finished {
+                Some((JobAction::Stop, stopped)) => {
+                    self.metrics.servers_stopped.inc_by(stopped.len() as u64);
+                    self.inventory.confirm(&stopped, ObservedPower::Stopped);
+                }
+                Some((JobAction::Start, started)) => {
+                    self.inventory.confirm(&started, ObservedPower::Running);
+                }
+                None => {}
+            }
         }
         let (lost, unfinished) = {
             let mut state = self.lock();
@@ -466,6 +485,7 @@ mod tests {
             max_age: Duration::ZERO,
             listing_wait: Duration::from_secs(10),
             adopt: Vec::new(),
+            start: &[],
         }
     }
 

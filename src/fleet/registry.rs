@@ -389,6 +389,7 @@ mod tests {
                     max: std::time::Duration::from_secs(1),
                 },
                 deleted: false,
+                start: &[],
             },
             &super::super::state::Observed {
                 servers: &servers,

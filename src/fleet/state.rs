@@ -19,8 +19,12 @@ use super::lane::{Entries, LaneState, Lingering};
 use super::{FleetConfig, Gate, PolicyKey};
 use crate::ecs::budget::ActionBudget;
 use crate::ecs::error::{EcsError, ErrorKind};
-use crate::ecs::wire::Job;
-use crate::plan::{Backoff, Mode, ObservedPower, PlanInput, PlanOutcome, RetryState, plan_stops};
+use crate::ecs::wire::{Job, JobStatus};
+use crate::plan::{
+    Backoff, Mode, ObservedPower, PlanInput, PlanOutcome, RetryState, StartInput, StartPlan,
+    plan_starts, plan_stops,
+};
+use crate::policy::JobAction;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio::time::Instant;
 
@@ -139,6 +143,10 @@ pub struct SyncRequest<'a> {
     pub backoff: Backoff,
     /// The policy was deleted while this sync ran: nothing may be queued in its name.
     pub deleted: bool,
+    /// Servers the policy stopped, to start again now that its window has ended
+    /// (`afterWindow: Start`); empty otherwise. Started only in `Mode::Idle`, and only
+    /// those of them it still names.
+    pub start: &'a [String],
 }
 
 /// What the inventory showed a sync.
@@ -164,6 +172,11 @@ pub struct FleetView {
     pub waiting_for_budget: bool,
     /// The sync queued new ids: the worker has something to look at.
     pub queued: bool,
+    /// Its servers that its own stop jobs stopped, and that no later job of it has
+    /// started again: what `afterWindow: Start` records.
+    pub stopped: Vec<String>,
+    /// Of [`SyncRequest::start`]: queued now, or nothing left to start.
+    pub starts: StartPlan,
 }
 
 /// What the worker must do after recording a call's answer.
@@ -239,7 +252,24 @@ impl FleetState {
         } else {
             HashSet::new()
         };
-        self.withdraw_unwanted(policy, Some(request.lane), &wanted);
+        // Never for a suspended, deleted or dry-run policy, nor inside a window.
+        let start: Vec<String> = match mode {
+            Mode::Idle => request
+                .start
+                .iter()
+                .filter(|id| desired.contains(*id))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        if start.is_empty() {
+            // Its queued starts go too: a window that began again withdraws them.
+            self.withdraw_unwanted(policy, Some(request.lane), &wanted);
+        } else {
+            // Its stops go, in every lane; of its starts, what it still wants started.
+            let starting = start.iter().cloned().collect();
+            self.withdraw_unwanted(policy, Some(Lane::Start), &starting);
+        }
         // A listing that began after an unknown outcome could show has settled it.
         self.unknown
             .retain(|_, settles_at| observed.listed_at <= *settles_at);
@@ -265,12 +295,17 @@ impl FleetState {
             outcome.to_stop.iter().cloned(),
             now.at,
         );
+        let starts = self.plan_starts(policy, &start, request.backoff, observed, now);
+        let queued_starts =
+            self.enqueue(policy, Lane::Start, starts.to_start.iter().cloned(), now.at);
         let failing = retries
             .into_iter()
             .filter(|(id, _)| observed.servers.get(id) != Some(&ObservedPower::Stopped))
             .collect();
         let jobs = self.jobs_of(policy, &desired);
         FleetView {
+            stopped: self.stopped_by(policy, &desired),
+            starts,
             jobs,
             lost: self
                 .lost
@@ -282,8 +317,61 @@ impl FleetState {
             submit_failure: self.last_submit_failure.clone(),
             failing,
             outcome,
-            queued,
+            queued: queued || queued_starts,
         }
+    }
+
+    /// Which of `start` (servers `policy` stopped) to queue for a start now: shut
+    /// off, and nothing in flight for them in any lane, so a server never has a stop
+    /// and a start under way at once.
+    fn plan_starts(
+        &self,
+        policy: &PolicyKey,
+        start: &[String],
+        backoff: Backoff,
+        observed: &Observed<'_>,
+        now: Now,
+    ) -> StartPlan {
+        if start.is_empty() {
+            return StartPlan::default();
+        }
+        let in_flight = self.in_flight(policy, Lane::Start, start, observed.listed_at);
+        plan_starts(&StartInput {
+            stopped_by_policy: start,
+            observed: observed.servers,
+            in_flight: &in_flight,
+            retries: &self.retry,
+            backoff,
+            now: now.wall,
+        })
+    }
+
+    /// The servers of `desired` whose newest job of `policy` is a stop that succeeded
+    /// for them. A finished stop job stays tracked for its retention: a start job sent
+    /// after it hides its servers, so they are not counted as stopped again.
+    fn stopped_by(&self, policy: &PolicyKey, desired: &HashSet<String>) -> Vec<String> {
+        let mut own: Vec<&TrackedJob> = self
+            .jobs
+            .values()
+            .filter(|job| job.policies.contains(policy))
+            .collect();
+        own.sort_by_key(|job| job.submitted_at);
+        let mut newest: HashMap<&String, bool> = HashMap::new();
+        for job in own {
+            for (id, status) in job.sub_job_statuses() {
+                if desired.contains(id) {
+                    let stopped = job.action == JobAction::Stop && status == JobStatus::Success;
+                    newest.insert(id, stopped);
+                }
+            }
+        }
+        let mut stopped: Vec<String> = newest
+            .into_iter()
+            .filter(|(_, stopped)| *stopped)
+            .map(|(id, _)| id.clone())
+            .collect();
+        stopped.sort_unstable();
+        stopped
     }
 
     /// Which of `ids` must not be planned again for `policy` in `lane`, given a listing
@@ -599,7 +687,13 @@ impl FleetState {
                 let ids = call.entries.into_iter().map(|e| e.id).collect();
                 self.jobs.insert(
                     job_id.to_owned(),
-                    TrackedJob::submitted(job_id.to_owned(), ids, policies, now),
+                    TrackedJob::submitted(
+                        job_id.to_owned(),
+                        ids,
+                        policies,
+                        call.lane.job_action(),
+                        now,
+                    ),
                 );
                 return recorded;
             }
@@ -684,17 +778,17 @@ impl FleetState {
     pub fn adopt(
         &mut self,
         policy: &PolicyKey,
-        jobs: impl IntoIterator<Item = (String, jiff::Timestamp)>,
+        jobs: impl IntoIterator<Item = (String, jiff::Timestamp, JobAction)>,
         desired: &[String],
     ) {
-        for (job_id, submitted_at) in jobs {
+        for (job_id, submitted_at, action) in jobs {
             if self.lost.iter().any(|lost| lost.job.job_id == job_id) {
                 continue;
             }
             let job = self
                 .jobs
                 .entry(job_id.clone())
-                .or_insert_with(|| TrackedJob::adopted(job_id, submitted_at));
+                .or_insert_with(|| TrackedJob::adopted(job_id, submitted_at, action));
             if job.policies.insert(policy.clone()) {
                 job.may_hold(desired);
             }
@@ -735,7 +829,8 @@ impl FleetState {
         self.jobs.get(job_id).is_some_and(|job| !job.is_finished())
     }
 
-    /// Takes in a job poll's answer; returns the servers a finished job stopped.
+    /// Takes in a job poll's answer; returns what a finished job did, and to which
+    /// servers it did it.
     /// A poll that failed for good gives the job up (see [`Self::lose`]); one that
     /// may work next time leaves it for the next poll (or the deadline).
     pub fn record_poll(
@@ -743,27 +838,27 @@ impl FleetState {
         job_id: &str,
         answer: Result<Job, EcsError>,
         now: Now,
-    ) -> Vec<String> {
+    ) -> Option<(JobAction, Vec<String>)> {
         let job = match answer {
             Ok(job) => job,
             Err(error) if error.is_retryable() || error.kind() == ErrorKind::OutcomeUnknown => {
-                return Vec::new();
+                return None;
             }
             Err(error) => {
                 self.lose(job_id, LostReason::PollFailed, error.to_string(), now);
-                return Vec::new();
+                return None;
             }
         };
-        let Some(outcome) = self.jobs.get_mut(job_id).and_then(|j| j.update(job, now)) else {
-            return Vec::new();
-        };
+        let tracked = self.jobs.get_mut(job_id)?;
+        let action = tracked.action;
+        let outcome = tracked.update(job, now)?;
         for server in &outcome.succeeded {
             self.retry.remove(server);
         }
         for (server, code, message) in outcome.failed {
             self.fail_server_with(&server, code, message, now.wall);
         }
-        outcome.succeeded
+        Some((action, outcome.succeeded))
     }
 
     /// Gives up on a job: its servers count as an unknown outcome from now, so only a
@@ -858,6 +953,32 @@ impl FleetState {
             pace: self.pace.pace(),
         };
         eta::standing(&forecast, policy, lane, now)
+    }
+
+    /// How long before a window's end `policy` must begin starting `servers` for the
+    /// last start call to go out by then, given `budget` and everything else queued
+    /// in the project (its own queued starts are among `servers`).
+    pub fn start_lead(
+        &self,
+        policy: &PolicyKey,
+        servers: usize,
+        budget: &ActionBudget,
+        now: Instant,
+    ) -> std::time::Duration {
+        let own = self
+            .lanes
+            .get(&Lane::Start)
+            .map_or(0, |state| state.queue.queued(policy));
+        let queued: usize = self
+            .lanes
+            .values()
+            .map(|state| state.queue.len() + state.halves.iter().map(Vec::len).sum::<usize>())
+            .sum();
+        let full_call = self
+            .config
+            .max_per_call
+            .min(budget.limits().servers_per_window);
+        eta::start_lead(budget, full_call, queued.saturating_sub(own), servers, now)
     }
 
     /// Nothing queued, no stop call under way and no job unfinished: nothing to

@@ -1,4 +1,4 @@
-//! The fleet's stop worker, the only caller of the batch stop API: thin I/O around
+//! The fleet's worker, the only caller of the batch stop and start API: thin I/O around
 //! the state's decisions. It takes the call that is due ([`FleetState::take_due`]),
 //! records it in the project's call journal, sends it, records the answer in the
 //! journal and the state ([`FleetState::record_call`]), and only then takes the next;
@@ -9,6 +9,7 @@
 
 use super::Fleet;
 use super::state::{Due, DueCall, Lane, Now};
+use crate::policy::JobAction;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -54,13 +55,18 @@ async fn send(fleet: &Fleet, call: DueCall) {
     // this call's budget and servers, whatever happens to the answer.
     let seq = match fleet
         .journal
-        .begin(call.ids.clone(), call.policies.clone(), Now::current())
+        .begin(
+            call.lane.job_action(),
+            call.ids.clone(),
+            call.policies.clone(),
+            Now::current(),
+        )
         .await
     {
         Ok(seq) => seq,
         Err(error) => {
             fleet.metrics.error("journal");
-            tracing::warn!(%error, servers = call.ids.len(), "stop call held back: its journal record was not written");
+            tracing::warn!(%error, servers = call.ids.len(), "call held back: its journal record was not written");
             fleet.lock().not_sent(call.id, Instant::now());
             return;
         }
@@ -70,23 +76,25 @@ async fn send(fleet: &Fleet, call: DueCall) {
         fleet.lock().not_sent(call.id, Instant::now());
         return;
     }
-    let answer = fleet.api.stop_servers(&call.ids, action).await;
+    let answer = fleet.api.power(&call.ids, action).await;
     let answered = answer.as_ref().map(String::as_str);
     // The job id is durable before the next call goes: a kill loses at most this
     // one round trip. Not written, it goes with the next call's record.
     if let Err(error) = fleet.journal.answered(seq, answered, Now::current()).await {
         fleet.metrics.error("journal");
-        tracing::warn!(%error, "a stop call's answer was not written to its journal");
+        tracing::warn!(%error, "a call's answer was not written to its journal");
     }
     let recorded = fleet.lock().record_call(call.id, answered, Now::current());
     match &answer {
         Ok(job_id) => {
-            fleet.metrics.stop_calls.inc();
-            tracing::info!(%job_id, servers = call.ids.len(), ?action, "stop job submitted");
+            if call.lane.job_action() == JobAction::Stop {
+                fleet.metrics.stop_calls.inc();
+            }
+            tracing::info!(%job_id, servers = call.ids.len(), ?action, "job submitted");
         }
         Err(error) => {
             fleet.metrics.error(error.kind().as_str());
-            tracing::warn!(%error, servers = call.ids.len(), kind = %error.kind(), "stop call failed");
+            tracing::warn!(%error, servers = call.ids.len(), ?action, kind = %error.kind(), "call failed");
         }
     }
     if recorded.relist {

@@ -202,7 +202,11 @@ pub fn plan_stops(input: &PlanInput<'_>) -> PlanOutcome {
 
 /// How long the server must still wait, or None when it may be retried now. A failure
 /// time in the future (clock skew) counts as just now, so the full delay is waited.
-fn backoff_remaining(retry: &RetryState, backoff: Backoff, now: Timestamp) -> Option<Duration> {
+pub(super) fn backoff_remaining(
+    retry: &RetryState,
+    backoff: Backoff,
+    now: Timestamp,
+) -> Option<Duration> {
     let elapsed =
         Duration::try_from(now.duration_since(retry.last_failure_at)).unwrap_or(Duration::ZERO);
     backoff

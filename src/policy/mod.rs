@@ -25,6 +25,10 @@ pub const MAX_SELECTED_PER_POLICY: u32 = 100_000;
 pub const MAX_JOBS_IN_STATUS: usize = 20;
 /// Failures kept in `status.failures`; the count of all of them is `summary.failed`.
 pub const MAX_FAILURES_IN_STATUS: usize = 50;
+/// Servers `status.stoppedByPolicy` records by id: 1000 ids (one stop call, ~37 KB)
+/// keep every status write small; servers stopped beyond them are counted, not
+/// started again (see [`StoppedByPolicy`]).
+pub const MAX_STOPPED_RECORDED: usize = 1000;
 /// Server ids shown in `status.dryRun.sample`; the count of all of them is `wouldStop`.
 pub const DRY_RUN_SAMPLE_SIZE: usize = 20;
 

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// The operator lists the project's servers, stops those that run through the ECS
 /// batch API (at most 1,000 per call), follows the jobs to the end and reports here.
-/// It never starts a server: deleting the policy leaves the servers as they are.
+/// It starts servers only with spec.schedule.afterWindow Start, those it stopped, when
+/// a window ends: deleting the policy leaves the servers as they are.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 // Several printcolumns share `type_ = "integer"`, which clippy mistakes for a repeated attribute.
 #[allow(clippy::duplicated_attributes)]
@@ -225,7 +226,7 @@ pub struct EcsPowerPolicyStatus {
     #[serde(default)]
     pub summary: Summary,
 
-    /// The most recent stop jobs, newest first (at most 20). Jobs still INIT or RUNNING
+    /// The most recent stop and start jobs, newest first (at most 20). Jobs still INIT or RUNNING
     /// are polled from here after an operator restart, so nothing is stopped twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::policy::MAX_JOBS_IN_STATUS))]
@@ -267,6 +268,34 @@ pub struct EcsPowerPolicyStatus {
     /// is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleStatus>,
+
+    /// The servers this policy stopped and has not started again, while
+    /// spec.schedule.afterWindow is Start: when the window ends, these (and only
+    /// these) are started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by_policy: Option<StoppedByPolicy>,
+}
+
+/// What a policy with `afterWindow: Start` starts when its window ends. Server ids,
+/// not job ids: a restart after the window ended must know them without asking the
+/// cloud about jobs it may have forgotten, and a coalesced job names other policies'
+/// servers too. Capped at 1000 ids (~37 KB, one start call) so a status write stays
+/// small; servers stopped beyond the cap are counted in notRecorded, left stopped at
+/// the window's end, and the policy is Degraded with reason StartRecordFull.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoppedByPolicy {
+    /// Server ids, sorted (at most 1000).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::policy::MAX_STOPPED_RECORDED))]
+    pub servers: Vec<String>,
+    /// Servers this policy stopped that did not fit in servers: not started again.
+    #[serde(default)]
+    pub not_recorded: u32,
+    /// While starting early (spec.schedule.startLeadTime): the end of the window it
+    /// started early for. Until then it stops nothing, however its lead time moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_until: Option<Time>,
 }
 
 /// When the policy stops and stops no more, from spec.schedule and the
@@ -357,13 +386,16 @@ pub struct Summary {
     pub not_found: u32,
 }
 
-/// One ECS stop job.
+/// One ECS stop or start job.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRecord {
     /// The job id the ECS API returned.
     pub job_id: String,
-    /// How many servers the stop call named.
+    /// What the call asked for: Stop (os-stop) or Start (os-start, after a window).
+    #[serde(default)]
+    pub action: JobAction,
+    /// How many servers the call named.
     pub servers: u32,
     /// The job's status as the ECS API reports it: INIT, RUNNING, SUCCESS or FAIL;
     /// LOST when the operator gave up following it.
@@ -379,6 +411,16 @@ pub struct JobRecord {
     /// When the job reached SUCCESS or FAIL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
+}
+
+/// What a job's call asked of its servers.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum JobAction {
+    /// os-stop (a record written before starts existed is one).
+    #[default]
+    Stop,
+    /// os-start, when a window with afterWindow Start ended.
+    Start,
 }
 
 /// ECS job status, spelled as on the wire.

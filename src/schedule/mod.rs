@@ -15,12 +15,14 @@
 
 mod compile;
 mod eval;
+mod lead;
 pub mod spec;
 #[cfg(test)]
 mod tests;
 
 pub use compile::{Schedule, ScheduleError};
 pub use eval::Evaluation;
+pub use lead::StartLead;
 
 use jiff::Timestamp;
 

@@ -37,6 +37,32 @@ pub struct ScheduleSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub exceptions: Vec<ExceptionSpec>,
+    /// When a window ends: Leave the servers stopped (the default), or Start again
+    /// the servers this policy stopped (status.stoppedByPolicy), with os-start calls
+    /// under the project's budget. Servers someone else stopped are never started.
+    #[serde(default)]
+    pub after_window: AfterWindow,
+    /// With afterWindow Start: begin starting this long before the window ends, so
+    /// that all run by its end. `Auto` works it out from the project's budget and
+    /// what else is queued (the last start call is sent by the window's end); or a
+    /// duration in seconds, minutes or hours (`90s`, `15m`, `2h`). Absent: starting
+    /// begins when the window ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = START_LEAD_PATTERN), length(max = 8))]
+    pub start_lead_time: Option<String>,
+}
+
+/// `Auto`, or a whole number of seconds, minutes or hours.
+const START_LEAD_PATTERN: &str = r"^(Auto|[0-9]{1,5}[smh])$";
+
+/// What a policy does when its window ends.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AfterWindow {
+    /// Leave the servers as they are.
+    #[default]
+    Leave,
+    /// Start the servers this policy stopped.
+    Start,
 }
 
 /// A stopped window that begins on each of `days` at `from` and ends at `to`.

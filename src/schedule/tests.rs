@@ -1,4 +1,4 @@
-use super::spec::{Day, ExceptionSpec, ScheduleSpec, WindowSpec};
+use super::spec::{AfterWindow, Day, ExceptionSpec, ScheduleSpec, WindowSpec};
 use super::*;
 use proptest::prelude::*;
 
@@ -15,6 +15,8 @@ fn compiled(zone: &str, windows: Vec<WindowSpec>, exceptions: Vec<ExceptionSpec>
         time_zone: zone.to_owned(),
         windows,
         exceptions,
+        after_window: AfterWindow::Leave,
+        start_lead_time: None,
     })
     .expect("a valid schedule")
 }
@@ -353,6 +355,8 @@ fn bad_schedules_name_the_field() {
             time_zone: zone.to_owned(),
             windows,
             exceptions,
+            after_window: AfterWindow::Leave,
+            start_lead_time: None,
         })
         .expect_err("refused")
         .to_string()

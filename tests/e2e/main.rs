@@ -92,6 +92,8 @@ fn trials() -> Vec<Trial> {
         scenario("metrics_health", stopping::metrics_health),
         scenario("selectors", selectors::run),
         scenario("schedule_window", scenarios::schedule::window),
+        scenario("schedule_window_start", scenarios::schedule::window_start),
+        scenario("schedule_start_lead", scenarios::schedule::start_lead),
         scenario(
             "schedule_override_exceptions",
             scenarios::schedule::override_and_exceptions,

@@ -21,6 +21,7 @@ use super::PolicyKey;
 use super::state::Now;
 use crate::ecs::budget::ActionBudget;
 use crate::ecs::error::{EcsError, ErrorKind};
+use crate::policy::JobAction;
 use record::Journal;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
@@ -105,6 +106,7 @@ impl CallJournal {
     /// call must not be sent unless this succeeded.
     pub async fn begin(
         &self,
+        action: JobAction,
         ids: Vec<String>,
         policies: Vec<PolicyKey>,
         now: Now,
@@ -112,7 +114,7 @@ impl CallJournal {
         if self.inherited.get().is_none() {
             return Err(JournalError::NotRead);
         }
-        let seq = self.lock().begin(ids, policies, now.wall);
+        let seq = self.lock().begin(action, ids, policies, now.wall);
         if let Err(error) = self.write(now).await {
             self.lock().refused(seq);
             return Err(error);

@@ -3,6 +3,7 @@
 //! acted on. Plain data and pure decisions: no I/O, no clock (each call takes `now`).
 
 use super::super::PolicyKey;
+use crate::policy::JobAction;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +17,9 @@ const CLOCK_MARGIN: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallRecord {
+    /// What the call asks of its servers (absent in a record of a stop).
+    #[serde(default, skip_serializing_if = "is_stop")]
+    pub action: JobAction,
     pub servers: usize,
     pub sent_at: jiff::Timestamp,
     /// When the answer came (a job, or an error after which nobody knows whether the
@@ -34,6 +38,10 @@ pub struct CallRecord {
     pub policies: Vec<PolicyKey>,
 }
 
+fn is_stop(action: &JobAction) -> bool {
+    *action == JobAction::Stop
+}
+
 impl CallRecord {
     /// Until when the cloud may count this call in its window: one window after the
     /// latest instant it can have arrived (its answer, or `gone` for a call whose
@@ -47,6 +55,7 @@ impl CallRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InheritedJob {
     pub job_id: String,
+    pub action: JobAction,
     pub ids: Vec<String>,
     pub policies: Vec<PolicyKey>,
     pub submitted_at: jiff::Timestamp,
@@ -96,6 +105,7 @@ impl Journal {
     /// A call about to be sent; returns its sequence number.
     pub fn begin(
         &mut self,
+        action: JobAction,
         ids: Vec<String>,
         policies: Vec<PolicyKey>,
         now: jiff::Timestamp,
@@ -104,6 +114,7 @@ impl Journal {
         self.calls.insert(
             seq,
             CallRecord {
+                action,
                 servers: ids.len(),
                 sent_at: now,
                 answered_at: None,
@@ -182,6 +193,7 @@ impl Journal {
             match &call.job_id {
                 Some(job_id) if !call.ids.is_empty() => inherited.jobs.push(InheritedJob {
                     job_id: job_id.clone(),
+                    action: call.action,
                     ids: call.ids.clone(),
                     policies: call.policies.clone(),
                     submitted_at: call.sent_at,
@@ -219,7 +231,7 @@ mod tests {
     #[test]
     fn an_accepted_call_is_inherited_as_its_job_and_its_budget_from_the_answer() {
         let mut journal = Journal::default();
-        let seq = journal.begin(ids(&["a", "b"]), policy(), at(0));
+        let seq = journal.begin(JobAction::Stop, ids(&["a", "b"]), policy(), at(0));
         journal.accepted(seq, "job-1", at(2));
         let text = journal.encode();
         let mut read = Journal::decode(&text).unwrap();
@@ -229,6 +241,7 @@ mod tests {
             inherited.jobs,
             vec![InheritedJob {
                 job_id: "job-1".into(),
+                action: JobAction::Stop,
                 ids: ids(&["a", "b"]),
                 policies: policy(),
                 submitted_at: at(0),
@@ -240,7 +253,7 @@ mod tests {
     #[test]
     fn a_call_whose_process_ended_before_the_answer_is_an_unknown_outcome_held_from_then() {
         let mut journal = Journal::default();
-        journal.begin(ids(&["a"]), policy(), at(0));
+        journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0));
         let inherited = journal.inherit(RETENTION, at(5));
         assert_eq!(inherited.spent, vec![(at(5) + CLOCK_MARGIN, 1)]);
         assert_eq!(inherited.unknown, ids(&["a"]));
@@ -254,7 +267,7 @@ mod tests {
     #[test]
     fn a_refused_call_counts_nothing() {
         let mut journal = Journal::default();
-        let seq = journal.begin(ids(&["a"]), policy(), at(0));
+        let seq = journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0));
         journal.refused(seq);
         assert_eq!(journal.inherit(RETENTION, at(1)), Inherited::default());
         assert_eq!(journal.len(), 0);
@@ -263,7 +276,7 @@ mod tests {
     #[test]
     fn a_finished_job_keeps_only_its_budget_and_then_nothing() {
         let mut journal = Journal::default();
-        let seq = journal.begin(ids(&["a"]), policy(), at(0));
+        let seq = journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0));
         journal.accepted(seq, "job-1", at(1));
         journal.job_finished("job-1");
         journal.prune(RETENTION, at(30));
@@ -278,7 +291,7 @@ mod tests {
     #[test]
     fn an_unknown_outcome_is_held_for_its_settle_time_and_its_budget_for_the_window() {
         let mut journal = Journal::default();
-        let seq = journal.begin(ids(&["a"]), policy(), at(0));
+        let seq = journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0));
         journal.outcome_unknown(seq, at(1));
         assert_eq!(
             journal.clone().inherit(RETENTION, at(10)).unknown,
@@ -294,9 +307,9 @@ mod tests {
     #[test]
     fn a_job_past_the_deadline_holds_nothing_and_a_call_under_way_is_kept() {
         let mut journal = Journal::default();
-        let seq = journal.begin(ids(&["a"]), policy(), at(0));
+        let seq = journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0));
         journal.accepted(seq, "job-1", at(1));
-        journal.begin(ids(&["b"]), policy(), at(1799));
+        journal.begin(JobAction::Stop, ids(&["b"]), policy(), at(1799));
         journal.prune(RETENTION, at(1800));
         assert_eq!(journal.len(), 1, "the call under way stays");
         let inherited = journal.inherit(RETENTION, at(1800));
@@ -307,9 +320,18 @@ mod tests {
     #[test]
     fn sequence_numbers_follow_the_last_one_kept() {
         let mut journal = Journal::default();
-        assert_eq!(journal.begin(ids(&["a"]), policy(), at(0)), 0);
-        assert_eq!(journal.begin(ids(&["b"]), policy(), at(0)), 1);
+        assert_eq!(
+            journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0)),
+            0
+        );
+        assert_eq!(
+            journal.begin(JobAction::Stop, ids(&["b"]), policy(), at(0)),
+            1
+        );
         journal.refused(1);
-        assert_eq!(journal.begin(ids(&["c"]), policy(), at(0)), 1);
+        assert_eq!(
+            journal.begin(JobAction::Stop, ids(&["c"]), policy(), at(0)),
+            1
+        );
     }
 }

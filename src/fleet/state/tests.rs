@@ -124,6 +124,7 @@ impl World {
                     max: Duration::from_secs(60),
                 },
                 deleted: false,
+                start: &[],
             },
             &Observed {
                 servers: &servers,
@@ -208,6 +209,7 @@ fn a_suspended_dry_run_idle_or_deleted_policy_queues_nothing_and_withdraws_what_
                 max: Duration::from_secs(1),
             },
             deleted: true,
+            start: &[],
         },
         &Observed {
             servers: &servers,
@@ -395,16 +397,22 @@ fn a_job_whose_poll_fails_for_good_is_lost_and_its_servers_re_observed() {
     let view = w.sync_with("p", &["a"], (Mode::Act, Lane::SoftStop), &[], (801, 1_000));
     assert_eq!(view.outcome.to_stop, ids(&["a"]));
     // The status still lists the job: it is not followed again.
-    w.state
-        .adopt(&key("p"), [("j".to_owned(), w.clock.wall0)], &ids(&["a"]));
+    w.state.adopt(
+        &key("p"),
+        [("j".to_owned(), w.clock.wall0, JobAction::Stop)],
+        &ids(&["a"]),
+    );
     assert_eq!(w.state.unfinished_count(), 0);
 }
 
 #[test]
 fn a_job_unfinished_past_the_deadline_is_lost_and_retention_forgets_it() {
     let mut w = World::new();
-    w.state
-        .adopt(&key("p"), [("j".to_owned(), w.clock.wall0)], &ids(&["a"]));
+    w.state.adopt(
+        &key("p"),
+        [("j".to_owned(), w.clock.wall0, JobAction::Stop)],
+        &ids(&["a"]),
+    );
     assert!(w.state.expire(w.clock.at(59_000)).is_empty());
     let running = job(JobStatus::Running, Vec::new());
     w.state.record_poll("j", Ok(running), w.clock.at(59_500));
@@ -633,7 +641,7 @@ fn an_adopted_job_still_init_holds_every_server_of_its_policy_until_it_names_the
     let mut w = World::new();
     w.state.adopt(
         &key("p"),
-        [("j".to_owned(), w.clock.wall0)],
+        [("j".to_owned(), w.clock.wall0, JobAction::Stop)],
         &ids(&["a", "b", "c"]),
     );
     // A second policy shares "c": held for it too, since it may be in the job.
@@ -664,8 +672,11 @@ fn an_adopted_job_still_init_holds_every_server_of_its_policy_until_it_names_the
 #[test]
 fn an_adopted_job_that_never_names_its_servers_holds_them_until_its_deadline() {
     let mut w = World::new();
-    w.state
-        .adopt(&key("p"), [("j".to_owned(), w.clock.wall0)], &ids(&["a"]));
+    w.state.adopt(
+        &key("p"),
+        [("j".to_owned(), w.clock.wall0, JobAction::Stop)],
+        &ids(&["a"]),
+    );
     assert!(w.sync("p", &["a"], 59_000).outcome.to_stop.is_empty());
     assert_eq!(w.state.expire(w.clock.at(60_000)), [LostReason::Deadline]);
     // Re-observed by a listing begun after it was given up on, then stopped.
@@ -691,6 +702,7 @@ fn what_the_journal_hands_over_holds_exactly_its_servers_once() {
         spent: Vec::new(),
         jobs: vec![InheritedJob {
             job_id: "j".into(),
+            action: JobAction::Stop,
             ids: ids(&["a", "b"]),
             policies: vec![key("p")],
             submitted_at: w.clock.wall0,
@@ -732,8 +744,11 @@ fn a_call_whose_record_was_not_written_goes_back_first_in_line_after_the_backoff
 #[test]
 fn a_fleet_with_an_unfinished_job_is_not_idle() {
     let mut w = World::new();
-    w.state
-        .adopt(&key("p"), [("j".to_owned(), w.clock.wall0)], &ids(&["a"]));
+    w.state.adopt(
+        &key("p"),
+        [("j".to_owned(), w.clock.wall0, JobAction::Stop)],
+        &ids(&["a"]),
+    );
     assert!(!w.state.is_idle(), "retiring it would drop the job");
     let done = succeeded_on("a");
     w.state.record_poll("j", Ok(done), w.clock.at(100));
@@ -856,4 +871,218 @@ fn a_gap_after_an_empty_queue_is_no_pace() {
     let call = w.due(Lane::SoftStop, 600_000).expect("a full call");
     w.state.record_call(call.id, Ok("j1"), w.clock.at(600_000));
     assert_eq!(w.eta_s("q", Lane::SoftStop, 600_000), Some((2000, 661.0)));
+}
+
+impl World {
+    /// A sync of `policy` outside its window, asking to start `start`, against a
+    /// listing at `now_ms` that shows `power`.
+    fn sync_starting(
+        &mut self,
+        policy: &str,
+        desired: &[&str],
+        (mode, start): (Mode, &[&str]),
+        power: &[(&str, ObservedPower)],
+        now_ms: u64,
+        deleted: bool,
+    ) -> FleetView {
+        let desired = ids(desired);
+        let start = ids(start);
+        let servers: HashMap<String, ObservedPower> =
+            power.iter().map(|(id, p)| ((*id).to_owned(), *p)).collect();
+        let policy = key(policy);
+        let now = self.clock.at(now_ms);
+        self.state.sync(
+            &SyncRequest {
+                policy: &policy,
+                desired: &desired,
+                mode,
+                lane: Lane::SoftStop,
+                backoff: Backoff {
+                    base: Duration::from_secs(10),
+                    max: Duration::from_secs(60),
+                },
+                deleted,
+                start: &start,
+            },
+            &Observed {
+                servers: &servers,
+                listed_at: now.at,
+            },
+            now,
+        )
+    }
+
+    /// Sends the call due in `lane` and has its job succeed for every server.
+    fn run_job(&mut self, lane: Lane, job_id: &str, now_ms: u64) -> Vec<String> {
+        let call = self.due(lane, now_ms).expect("a call is due");
+        self.state
+            .record_call(call.id, Ok(job_id), self.clock.at(now_ms));
+        let subs = call
+            .ids
+            .iter()
+            .map(|id| crate::fleet::jobs::tests::sub(id, JobStatus::Success, None))
+            .collect();
+        self.state.record_poll(
+            job_id,
+            Ok(job(JobStatus::Success, subs)),
+            self.clock.at(now_ms + 100),
+        );
+        call.ids
+    }
+}
+
+const SHUT_OFF: [(&str, ObservedPower); 3] = [
+    ("a", ObservedPower::Stopped),
+    ("b", ObservedPower::Stopped),
+    ("x", ObservedPower::Stopped),
+];
+
+#[test]
+fn what_a_policy_stopped_is_what_its_own_stop_jobs_stopped_until_it_starts_them() {
+    let mut w = World::new();
+    // q stops x, a server p names too, while p is outside its window.
+    w.sync("q", &["x"], 0);
+    w.sync_with("p", &["a", "x"], (Mode::Idle, Lane::SoftStop), &[], (0, 0));
+    w.run_job(Lane::SoftStop, "jq", 500);
+    // Calls a while apart (any gap would do).
+    let apart = 30_000;
+    w.sync("p", &["a"], apart);
+    assert_eq!(w.run_job(Lane::SoftStop, "jp", apart + 500), ids(&["a"]));
+    let at = 2 * apart + 1000;
+    let view = w.sync_with(
+        "p",
+        &["a", "x"],
+        (Mode::Act, Lane::SoftStop),
+        &SHUT_OFF,
+        (at, at),
+    );
+    assert_eq!(view.stopped, ids(&["a"]), "x was q's stop, not p's");
+
+    // Its window ends: a is started, and from then on no longer counts as stopped.
+    let idle = (Mode::Idle, &["a"][..]);
+    let view = w.sync_starting("p", &["a", "x"], idle, &SHUT_OFF, at, false);
+    assert_eq!(view.starts.to_start, ids(&["a"]));
+    assert_eq!(w.run_job(Lane::Start, "js", at + 500), ids(&["a"]));
+    let running = [("a", ObservedPower::Running), ("x", ObservedPower::Stopped)];
+    let view = w.sync_starting("p", &["a", "x"], idle, &running, at + 1000, false);
+    assert!(
+        view.stopped.is_empty(),
+        "its start job is newer than its stop job"
+    );
+    assert_eq!(view.starts.settled, ids(&["a"]));
+    assert!(w.state.is_idle(), "nothing started twice");
+}
+
+#[test]
+fn a_start_goes_only_for_a_named_shut_off_server_of_an_idle_policy() {
+    let mut w = World::new();
+    // "b" is in its record but it no longer names it; "a" is running already.
+    let view = w.sync_starting(
+        "p",
+        &["a", "x"],
+        (Mode::Idle, &["a", "b", "x"]),
+        &[
+            ("a", ObservedPower::Running),
+            ("b", ObservedPower::Stopped),
+            ("x", ObservedPower::Stopped),
+        ],
+        0,
+        false,
+    );
+    assert_eq!(view.starts.to_start, ids(&["x"]));
+    assert_eq!(view.starts.settled, ids(&["a"]));
+    let call = w
+        .due(Lane::Start, 500)
+        .expect("a partial start batch after a linger");
+    assert_eq!(call.ids, ids(&["x"]));
+    assert!(w.due(Lane::SoftStop, 500).is_none());
+}
+
+#[test]
+fn a_suspended_dry_run_deleted_or_window_policy_starts_nothing() {
+    for mode in [Mode::Suspend, Mode::DryRun, Mode::Act] {
+        let mut w = World::new();
+        let view = w.sync_starting("p", &["a"], (mode, &["a"]), &SHUT_OFF, 0, false);
+        assert!(view.starts.to_start.is_empty(), "{mode:?}");
+        assert!(w.due(Lane::Start, 10_000).is_none(), "{mode:?}");
+    }
+    let mut w = World::new();
+    let view = w.sync_starting("p", &["a"], (Mode::Idle, &["a"]), &SHUT_OFF, 0, true);
+    assert!(
+        view.starts.to_start.is_empty(),
+        "deleted while its sync ran"
+    );
+    assert!(w.state.is_idle());
+}
+
+#[test]
+fn queued_starts_are_withdrawn_when_the_policy_leaves_or_its_window_begins_again() {
+    let idle = (Mode::Idle, &["a", "b"][..]);
+    // The window begins again: its queued starts go, and nothing is stopped twice.
+    let mut w = World::new();
+    w.sync_starting("p", &["a", "b"], idle, &SHUT_OFF, 0, false);
+    let view = w.sync_with(
+        "p",
+        &["a", "b"],
+        (Mode::Act, Lane::SoftStop),
+        &SHUT_OFF,
+        (10, 10),
+    );
+    assert!(view.outcome.to_stop.is_empty(), "shut off already");
+    assert!(w.state.is_idle(), "no start left queued");
+    // Its schedule removed (the controller asks for no start): withdrawn too.
+    let mut w = World::new();
+    w.sync_starting("p", &["a", "b"], idle, &SHUT_OFF, 0, false);
+    w.sync_starting("p", &["a", "b"], (Mode::Act, &[]), &SHUT_OFF, 10, false);
+    assert!(w.state.is_idle());
+    // Deleted: everything of it is withdrawn.
+    let mut w = World::new();
+    w.sync_starting("p", &["a", "b"], idle, &SHUT_OFF, 0, false);
+    w.state.withdraw_unwanted(&key("p"), None, &HashSet::new());
+    assert!(w.state.is_idle());
+}
+
+#[test]
+fn a_server_never_has_a_start_and_a_stop_in_flight_at_once() {
+    let mut w = World::new();
+    w.sync_starting("p", &["a"], (Mode::Idle, &["a"]), &SHUT_OFF, 0, false);
+    // q, inside its window, wants "a" stopped while p's start is queued: it waits.
+    let q = w.sync_with(
+        "q",
+        &["a"],
+        (Mode::Act, Lane::SoftStop),
+        &[("a", ObservedPower::Running)],
+        (0, 0),
+    );
+    assert!(q.outcome.to_stop.is_empty());
+    assert!(w.due(Lane::SoftStop, 500).is_none());
+    // The other way round: q's stop queued, p plans no start for "a".
+    let mut w = World::new();
+    w.sync("q", &["a"], 0);
+    let p = w.sync_starting("p", &["a"], (Mode::Idle, &["a"]), &SHUT_OFF, 0, false);
+    assert!(p.starts.to_start.is_empty());
+    // In a call under way, or a job not finished: the same.
+    w.due(Lane::SoftStop, 500).expect("q's stop goes");
+    let p = w.sync_starting("p", &["a"], (Mode::Idle, &["a"]), &SHUT_OFF, 600, false);
+    assert!(p.starts.to_start.is_empty());
+    assert!(w.due(Lane::Start, 10_000).is_none());
+}
+
+#[test]
+fn starts_and_stops_share_the_projects_budget() {
+    let mut w = World::new();
+    let window = w.budget.limits().window;
+    let many: Vec<String> = (0..1000).map(|i| format!("s{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    w.sync("q", &many, 0);
+    let call = w.due(Lane::SoftStop, 0).expect("a full stop call");
+    assert!(w.budget.try_take_at(call.ids.len(), w.clock.at(0).at));
+    w.sync_starting("p", &["a"], (Mode::Idle, &["a"]), &SHUT_OFF, 0, false);
+    match w
+        .state
+        .take_due(Lane::Start, OPEN, &w.budget, w.clock.at(600).at)
+    {
+        Due::BudgetAt(at) => assert_eq!(at, w.clock.at(0).at + window),
+        other => panic!("the start waits for the budget the stops spent: {other:?}"),
+    }
 }

@@ -36,11 +36,24 @@ fn utc_date(at: Timestamp) -> String {
         .to_string()
 }
 
+/// `spec.schedule` (with `extra` lines, indented as its fields) for one UTC window from
+/// `from` to `to`, begun on `from`'s day. A `to` before `from` (a window across
+/// midnight UTC) ends on the next day.
+fn one_window(from: Timestamp, to: Timestamp, extra: &str) -> String {
+    let ((from_text, day), (to_text, _)) = (wall(from), wall(to));
+    format!(
+        "  schedule:\n    timeZone: UTC\n{extra}    windows: [{{days: [{day}], from: \"{from_text}\", to: \"{to_text}\"}}]\n"
+    )
+}
+
+/// The time left until `at` (wall clock), zero once past.
+fn left_until(at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default()
+}
+
 /// Sleeps until `at` (wall clock).
 async fn sleep_until(at: Timestamp) {
-    if let Ok(wait) = Duration::try_from(at.duration_since(Timestamp::now())) {
-        tokio::time::sleep(wait).await;
-    }
+    tokio::time::sleep(left_until(at)).await;
 }
 
 /// The policy's YAML with the keep-running-until annotation set to `value`.
@@ -70,12 +83,8 @@ pub async fn window(ctx: Ctx) -> Result<()> {
     let ids = sim.server_ids();
     let from = Timestamp::from_second(Timestamp::now().as_second() + 8)?;
     let to = from + Duration::from_secs(16);
-    let ((from_text, day), (to_text, _)) = (wall(from), wall(to));
     let mut p = Policy::new(ns, "nightly", &sim, &ids);
-    // `to` before `from` (a window across midnight UTC) ends on the next day.
-    p.extra_spec = format!(
-        "  schedule:\n    timeZone: UTC\n    windows: [{{days: [{day}], from: \"{from_text}\", to: \"{to_text}\"}}]\n"
-    );
+    p.extra_spec = one_window(from, to, "");
     ctx.k.apply_ok(&p.yaml()).await?;
 
     let before = ctx
@@ -392,5 +401,191 @@ pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
     ensure_eq!(stats.start_calls, 0, "start calls");
     ensure_eq!(shutoff(&stats), 10, "servers SHUTOFF at the end");
     ensure_eq!(stats.stop_calls, 2, "stop calls (holiday, then held)");
+    Ok(())
+}
+
+/// `afterWindow: Start`, a window 7 s ahead and 10 s long: a server someone else
+/// stopped before it stays SHUTOFF; the 9 the policy stopped are recorded in
+/// `status.stoppedByPolicy`, started when it ends (a Start job in `status.jobs`,
+/// `StartSucceeded`), and nothing is started twice.
+pub async fn window_start(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let sim = start_sim(10, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let _op = ctx
+        .operator("operator", ns, &["--drift-interval-ms=2000"])
+        .await?;
+    let ids = sim.server_ids();
+    // Stopped by someone else before the window: never the policy's to start.
+    sim.control().set_status(&ids[0], Status::Shutoff)?;
+    let from = Timestamp::from_second(Timestamp::now().as_second() + 7)?;
+    let to = from + Duration::from_secs(10);
+    let mut p = Policy::new(ns, "workday", &sim, &ids);
+    p.extra_spec = one_window(from, to, "    afterWindow: Start\n");
+    ctx.k.apply_ok(&p.yaml()).await?;
+
+    let inside = ctx
+        .wait_status(
+            ns,
+            "workday",
+            Duration::from_secs(15),
+            "Stopped inside the window, with the 9 servers it stopped recorded",
+            |s| {
+                s["phase"] == "Stopped"
+                    && s["stoppedByPolicy"]["servers"]
+                        .as_array()
+                        .is_some_and(|a| a.len() == 9)
+            },
+        )
+        .await?;
+    ensure!(
+        Timestamp::now() < to,
+        "the stops were recorded only after the window ended; the scenario needs a longer window"
+    );
+    let recorded: Vec<&str> = inside["stoppedByPolicy"]["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(
+        !recorded.contains(&ids[0].as_str()),
+        "status.stoppedByPolicy names {}, which was SHUTOFF before the window: {recorded:?}",
+        ids[0]
+    );
+    let stats = sim.stats().await;
+    ensure_eq!(stats.start_calls, 0, "start calls inside the window");
+    ensure_eq!(shutoff(&stats), 10, "servers SHUTOFF inside the window");
+
+    sleep_until(to).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the 9 servers the policy stopped started after the window",
+        || async { Ok(shutoff(&sim.stats().await) == 1) },
+    )
+    .await?;
+    eprintln!(
+        "e2e schedule_window_start: 9 started {:.1}s after the window ended",
+        Timestamp::now().duration_since(to).as_secs_f64()
+    );
+    let after = ctx
+        .wait_status(
+            ns,
+            "workday",
+            Duration::from_secs(10),
+            "a finished Start job in status.jobs and an empty stoppedByPolicy",
+            |s| {
+                s["phase"] == "Idle"
+                    && s["stoppedByPolicy"]["servers"]
+                        .as_array()
+                        .is_none_or(|a| a.is_empty())
+                    && s["jobs"].as_array().is_some_and(|jobs| {
+                        jobs.iter()
+                            .any(|j| j["action"] == "Start" && j["status"] == "SUCCESS")
+                    })
+            },
+        )
+        .await?;
+    let jobs = after["jobs"].as_array().cloned().unwrap_or_default();
+    let started: u64 = jobs
+        .iter()
+        .filter(|j| j["action"] == "Start")
+        .filter_map(|j| j["servers"].as_u64())
+        .sum();
+    ensure_eq!(started, 9, "servers named by the Start jobs in status.jobs");
+    ensure!(
+        jobs.iter().any(|j| j["action"] == "Stop"),
+        "status.jobs keeps the stop job beside the start job: {jobs:?}"
+    );
+    ctx.wait_event(ns, "StartSucceeded", Some("Normal"), Duration::from_secs(5))
+        .await?;
+    // Three drift intervals: nothing started twice, the other one left SHUTOFF.
+    let calls = sim.stats().await.start_calls;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stats = sim.stats().await;
+    ensure_eq!(
+        stats.start_calls,
+        calls,
+        "start calls after the servers ran"
+    );
+    ensure_eq!(shutoff(&stats), 1, "servers SHUTOFF after the window");
+    Ok(())
+}
+
+/// `startLeadTime: Auto` under a budget of 3 servers per 2 s: the 9 servers the
+/// policy stopped take 3 start calls, 2 s apart, so the first goes about 4 s before
+/// the window ends and the last by its end; nothing is stopped again meanwhile.
+pub async fn start_lead(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let sim = start_sim(9, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let _op = ctx
+        .operator(
+            "operator",
+            ns,
+            &[
+                "--budget-servers=3",
+                "--budget-window-ms=2000",
+                "--drift-interval-ms=2000",
+            ],
+        )
+        .await?;
+    let ids = sim.server_ids();
+    let from = Timestamp::from_second(Timestamp::now().as_second() + 6)?;
+    let to = from + Duration::from_secs(14);
+    let mut p = Policy::new(ns, "early", &sim, &ids);
+    p.extra_spec = one_window(
+        from,
+        to,
+        "    afterWindow: Start\n    startLeadTime: Auto\n",
+    );
+    ctx.k.apply_ok(&p.yaml()).await?;
+
+    wait_until(
+        Duration::from_secs(20),
+        "all 9 servers SHUTOFF inside the window",
+        || async { Ok(shutoff(&sim.stats().await) == 9) },
+    )
+    .await?;
+    wait_until(
+        left_until(to - Duration::from_secs(1)),
+        "the first start call before the window's end",
+        || async { Ok(sim.stats().await.start_calls > 0) },
+    )
+    .await
+    .map_err(|e| e.context("no start call a second before the window's end"))?;
+    let first = Timestamp::now();
+    let early = to.duration_since(first).as_secs_f64();
+    eprintln!(
+        "e2e schedule_start_lead: first start call {early:.1}s before the window's end (planned 4.0s)"
+    );
+    ensure!(
+        early > 2.0 && early < 6.5,
+        "the first start call went {early:.1}s before the window's end; 3 calls 2 s apart need 4 s"
+    );
+    wait_until(
+        left_until(to + Duration::from_secs(3)),
+        "all 9 servers running by the window's end plus a job's time",
+        || async { Ok(shutoff(&sim.stats().await) == 0) },
+    )
+    .await?;
+    let stats = sim.stats().await;
+    ensure_eq!(stats.start_calls, 3, "start calls (3 servers each)");
+    ensure_eq!(
+        stats.stop_calls,
+        3,
+        "stop calls: nothing stopped again while starting"
+    );
+    // Past the window: nothing more.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stats = sim.stats().await;
+    ensure_eq!(
+        (stats.start_calls, stats.stop_calls),
+        (3, 3),
+        "calls after the window"
+    );
+    ensure_eq!(shutoff(&stats), 0, "servers SHUTOFF after the window");
     Ok(())
 }

@@ -218,6 +218,18 @@ pub async fn run(ctx: Ctx) -> Result<()> {
             format!("{nightly}    exceptions: [{{stopped: true}}]\n"),
             "spec.schedule.exceptions[0]",
         ),
+        (
+            "schedule-bad-after-window",
+            "afterWindow Restart",
+            format!("{nightly}    afterWindow: Restart\n"),
+            "spec.schedule.afterWindow",
+        ),
+        (
+            "schedule-bad-lead",
+            "startLeadTime 1.5h",
+            format!("{nightly}    afterWindow: Start\n    startLeadTime: 1.5h\n"),
+            "spec.schedule.startLeadTime",
+        ),
     ] {
         cases.push((what, scheduled(name, &schedule), needles(&[field])));
     }
@@ -307,6 +319,8 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     exceptions:
       - {dates: [\"2026-12-24\", \"2026-12-31\"], stopped: true}
       - {from: \"2026-12-07\", to: \"2026-12-11\", stopped: false}
+    afterWindow: Start
+    startLeadTime: Auto
 ",
     );
     let out = ctx.k.apply(&issue_example.yaml()).await?;
