@@ -25,10 +25,12 @@ pub const MAX_SELECTED_PER_POLICY: u32 = 100_000;
 pub const MAX_JOBS_IN_STATUS: usize = 20;
 /// Failures kept in `status.failures`; the count of all of them is `summary.failed`.
 pub const MAX_FAILURES_IN_STATUS: usize = 50;
-/// Servers `status.stoppedByPolicy` records by id: 1000 ids (one stop call, ~37 KB)
-/// keep every status write small; servers stopped beyond them are counted, not
-/// started again (see [`StoppedByPolicy`]).
-pub const MAX_STOPPED_RECORDED: usize = 1000;
+/// Servers `status.stoppedByPolicy` records by id: as many as a policy may name
+/// (10,000 ids, ~370 KB beside a spec of about as much, well under etcd's 1.5 MiB
+/// object limit), so every policy that names its servers is started again whole; a
+/// selector matching more is counted beyond it, and those are not started again (see
+/// [`StoppedByPolicy`]).
+pub const MAX_STOPPED_RECORDED: usize = MAX_SERVERS_PER_POLICY;
 /// Server ids shown in `status.dryRun.sample`; the count of all of them is `wouldStop`.
 pub const DRY_RUN_SAMPLE_SIZE: usize = 20;
 
