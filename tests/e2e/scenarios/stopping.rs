@@ -457,10 +457,12 @@ pub async fn small_budget(ctx: Ctx) -> Result<()> {
 /// policy wait for budget ride in the next call, not the last one.
 pub async fn fairness(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
+    // Windows long enough that the small policy's first sync (seconds on a loaded
+    // machine) lands while the huge policy's calls still wait for budget.
     let (sim, _op) = with_budget_window(
         &ctx,
         5010,
-        Duration::from_millis(1500),
+        Duration::from_secs(3),
         |c| c.stop_duration = Duration::from_millis(500),
         &[],
     )
