@@ -179,75 +179,103 @@ pub async fn restart_budget(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
+/// A policy of 1500 servers on `sim`, whose fault keeps the answer of its first call
+/// (1000 servers) from arriving: [`Self::run`] SIGKILLs the operator once the cloud
+/// accepted that call, switches the fault off (`fault_off`) and checks no status
+/// lists the job; [`Self::finish`] has a second process do the rest: nothing sent
+/// twice, no 429.
+struct AcceptedThenKilled {
+    sim: RunningSim,
+    flags: Vec<String>,
+}
+
+impl AcceptedThenKilled {
+    async fn run(ctx: &Ctx, policy: &str, sim: RunningSim, fault_off: FaultsPatch) -> Result<Self> {
+        let ns = &ctx.ns;
+        ctx.secret(ns, CREDS, ACCESS_KEY, SECRET_KEY).await?;
+        let flags = vec![format!("--budget-window-ms={}", WINDOW.as_millis())];
+        let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut first = ctx.operator("operator-1", ns, &flag_refs).await?;
+        ctx.k
+            .apply_ok(&Policy::new(ns, policy, &sim, &sim.server_ids()).yaml())
+            .await?;
+        wait_until(
+            Duration::from_secs(20),
+            "the first call accepted",
+            || async { Ok(sim.stats().await.stop_ids_accepted > 0) },
+        )
+        .await?;
+        first.kill9();
+        sim.control().set_faults(fault_off);
+        let before = sim.stats().await;
+        let recorded = ctx.status(ns, policy).await?;
+        eprintln!(
+            "e2e {ns}: killed -9 after the accepted call, jobs in status {} ; {}",
+            recorded["jobs"],
+            line(&before)
+        );
+        ensure_eq!(
+            before.stop_ids_accepted,
+            1000,
+            "ids accepted before the kill"
+        );
+        ensure_eq!(jobs(&recorded).len(), 0, "jobs in status at the kill");
+        Ok(Self { sim, flags })
+    }
+
+    async fn finish(self, ctx: &Ctx, policy: &str) -> Result<()> {
+        let ns = &ctx.ns;
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        let _second = ctx.operator("operator-2", ns, &flags).await?;
+        ctx.wait_status(
+            ns,
+            policy,
+            Duration::from_secs(60),
+            "phase Stopped, 1500 stopped, Ready=True",
+            |s| stopped_and_ready(s, 1500),
+        )
+        .await?;
+        let after = self.sim.stats().await;
+        let line = line(&after);
+        ensure_eq!(after.stop_ids_redundant, 0, "ids sent again ({line})");
+        ensure_eq!(
+            after.responses_429,
+            0,
+            "429s from the cloud's budget ({line})"
+        );
+        ensure_eq!(after.stop_ids_accepted, 1500, "ids accepted ({line})");
+        Ok(())
+    }
+}
+
+/// The budget window of the scenarios that kill after an accepted call: long
+/// enough that a second call inside it would be refused.
+const WINDOW: Duration = Duration::from_secs(15);
+
 /// Killed after the cloud accepted a full call whose answer never arrived, so no
 /// status names its job: no id goes out twice, and no call over the window's budget.
 pub async fn restart_answer_lost(ctx: Ctx) -> Result<()> {
-    let ns = &ctx.ns;
-    let window = Duration::from_secs(15);
     let sim = start_sim(1500, |c| {
-        c.budget_window = window;
+        c.budget_window = WINDOW;
         c.stop_duration = Duration::from_millis(300);
         c.accept_then_drop_rate = 1.0;
     })
     .await?;
-    ctx.secret(ns, CREDS, ACCESS_KEY, SECRET_KEY).await?;
-    let window_flag = format!("--budget-window-ms={}", window.as_millis());
-    let flags = [window_flag.as_str()];
-    let mut first = ctx.operator("operator-1", ns, &flags).await?;
-    ctx.k
-        .apply_ok(&Policy::new(ns, "lost", &sim, &sim.server_ids()).yaml())
-        .await?;
-    wait_until(
-        Duration::from_secs(20),
-        "the first call accepted",
-        || async { Ok(sim.stats().await.stop_ids_accepted > 0) },
-    )
-    .await?;
-    first.kill9();
-    sim.control().set_faults(FaultsPatch {
+    let fault_off = FaultsPatch {
         accept_then_drop_rate: Some(0.0),
         ..FaultsPatch::default()
-    });
-    let before = sim.stats().await;
-    let recorded = ctx.status(ns, "lost").await?;
-    eprintln!(
-        "e2e {ns}: killed -9 after the accepted call, jobs in status {} ; {}",
-        recorded["jobs"],
-        line(&before)
-    );
-    ensure_eq!(
-        before.stop_ids_accepted,
-        1000,
-        "ids accepted before the kill"
-    );
-    ensure_eq!(jobs(&recorded).len(), 0, "jobs in status at the kill");
-    let _second = ctx.operator("operator-2", ns, &flags).await?;
-    ctx.wait_status(
-        ns,
-        "lost",
-        Duration::from_secs(60),
-        "phase Stopped, 1500 stopped, Ready=True",
-        |s| stopped_and_ready(s, 1500),
-    )
-    .await?;
-    let after = sim.stats().await;
-    let line = line(&after);
-    ensure_eq!(after.stop_ids_redundant, 0, "ids sent again ({line})");
-    ensure_eq!(
-        after.responses_429,
-        0,
-        "429s from the cloud's budget ({line})"
-    );
-    ensure_eq!(after.stop_ids_accepted, 1500, "ids accepted ({line})");
-    Ok(())
+    };
+    AcceptedThenKilled::run(&ctx, "lost", sim, fault_off)
+        .await?
+        .finish(&ctx, "lost")
+        .await
 }
 
-/// Killed while an accepted call's answer is on its way and its job still INIT.
+/// Killed while an accepted call's answer is on its way and its job still INIT:
+/// only the journal's record, written before the call, tells of it.
 pub async fn restart_unanswered(ctx: Ctx) -> Result<()> {
-    let ns = &ctx.ns;
-    let window = Duration::from_secs(15);
     let sim = start_sim(1500, |c| {
-        c.budget_window = window;
+        c.budget_window = WINDOW;
         c.job_init = Duration::from_secs(3);
         c.stop_duration = Duration::from_millis(300);
     })
@@ -256,37 +284,21 @@ pub async fn restart_unanswered(ctx: Ctx) -> Result<()> {
         answer_delay_ms: Some(30_000),
         ..FaultsPatch::default()
     });
-    ctx.secret(ns, CREDS, ACCESS_KEY, SECRET_KEY).await?;
-    let window_flag = format!("--budget-window-ms={}", window.as_millis());
-    let flags = [window_flag.as_str()];
-    let mut first = ctx.operator("operator-1", ns, &flags).await?;
-    ctx.k
-        .apply_ok(&Policy::new(ns, "unanswered", &sim, &sim.server_ids()).yaml())
-        .await?;
-    wait_until(
-        Duration::from_secs(20),
-        "the first call accepted",
-        || async { Ok(sim.stats().await.stop_ids_accepted > 0) },
-    )
-    .await?;
-    first.kill9();
-    sim.control().set_faults(FaultsPatch {
+    let fault_off = FaultsPatch {
         answer_delay_ms: Some(0),
         ..FaultsPatch::default()
-    });
-    let before = sim.stats().await;
-    let recorded = ctx.status(ns, "unanswered").await?;
-    eprintln!(
-        "e2e {ns}: killed -9 with the answer on its way, jobs in status {} ; {}",
-        recorded["jobs"],
-        line(&before)
-    );
+    };
+    let killed = AcceptedThenKilled::run(&ctx, "unanswered", sim, fault_off).await?;
     ensure_eq!(
-        before.stop_ids_accepted,
-        1000,
-        "ids accepted before the kill"
+        unanswered_records(&ctx, &killed.sim).await?,
+        1,
+        "the call's journal record, without an answer"
     );
-    ensure_eq!(jobs(&recorded).len(), 0, "jobs in status at the kill");
+    killed.finish(&ctx, "unanswered").await
+}
+
+/// Calls of 1000 servers without an answer in the call journal of `sim`'s endpoint.
+async fn unanswered_records(ctx: &Ctx, sim: &RunningSim) -> Result<usize> {
     let journals = ctx
         .k
         .get_json(&[
@@ -300,7 +312,7 @@ pub async fn restart_unanswered(ctx: Ctx) -> Result<()> {
         .unwrap_or(Value::Null);
     // Other scenarios run beside this one, each with a sim (and journal) of its own.
     let origin = format!("http://{}", sim.addr());
-    let unanswered = journals["items"]
+    Ok(journals["items"]
         .as_array()
         .into_iter()
         .flatten()
@@ -316,29 +328,5 @@ pub async fn restart_unanswered(ctx: Ctx) -> Result<()> {
                 .collect::<Vec<_>>()
         })
         .filter(|call| call["answeredAt"].is_null() && call["servers"] == 1000)
-        .count();
-    ensure_eq!(
-        unanswered,
-        1,
-        "the call's journal record, without an answer"
-    );
-    let _second = ctx.operator("operator-2", ns, &flags).await?;
-    ctx.wait_status(
-        ns,
-        "unanswered",
-        Duration::from_secs(60),
-        "phase Stopped, 1500 stopped, Ready=True",
-        |s| stopped_and_ready(s, 1500),
-    )
-    .await?;
-    let after = sim.stats().await;
-    let line = line(&after);
-    ensure_eq!(after.stop_ids_redundant, 0, "ids sent again ({line})");
-    ensure_eq!(
-        after.responses_429,
-        0,
-        "429s from the cloud's budget ({line})"
-    );
-    ensure_eq!(after.stop_ids_accepted, 1500, "ids accepted ({line})");
-    Ok(())
+        .count())
 }
