@@ -7,9 +7,9 @@
 //! lane turn by turn up to the call that carries its last id (see
 //! [`StopQueue::calls_until_last`]), each call as soon as the budget covers it,
 //! then as long as the fleet's recent jobs took to finish. When the worker has been
-//! sending calls further apart than the budget asks (each waits for its policies'
-//! status records, and an API server under load makes those slow), the forecast
-//! spaces the calls ahead at that recent pace instead.
+//! sending calls further apart than the budget asks (each waits for its journal
+//! writes and its answer, and an API server or a cloud under load makes those slow),
+//! the forecast spaces the calls ahead at that recent pace instead.
 //!
 //! [`StopQueue::calls_until_last`]: crate::plan::StopQueue::calls_until_last
 
