@@ -78,7 +78,7 @@ kubectl apply -f "$state/policy.yaml"
 
 step "running the operator"
 "$bin/ecs-power-operator" run --http-addr 127.0.0.1:0 --watch-namespace "$namespace" \
-  --budget-window-ms "$window_ms" --drift-interval-ms 10000 2>"$state/operator.log" &
+  --lease-namespace "$namespace" --budget-window-ms "$window_ms" --drift-interval-ms 10000 2>"$state/operator.log" &
 pids+=($!)
 
 step "watching the policy (kubectl get epp -n $namespace), budget: 1000 servers per $((window_ms / 1000)) s"

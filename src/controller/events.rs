@@ -26,6 +26,9 @@ pub struct Notice {
     pub note: String,
 }
 
+/// The Events API refuses a note over 1 KiB.
+const MAX_NOTE_BYTES: usize = 1024;
+
 fn notice(
     type_: EventType,
     reason: impl Into<String>,
@@ -36,8 +39,20 @@ fn notice(
         type_,
         reason: reason.into(),
         action,
-        note,
+        note: fit_note(note),
     }
+}
+
+/// `note` cut at a character boundary, marked `…`, to fit the Events API.
+fn fit_note(note: String) -> String {
+    if note.len() <= MAX_NOTE_BYTES {
+        return note;
+    }
+    let mut cut = MAX_NOTE_BYTES - '…'.len_utf8();
+    while !note.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &note[..cut])
 }
 
 /// The transitions between two statuses, in the order they happened.
@@ -343,6 +358,15 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_note_over_the_events_api_limit_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_NOTE_BYTES);
+        let cut = fit_note(long);
+        assert!(cut.len() <= MAX_NOTE_BYTES, "{} bytes", cut.len());
+        assert!(cut.ends_with('…'));
+        assert_eq!(fit_note("short".into()), "short");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::timing::{Timing, timing_of};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
-use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, Synced};
+use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, SyncError, Synced};
 use crate::plan::{Mode, PlanOutcome};
 use crate::policy::{
     EcsPowerPolicy, EcsPowerPolicyStatus, ScheduleStatus, StopType, StoppedByPolicy, status_time,
@@ -275,7 +275,17 @@ async fn prepare(
             timing,
         }),
         Ok(None) => Ok(Prepared::Listing),
-        Err(error) => prepared_from(ctx, key, error),
+        Err(SyncError::Ecs(error)) => prepared_from(ctx, key, error),
+        Err(SyncError::Journal(error)) => Ok(problem(ctx, key, journal_problem(&error), None)),
+    }
+}
+
+/// The project's call journal cannot be read or written: nothing is planned (or
+/// sent) in the project until it can.
+fn journal_problem(error: &impl std::fmt::Display) -> Problem {
+    Problem {
+        reason: "CallJournalUnavailable",
+        message: format!("{error}; nothing is stopped or started in this project until it works"),
     }
 }
 
@@ -338,6 +348,9 @@ fn fleet_problem(
                 max.unwrap_or_default()
             ),
         });
+    }
+    if let Some(failure) = &view.journal_failure {
+        return Some(journal_problem(failure));
     }
     if let Some(failure) = &view.submit_failure {
         return Some(Problem {

@@ -42,7 +42,7 @@ use crate::policy::JobAction;
 use crate::selector::{CappedSelector, Selection, select};
 use futures::{FutureExt, StreamExt};
 use inventory::Wants;
-use journal::CallJournal;
+use journal::{CallJournal, JournalError};
 use registry::Deleted;
 use state::{FleetState, Now, Observed, SyncRequest};
 use std::sync::{Arc, Mutex};
@@ -116,6 +116,17 @@ pub struct FleetRequest<'a> {
     pub adopt: Vec<(String, jiff::Timestamp, JobAction)>,
     /// Servers the policy stopped, to start again now (see [`SyncRequest::start`]).
     pub start: &'a [String],
+}
+
+/// Why a sync planned nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Ecs(#[from] EcsError),
+    /// The project's call journal cannot be read: what earlier processes sent is
+    /// unknown, so nothing may be planned.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// What a sync gets back: the fleet's view, and what the inventory showed.
@@ -196,15 +207,12 @@ impl Fleet {
 
     /// One sync: follow the jobs the policy's status lists, list the project when
     /// due, then plan, queue and report from one view of the state. `None`: the
-    /// project's call journal could not be read yet, or the fleet's listing is still
-    /// under way after [`FleetRequest::listing_wait`]; nothing was planned, sync again
-    /// soon.
-    pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, EcsError> {
+    /// fleet's listing is still under way after [`FleetRequest::listing_wait`];
+    /// nothing was planned, sync again soon.
+    pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, SyncError> {
         // Nothing is planned before what earlier processes left is known: their jobs
         // and unknown outcomes hold servers.
-        if !self.inherit().await {
-            return Ok(None);
-        }
+        self.inherit().await?;
         // Jobs are polled by `worker::follow_jobs`, not here: a sync (one of the slots
         // every tenant shares) never waits on another endpoint round trip for them.
         self.register(&request);
@@ -313,21 +321,19 @@ impl Fleet {
         );
     }
 
-    /// Takes in what the project's call journal holds from earlier processes, once;
-    /// `false` while it cannot be read.
-    async fn inherit(&self) -> bool {
+    /// Takes in what the project's call journal holds from earlier processes, once.
+    async fn inherit(&self) -> Result<(), JournalError> {
         if self.lock().has_inherited() {
-            return true;
+            return Ok(());
         }
         match self.journal.inherited().await {
             Ok(inherited) => {
                 self.lock().inherit(inherited, Now::current());
-                true
+                Ok(())
             }
             Err(error) => {
-                tracing::warn!(%error, "the project's call journal cannot be read: nothing is planned until it can");
                 self.metrics.error("journal");
-                false
+                Err(error)
             }
         }
     }

@@ -168,6 +168,9 @@ pub struct FleetView {
     /// Jobs of the policy given up on recently.
     pub lost: Vec<LostJob>,
     pub submit_failure: Option<SubmitFailure>,
+    /// Why the last call could not be recorded in the project's call journal (so
+    /// was not sent), until one is.
+    pub journal_failure: Option<String>,
     /// All it waits for is its queued stops: nothing changes for it until they go out.
     pub waiting_for_budget: bool,
     /// The sync queued new ids: the worker has something to look at.
@@ -206,6 +209,7 @@ pub struct FleetState {
     newly_lost: Vec<LostReason>,
     retry: HashMap<String, RetryState>,
     last_submit_failure: Option<SubmitFailure>,
+    journal_failure: Option<String>,
     throttled_until: Option<Instant>,
     /// How far apart the recent calls went out, for the forecast.
     pace: CallPace,
@@ -226,6 +230,7 @@ impl FleetState {
             newly_lost: Vec::new(),
             retry: HashMap::new(),
             last_submit_failure: None,
+            journal_failure: None,
             throttled_until: None,
             pace: CallPace::default(),
             inherited: false,
@@ -315,6 +320,7 @@ impl FleetState {
                 .collect(),
             waiting_for_budget: self.only_queued(policy, request.lane, request.desired),
             submit_failure: self.last_submit_failure.clone(),
+            journal_failure: self.journal_failure.clone(),
             failing,
             outcome,
             queued: queued || queued_starts,
@@ -614,6 +620,12 @@ impl FleetState {
             ids,
             policies: policies.into_iter().collect(),
         }
+    }
+
+    /// Whether the last call's journal record was written: `Err` says why not, for
+    /// every policy's status until a record is.
+    pub fn journal_written(&mut self, written: Result<(), String>) {
+        self.journal_failure = written.err();
     }
 
     /// A call that could not be sent (its journal record was not written): what is

@@ -63,11 +63,16 @@ async fn send(fleet: &Fleet, call: DueCall) {
         )
         .await
     {
-        Ok(seq) => seq,
+        Ok(seq) => {
+            fleet.lock().journal_written(Ok(()));
+            seq
+        }
         Err(error) => {
             fleet.metrics.error("journal");
             tracing::warn!(%error, servers = call.ids.len(), "call held back: its journal record was not written");
-            fleet.lock().not_sent(call.id, Instant::now());
+            let mut state = fleet.lock();
+            state.journal_written(Err(error.to_string()));
+            state.not_sent(call.id, Instant::now());
             return;
         }
     };

@@ -99,6 +99,7 @@ fn trials() -> Vec<Trial> {
             scenarios::schedule::override_and_exceptions,
         ),
         scenario("missing_secret", problems::missing_secret),
+        scenario("journal_unavailable", problems::journal_unavailable),
         scenario("bad_credentials", problems::bad_credentials),
         scenario("two_namespaces", problems::two_namespaces),
         scenario("leader_election", scenarios::leader::run),

@@ -28,9 +28,15 @@ use tokio::sync::OnceCell;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("reading the call journal ConfigMap {name}: {source}")]
+    #[error(
+        "reading the call journal ConfigMap {name} (the operator's namespace, --lease-namespace, must exist, and the operator may get ConfigMaps there): {}",
+        said(.source)
+    )]
     Read { name: String, source: kube::Error },
-    #[error("writing the call journal ConfigMap {name}: {source}")]
+    #[error(
+        "writing the call journal ConfigMap {name} (the operator's namespace, --lease-namespace, must exist, and the operator may create and patch ConfigMaps there): {}",
+        said(.source)
+    )]
     Write { name: String, source: kube::Error },
     #[error(
         "the call journal ConfigMap {name} would hold {bytes} bytes, more than a ConfigMap may: too many calls unfinished"
@@ -40,6 +46,14 @@ pub enum JournalError {
     Corrupt(#[from] serde_json::Error),
     #[error("the call journal has not been read yet")]
     NotRead,
+}
+
+/// What the API server said, without the whole response it came in.
+fn said(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 pub struct CallJournal {

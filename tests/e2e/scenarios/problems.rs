@@ -1,5 +1,6 @@
 //! Configuration problems: missing Secret, wrong credentials, Secrets of another
-//! namespace. Degraded with a reason, an Event, never a crash or a leak.
+//! namespace, a call journal the operator may not keep. Degraded with a reason, an
+//! Event, never a crash or a leak.
 
 use crate::ensure_eq;
 use crate::harness::{
@@ -229,6 +230,49 @@ pub async fn two_namespaces(ctx: Ctx) -> Result<()> {
         stats.servers_by_status.get("ACTIVE").copied(),
         Some(50),
         "ns-b's servers still ACTIVE"
+    );
+    Ok(())
+}
+
+/// An operator that may not keep its call journal (its `--lease-namespace` is one it
+/// has no rights in) stops nothing: Degraded/CallJournalUnavailable naming the
+/// ConfigMap, a Warning Event, no stop call.
+pub async fn journal_unavailable(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let sim = start_sim(20, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let elsewhere = format!("--lease-namespace={ns}-nowhere");
+    let _op = ctx.operator("operator", ns, &[elsewhere.as_str()]).await?;
+    ctx.k
+        .apply_ok(&Policy::new(ns, "unjournalled", &sim, &sim.server_ids()).yaml())
+        .await?;
+    let s = ctx
+        .wait_status(
+            ns,
+            "unjournalled",
+            Duration::from_secs(30),
+            "Degraded=True reason CallJournalUnavailable",
+            |s| degraded_with(s, "CallJournalUnavailable"),
+        )
+        .await?;
+    let message = condition(&s, "Degraded")
+        .and_then(|c| c["message"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    if !message.contains("call journal ConfigMap") || !message.contains("--lease-namespace") {
+        bail!("the Degraded message should name the journal and the flag: {message}");
+    }
+    ctx.wait_event(
+        ns,
+        "CallJournalUnavailable",
+        Some("Warning"),
+        Duration::from_secs(10),
+    )
+    .await?;
+    ensure_eq!(
+        sim.stats().await.stop_calls,
+        0,
+        "stop calls without a journal"
     );
     Ok(())
 }
