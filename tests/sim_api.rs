@@ -880,6 +880,14 @@ async fn a_stop_resent_after_a_lost_answer_is_told_apart_from_a_plain_duplicate(
     sim.shutdown().await;
 }
 
+/// The status an `os-start` of `ids` is answered with.
+async fn start_status(client: &Client, ids: &[String]) -> u16 {
+    client
+        .post("cloudservers/action", &ids_body("os-start", ids))
+        .await
+        .status
+}
+
 #[tokio::test]
 async fn start_counters_tell_redundant_starts_and_those_resent_after_a_lost_answer() {
     let sim = start(SimConfig {
@@ -893,66 +901,29 @@ async fn start_counters_tell_redundant_starts_and_those_resent_after_a_lost_answ
     for id in &ids[1..] {
         control.set_status(id, Status::Shutoff).unwrap();
     }
-    let start = |range: std::ops::Range<usize>| ids_body("os-start", &ids[range]);
 
     // ACTIVE already: redundant; SHUTOFF: not.
-    assert_eq!(
-        client
-            .post("cloudservers/action", &start(0..2))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(start_status(&client, &ids[0..2]).await, 200);
     // Powering on already: redundant.
-    assert_eq!(
-        client
-            .post("cloudservers/action", &start(1..2))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(start_status(&client, &ids[1..2]).await, 200);
     // Named by a start job still INIT: redundant although the server looks untouched.
     control.set_faults(FaultsPatch {
         job_init_ms: Some(30_000),
         ..FaultsPatch::default()
     });
-    assert_eq!(
-        client
-            .post("cloudservers/action", &start(2..3))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        client
-            .post("cloudservers/action", &start(2..3))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(start_status(&client, &ids[2..3]).await, 200);
+    assert_eq!(start_status(&client, &ids[2..3]).await, 200);
     // Answered 504 while its job stays INIT: re-sending it is allowed, and told apart.
     control.set_faults(FaultsPatch {
         accept_then_fail_rate: Some(1.0),
         ..FaultsPatch::default()
     });
-    assert_eq!(
-        client
-            .post("cloudservers/action", &start(3..4))
-            .await
-            .status,
-        504
-    );
+    assert_eq!(start_status(&client, &ids[3..4]).await, 504);
     control.set_faults(FaultsPatch {
         accept_then_fail_rate: Some(0.0),
         ..FaultsPatch::default()
     });
-    assert_eq!(
-        client
-            .post("cloudservers/action", &start(3..4))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(start_status(&client, &ids[3..4]).await, 200);
 
     let stats = sim.stats().await;
     assert_eq!(stats.start_calls, 6);
