@@ -5,6 +5,7 @@
 #
 #   hack/bench.sh                                        # the full matrix (about 10 min)
 #   hack/bench.sh --servers 1000,10000 --policies 1,100  # part of it
+#   hack/bench.sh --starts --servers 10000 --policies 1 --window-ms 2000   # the start cell
 #   hack/bench.sh --json bench.json                      # also write the figures as JSON
 #   hack/bench.sh --help                                 # every option
 set -Eeuo pipefail

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The chaos suite (README "Chaos suite"): the operator (release build) against ecs-sim
-# on the local control plane while it is SIGKILLed, its leader killed, and its leader
-# black-holed from the API server. Builds the control plane first if it is not cached.
+# on the local control plane while it is SIGKILLed, its leader killed, its leader
+# black-holed from the API server, and SIGKILLed around a schedule window's edges.
+# Builds the control plane first if it is not cached.
 #
-#   hack/chaos.sh                              # cells a, b and c (a few minutes)
+#   hack/chaos.sh                              # cells a, b, c and d (a few minutes)
 #   hack/chaos.sh --cells c --seed 42          # one cell, a given kill schedule
 #   hack/chaos.sh --json chaos.json            # also write the figures as JSON
 #   hack/chaos.sh --help                       # every option

@@ -880,6 +880,109 @@ async fn a_stop_resent_after_a_lost_answer_is_told_apart_from_a_plain_duplicate(
     sim.shutdown().await;
 }
 
+/// The status an `os-start` of `ids` is answered with.
+async fn start_status(client: &Client, ids: &[String]) -> u16 {
+    client
+        .post("cloudservers/action", &ids_body("os-start", ids))
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn start_counters_tell_redundant_starts_and_those_resent_after_a_lost_answer() {
+    let sim = start(SimConfig {
+        stop_duration: Duration::from_secs(30),
+        ..config(4)
+    })
+    .await;
+    let client = Client::new(&sim);
+    let control = sim.control();
+    let ids = sim.server_ids();
+    for id in &ids[1..] {
+        control.set_status(id, Status::Shutoff).unwrap();
+    }
+
+    // ACTIVE already: redundant; SHUTOFF: not.
+    assert_eq!(start_status(&client, &ids[0..2]).await, 200);
+    // Powering on already: redundant.
+    assert_eq!(start_status(&client, &ids[1..2]).await, 200);
+    // Named by a start job still INIT: redundant although the server looks untouched.
+    control.set_faults(FaultsPatch {
+        job_init_ms: Some(30_000),
+        ..FaultsPatch::default()
+    });
+    assert_eq!(start_status(&client, &ids[2..3]).await, 200);
+    assert_eq!(start_status(&client, &ids[2..3]).await, 200);
+    // Answered 504 while its job stays INIT: re-sending it is allowed, and told apart.
+    control.set_faults(FaultsPatch {
+        accept_then_fail_rate: Some(1.0),
+        ..FaultsPatch::default()
+    });
+    assert_eq!(start_status(&client, &ids[3..4]).await, 504);
+    control.set_faults(FaultsPatch {
+        accept_then_fail_rate: Some(0.0),
+        ..FaultsPatch::default()
+    });
+    assert_eq!(start_status(&client, &ids[3..4]).await, 200);
+
+    let stats = sim.stats().await;
+    assert_eq!(stats.start_calls, 6);
+    assert_eq!(stats.start_ids_total, 2 + 1 + 1 + 1 + 1 + 1);
+    assert_eq!(stats.start_ids_max, 2);
+    assert_eq!(stats.start_ids_accepted, 7);
+    assert_eq!(stats.start_ids_redundant, 1 + 1 + 1 + 1);
+    assert_eq!(stats.start_ids_resent_after_lost, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn jobs_and_server_status_are_listed_by_the_admin_surface() {
+    let sim = start(config(3)).await;
+    let client = Client::new(&sim);
+    let http = reqwest::Client::new();
+    let admin = |path: &str| format!("{}/_sim/{path}", sim.base_url());
+    let ids = sim.server_ids();
+    let before = jiff::Timestamp::now().as_millisecond();
+    assert_eq!(client.stop(&ids[..2]).await.status, 200);
+
+    let listed: Value = http
+        .get(admin("jobs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jobs = listed["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["job_type"], "batchStopServers");
+    assert_eq!(jobs[0]["servers"], 2);
+    let begin = jobs[0]["begin_ms"].as_i64().unwrap();
+    assert!(begin >= before && begin <= jiff::Timestamp::now().as_millisecond());
+    assert_eq!(
+        sim.control().jobs()[0].job_id,
+        jobs[0]["job_id"].as_str().unwrap()
+    );
+
+    let status: Value = http
+        .get(admin(&format!("servers/{}/status", ids[2])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "ACTIVE");
+    assert_eq!(sim.control().status(&ids[2]).unwrap(), Status::Active);
+    let unknown = http
+        .get(admin("servers/616fb98f-46ca-475e-917e-2563e5a8cd19/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    sim.shutdown().await;
+}
+
 /// Every server of a listing (limit 1000, pages by number) as JSON.
 async fn list_all(client: &Client, filters: &[(&str, &str)]) -> (u64, Vec<Value>) {
     let mut servers = Vec::new();

@@ -1,16 +1,22 @@
-//! The three cells: (a) one operator SIGKILLed at seeded random moments with every
+//! The four cells: (a) one operator SIGKILLed at seeded random moments with every
 //! simulator fault on; (b) two replicas with leader election, the holder SIGKILLed;
 //! (c) the holder's connection to the API server black-holed while ids wait for
-//! budget. Each runs in a fresh namespace against a fresh simulator.
+//! budget; (d) policies with a schedule window and afterWindow Start, the operator
+//! SIGKILLed around the window's start and end, the faults of (a) on. Each runs in a
+//! fresh namespace against a fresh simulator.
 
 use crate::cluster::{Cluster, OPERATOR_NS};
 use crate::operator::Operator;
 use crate::proxy::Proxy;
-use crate::report::{Figures, Kill};
-use crate::setup::{create_policies, create_secret, share_of_ids, wait_servers_stopped};
-use crate::watch::PolicyWatch;
+use crate::report::{Figures, Kill, WindowFigures};
+use crate::setup::{
+    create_policies, create_secret, share_of_ids, start_again_window, started_of, stop_by_hand,
+    wait_servers_in, wait_servers_stopped,
+};
+use crate::watch::{self, PolicyWatch};
 use anyhow::{Context as _, Result, bail};
-use ecs_power_operator::sim::{self, RunningSim, SimConfig};
+use ecs_power_operator::sim::{self, RunningSim, SimConfig, Status};
+use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use rand::rngs::StdRng;
@@ -48,6 +54,36 @@ pub struct Settings {
     pub limit: Duration,
 }
 
+/// Cell (d): one server in this many is stopped by hand before the window.
+const STOPPED_BY_HAND_EVERY: usize = 100;
+/// Cell (d): from the cell's start to the window's, so the first process has
+/// finished its first round (with the faults' latency) when the window begins.
+const WINDOW_LEAD_IN: Duration = Duration::from_secs(6);
+
+/// Cell (d): a UTC window of whole seconds, `afterWindow: Start`, `startLeadTime: Auto`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: Timestamp,
+    to: Timestamp,
+    /// What Auto works out for the servers to start, nothing else queued.
+    lead: Duration,
+}
+
+impl Window {
+    /// Begins `WINDOW_LEAD_IN` from now; long enough to stop `servers` under the
+    /// budget with half again to spare for kills and faults, let a budget window
+    /// pass, and start them all again within the lead.
+    fn for_servers(servers: usize, settings: &Settings) -> Result<Self> {
+        let calls = u32::try_from(servers.div_ceil(BUDGET_SERVERS))?;
+        let lead = settings.window * calls.saturating_sub(1);
+        let stopping = lead + settings.stop;
+        let length = stopping * 3 / 2 + settings.window + lead + Duration::from_secs(5);
+        let from = Timestamp::from_second((Timestamp::now() + WINDOW_LEAD_IN).as_second() + 1)?;
+        let to = Timestamp::from_second(from.as_second() + length.as_secs() as i64 + 1)?;
+        Ok(Self { from, to, lead })
+    }
+}
+
 /// A cell's namespace, simulator, policies and the watch on them.
 struct World {
     ns: String,
@@ -57,31 +93,53 @@ struct World {
     all_stopped: tokio::task::JoinHandle<Result<Duration>>,
     dir: PathBuf,
     started: Instant,
+    started_wall: Timestamp,
+    /// Cell (d): the policies' window, and the servers stopped by hand before it.
+    window: Option<(Window, Vec<String>)>,
 }
 
 impl World {
-    /// `servers` over `policies` on a simulator as `settings` say.
+    /// `servers` over `policies` on a simulator as `settings` say; with `window`,
+    /// the policies stop their servers only inside it and start them again after it,
+    /// and 1 % of the servers are stopped by hand first.
     async fn new(
         (cluster, client): (&Cluster, &kube::Client),
         cell: &str,
         settings: &Settings,
         (servers, policies): (usize, usize),
+        window: Option<Window>,
     ) -> Result<Self> {
         let ns = format!("chaos-{cell}");
-        let limit = settings.limit;
         let sim = sim::start(sim_config(settings, servers), "127.0.0.1:0".parse()?).await?;
+        let by_hand = match window {
+            Some(_) => stop_by_hand(&sim, STOPPED_BY_HAND_EVERY)?,
+            None => Vec::new(),
+        };
         cluster.kubectl.create_namespace(&ns).await?;
         create_secret(client, &ns).await?;
+        let schedule = window.map(|w| start_again_window(w.from, w.to));
         create_policies(client, &ns, &sim, policies, &|i, ids| {
-            share_of_ids(i, ids, policies)
+            let mut target = share_of_ids(i, ids, policies);
+            target.schedule = schedule.clone();
+            target
         })
         .await?;
-        let watch = PolicyWatch::start(client, &ns, policies);
+        let goal = match window {
+            Some(_) => watch::started_again,
+            None => watch::stopped_and_ready,
+        };
+        let watch = PolicyWatch::start(client, &ns, policies, goal);
         eprintln!("chaos {cell}: {servers} servers over {policies} policies in {ns}");
         let sim = Arc::new(sim);
         let started = Instant::now();
+        let started_wall = Timestamp::now();
+        // With a window, every server must be stopped before its end.
+        let limit = match window {
+            Some(w) => Duration::try_from(w.to.duration_since(started_wall))?,
+            None => settings.limit,
+        };
         let all_stopped = tokio::spawn({
-            let (sim, limit) = (Arc::clone(&sim), limit);
+            let sim = Arc::clone(&sim);
             async move { wait_servers_stopped(&sim, servers, started, limit).await }
         });
         Ok(Self {
@@ -91,6 +149,8 @@ impl World {
             all_stopped,
             dir: cluster.dir.clone(),
             started,
+            started_wall,
+            window: window.map(|w| (w, by_hand)),
         })
     }
 
@@ -108,14 +168,51 @@ impl World {
         )
     }
 
-    /// Waits for every server SHUTOFF and every policy Stopped and Ready; then the
-    /// figures from the simulator's side and the watch.
+    /// Waits for every server SHUTOFF and every policy at its goal (with a window:
+    /// every server the policies stopped ACTIVE again first); then the figures from
+    /// the simulator's side and the watch.
     async fn finish(self, cell: &str, settings: &Settings, kills: Vec<Kill>) -> Result<Figures> {
         let servers = self.sim.server_ids().len();
         let all_stopped = self.all_stopped.await??;
+        let window = match &self.window {
+            Some((window, by_hand)) => {
+                let to_start = servers - by_hand.len();
+                let running = wait_servers_in(
+                    &self.sim,
+                    Status::Active,
+                    to_start,
+                    self.started,
+                    settings.limit,
+                )
+                .await?;
+                Some((window, by_hand, running))
+            }
+            None => None,
+        };
         let left = settings.limit.saturating_sub(self.started.elapsed());
         let all_ready = self.watch.wait_all_ready(left).await?;
+        if window.is_some() {
+            // A start sent twice or late shows in the simulator's counters only if
+            // the cell still watches: one more budget window.
+            tokio::time::sleep(settings.window).await;
+        }
         let stats = self.sim.stats().await;
+        let since_start = |at: Timestamp| at.duration_since(self.started_wall).as_secs_f64();
+        let window = match window {
+            Some((window, by_hand, running)) => Some(WindowFigures {
+                from_s: since_start(window.from),
+                to_s: since_start(window.to),
+                stopped_by_hand: by_hand.len(),
+                all_running_s: running.as_secs_f64(),
+                start_calls: stats.start_calls,
+                start_ids_sent: stats.start_ids_total,
+                start_ids_accepted: stats.start_ids_accepted,
+                start_ids_redundant: stats.start_ids_redundant,
+                start_ids_resent_after_lost: stats.start_ids_resent_after_lost,
+                started_not_stopped_by_policy: started_of(&self.sim, by_hand)?,
+            }),
+            None => None,
+        };
         let seen = self.watch.seen();
         Ok(Figures {
             cell: cell.to_owned(),
@@ -137,6 +234,7 @@ impl World {
             longest_no_leader_s: 0.0,
             old_leader_calls_after_takeover: None,
             old_leader_calls_after_follower_first: None,
+            window,
             notes: vec![format!(
                 "sim: {} answered 504 after acceptance, {} reset after acceptance, {} injected 500s",
                 stats.accepted_then_failed, stats.accepted_then_dropped, stats.injected_errors
@@ -227,10 +325,60 @@ pub async fn kills(
         "a",
         settings,
         (settings.servers, settings.policies),
+        None,
     )
     .await?;
-    let kubeconfig = &cluster.operator_kubeconfig;
     let mut rng = StdRng::seed_from_u64(settings.seed);
+    let kill_at = |_: usize, up: Instant| up + kill_delay(&mut rng, settings);
+    kill_series(cluster, world, "a", settings, kill_at).await
+}
+
+/// (d) Policies with a schedule window and afterWindow Start (Auto lead), one
+/// operator SIGKILLed `kills` times at seeded moments around the window's start
+/// (half the kills: from 1 s before it until half the stops had time to go) and
+/// around the time starting begins and the window's end (the rest: from 1 s before
+/// the planned first start until 2 s past the end), each at least `kill_after.0`
+/// after that process's first round; the faults of (a) on.
+pub async fn window_kills(
+    cluster: &Cluster,
+    client: &kube::Client,
+    settings: &Settings,
+) -> Result<Figures> {
+    let to_stop = settings.servers - settings.servers.div_ceil(STOPPED_BY_HAND_EVERY);
+    let window = Window::for_servers(to_stop, settings)?;
+    let world = World::new(
+        (cluster, client),
+        "d",
+        settings,
+        (settings.servers, settings.policies),
+        Some(window),
+    )
+    .await?;
+    let mut rng = StdRng::seed_from_u64(settings.seed);
+    let plan = kill_plan(&mut rng, &window, world.started_wall, settings);
+    eprintln!(
+        "chaos d: window {:.1}–{:.1}s, starting planned from {:.1}s, kills planned at {:.1?}s",
+        plan.from_s, plan.to_s, plan.first_start_s, plan.kills_s
+    );
+    let started = world.started;
+    let kill_at = |n: usize, up: Instant| {
+        let planned = started + Duration::from_secs_f64(plan.kills_s[n - 1].max(0.0));
+        planned.max(up + settings.kill_after.0)
+    };
+    kill_series(cluster, world, "d", settings, kill_at).await
+}
+
+/// One operator SIGKILLed `settings.kills` times, the n-th (from 1) at
+/// `kill_at(n, end of that process's first round)`, and started again at once; then
+/// the cell's figures with the longest time from a kill to a process serving /healthz.
+async fn kill_series(
+    cluster: &Cluster,
+    world: World,
+    cell: &str,
+    settings: &Settings,
+    mut kill_at: impl FnMut(usize, Instant) -> Instant,
+) -> Result<Figures> {
+    let kubeconfig = &cluster.operator_kubeconfig;
     let mut kills = Vec::new();
     let mut longest = Duration::ZERO;
     let mut op = world.spawn(kubeconfig, "operator-1", &flags(settings))?;
@@ -241,7 +389,7 @@ pub async fn kills(
             longest = longest.max(at.elapsed());
         }
         let up = first_round_done(&mut op, Duration::from_secs(60)).await?;
-        tokio::time::sleep(kill_delay(&mut rng, settings)).await;
+        tokio::time::sleep_until(kill_at(n, up).into()).await;
         op.kill9();
         let at = Instant::now();
         let kill = Kill {
@@ -250,7 +398,7 @@ pub async fn kills(
             after_s: (at - up).as_secs_f64(),
         };
         eprintln!(
-            "chaos a: kill {n} at {:.2}s: {} {:.2}s after its first round",
+            "chaos {cell}: kill {n} at {:.2}s: {} {:.2}s after its first round",
             kill.at_s, kill.process, kill.after_s
         );
         kills.push(kill);
@@ -262,11 +410,45 @@ pub async fn kills(
         longest = longest.max(at.elapsed());
     }
     let mut figures = world
-        .finish("a", settings, kills)
+        .finish(cell, settings, kills)
         .await
         .map_err(|e| e.context(format!("last operator's log tail:\n{}", op.log_tail(30))))?;
     figures.longest_no_leader_s = longest.as_secs_f64();
     Ok(figures)
+}
+
+/// When cell (d) kills, in seconds from the cell's start, sorted.
+struct KillPlan {
+    from_s: f64,
+    to_s: f64,
+    first_start_s: f64,
+    kills_s: Vec<f64>,
+}
+
+fn kill_plan(
+    rng: &mut StdRng,
+    window: &Window,
+    started: Timestamp,
+    settings: &Settings,
+) -> KillPlan {
+    let since_start = |at: Timestamp| at.duration_since(started).as_secs_f64();
+    let (from_s, to_s) = (since_start(window.from), since_start(window.to));
+    let first_start_s = to_s - window.lead.as_secs_f64();
+    let around_start = (from_s - 1.0, from_s + (first_start_s - from_s) / 2.0);
+    let around_end = (first_start_s - 1.0, to_s + 2.0);
+    let mut kills_s: Vec<f64> = (0..settings.kills)
+        .map(|n| {
+            let (lo, hi) = if n % 2 == 0 { around_start } else { around_end };
+            rng.random_range(lo..=hi)
+        })
+        .collect();
+    kills_s.sort_by(f64::total_cmp);
+    KillPlan {
+        from_s,
+        to_s,
+        first_start_s,
+        kills_s,
+    }
 }
 
 /// The holder of the Lease, if any.
@@ -311,6 +493,7 @@ pub async fn leader_kills(
         "b",
         settings,
         (settings.servers, settings.policies),
+        None,
     )
     .await?;
     let lease = "chaos-b";
@@ -423,7 +606,7 @@ pub async fn blackhole(
     settings: &Settings,
 ) -> Result<Figures> {
     let servers = 1500;
-    let world = World::new((cluster, client), "c", settings, (servers, 1)).await?;
+    let world = World::new((cluster, client), "c", settings, (servers, 1), None).await?;
     let lease = "chaos-c";
     let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
     let (proxy, proxied) = proxied_kubeconfig(

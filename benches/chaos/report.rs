@@ -35,15 +35,40 @@ pub struct Figures {
     /// Lease, and after the follower's first stop call.
     pub old_leader_calls_after_takeover: Option<u64>,
     pub old_leader_calls_after_follower_first: Option<u64>,
+    /// Cell (d): the schedule window and the starts after it.
+    pub window: Option<WindowFigures>,
     /// Anything else worth a line.
     pub notes: Vec<String>,
+}
+
+/// Cell (d): a schedule window with afterWindow Start ending mid-cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowFigures {
+    /// Seconds from the cell's start.
+    pub from_s: f64,
+    pub to_s: f64,
+    /// Servers stopped through the simulator's admin API before the window: never
+    /// the policies' to start.
+    pub stopped_by_hand: usize,
+    /// Every server the policies stopped ACTIVE again, from the cell's start.
+    pub all_running_s: f64,
+    pub start_calls: u64,
+    pub start_ids_sent: u64,
+    pub start_ids_accepted: u64,
+    pub start_ids_redundant: u64,
+    pub start_ids_resent_after_lost: u64,
+    /// Servers stopped by hand that were started anyway.
+    pub started_not_stopped_by_policy: usize,
 }
 
 impl Figures {
     /// The targets this cell missed (all stopped and Ready are checked as
     /// the cell runs: a cell that never gets there fails with its own error).
     pub fn missed(&self) -> Vec<String> {
-        let mut missed = Vec::new();
+        let mut missed = self
+            .window
+            .as_ref()
+            .map_or_else(Vec::new, |w| w.missed(&self.cell));
         let plain_duplicates = self.stop_ids_redundant - self.stop_ids_resent_after_lost;
         if plain_duplicates > 0 {
             missed.push(format!(
@@ -92,6 +117,60 @@ impl Figures {
             })
             .collect()
     }
+}
+
+impl WindowFigures {
+    /// A server started twice while a start of it was in flight (re-sent after a lost
+    /// answer apart), or one started that the policies did not stop. Every server
+    /// stopped inside the window and running after it is checked as the cell runs.
+    fn missed(&self, cell: &str) -> Vec<String> {
+        let mut missed = Vec::new();
+        let plain_duplicates = self.start_ids_redundant - self.start_ids_resent_after_lost;
+        if plain_duplicates > 0 {
+            missed.push(format!(
+                "{cell}: {plain_duplicates} ids started twice (start_ids_redundant {} of which {} re-sent after a lost answer)",
+                self.start_ids_redundant, self.start_ids_resent_after_lost
+            ));
+        }
+        if self.started_not_stopped_by_policy > 0 {
+            missed.push(format!(
+                "{cell}: {} servers stopped by hand were started",
+                self.started_not_stopped_by_policy
+            ));
+        }
+        missed
+    }
+}
+
+/// The start figures of the cells with a window, or nothing.
+pub fn window_table(cells: &[Figures]) -> String {
+    let rows: Vec<String> = cells
+        .iter()
+        .filter_map(|c| {
+            let w = c.window.as_ref()?;
+            Some(format!(
+                "| {} | {} | {:.1}–{:.1} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
+                c.cell,
+                c.seed,
+                w.from_s,
+                w.to_s,
+                w.stopped_by_hand,
+                c.all_stopped_s,
+                w.all_running_s,
+                w.start_calls,
+                w.start_ids_sent,
+                w.start_ids_redundant,
+                w.start_ids_resent_after_lost,
+                w.started_not_stopped_by_policy,
+                c.responses_429,
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let head = "| cell | seed | window s | stopped by hand | all stopped s | all running again s | start calls | start ids sent | redundant starts | re-sent after a lost answer | started, not stopped by the policies | 429 |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    format!("\n{head}{}", rows.concat())
 }
 
 pub fn table(cells: &[Figures]) -> String {

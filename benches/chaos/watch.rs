@@ -1,6 +1,8 @@
 //! What the API server saw of a cell's policies, from one watch: every status write
 //! (each modification of a policy counted once, spec changes aside since nothing
-//! edits a spec during a cell) and when every policy was Stopped and Ready.
+//! edits a spec during a cell) and when every policy was where the cell wants it
+//! (Stopped and Ready; or, after a schedule window, Idle and Ready with nothing
+//! left to start).
 
 use anyhow::{Result, bail};
 use ecs_power_operator::policy::{EcsPowerPolicy, Phase};
@@ -14,9 +16,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default, Clone)]
 pub struct Seen {
     pub status_writes: u64,
-    /// Policy name -> Stopped with Ready=True in its last status.
+    /// Policy name -> where the cell wants it (its goal) in its last status.
     pub ready: HashMap<String, bool>,
-    /// When every one of the expected policies was first seen Stopped and Ready.
+    /// When every one of the expected policies was first seen at its goal.
     pub all_ready: Option<Instant>,
 }
 
@@ -27,7 +29,12 @@ pub struct PolicyWatch {
 }
 
 impl PolicyWatch {
-    pub fn start(client: &kube::Client, ns: &str, expected: usize) -> Self {
+    pub fn start(
+        client: &kube::Client,
+        ns: &str,
+        expected: usize,
+        goal: fn(&EcsPowerPolicy) -> bool,
+    ) -> Self {
         let api: Api<EcsPowerPolicy> = Api::namespaced(client.clone(), ns);
         let seen = Arc::new(Mutex::new(Seen::default()));
         let shared = Arc::clone(&seen);
@@ -49,7 +56,7 @@ impl PolicyWatch {
                 if live && changed {
                     seen.status_writes += 1;
                 }
-                seen.ready.insert(name, stopped_and_ready(&policy));
+                seen.ready.insert(name, goal(&policy));
                 if seen.all_ready.is_none()
                     && seen.ready.values().filter(|r| **r).count() == expected
                 {
@@ -64,7 +71,7 @@ impl PolicyWatch {
         self.seen.lock().unwrap().clone()
     }
 
-    /// Waits until every expected policy is Stopped and Ready at once.
+    /// Waits until every expected policy is at its goal at once.
     pub async fn wait_all_ready(&self, limit: Duration) -> Result<Instant> {
         let t0 = Instant::now();
         loop {
@@ -75,7 +82,7 @@ impl PolicyWatch {
             if t0.elapsed() > limit {
                 let ready = seen.ready.values().filter(|r| **r).count();
                 bail!(
-                    "only {ready} of {} policies seen Stopped and Ready after {limit:?}",
+                    "only {ready} of {} policies seen at their goal after {limit:?}",
                     seen.ready.len()
                 );
             }
@@ -90,13 +97,29 @@ impl Drop for PolicyWatch {
     }
 }
 
-fn stopped_and_ready(policy: &EcsPowerPolicy) -> bool {
+fn ready_in(policy: &EcsPowerPolicy, phase: Phase) -> bool {
     let Some(status) = policy.status.as_ref() else {
         return false;
     };
-    status.phase == Some(Phase::Stopped)
+    status.phase == Some(phase)
         && status
             .conditions
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The goal of a policy without a schedule.
+pub fn stopped_and_ready(policy: &EcsPowerPolicy) -> bool {
+    ready_in(policy, Phase::Stopped)
+}
+
+/// The goal of a policy after its window with afterWindow Start: Idle and Ready,
+/// every server it stopped started again.
+pub fn started_again(policy: &EcsPowerPolicy) -> bool {
+    ready_in(policy, Phase::Idle)
+        && policy
+            .status
+            .as_ref()
+            .and_then(|s| s.stopped_by_policy.as_ref())
+            .is_none_or(|record| record.servers.is_empty())
 }

@@ -1,5 +1,6 @@
 //! The figures of one benchmark run, their targets, and how they are printed.
 
+use crate::starts::{self, StartFigures};
 use crate::targeting::Targeting;
 use serde::Serialize;
 use std::time::Duration;
@@ -128,6 +129,8 @@ pub struct Report {
     pub naive_poll_ms: u64,
     pub cells: Vec<Cell>,
     pub naive: Option<NaiveFigures>,
+    /// The start cells (`--starts`).
+    pub starts: Vec<StartFigures>,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -142,6 +145,7 @@ impl Report {
             naive_poll_ms: settings.naive_poll.as_millis() as u64,
             cells: Vec::new(),
             naive: None,
+            starts: Vec::new(),
         }
     }
 
@@ -183,13 +187,38 @@ impl Report {
         missed
     }
 
-    /// A Markdown table of every cell and the baseline.
+    /// A Markdown table of every cell and the baseline, then one of the start cells
+    /// with each start call.
     pub fn table(&self) -> String {
         let mut out = format!(
             "\nbudget: {} servers per {} ms window; the simulator stops a server in {} ms\n\n",
             MAX_PER_CALL, self.window_ms, self.stop_ms
         );
-        out += "| N | P | by | stop calls (bound) | ids sent | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s | API server + etcd CPU s | last policy's ETA s, estimated at s (Stopped s, off) |\n";
+        if !self.cells.is_empty() {
+            out += &self.stop_table();
+        }
+        if !self.starts.is_empty() {
+            out += "\n";
+            out += starts::TABLE_HEAD;
+            for cell in &self.starts {
+                out += &cell.row();
+            }
+            for cell in &self.starts {
+                out += &format!(
+                    "\nN={} P={}:\n{}",
+                    cell.servers,
+                    cell.policies,
+                    cell.call_lines()
+                );
+            }
+        }
+        out
+    }
+
+    fn stop_table(&self) -> String {
+        let mut out = String::from(
+            "| N | P | by | stop calls (bound) | ids sent | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s | API server + etcd CPU s | last policy's ETA s, estimated at s (Stopped s, off) |\n",
+        );
         out += "|---:|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n";
         for cell in &self.cells {
             out += &cell.row();

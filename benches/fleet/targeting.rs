@@ -84,6 +84,7 @@ pub fn policy_target(targeting: Targeting, i: usize, ids: &[String], policies: u
             servers: Vec::new(),
             selector: tag("group".to_owned(), format!("g{i:04}")),
             max_servers: Some(ids.len().div_ceil(policies) as u32),
+            schedule: None,
         },
         Targeting::Overlap => Target {
             servers: Vec::new(),
@@ -92,6 +93,7 @@ pub fn policy_target(targeting: Targeting, i: usize, ids: &[String], policies: u
                 format!("v{:02}", i / OVERLAP_KEYS),
             ),
             max_servers: Some(MAX_SELECTED_PER_POLICY),
+            schedule: None,
         },
     }
 }

@@ -16,7 +16,8 @@ pub(super) fn router() -> Router<Arc<Sim>> {
         .route("/stats", get(stats))
         .route("/faults", get(faults).post(set_faults))
         .route("/servers", get(server_ids).post(add_servers))
-        .route("/servers/{id}/status", post(set_status))
+        .route("/jobs", get(jobs))
+        .route("/servers/{id}/status", get(status).post(set_status))
         .route("/servers/{id}/lock", post(set_locked))
         .route("/servers/{id}/name", post(set_name))
         .route("/servers/{id}/tags", post(set_tags))
@@ -64,6 +65,17 @@ struct AddServers {
 
 async fn add_servers(State(sim): State<Arc<Sim>>, Json(body): Json<AddServers>) -> Response {
     Json(json!({"ids": control(sim).add_servers(body.count)})).into_response()
+}
+
+async fn jobs(State(sim): State<Arc<Sim>>) -> Response {
+    Json(json!({ "jobs": control(sim).jobs() })).into_response()
+}
+
+async fn status(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    match control(sim).status(&id) {
+        Ok(status) => Json(json!({ "status": status })).into_response(),
+        Err(error) => admin_result(Err(error)),
+    }
 }
 
 #[derive(Deserialize)]

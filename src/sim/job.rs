@@ -5,6 +5,7 @@ use super::server::{Task, VmState, canonical_uuid};
 use crate::ecs::wire::{
     self, BatchAction, JobEntities, JobStatus, PowerActionType, SubJobEntities,
 };
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The server a sub-job names, as the request spelled it: kept as a UUID (16 bytes)
@@ -60,6 +61,21 @@ pub(super) struct Job {
     pub(super) failed: usize,
 }
 
+/// One job as `GET /_sim/jobs` lists it: what the cloud's audit trail shows of a
+/// batch action (when it was accepted, its kind and size), so a benchmark can time
+/// each call from the cloud's side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job_id: String,
+    /// `batchStopServers`, `batchStartServers`, `batchRebootServers`.
+    pub job_type: String,
+    /// When the action was accepted, Unix milliseconds (the job's `begin_time`).
+    pub begin_ms: i64,
+    /// Servers the action named.
+    pub servers: usize,
+    pub status: JobStatus,
+}
+
 /// Job times: `2016-04-25T20:04:47.591Z`.
 fn job_time(unix_milliseconds: i64) -> String {
     jiff::Timestamp::from_millisecond(unix_milliseconds)
@@ -77,6 +93,16 @@ impl Job {
             (0, 0) => JobStatus::Success,
             (0, _) => JobStatus::Fail,
             _ => JobStatus::Running,
+        }
+    }
+
+    pub(super) fn record(&self) -> JobRecord {
+        JobRecord {
+            job_id: self.id.clone(),
+            job_type: self.kind.job_type.to_owned(),
+            begin_ms: self.begin,
+            servers: self.initialising.as_ref().map_or(self.subs.len(), Vec::len),
+            status: self.status(),
         }
     }
 
@@ -179,11 +205,5 @@ pub(super) fn action_kind(action: &BatchAction) -> ActionKind {
             },
             target: VmState::Active,
         },
-    }
-}
-
-impl ActionKind {
-    pub(super) fn is_stop(&self) -> bool {
-        self.task == Task::PoweringOff
     }
 }

@@ -24,6 +24,7 @@ mod state;
 mod stats;
 mod tags;
 
+pub use job::JobRecord;
 pub use server::Status;
 pub use stats::SimStats;
 
@@ -366,6 +367,20 @@ impl SimControl {
     pub fn set_status(&self, id: &str, status: Status) -> Result<(), SimError> {
         let (mut state, now) = self.sim.state();
         state.set_status(id, status, now)
+    }
+
+    /// A server's status as a `show` would give it.
+    pub fn status(&self, id: &str) -> Result<Status, SimError> {
+        let (state, _) = self.sim.state();
+        state
+            .server(id)
+            .map(|server| server.status)
+            .ok_or_else(|| SimError::UnknownServer(id.to_owned()))
+    }
+
+    /// Every job the project has run, in submission order.
+    pub fn jobs(&self) -> Vec<JobRecord> {
+        self.sim.state().0.job_records()
     }
 
     pub fn set_locked(&self, id: &str, locked: bool) -> Result<(), SimError> {

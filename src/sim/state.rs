@@ -10,7 +10,7 @@ use super::failure::{
     Failure, budget_exceeded, busy, injected_subjob_failure, interrupted, invalid_parameter,
     locked, not_found, too_many_servers, wrong_status,
 };
-use super::job::{ActionKind, Job, SubJob, SubServer, action_kind};
+use super::job::{ActionKind, Job, JobRecord, SubJob, SubServer, action_kind};
 use super::limits::{Bucket, Budget};
 use super::listing::ListQuery;
 use super::profile::ProjectProfile;
@@ -37,13 +37,24 @@ enum Due {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     pub job_id: String,
-    /// Ids of a stop whose server was already SHUTOFF or already being stopped
-    /// (powering-off, or named by a stop job still INIT); 0 for start and reboot.
-    pub redundant_stops: usize,
-    /// Of those, ids whose server looked untouched (ACTIVE, no task) because the only
-    /// stop naming it is a job still INIT whose answer the client never got: a
-    /// client may re-send those after a listing, as the operator's rules allow.
+    /// Ids of a stop (start) whose server was already SHUTOFF (ACTIVE) or already
+    /// being stopped (started): in that task, or named by such a job still INIT; 0
+    /// for a reboot.
+    pub redundant: usize,
+    /// Of those, ids whose server looked untouched (no task, not yet where the action
+    /// heads) because the only jobs of this action naming it are still INIT and their
+    /// answer never reached the client: a client may re-send those after a listing,
+    /// as the operator's rules allow.
     pub resent_after_lost: usize,
+}
+
+/// Server index -> jobs of one power action (stop or start) still INIT that name it,
+/// and of those the jobs whose answer was lost (a 504 or a reset connection). Empty
+/// without `job_init_ms`.
+#[derive(Debug, Default)]
+struct Initialising {
+    named: HashMap<usize, u32>,
+    lost: HashMap<usize, u32>,
 }
 
 /// How the gateway answers an accepted action, drawn from the seeded faults.
@@ -93,10 +104,8 @@ pub struct State {
     next_seq: u64,
     jobs: Vec<Job>,
     job_index: HashMap<String, usize>,
-    /// Server index -> stop jobs still INIT that name it; empty without `job_init_ms`.
-    initialising_stops: HashMap<usize, u32>,
-    /// Of those, the jobs whose answer was lost (a 504 or a reset connection).
-    initialising_lost_stops: HashMap<usize, u32>,
+    initialising_stops: Initialising,
+    initialising_starts: Initialising,
     budget: Budget,
     bucket: Bucket,
     pub faults: Faults,
@@ -122,8 +131,8 @@ impl State {
             next_seq: 0,
             jobs: Vec::new(),
             job_index: HashMap::new(),
-            initialising_stops: HashMap::new(),
-            initialising_lost_stops: HashMap::new(),
+            initialising_stops: Initialising::default(),
+            initialising_starts: Initialising::default(),
             budget: Budget::default(),
             bucket: Bucket::new(config.throttle_rps, now),
             faults: config.faults(),
@@ -315,19 +324,20 @@ impl State {
             return Err(budget_exceeded(self.servers_per_window, self.budget_window));
         }
 
-        let (redundant_stops, resent_after_lost) = if kind.is_stop() {
-            let redundant: Vec<&str> = ids
-                .iter()
-                .map(|s| s.id.as_str())
-                .filter(|id| self.already_stopping(id))
-                .collect();
-            let after_lost = redundant
-                .iter()
-                .filter(|id| self.only_in_lost_init(id))
-                .count();
-            (redundant.len(), after_lost)
-        } else {
-            (0, 0)
+        let (redundant, resent_after_lost) = match self.initialising(&kind) {
+            Some(initialising) => {
+                let redundant: Vec<usize> = ids
+                    .iter()
+                    .filter_map(|s| self.lookup(&s.id))
+                    .filter(|&index| self.already_under_way(index, &kind, initialising))
+                    .collect();
+                let after_lost = redundant
+                    .iter()
+                    .filter(|&&index| self.only_in_lost_init(index, &kind, initialising))
+                    .count();
+                (redundant.len(), after_lost)
+            }
+            None => (0, 0),
         };
         let job = self.jobs.len();
         let job_id = hex::encode(self.random_bytes());
@@ -348,20 +358,36 @@ impl State {
         if init.is_zero() {
             self.start_job(job, now);
         } else {
-            if kind.is_stop() {
-                for server in ids {
-                    if let Some(index) = self.lookup(&server.id) {
-                        *self.initialising_stops.entry(index).or_default() += 1;
-                    }
+            let indexes: Vec<usize> = ids.iter().filter_map(|s| self.lookup(&s.id)).collect();
+            if let Some(initialising) = self.initialising_mut(&kind) {
+                for index in indexes {
+                    *initialising.named.entry(index).or_default() += 1;
                 }
             }
             self.schedule(now + init, Due::JobStart(job));
         }
         Ok(Accepted {
             job_id,
-            redundant_stops,
+            redundant,
             resent_after_lost,
         })
+    }
+
+    /// The INIT jobs of a stop or a start (a reboot is not tracked).
+    fn initialising(&self, kind: &ActionKind) -> Option<&Initialising> {
+        match kind.task {
+            Task::PoweringOff => Some(&self.initialising_stops),
+            Task::PoweringOn => Some(&self.initialising_starts),
+            Task::Rebooting | Task::RebootingHard => None,
+        }
+    }
+
+    fn initialising_mut(&mut self, kind: &ActionKind) -> Option<&mut Initialising> {
+        match kind.task {
+            Task::PoweringOff => Some(&mut self.initialising_stops),
+            Task::PoweringOn => Some(&mut self.initialising_starts),
+            Task::Rebooting | Task::RebootingHard => None,
+        }
     }
 
     /// The client never got the answer of this accepted action (504 or reset): while
@@ -373,38 +399,36 @@ impl State {
         };
         self.jobs[job].answer_lost = true;
         let job = &self.jobs[job];
-        let Some(ids) = job.initialising.as_ref().filter(|_| job.kind.is_stop()) else {
+        let Some(ids) = job.initialising.as_ref() else {
             return;
         };
+        let kind = job.kind;
         let indexes: Vec<usize> = ids.iter().filter_map(|id| self.lookup(id)).collect();
-        for index in indexes {
-            *self.initialising_lost_stops.entry(index).or_default() += 1;
+        if let Some(initialising) = self.initialising_mut(&kind) {
+            for index in indexes {
+                *initialising.lost.entry(index).or_default() += 1;
+            }
         }
     }
 
-    /// ACTIVE with no task, and named only by INIT stop jobs whose answer was lost.
-    fn only_in_lost_init(&self, id: &str) -> bool {
-        let Some(index) = self.lookup(id) else {
-            return false;
-        };
+    /// No task, not where the action heads, and named only by INIT jobs of that action
+    /// whose answer was lost.
+    fn only_in_lost_init(&self, index: usize, kind: &ActionKind, init: &Initialising) -> bool {
         let server = &self.servers[index];
-        let lost = self.initialising_lost_stops.get(&index).copied();
+        let lost = init.lost.get(&index).copied();
         server.task.is_none()
-            && server.vm != VmState::Stopped
-            && lost.is_some_and(|n| Some(n) == self.initialising_stops.get(&index).copied())
+            && server.vm != kind.target
+            && lost.is_some_and(|n| Some(n) == init.named.get(&index).copied())
     }
 
-    /// A stop of this server would change nothing: it is SHUTOFF (and not starting),
-    /// powering off, or named by a stop job still INIT.
-    fn already_stopping(&self, id: &str) -> bool {
-        let Some(index) = self.lookup(id) else {
-            return false;
-        };
+    /// The action would change nothing for this server: it is where the action heads
+    /// (SHUTOFF for a stop, ACTIVE for a start) with no task, already in the action's
+    /// task (powering off, powering on), or named by such a job still INIT.
+    fn already_under_way(&self, index: usize, kind: &ActionKind, init: &Initialising) -> bool {
         let server = &self.servers[index];
         match server.task {
-            Some(Task::PoweringOff) => true,
-            Some(_) => false,
-            None => server.vm == VmState::Stopped || self.initialising_stops.contains_key(&index),
+            Some(task) => task == kind.task,
+            None => server.vm == kind.target || init.named.contains_key(&index),
         }
     }
 
@@ -421,9 +445,7 @@ impl State {
         let mut subs = Vec::with_capacity(ids.len());
         let (mut running, mut failed) = (0, 0);
         for (sub, server_id) in ids.into_iter().enumerate() {
-            if kind.is_stop() {
-                self.forget_initialising_stop(&server_id, answer_lost);
-            }
+            self.forget_initialising(&server_id, &kind, answer_lost);
             let check = self.refuse(&server_id, &kind);
             let sub_id = self.random_bytes();
             let (status, failure, end) = match check {
@@ -463,13 +485,16 @@ impl State {
         job.failed = failed;
     }
 
-    fn forget_initialising_stop(&mut self, server_id: &str, answer_lost: bool) {
+    fn forget_initialising(&mut self, server_id: &str, kind: &ActionKind, answer_lost: bool) {
         let Some(index) = self.lookup(server_id) else {
             return;
         };
-        decrement(&mut self.initialising_stops, index);
+        let Some(initialising) = self.initialising_mut(kind) else {
+            return;
+        };
+        decrement(&mut initialising.named, index);
         if answer_lost {
-            decrement(&mut self.initialising_lost_stops, index);
+            decrement(&mut initialising.lost, index);
         }
     }
 
@@ -483,6 +508,11 @@ impl State {
         } else {
             Answer::Accepted
         }
+    }
+
+    /// Every job, in submission order.
+    pub fn job_records(&self) -> Vec<JobRecord> {
+        self.jobs.iter().map(Job::record).collect()
     }
 
     pub fn job(&self, job_id: &str) -> Option<wire::Job> {
@@ -700,7 +730,7 @@ mod tests {
         let subs = running.entities.sub_jobs.unwrap();
         assert_eq!(subs[0].status, JobStatus::Running);
         assert_eq!(subs[1].error_code.as_deref(), Some("Ecs.0100"));
-        assert!(s.initialising_stops.is_empty());
+        assert!(s.initialising_stops.named.is_empty());
 
         s.advance(t0 + Duration::from_secs(11));
         assert_eq!(s.job(&job).unwrap().status, JobStatus::Fail);

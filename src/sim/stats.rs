@@ -5,18 +5,38 @@ use super::state::{Accepted, Answer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The ids of one power action's calls (stops, or starts).
+#[derive(Debug, Default)]
+struct ActionIds {
+    calls: u64,
+    total: u64,
+    max: u64,
+    accepted: u64,
+    redundant: u64,
+    resent_after_lost: u64,
+}
+
+impl ActionIds {
+    fn asked(&mut self, ids: usize) {
+        self.calls += 1;
+        self.total += ids as u64;
+        self.max = self.max.max(ids as u64);
+    }
+
+    fn accepted(&mut self, ids: usize, accepted: &Accepted) {
+        self.accepted += ids as u64;
+        self.redundant += accepted.redundant as u64;
+        self.resent_after_lost += accepted.resent_after_lost as u64;
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     requests: BTreeMap<&'static str, BTreeMap<u16, u64>>,
-    stop_calls: u64,
-    stop_ids_total: u64,
-    stop_ids_max: u64,
-    stop_ids_accepted: u64,
-    stop_ids_redundant: u64,
-    stop_ids_resent_after_lost: u64,
+    stops: ActionIds,
+    starts: ActionIds,
     accepted_then_failed: u64,
     accepted_then_dropped: u64,
-    start_calls: u64,
     reboot_calls: u64,
     rate_limited: u64,
     budget_refusals: u64,
@@ -38,22 +58,18 @@ impl Counters {
     /// 1001 ids must show up in `stop_ids_max`.
     pub fn action(&mut self, operation: &str, ids: usize) {
         match operation {
-            "os-stop" => {
-                self.stop_calls += 1;
-                self.stop_ids_total += ids as u64;
-                self.stop_ids_max = self.stop_ids_max.max(ids as u64);
-            }
-            "os-start" => self.start_calls += 1,
+            "os-stop" => self.stops.asked(ids),
+            "os-start" => self.starts.asked(ids),
             _ => self.reboot_calls += 1,
         }
     }
 
     /// A batch action the service accepted (job created), whatever the client got.
     pub fn accepted(&mut self, operation: &str, ids: usize, accepted: &Accepted, answer: Answer) {
-        if operation == "os-stop" {
-            self.stop_ids_accepted += ids as u64;
-            self.stop_ids_redundant += accepted.redundant_stops as u64;
-            self.stop_ids_resent_after_lost += accepted.resent_after_lost as u64;
+        match operation {
+            "os-stop" => self.stops.accepted(ids, accepted),
+            "os-start" => self.starts.accepted(ids, accepted),
+            _ => {}
         }
         match answer {
             Answer::Accepted => {}
@@ -85,15 +101,20 @@ impl Counters {
                 .iter()
                 .map(|(op, codes)| ((*op).to_owned(), codes.clone()))
                 .collect(),
-            stop_calls: self.stop_calls,
-            stop_ids_total: self.stop_ids_total,
-            stop_ids_max: self.stop_ids_max,
-            stop_ids_accepted: self.stop_ids_accepted,
-            stop_ids_redundant: self.stop_ids_redundant,
-            stop_ids_resent_after_lost: self.stop_ids_resent_after_lost,
+            stop_calls: self.stops.calls,
+            stop_ids_total: self.stops.total,
+            stop_ids_max: self.stops.max,
+            stop_ids_accepted: self.stops.accepted,
+            stop_ids_redundant: self.stops.redundant,
+            stop_ids_resent_after_lost: self.stops.resent_after_lost,
             accepted_then_failed: self.accepted_then_failed,
             accepted_then_dropped: self.accepted_then_dropped,
-            start_calls: self.start_calls,
+            start_calls: self.starts.calls,
+            start_ids_total: self.starts.total,
+            start_ids_max: self.starts.max,
+            start_ids_accepted: self.starts.accepted,
+            start_ids_redundant: self.starts.redundant,
+            start_ids_resent_after_lost: self.starts.resent_after_lost,
             reboot_calls: self.reboot_calls,
             responses_429: self.rate_limited + self.budget_refusals,
             rate_limited: self.rate_limited,
@@ -135,7 +156,23 @@ pub struct SimStats {
     pub accepted_then_failed: u64,
     /// Accepted batch actions whose connection `accept_then_drop_rate` reset.
     pub accepted_then_dropped: u64,
+    /// Well-formed `os-start` bodies, whatever the answer.
     pub start_calls: u64,
+    /// The start counters, as the stop ones: ids asked for, the most in one body,
+    /// ids of accepted calls, of those the redundant ones (the server already ACTIVE
+    /// with no task, powering on, or named by a start job still INIT), and of those
+    /// the ones re-sent after a lost answer (SHUTOFF with no task, named only by INIT
+    /// start jobs whose answer the client never got).
+    #[serde(default)]
+    pub start_ids_total: u64,
+    #[serde(default)]
+    pub start_ids_max: u64,
+    #[serde(default)]
+    pub start_ids_accepted: u64,
+    #[serde(default)]
+    pub start_ids_redundant: u64,
+    #[serde(default)]
+    pub start_ids_resent_after_lost: u64,
     pub reboot_calls: u64,
     /// Every 429 sent: `rate_limited` + `budget_refusals`.
     pub responses_429: u64,
