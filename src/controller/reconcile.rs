@@ -8,7 +8,9 @@ use super::timing::{Timing, timing_of};
 use crate::ecs::endpoint;
 use crate::ecs::error::{EcsError, ErrorKind, NoAnswer};
 use crate::ecs::wire::PowerActionType;
-use crate::fleet::{CloudTarget, FleetRequest, FleetView, Lane, PolicyKey, SyncError, Synced};
+use crate::fleet::{
+    CloudTarget, Fleet, FleetRequest, FleetView, Lane, PolicyKey, SyncError, Synced,
+};
 use crate::plan::{Mode, PlanOutcome};
 use crate::policy::{
     EcsPowerPolicy, EcsPowerPolicyStatus, ScheduleStatus, StopType, StoppedByPolicy, status_time,
@@ -132,6 +134,7 @@ enum Prepared {
         mode: Mode,
         /// With its start lead time, if it has one.
         timing: Timing,
+        fleet: Arc<Fleet>,
     },
     /// The fleet's listing is still under way (a slow endpoint): nothing to report
     /// yet, and the sync slot is given back until it is done.
@@ -273,6 +276,7 @@ async fn prepare(
             synced: Box::new(synced),
             mode,
             timing,
+            fleet,
         }),
         Ok(None) => Ok(Prepared::Listing),
         Err(SyncError::Ecs(error)) => prepared_from(ctx, key, error),
@@ -387,12 +391,13 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
         Ok(prepared) => prepared,
         Err(error) => return Err(report_error(policy, ctx, key, &previous, error).await),
     };
-    let (synced, mode, timing) = match prepared {
+    let (synced, mode, timing, fleet) = match prepared {
         Prepared::Planned {
             synced,
             mode,
             timing,
-        } => (synced, mode, timing),
+            fleet,
+        } => (synced, mode, timing, fleet),
         // A sync plans: nothing registers only (it is the first round's first step).
         Prepared::Listing | Prepared::Registered => {
             return Ok(Action::requeue(ctx.config.active_requeue));
@@ -438,6 +443,10 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
             now,
         },
     );
+    let recorded = next
+        .stopped_by_policy
+        .as_ref()
+        .map_or(0, |record| record.servers.len());
     write_status(policy, ctx, key, &previous, next).await?;
     ctx.synced(key);
     // Its stops all wait for budget: it is synced when they go out (the worker says
@@ -445,6 +454,15 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
     let waiting = !powering_off && view.waiting_for_budget;
     let due = next_sync_in(ctx, &view.outcome, &view.jobs, waiting);
     // At the next window edge or override expiry, not a drift interval later.
+    // The Auto lead the requeue waits for counts what this sync recorded: the record
+    // it read may lack the servers of the stop jobs it just took in, and a lead for
+    // fewer servers would begin starting too late.
+    let timing = match timing.start_lead() {
+        Some(StartLead::Auto) if recorded > 0 => {
+            timing.with_lead_at_least(fleet.start_lead(key, recorded))
+        }
+        _ => timing,
+    };
     let edge = timing.next_change_in(jiff::Timestamp::now());
     Ok(Action::requeue(edge.map_or(due, |edge| edge.min(due))))
 }

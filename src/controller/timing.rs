@@ -105,6 +105,15 @@ impl Timing {
         }
     }
 
+    /// The same, with a lead of at least `lead`: an `Auto` lead worked out again for
+    /// a record that grew during the sync.
+    pub fn with_lead_at_least(self, lead: Duration) -> Self {
+        Self {
+            lead: self.lead.max(lead),
+            ..self
+        }
+    }
+
     /// Inside the window, within the lead time of its end or starting early for it.
     fn starting_early(&self) -> bool {
         let Some(end) = self.verdict.next_start else {
