@@ -366,6 +366,31 @@ mod tests {
     }
 
     #[test]
+    fn a_lead_worked_out_again_for_a_grown_record_only_brings_the_requeue_earlier() {
+        let spec = ScheduleSpec {
+            after_window: AfterWindow::Start,
+            start_lead_time: Some("Auto".into()),
+            ..friday("UTC")
+        };
+        let p = policy(Some(spec), None);
+        let at = ts("2026-12-11T10:00:30Z");
+        // Read with fewer servers recorded: 5 s before the end.
+        let read = timing_of(&p, at)
+            .unwrap()
+            .with_start_lead(Duration::from_secs(5), None);
+        assert_eq!(read.next_change_in(at), Some(Duration::from_millis(25_005)));
+        // The sync recorded more: 20 s before the end, so due in 10 s.
+        let grown = read.with_lead_at_least(Duration::from_secs(20));
+        assert_eq!(
+            grown.next_change_in(at),
+            Some(Duration::from_millis(10_005))
+        );
+        // A smaller lead leaves it as it was.
+        let kept = grown.with_lead_at_least(Duration::from_secs(1));
+        assert_eq!(kept.next_change_in(at), Some(Duration::from_millis(10_005)));
+    }
+
+    #[test]
     fn with_a_lead_time_starting_begins_that_long_before_the_window_ends() {
         let spec = ScheduleSpec {
             after_window: AfterWindow::Start,
