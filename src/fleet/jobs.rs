@@ -61,13 +61,14 @@ fn sub_job_server(sub: &SubJob) -> Option<&str> {
 }
 
 impl TrackedJob {
-    /// A job this process submitted and got the answer of at `now`.
+    /// A job whose call carried `ids`, submitted at `submitted_at`: by this process
+    /// (answered then), or by an earlier one (see [`Self::inherited`]).
     pub fn submitted(
         job_id: String,
         ids: Vec<String>,
         policies: BTreeSet<PolicyKey>,
         action: JobAction,
-        now: Now,
+        submitted_at: jiff::Timestamp,
     ) -> Self {
         Self {
             job_id,
@@ -75,7 +76,7 @@ impl TrackedJob {
             servers: ids.into_iter().map(|id| (id, JobStatus::Init)).collect(),
             candidates: HashSet::new(),
             policies,
-            submitted_at: now.wall,
+            submitted_at,
             status: JobStatus::Init,
             completed: None,
         }
@@ -84,20 +85,13 @@ impl TrackedJob {
     /// A job an earlier process submitted, as the project's call journal kept it:
     /// its servers are known from the call.
     pub fn inherited(job: &InheritedJob) -> Self {
-        Self {
-            job_id: job.job_id.clone(),
-            servers: job
-                .ids
-                .iter()
-                .map(|id| (id.clone(), JobStatus::Init))
-                .collect(),
-            candidates: HashSet::new(),
-            policies: job.policies.iter().cloned().collect(),
-            action: job.action,
-            submitted_at: job.submitted_at,
-            status: JobStatus::Init,
-            completed: None,
-        }
+        Self::submitted(
+            job.job_id.clone(),
+            job.ids.clone(),
+            job.policies.iter().cloned().collect(),
+            job.action,
+            job.submitted_at,
+        )
     }
 
     /// A job a policy's status lists as unfinished (after a restart or a leader
@@ -322,8 +316,13 @@ pub(super) mod tests {
     #[test]
     fn outcome_is_reported_once_when_the_job_finishes() {
         let ids = vec!["a".to_string(), "b".to_string()];
-        let mut tracked =
-            TrackedJob::submitted("j".into(), ids, BTreeSet::new(), JobAction::Stop, now());
+        let mut tracked = TrackedJob::submitted(
+            "j".into(),
+            ids,
+            BTreeSet::new(),
+            JobAction::Stop,
+            now().wall,
+        );
         let running = job(
             JobStatus::Running,
             vec![
@@ -379,8 +378,13 @@ pub(super) mod tests {
     #[test]
     fn view_counts_only_the_policys_servers() {
         let ids = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let mut tracked =
-            TrackedJob::submitted("j".into(), ids, BTreeSet::new(), JobAction::Stop, now());
+        let mut tracked = TrackedJob::submitted(
+            "j".into(),
+            ids,
+            BTreeSet::new(),
+            JobAction::Stop,
+            now().wall,
+        );
         tracked.update(
             job(
                 JobStatus::Running,

@@ -132,6 +132,15 @@ impl LostJob {
     }
 }
 
+/// The entries of a call that some policy still wants: those every policy withdrew
+/// go nowhere.
+fn still_wanted(entries: Entries) -> Entries {
+    entries
+        .into_iter()
+        .filter(|e| !e.policies.is_empty())
+        .collect()
+}
+
 /// What one sync is about.
 #[derive(Debug, Clone, Copy)]
 pub struct SyncRequest<'a> {
@@ -640,11 +649,7 @@ impl FleetState {
     /// lane, and holds the fleet's calls for the back-off.
     fn put_back(&mut self, call: Call, now: Instant) {
         self.throttled_until = Some(now + self.config.throttle_backoff);
-        let wanted: Entries = call
-            .entries
-            .into_iter()
-            .filter(|e| !e.policies.is_empty())
-            .collect();
+        let wanted = still_wanted(call.entries);
         let state = self.lanes.entry(call.lane).or_default();
         if call.half {
             if !wanted.is_empty() {
@@ -704,7 +709,7 @@ impl FleetState {
                         ids,
                         policies,
                         call.lane.job_action(),
-                        now,
+                        now.wall,
                     ),
                 );
                 return recorded;
@@ -712,7 +717,7 @@ impl FleetState {
             Err(error) => error,
         };
         // Ids every policy withdrew meanwhile go nowhere but unknown outcomes.
-        let still_wanted = call
+        let wanted_count = call
             .entries
             .iter()
             .filter(|e| !e.policies.is_empty())
@@ -731,12 +736,8 @@ impl FleetState {
             // Refused because of some of its servers (locked, in the wrong state,
             // gone), without saying which: each half goes on its own, down to the
             // single servers at fault, as AWS Instance Scheduler does.
-            ErrorKind::Invalid | ErrorKind::NotFound if still_wanted > 1 => {
-                let mut first: Entries = call
-                    .entries
-                    .into_iter()
-                    .filter(|e| !e.policies.is_empty())
-                    .collect();
+            ErrorKind::Invalid | ErrorKind::NotFound if wanted_count > 1 => {
+                let mut first = still_wanted(call.entries);
                 let second = first.split_off(first.len() / 2);
                 let state = self.lanes.entry(call.lane).or_default();
                 state.halves.push_front(second);
