@@ -87,10 +87,10 @@ impl TrackedJob {
     pub fn inherited(job: &InheritedJob) -> Self {
         Self::submitted(
             job.job_id.clone(),
-            job.ids.clone(),
-            job.policies.iter().cloned().collect(),
-            job.action,
-            job.submitted_at,
+            job.call.ids.clone(),
+            job.call.policies.iter().cloned().collect(),
+            job.call.action,
+            job.call.sent_at,
         )
     }
 

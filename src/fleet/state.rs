@@ -27,6 +27,9 @@ use crate::plan::{
 use crate::policy::JobAction;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio::time::Instant;
+use unknown_stops::UnknownStops;
+
+mod unknown_stops;
 
 /// The time of a decision, on both clocks: the monotonic one orders events inside the
 /// process, the wall clock is what status and retry backoffs show.
@@ -212,6 +215,8 @@ pub struct FleetState {
     /// them. Not at once: a busy cloud leaves a new job's servers untouched for a
     /// while, and a listing then would show them as if the call had never come.
     unknown: HashMap<String, Instant>,
+    /// Of those, the servers of stop calls, with the policies they were for.
+    unknown_stops: UnknownStops,
     jobs: HashMap<String, TrackedJob>,
     lost: Vec<LostJob>,
     /// Why each job given up on since [`Self::expire`] last said so: for the metric.
@@ -234,6 +239,7 @@ impl FleetState {
             calls: HashMap::new(),
             next_call: 0,
             unknown: HashMap::new(),
+            unknown_stops: UnknownStops::default(),
             jobs: HashMap::new(),
             lost: Vec::new(),
             newly_lost: Vec::new(),
@@ -287,6 +293,8 @@ impl FleetState {
         // A listing that began after an unknown outcome could show has settled it.
         self.unknown
             .retain(|_, settles_at| observed.listed_at <= *settles_at);
+        self.unknown_stops
+            .settle(observed.servers, observed.listed_at);
         let in_flight = self.in_flight(policy, request.lane, request.desired, observed.listed_at);
         let retries: HashMap<String, RetryState> = self
             .retry
@@ -362,27 +370,38 @@ impl FleetState {
     }
 
     /// The servers of `desired` whose newest job of `policy` is a stop that succeeded
-    /// for them. A finished stop job stays tracked for its retention: a start job sent
-    /// after it hides its servers, so they are not counted as stopped again.
+    /// for them, or whose newest call of it is a stop with an unknown outcome that a
+    /// listing then showed shut off. A finished stop job stays tracked for its
+    /// retention: a start job sent after it hides its servers, so they are not
+    /// counted as stopped again.
     fn stopped_by(&self, policy: &PolicyKey, desired: &HashSet<String>) -> Vec<String> {
-        let mut own: Vec<&TrackedJob> = self
+        let jobs = self
             .jobs
             .values()
             .filter(|job| job.policies.contains(policy))
-            .collect();
-        own.sort_by_key(|job| job.submitted_at);
-        let mut newest: HashMap<&String, bool> = HashMap::new();
-        for job in own {
-            for (id, status) in job.sub_job_statuses() {
-                if desired.contains(id) {
+            .flat_map(|job| {
+                job.sub_job_statuses().map(|(id, status)| {
                     let stopped = job.action == JobAction::Stop && status == JobStatus::Success;
-                    newest.insert(id, stopped);
-                }
+                    (id, job.submitted_at, stopped)
+                })
+            });
+        let presumed = self
+            .unknown_stops
+            .stopped_by(policy)
+            .map(|(id, sent_at)| (id, sent_at, true));
+        let mut newest: HashMap<&String, (jiff::Timestamp, bool)> = HashMap::new();
+        for (id, at, stopped) in jobs.chain(presumed) {
+            if !desired.contains(id) {
+                continue;
+            }
+            let entry = newest.entry(id).or_insert((at, stopped));
+            if at >= entry.0 {
+                *entry = (at, stopped);
             }
         }
         let mut stopped: Vec<String> = newest
             .into_iter()
-            .filter(|(_, stopped)| *stopped)
+            .filter(|(_, (_, stopped))| *stopped)
             .map(|(id, _)| id.clone())
             .collect();
         stopped.sort_unstable();
@@ -728,7 +747,13 @@ impl FleetState {
             // Maybe accepted: never re-sent blindly; a later listing decides.
             ErrorKind::OutcomeUnknown => {
                 let settles_at = now.at + self.config.unknown_outcome_settle;
+                let stop = call.lane.job_action() == JobAction::Stop;
                 for entry in call.entries {
+                    if stop {
+                        let id = entry.id.clone();
+                        self.unknown_stops
+                            .add(id, entry.policies, now.wall, settles_at);
+                    }
                     self.unknown.insert(entry.id, settles_at);
                 }
                 recorded.relist = true;
@@ -827,8 +852,15 @@ impl FleetState {
                 .or_insert_with(|| TrackedJob::inherited(job));
         }
         let settles_at = now.at + self.config.unknown_outcome_settle;
-        for id in &inherited.unknown {
-            self.unknown.insert(id.clone(), settles_at);
+        for call in &inherited.unknown {
+            for id in &call.ids {
+                if call.action == JobAction::Stop {
+                    let policies = call.policies.clone();
+                    self.unknown_stops
+                        .add(id.clone(), policies, call.sent_at, settles_at);
+                }
+                self.unknown.insert(id.clone(), settles_at);
+            }
         }
     }
 
@@ -913,6 +945,7 @@ impl FleetState {
         let retention = self.config.finished_job_retention;
         self.jobs
             .retain(|_, job| !job.finished_before(retention, now.at));
+        self.unknown_stops.expire(retention, now.at);
         self.lost
             .retain(|lost| now.at.saturating_duration_since(lost.at.1) < retention);
         std::mem::take(&mut self.newly_lost)

@@ -12,7 +12,7 @@
 mod record;
 mod store;
 
-pub use record::{Inherited, InheritedJob, Retention};
+pub use record::{Inherited, InheritedCall, InheritedJob, Retention};
 #[cfg(test)]
 pub use store::MemoryJournals;
 pub use store::{ConfigMapJournals, JournalStore, JournalStores};
@@ -106,7 +106,7 @@ impl CallJournal {
                     tracing::info!(
                         budget_spent = inherited.spent.iter().map(|(_, n)| n).sum::<usize>(),
                         jobs = inherited.jobs.len(),
-                        unknown_outcomes = inherited.unknown.len(),
+                        unknown_outcomes = inherited.unknown.iter().map(|call| call.ids.len()).sum::<usize>(),
                         "call journal taken over from an earlier process"
                     );
                 }

@@ -51,14 +51,20 @@ impl CallRecord {
     }
 }
 
+/// A call an earlier process sent whose servers may still be acted on under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InheritedCall {
+    pub action: JobAction,
+    pub ids: Vec<String>,
+    pub policies: Vec<PolicyKey>,
+    pub sent_at: jiff::Timestamp,
+}
+
 /// A job an earlier process submitted and did not see finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InheritedJob {
     pub job_id: String,
-    pub action: JobAction,
-    pub ids: Vec<String>,
-    pub policies: Vec<PolicyKey>,
-    pub submitted_at: jiff::Timestamp,
+    pub call: InheritedCall,
 }
 
 /// What a new process takes over from the journal of the ones before it.
@@ -67,8 +73,9 @@ pub struct Inherited {
     /// Servers the cloud still counts: each from the instant it counts them.
     pub spent: Vec<(jiff::Timestamp, usize)>,
     pub jobs: Vec<InheritedJob>,
-    /// Ids of calls whose outcome nobody knows: in flight until a listing shows them.
-    pub unknown: Vec<String>,
+    /// Calls whose outcome nobody knows: their servers are in flight until a listing
+    /// shows them.
+    pub unknown: Vec<InheritedCall>,
 }
 
 /// How long the journal keeps what.
@@ -190,16 +197,21 @@ impl Journal {
                     .spent
                     .push((held_until - retention.window, call.servers));
             }
+            if call.ids.is_empty() {
+                continue;
+            }
+            let inherited_call = InheritedCall {
+                action: call.action,
+                ids: call.ids.clone(),
+                policies: call.policies.clone(),
+                sent_at: call.sent_at,
+            };
             match &call.job_id {
-                Some(job_id) if !call.ids.is_empty() => inherited.jobs.push(InheritedJob {
+                Some(job_id) => inherited.jobs.push(InheritedJob {
                     job_id: job_id.clone(),
-                    action: call.action,
-                    ids: call.ids.clone(),
-                    policies: call.policies.clone(),
-                    submitted_at: call.sent_at,
+                    call: inherited_call,
                 }),
-                Some(_) => {}
-                None => inherited.unknown.extend(call.ids.iter().cloned()),
+                None => inherited.unknown.push(inherited_call),
             }
         }
         inherited
@@ -228,6 +240,14 @@ mod tests {
         vec![PolicyKey::new("ns", "p")]
     }
 
+    fn unknown_ids(inherited: &Inherited) -> Vec<String> {
+        inherited
+            .unknown
+            .iter()
+            .flat_map(|call| call.ids.iter().cloned())
+            .collect()
+    }
+
     #[test]
     fn an_accepted_call_is_inherited_as_its_job_and_its_budget_from_the_answer() {
         let mut journal = Journal::default();
@@ -241,10 +261,12 @@ mod tests {
             inherited.jobs,
             vec![InheritedJob {
                 job_id: "job-1".into(),
-                action: JobAction::Stop,
-                ids: ids(&["a", "b"]),
-                policies: policy(),
-                submitted_at: at(0),
+                call: InheritedCall {
+                    action: JobAction::Stop,
+                    ids: ids(&["a", "b"]),
+                    policies: policy(),
+                    sent_at: at(0),
+                },
             }]
         );
         assert!(inherited.unknown.is_empty());
@@ -256,12 +278,21 @@ mod tests {
         journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0));
         let inherited = journal.inherit(RETENTION, at(5));
         assert_eq!(inherited.spent, vec![(at(5) + CLOCK_MARGIN, 1)]);
-        assert_eq!(inherited.unknown, ids(&["a"]));
+        assert_eq!(
+            inherited.unknown,
+            vec![InheritedCall {
+                action: JobAction::Stop,
+                ids: ids(&["a"]),
+                policies: policy(),
+                sent_at: at(0),
+            }],
+            "with the policies it was for, to know whose stop it was"
+        );
         assert!(inherited.jobs.is_empty());
         // A second restart soon after still holds it, from the first restart.
         let again = journal.inherit(RETENTION, at(8));
         assert_eq!(again.spent, vec![(at(5) + CLOCK_MARGIN, 1)]);
-        assert_eq!(again.unknown, ids(&["a"]));
+        assert_eq!(unknown_ids(&again), ids(&["a"]));
     }
 
     #[test]
@@ -294,7 +325,7 @@ mod tests {
         let seq = journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0));
         journal.outcome_unknown(seq, at(1));
         assert_eq!(
-            journal.clone().inherit(RETENTION, at(10)).unknown,
+            unknown_ids(&journal.clone().inherit(RETENTION, at(10))),
             ids(&["a"])
         );
         let later = journal.clone().inherit(RETENTION, at(11));
@@ -314,7 +345,7 @@ mod tests {
         assert_eq!(journal.len(), 1, "the call under way stays");
         let inherited = journal.inherit(RETENTION, at(1800));
         assert!(inherited.jobs.is_empty());
-        assert_eq!(inherited.unknown, ids(&["b"]));
+        assert_eq!(unknown_ids(&inherited), ids(&["b"]));
     }
 
     #[test]

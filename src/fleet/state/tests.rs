@@ -5,7 +5,7 @@ use crate::ecs::budget::BudgetLimits;
 use crate::ecs::error::ApiFailure;
 use crate::ecs::wire::JobStatus;
 use crate::fleet::jobs::tests::job;
-use crate::fleet::journal::InheritedJob;
+use crate::fleet::journal::{InheritedCall, InheritedJob};
 use crate::fleet::lane::MAX_LINGERS;
 use std::time::Duration;
 
@@ -702,12 +702,19 @@ fn what_the_journal_hands_over_holds_exactly_its_servers_once() {
         spent: Vec::new(),
         jobs: vec![InheritedJob {
             job_id: "j".into(),
-            action: JobAction::Stop,
-            ids: ids(&["a", "b"]),
-            policies: vec![key("p")],
-            submitted_at: w.clock.wall0,
+            call: InheritedCall {
+                action: JobAction::Stop,
+                ids: ids(&["a", "b"]),
+                policies: vec![key("p")],
+                sent_at: w.clock.wall0,
+            },
         }],
-        unknown: ids(&["u"]),
+        unknown: vec![InheritedCall {
+            action: JobAction::Stop,
+            ids: ids(&["u"]),
+            policies: vec![key("p")],
+            sent_at: w.clock.wall0,
+        }],
     };
     assert!(!w.state.has_inherited());
     w.state.inherit(&inherited, w.clock.at(0));
@@ -971,6 +978,59 @@ fn what_a_policy_stopped_is_what_its_own_stop_jobs_stopped_until_it_starts_them(
     );
     assert_eq!(view.starts.settled, ids(&["a"]));
     assert!(w.state.is_idle(), "nothing started twice");
+}
+
+#[test]
+fn a_stop_call_with_an_unknown_outcome_counts_as_the_policys_stop_once_a_listing_shows_it_shut_off()
+{
+    let settle = config().unknown_outcome_settle.as_millis() as u64;
+    let lost = error(ErrorKind::OutcomeUnknown, None, None);
+    let mut w = World::new();
+    w.sync("p", &["a", "b"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    w.state.record_call(call.id, Err(&lost), w.clock.at(1_000));
+    let act = (Mode::Act, Lane::SoftStop);
+    // Not yet: a listing within the settle time may predate the cloud's work.
+    let early = [("a", ObservedPower::Stopped)];
+    let view = w.sync_with("p", &["a", "b"], act, &early, (1_000 + settle, 1_000 + settle));
+    assert!(view.stopped.is_empty());
+    // Settled: a was shut off by the call, b was not (still running: stopped again).
+    let at = 1_001 + settle;
+    let view = w.sync_with("p", &["a", "b"], act, &early, (at, at));
+    assert_eq!(view.stopped, ids(&["a"]));
+    assert_eq!(view.outcome.to_stop, ids(&["b"]));
+    // A policy that names a but did not send the call: not its stop.
+    let other = w.sync_with("q", &["a"], act, &early, (at, at));
+    assert!(other.stopped.is_empty());
+    // Its window ends: a is started; the start job is newer than the presumed stop.
+    let idle = (Mode::Idle, &["a"][..]);
+    let view = w.sync_starting("p", &["a"], idle, &SHUT_OFF, at + 10, false);
+    assert_eq!(view.starts.to_start, ids(&["a"]));
+    w.run_job(Lane::Start, "js", at + 600);
+    let running = [("a", ObservedPower::Running)];
+    let view = w.sync_starting("p", &["a"], idle, &running, at + 1_000, false);
+    assert!(view.stopped.is_empty(), "started again");
+}
+
+#[test]
+fn a_stop_call_an_earlier_process_left_unanswered_counts_as_its_policys_stop_once_shown_shut_off()
+{
+    let settle = config().unknown_outcome_settle.as_millis() as u64;
+    let mut w = World::new();
+    let call = |action, id: &str| InheritedCall {
+        action,
+        ids: ids(&[id]),
+        policies: vec![key("p")],
+        sent_at: w.clock.wall0,
+    };
+    let inherited = Inherited {
+        unknown: vec![call(JobAction::Stop, "a"), call(JobAction::Start, "b")],
+        ..Inherited::default()
+    };
+    w.state.inherit(&inherited, w.clock.at(0));
+    let act = (Mode::Act, Lane::SoftStop);
+    let view = w.sync_with("p", &["a", "b"], act, &SHUT_OFF, (settle + 1, settle + 1));
+    assert_eq!(view.stopped, ids(&["a"]), "b's call was a start");
 }
 
 #[test]
