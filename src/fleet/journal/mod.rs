@@ -106,7 +106,11 @@ impl CallJournal {
                     tracing::info!(
                         budget_spent = inherited.spent.iter().map(|(_, n)| n).sum::<usize>(),
                         jobs = inherited.jobs.len(),
-                        unknown_outcomes = inherited.unknown.iter().map(|call| call.ids.len()).sum::<usize>(),
+                        unknown_outcomes = inherited
+                            .unknown
+                            .iter()
+                            .map(|call| call.ids.len())
+                            .sum::<usize>(),
                         "call journal taken over from an earlier process"
                     );
                 }

@@ -992,7 +992,13 @@ fn a_stop_call_with_an_unknown_outcome_counts_as_the_policys_stop_once_a_listing
     let act = (Mode::Act, Lane::SoftStop);
     // Not yet: a listing within the settle time may predate the cloud's work.
     let early = [("a", ObservedPower::Stopped)];
-    let view = w.sync_with("p", &["a", "b"], act, &early, (1_000 + settle, 1_000 + settle));
+    let view = w.sync_with(
+        "p",
+        &["a", "b"],
+        act,
+        &early,
+        (1_000 + settle, 1_000 + settle),
+    );
     assert!(view.stopped.is_empty());
     // Settled: a was shut off by the call, b was not (still running: stopped again).
     let at = 1_001 + settle;
@@ -1013,8 +1019,7 @@ fn a_stop_call_with_an_unknown_outcome_counts_as_the_policys_stop_once_a_listing
 }
 
 #[test]
-fn a_stop_call_an_earlier_process_left_unanswered_counts_as_its_policys_stop_once_shown_shut_off()
-{
+fn a_stop_call_an_earlier_process_left_unanswered_counts_as_its_policys_stop_once_shown_shut_off() {
     let settle = config().unknown_outcome_settle.as_millis() as u64;
     let mut w = World::new();
     let call = |action, id: &str| InheritedCall {

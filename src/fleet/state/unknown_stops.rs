@@ -115,7 +115,10 @@ mod tests {
 
     fn stopped_by(stops: &UnknownStops, policy: &str) -> Vec<String> {
         let policy = key(policy);
-        let mut ids: Vec<String> = stops.stopped_by(&policy).map(|(id, _)| id.clone()).collect();
+        let mut ids: Vec<String> = stops
+            .stopped_by(&policy)
+            .map(|(id, _)| id.clone())
+            .collect();
         ids.sort();
         ids
     }
@@ -139,15 +142,26 @@ mod tests {
         assert!(stopped_by(&stops, "p").is_empty());
         // A listing that shows only a and b (c is another policy's server).
         let later = settles + Duration::from_millis(1);
-        stops.settle(&observed(&[("a", ObservedPower::Stopped), ("b", ObservedPower::Running)]), later);
+        stops.settle(
+            &observed(&[("a", ObservedPower::Stopped), ("b", ObservedPower::Running)]),
+            later,
+        );
         assert_eq!(stopped_by(&stops, "p"), vec!["a".to_owned()]);
         assert_eq!(stopped_by(&stops, "q"), vec!["a".to_owned()]);
         assert!(stopped_by(&stops, "r").is_empty(), "not r's call");
         // b was running after all: decided, never presumed; c waits for its listing.
         stops.settle(&listing, later);
-        assert_eq!(stopped_by(&stops, "p"), vec!["a".to_owned(), "c".to_owned()]);
+        assert_eq!(
+            stopped_by(&stops, "p"),
+            vec!["a".to_owned(), "c".to_owned()]
+        );
         // A new unknown stop of a takes it back to pending.
-        stops.add("a".into(), vec![key("p")], wall, later + Duration::from_secs(10));
+        stops.add(
+            "a".into(),
+            vec![key("p")],
+            wall,
+            later + Duration::from_secs(10),
+        );
         assert_eq!(stopped_by(&stops, "p"), vec!["c".to_owned()]);
     }
 
@@ -159,13 +173,19 @@ mod tests {
         let mut stops = UnknownStops::default();
         stops.add("a".into(), vec![key("p")], wall, t0);
         stops.add("b".into(), vec![key("p")], wall, t0);
-        stops.settle(&observed(&[("a", ObservedPower::Stopped)]), t0 + Duration::from_secs(1));
+        stops.settle(
+            &observed(&[("a", ObservedPower::Stopped)]),
+            t0 + Duration::from_secs(1),
+        );
         stops.expire(retention, t0 + Duration::from_secs(599));
         assert_eq!(stopped_by(&stops, "p"), vec!["a".to_owned()]);
         stops.expire(retention, t0 + Duration::from_secs(601));
         assert!(stopped_by(&stops, "p").is_empty());
         // b, never looked at, is gone too: a listing now decides nothing about it.
-        stops.settle(&observed(&[("b", ObservedPower::Stopped)]), t0 + Duration::from_secs(602));
+        stops.settle(
+            &observed(&[("b", ObservedPower::Stopped)]),
+            t0 + Duration::from_secs(602),
+        );
         assert!(stopped_by(&stops, "p").is_empty());
     }
 }
