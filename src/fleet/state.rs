@@ -747,14 +747,10 @@ impl FleetState {
             // Maybe accepted: never re-sent blindly; a later listing decides.
             ErrorKind::OutcomeUnknown => {
                 let settles_at = now.at + self.config.unknown_outcome_settle;
-                let stop = call.lane.job_action() == JobAction::Stop;
+                let action = call.lane.job_action();
                 for entry in call.entries {
-                    if stop {
-                        let id = entry.id.clone();
-                        self.unknown_stops
-                            .add(id, entry.policies, now.wall, settles_at);
-                    }
-                    self.unknown.insert(entry.id, settles_at);
+                    let stop = (entry.policies, now.wall);
+                    self.hold_unknown(entry.id, action, stop, settles_at);
                 }
                 recorded.relist = true;
             }
@@ -854,14 +850,27 @@ impl FleetState {
         let settles_at = now.at + self.config.unknown_outcome_settle;
         for call in &inherited.unknown {
             for id in &call.ids {
-                if call.action == JobAction::Stop {
-                    let policies = call.policies.clone();
-                    self.unknown_stops
-                        .add(id.clone(), policies, call.sent_at, settles_at);
-                }
-                self.unknown.insert(id.clone(), settles_at);
+                let stop = (call.policies.clone(), call.sent_at);
+                self.hold_unknown(id.clone(), call.action, stop, settles_at);
             }
         }
+    }
+
+    /// Holds `id`, of an `action` call whose outcome nobody knows, in flight until
+    /// `settles_at`; of a stop call, also remembered for the policies it was sent
+    /// for, at the time it was sent (`stop`), in case it stopped the server.
+    fn hold_unknown(
+        &mut self,
+        id: String,
+        action: JobAction,
+        (policies, sent_at): (Vec<PolicyKey>, jiff::Timestamp),
+        settles_at: Instant,
+    ) {
+        if action == JobAction::Stop {
+            self.unknown_stops
+                .add(id.clone(), policies, sent_at, settles_at);
+        }
+        self.unknown.insert(id, settles_at);
     }
 
     /// Unfinished jobs, to poll.
