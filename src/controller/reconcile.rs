@@ -11,7 +11,7 @@ use crate::ecs::wire::PowerActionType;
 use crate::fleet::{
     CloudTarget, Fleet, FleetRequest, FleetView, Lane, PolicyKey, SyncError, Synced,
 };
-use crate::plan::{Mode, PlanOutcome};
+use crate::plan::Mode;
 use crate::policy::{
     EcsPowerPolicy, EcsPowerPolicyStatus, ScheduleStatus, StopType, StoppedByPolicy, status_time,
 };
@@ -452,7 +452,7 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
     // Its stops all wait for budget: it is synced when they go out (the worker says
     // so), not every few seconds for as long as the budget makes it wait.
     let waiting = !powering_off && view.waiting_for_budget;
-    let due = next_sync_in(ctx, &view.outcome, &view.jobs, waiting);
+    let due = next_sync_in(ctx, &view, waiting);
     // At the next window edge or override expiry, not a drift interval later.
     // The Auto lead the requeue waits for counts what this sync recorded: the record
     // it read may lack the servers of the stop jobs it just took in, and a lead for
@@ -467,15 +467,15 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
     Ok(Action::requeue(edge.map_or(due, |edge| edge.min(due))))
 }
 
-fn next_sync_in(
-    ctx: &Context,
-    outcome: &PlanOutcome,
-    jobs: &[crate::fleet::JobView],
-    waiting_for_budget: bool,
-) -> std::time::Duration {
+/// Soon while something of the policy's is under way or undecided (an unknown
+/// outcome's listing may add to what it stopped, which its window's end must start);
+/// a drift interval later once all is settled.
+fn next_sync_in(ctx: &Context, view: &FleetView, waiting_for_budget: bool) -> std::time::Duration {
+    let outcome = &view.outcome;
     let active = !outcome.to_stop.is_empty()
         || outcome.summary.stopping > 0
-        || jobs.iter().any(|job| !job.status.is_terminal());
+        || view.undecided_stops
+        || view.jobs.iter().any(|job| !job.status.is_terminal());
     let base = if active && !waiting_for_budget {
         ctx.config.active_requeue
     } else {

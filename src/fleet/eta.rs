@@ -56,6 +56,9 @@ pub(super) struct CallPace {
     /// Whether ids were still queued right after the last call.
     busy: bool,
     gaps: VecDeque<Duration>,
+    /// How long recent calls held the worker, from its taking them to their answer
+    /// (journal writes and the request itself).
+    round_trips: VecDeque<Duration>,
 }
 
 impl CallPace {
@@ -69,6 +72,24 @@ impl CallPace {
         }
         self.last_sent = Some(at);
         self.busy = still_queued;
+    }
+
+    /// A call the worker took was answered (or failed) `took` later.
+    pub(super) fn answered(&mut self, took: Duration) {
+        if self.round_trips.len() == PACE_CALLS {
+            self.round_trips.pop_front();
+        }
+        self.round_trips.push_back(took);
+    }
+
+    /// The mean time recent calls held the worker; zero before any was answered.
+    pub(super) fn round_trip(&self) -> Duration {
+        let n = u32::try_from(self.round_trips.len()).unwrap_or(u32::MAX);
+        self.round_trips
+            .iter()
+            .sum::<Duration>()
+            .checked_div(n)
+            .unwrap_or_default()
     }
 
     /// When the last call went out and the mean of the recent gaps, once there is one.
@@ -111,19 +132,29 @@ fn full_calls(ids: usize, full_call: usize) -> impl Iterator<Item = usize> {
 /// the project go first (the worker serves the stop lanes first, and the start lane
 /// in turns: counting all of them before ours is the safe side), then ours, each call
 /// as soon as `budget` covers it from `now` on; what its window already spent counts.
+///
+/// Each call also holds the worker for a `round_trip` (its journal writes and the
+/// request), and the budget counts a call from its answer, so every call shifts the
+/// next by that much; one more covers the sync that queues the first and its own
+/// journal write.
 pub(super) fn start_lead(
     budget: &ActionBudget,
     full_call: usize,
-    ahead: usize,
-    servers: usize,
+    (ahead, servers): (usize, usize),
+    round_trip: Duration,
     now: Instant,
 ) -> Duration {
     let calls: Vec<usize> = full_calls(ahead, full_call)
         .chain(full_calls(servers, full_call))
         .collect();
-    budget
+    if calls.is_empty() {
+        return Duration::ZERO;
+    }
+    let by_budget = budget
         .last_fits_at(&calls, now)
-        .saturating_duration_since(now)
+        .saturating_duration_since(now);
+    let calls = u32::try_from(calls.len()).unwrap_or(u32::MAX);
+    by_budget + round_trip.saturating_mul(calls)
 }
 
 /// The policy's standing in `lane`, or `None` when none of its servers is queued.
@@ -172,27 +203,67 @@ mod tests {
         })
     }
 
+    /// The lead with calls that answer at once.
+    fn lead(
+        budget: &ActionBudget,
+        full_call: usize,
+        queue: (usize, usize),
+        now: Instant,
+    ) -> Duration {
+        start_lead(budget, full_call, queue, Duration::ZERO, now)
+    }
+
     #[test]
     fn ten_thousand_starts_at_1000_a_minute_begin_nine_windows_before_the_end() {
         let now = Instant::now();
-        assert_eq!(start_lead(&budget(), 1000, 0, 10_000, now), 9 * MINUTE);
-        assert_eq!(start_lead(&budget(), 1000, 0, 1000, now), Duration::ZERO);
-        assert_eq!(start_lead(&budget(), 1000, 0, 0, now), Duration::ZERO);
+        assert_eq!(lead(&budget(), 1000, (0, 10_000), now), 9 * MINUTE);
+        assert_eq!(lead(&budget(), 1000, (0, 1000), now), Duration::ZERO);
+        assert_eq!(lead(&budget(), 1000, (0, 0), now), Duration::ZERO);
         // 1001 servers: two calls, the second a window later.
-        assert_eq!(start_lead(&budget(), 1000, 0, 1001, now), MINUTE);
+        assert_eq!(lead(&budget(), 1000, (0, 1001), now), MINUTE);
+    }
+
+    #[test]
+    fn each_call_adds_the_time_a_call_holds_the_worker() {
+        let now = Instant::now();
+        let half = Duration::from_millis(500);
+        // Ten calls: each answer shifts the next; one more for the first's way out.
+        assert_eq!(
+            start_lead(&budget(), 1000, (0, 10_000), half, now),
+            9 * MINUTE + 10 * half
+        );
+        assert_eq!(
+            start_lead(&budget(), 1000, (0, 0), half, now),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn the_round_trip_is_the_mean_of_the_recent_answers() {
+        let mut pace = CallPace::default();
+        assert_eq!(pace.round_trip(), Duration::ZERO, "none answered yet");
+        for ms in [100, 300] {
+            pace.answered(Duration::from_millis(ms));
+        }
+        assert_eq!(pace.round_trip(), Duration::from_millis(200));
+        // Only the last PACE_CALLS count.
+        for _ in 0..PACE_CALLS {
+            pace.answered(Duration::from_millis(50));
+        }
+        assert_eq!(pace.round_trip(), Duration::from_millis(50));
     }
 
     #[test]
     fn what_else_is_queued_and_what_the_window_spent_make_it_earlier() {
         let now = Instant::now();
         // 3000 stops queued ahead: three more windows.
-        assert_eq!(start_lead(&budget(), 1000, 3000, 10_000, now), 12 * MINUTE);
+        assert_eq!(lead(&budget(), 1000, (3000, 10_000), now), 12 * MINUTE);
         // The window spent 1000 half a minute ago: the first call waits 30 s more.
         let spent = budget();
         assert!(spent.try_take_at(1000, now));
         let later = now + MINUTE / 2;
         assert_eq!(
-            start_lead(&spent, 1000, 0, 10_000, later),
+            lead(&spent, 1000, (0, 10_000), later),
             MINUTE / 2 + 9 * MINUTE
         );
         // A budget smaller than a call makes smaller calls.
@@ -200,6 +271,6 @@ mod tests {
             servers_per_window: 100,
             window: MINUTE,
         });
-        assert_eq!(start_lead(&small, 100, 0, 1000, now), 9 * MINUTE);
+        assert_eq!(lead(&small, 100, (0, 1000), now), 9 * MINUTE);
     }
 }

@@ -70,6 +70,8 @@ struct Call {
     entries: Entries,
     /// Taken from a half of a refused call: if refused for now, it goes back there.
     half: bool,
+    /// When the worker took it: its answer tells how long a call holds the worker.
+    taken_at: Instant,
 }
 
 /// A stop call due now: the worker sends it and hands the answer to
@@ -185,6 +187,9 @@ pub struct FleetView {
     pub journal_failure: Option<String>,
     /// All it waits for is its queued stops: nothing changes for it until they go out.
     pub waiting_for_budget: bool,
+    /// A stop call of the policy with an unknown outcome waits for a listing to
+    /// decide it: what it stopped (see `stopped`) may still grow.
+    pub undecided_stops: bool,
     /// The sync queued new ids: the worker has something to look at.
     pub queued: bool,
     /// Its servers that its own stop jobs stopped, and that no later job of it has
@@ -336,6 +341,7 @@ impl FleetState {
                 .cloned()
                 .collect(),
             waiting_for_budget: self.only_queued(policy, request.lane, request.desired),
+            undecided_stops: self.unknown_stops.undecided_for(policy),
             submit_failure: self.last_submit_failure.clone(),
             journal_failure: self.journal_failure.clone(),
             failing,
@@ -640,6 +646,7 @@ impl FleetState {
                 lane,
                 entries,
                 half,
+                taken_at: now,
             },
         );
         DueCall {
@@ -708,6 +715,8 @@ impl FleetState {
         let Some(call) = self.calls.remove(&id) else {
             return Recorded::default();
         };
+        self.pace
+            .answered(now.at.saturating_duration_since(call.taken_at));
         let policies: BTreeSet<PolicyKey> = call
             .entries
             .iter()
@@ -1033,7 +1042,14 @@ impl FleetState {
             .config
             .max_per_call
             .min(budget.limits().servers_per_window);
-        eta::start_lead(budget, full_call, queued.saturating_sub(own), servers, now)
+        let ahead = queued.saturating_sub(own);
+        eta::start_lead(
+            budget,
+            full_call,
+            (ahead, servers),
+            self.pace.round_trip(),
+            now,
+        )
     }
 
     /// Nothing queued, no stop call under way and no job unfinished: nothing to

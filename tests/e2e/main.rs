@@ -95,6 +95,10 @@ fn trials() -> Vec<Trial> {
         scenario("schedule_window_start", scenarios::schedule::window_start),
         scenario("schedule_start_lead", scenarios::schedule::start_lead),
         scenario(
+            "schedule_unknown_outcome_start",
+            scenarios::schedule::unknown_outcome_start,
+        ),
+        scenario(
             "schedule_override_exceptions",
             scenarios::schedule::override_and_exceptions,
         ),

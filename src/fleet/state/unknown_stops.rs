@@ -63,7 +63,8 @@ impl UnknownStops {
             let Some(power) = observed.get(id) else {
                 return true;
             };
-            if listed_at <= pending.settles_at {
+            // Powering off is most likely the call at work: the next listing decides.
+            if listed_at <= pending.settles_at || *power == ObservedPower::Stopping {
                 return true;
             }
             if *power == ObservedPower::Stopped {
@@ -78,6 +79,15 @@ impl UnknownStops {
             }
             false
         });
+    }
+
+    /// Whether a call of `policy` waits to be decided: its status record may still
+    /// grow, so its sync must come back soon (after its window, to start what the
+    /// call stopped), not a drift interval later.
+    pub(super) fn undecided_for(&self, policy: &PolicyKey) -> bool {
+        self.pending
+            .values()
+            .any(|pending| pending.policies.contains(policy))
     }
 
     /// The servers presumed stopped by `policy`'s calls, each with its call's time.
@@ -163,6 +173,26 @@ mod tests {
             later + Duration::from_secs(10),
         );
         assert_eq!(stopped_by(&stops, "p"), vec!["c".to_owned()]);
+    }
+
+    #[test]
+    fn a_server_still_powering_off_waits_for_the_next_listing_and_keeps_its_policy_undecided() {
+        let t0 = Instant::now();
+        let wall = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let mut stops = UnknownStops::default();
+        stops.add("a".into(), vec![key("p")], wall, t0);
+        assert!(stops.undecided_for(&key("p")));
+        assert!(!stops.undecided_for(&key("q")), "not q's call");
+        let later = t0 + Duration::from_secs(1);
+        stops.settle(&observed(&[("a", ObservedPower::Stopping)]), later);
+        assert!(stopped_by(&stops, "p").is_empty());
+        assert!(
+            stops.undecided_for(&key("p")),
+            "powering off decides nothing"
+        );
+        stops.settle(&observed(&[("a", ObservedPower::Stopped)]), later);
+        assert_eq!(stopped_by(&stops, "p"), vec!["a".to_owned()]);
+        assert!(!stops.undecided_for(&key("p")));
     }
 
     #[test]

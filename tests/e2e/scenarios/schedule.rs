@@ -8,7 +8,7 @@
 use crate::ensure_eq;
 use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, wait_until};
 use anyhow::{Result, ensure};
-use ecs_power_operator::sim::{SimStats, Status};
+use ecs_power_operator::sim::{FaultsPatch, SimStats, Status};
 use jiff::Timestamp;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -587,5 +587,70 @@ pub async fn start_lead(ctx: Ctx) -> Result<()> {
         "calls after the window"
     );
     ensure_eq!(shutoff(&stats), 0, "servers SHUTOFF after the window");
+    Ok(())
+}
+
+/// `afterWindow: Start` when the stop call's answer never came (the connection
+/// reset after the cloud took it) and the listing that decides its outcome comes
+/// only after the window's end: the 10 servers the call stopped count as the
+/// policy's once a listing shows them SHUTOFF, and are started seconds later, not a
+/// drift interval (60 s here) later; nothing is stopped or started twice.
+pub async fn unknown_outcome_start(ctx: Ctx) -> Result<()> {
+    const SETTLE: Duration = Duration::from_secs(5);
+    let ns = &ctx.ns;
+    let sim = start_sim(10, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let settle = format!("--unknown-outcome-settle-ms={}", SETTLE.as_millis());
+    let _op = ctx
+        .operator("operator", ns, &[&settle, "--drift-interval-ms=60000"])
+        .await?;
+    sim.control().set_faults(FaultsPatch {
+        accept_then_drop_rate: Some(1.0),
+        ..FaultsPatch::default()
+    });
+    let ids = sim.server_ids();
+    let from = Timestamp::from_second(Timestamp::now().as_second() + 6)?;
+    let to = from + Duration::from_secs(3);
+    let mut p = Policy::new(ns, "unanswered", &sim, &ids);
+    p.extra_spec = one_window(from, to, "    afterWindow: Start\n");
+    ctx.k.apply_ok(&p.yaml()).await?;
+
+    wait_until(
+        left_until(to),
+        "the stop call inside the window",
+        || async { Ok(sim.stats().await.stop_calls > 0) },
+    )
+    .await?;
+    sim.control().set_faults(FaultsPatch {
+        accept_then_drop_rate: Some(0.0),
+        ..FaultsPatch::default()
+    });
+    let sent = Timestamp::now();
+    ensure!(
+        sent + SETTLE > to,
+        "the stop call went {:.1}s before the window's end: its outcome was decided inside the window, which this scenario is not about",
+        to.duration_since(sent).as_secs_f64()
+    );
+    wait_until(
+        left_until(to + Duration::from_secs(20)),
+        "all 10 servers the unanswered call stopped running again after the window",
+        || async {
+            let stats = sim.stats().await;
+            Ok(stats.start_calls > 0 && shutoff(&stats) == 0)
+        },
+    )
+    .await?;
+    eprintln!(
+        "e2e schedule_unknown_outcome_start: all running {:.1}s after the window ended (the call's outcome settled {:.1}s after it)",
+        Timestamp::now().duration_since(to).as_secs_f64(),
+        (sent + SETTLE).duration_since(to).as_secs_f64()
+    );
+    let stats = sim.stats().await;
+    ensure_eq!(stats.accepted_then_dropped, 1, "stop calls never answered");
+    ensure_eq!(stats.stop_calls, 1, "stop calls: the unanswered one did it");
+    ensure_eq!(stats.stop_ids_redundant, 0, "ids stopped twice");
+    ensure_eq!(stats.start_ids_redundant, 0, "ids started twice");
+    ensure_eq!(stats.start_ids_accepted, 10, "ids started");
     Ok(())
 }
