@@ -11,5 +11,6 @@ pub mod policy;
 pub mod probes;
 pub mod schedule;
 pub mod selector;
+pub mod server_id;
 pub mod sim;
 pub mod telemetry;

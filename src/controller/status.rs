@@ -11,6 +11,7 @@ use crate::policy::{
     ServerFailure, StoppedByPolicy, status_time,
 };
 use crate::selector::Selection;
+use crate::server_id::ServerId;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ pub struct SyncReport<'a> {
     pub outcome: &'a PlanOutcome,
     pub jobs: &'a [JobView],
     /// Retry state of the policy's servers that are not stopped.
-    pub failing: &'a HashMap<String, RetryState>,
+    pub failing: &'a HashMap<ServerId, RetryState>,
     /// How the conditions read the sync's mode (act, dry run, held off by the schedule).
     pub intent: Intent,
     /// Where the schedule and the override stand, if the policy has either.
@@ -150,8 +151,8 @@ pub const LOCKED: &str = "Locked";
 /// since the sync that first saw them locked).
 fn failures(
     previous: &[ServerFailure],
-    failing: &HashMap<String, RetryState>,
-    locked: &[String],
+    failing: &HashMap<ServerId, RetryState>,
+    locked: &[ServerId],
     now: jiff::Timestamp,
 ) -> Vec<ServerFailure> {
     let locked_since: HashMap<&str, &ServerFailure> = previous
@@ -162,7 +163,7 @@ fn failures(
     let mut list: Vec<ServerFailure> = failing
         .iter()
         .map(|(id, retry)| ServerFailure {
-            server_id: id.clone(),
+            server_id: id.to_string(),
             code: retry.code.clone(),
             message: retry.message.clone(),
             attempts: retry.attempts,
@@ -174,7 +175,7 @@ fn failures(
             .iter()
             .filter(|id| !failing.contains_key(*id))
             .map(|id| ServerFailure {
-                server_id: id.clone(),
+                server_id: id.to_string(),
                 code: LOCKED.to_owned(),
                 message: "the server is locked: ECS refuses to stop it (Ecs.0605) until it is unlocked, so no stop is sent".to_owned(),
                 attempts: 0,
@@ -232,7 +233,7 @@ pub fn from_sync(previous: &EcsPowerPolicyStatus, report: &SyncReport<'_>) -> Ec
             .would_stop
             .iter()
             .take(DRY_RUN_SAMPLE_SIZE)
-            .cloned()
+            .map(ServerId::to_string)
             .collect(),
     });
     status.selector = report.selection.map(|selection| SelectorStatus {
@@ -410,9 +411,9 @@ mod tests {
 
     #[test]
     fn a_locked_server_is_a_failure_dated_from_when_it_was_first_seen() {
-        let first = failures(&[], &HashMap::new(), &["l".to_owned()], ts(10));
+        let first = failures(&[], &HashMap::new(), &["l".into()], ts(10));
         assert_eq!((first[0].code.as_str(), first[0].attempts), (LOCKED, 0));
-        let later = failures(&first, &HashMap::new(), &["l".to_owned()], ts(20));
+        let later = failures(&first, &HashMap::new(), &["l".into()], ts(20));
         assert_eq!(later, first, "unchanged: no status write per sync");
     }
 
@@ -430,7 +431,7 @@ mod tests {
     /// A sync of generation 1 that found `plan`, no jobs, no problem, nothing queued.
     fn report_of<'a>(
         plan: &'a PlanOutcome,
-        failing: &'a HashMap<String, RetryState>,
+        failing: &'a HashMap<ServerId, RetryState>,
         now: jiff::Timestamp,
     ) -> SyncReport<'a> {
         SyncReport {
@@ -628,10 +629,10 @@ mod tests {
 
     #[test]
     fn failures_are_newest_first_and_bounded() {
-        let failing: HashMap<String, RetryState> = (0..60)
+        let failing: HashMap<ServerId, RetryState> = (0..60)
             .map(|i| {
                 (
-                    format!("s{i:02}"),
+                    format!("s{i:02}").into(),
                     RetryState {
                         attempts: 1,
                         last_failure_at: ts(i),

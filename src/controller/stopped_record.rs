@@ -4,6 +4,7 @@
 
 use super::status::Problem;
 use crate::policy::{MAX_STOPPED_RECORDED, StoppedByPolicy};
+use crate::server_id::ServerId;
 use std::collections::BTreeSet;
 
 /// The record after a sync: what it held, plus what the policy's stop jobs stopped
@@ -12,17 +13,19 @@ use std::collections::BTreeSet;
 /// the cap are counted, and the count stays until the record empties.
 pub fn next(
     previous: Option<&StoppedByPolicy>,
-    stopped: &[String],
-    settled: &[String],
+    stopped: &[ServerId],
+    settled: &[ServerId],
 ) -> StoppedByPolicy {
-    let settled: BTreeSet<&String> = settled.iter().collect();
-    let kept: BTreeSet<&String> = previous
+    let settled: BTreeSet<&str> = settled.iter().map(ServerId::as_str).collect();
+    let kept: BTreeSet<&str> = previous
         .into_iter()
         .flat_map(|record| &record.servers)
+        .map(String::as_str)
         .filter(|id| !settled.contains(id))
         .collect();
-    let new: BTreeSet<&String> = stopped
+    let new: BTreeSet<&str> = stopped
         .iter()
+        .map(ServerId::as_str)
         .filter(|id| !settled.contains(id) && !kept.contains(id))
         .collect();
     let room = MAX_STOPPED_RECORDED.saturating_sub(kept.len());
@@ -30,7 +33,7 @@ pub fn next(
     let mut servers: Vec<String> = kept
         .into_iter()
         .chain(new.into_iter().take(room))
-        .cloned()
+        .map(str::to_owned)
         .collect();
     servers.sort_unstable();
     let not_recorded = if servers.is_empty() {
@@ -62,13 +65,13 @@ pub fn problem(record: &StoppedByPolicy) -> Option<Problem> {
 mod tests {
     use super::*;
 
-    fn ids(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| (*n).to_owned()).collect()
+    fn ids(names: &[&str]) -> Vec<ServerId> {
+        names.iter().map(|n| (*n).into()).collect()
     }
 
     fn record(names: &[&str]) -> StoppedByPolicy {
         StoppedByPolicy {
-            servers: ids(names),
+            servers: names.iter().map(|n| (*n).to_owned()).collect(),
             ..StoppedByPolicy::default()
         }
     }
@@ -98,7 +101,11 @@ mod tests {
         // After a restart the jobs are forgotten, the count stays.
         assert_eq!(next(Some(&next2), &[], &[]).not_recorded, 2);
         // Every recorded server started: the round is over.
-        let done = next(Some(&next2), &[], &full);
+        let done = next(
+            Some(&next2),
+            &[],
+            &full.iter().map(ServerId::from).collect::<Vec<_>>(),
+        );
         assert_eq!(done, StoppedByPolicy::default());
         assert!(problem(&done).is_none());
     }

@@ -24,6 +24,7 @@ use crate::ecs::wire::ServerDetail;
 use crate::plan::ObservedPower;
 use crate::selector::spec::SelectorSpec;
 use crate::selector::{Selector, SelectorIndex};
+use crate::server_id::ServerId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,13 +36,13 @@ pub struct Observation {
     /// When the listing behind it started: anything that finished later may be missing.
     pub fetched_at: Instant,
     /// The asked-for servers that exist; an id absent here does not exist.
-    pub servers: HashMap<String, ObservedPower>,
+    pub servers: HashMap<ServerId, ObservedPower>,
 }
 
 /// What one policy asks the inventory about.
 #[derive(Debug)]
 struct Interest {
-    named: HashSet<String>,
+    named: HashSet<ServerId>,
     selector: Option<SelectorSpec>,
     /// The number of the listing begun last when the ids or selector last changed:
     /// only a later one that completed has seen every server the policy may want.
@@ -58,13 +59,13 @@ pub struct Wants<'a> {
 #[derive(Default)]
 struct State {
     /// Each listed server: its power state, and the listing that last saw it.
-    servers: HashMap<String, (ObservedPower, u64)>,
+    servers: HashMap<ServerId, (ObservedPower, u64)>,
     interests: HashMap<PolicyKey, Interest>,
     selectors: SelectorIndex<PolicyKey>,
     /// The ids each selector matched in the last completed listing, sorted.
-    matched: HashMap<PolicyKey, Vec<String>>,
+    matched: HashMap<PolicyKey, Vec<ServerId>>,
     /// What the listing under way has matched so far.
-    matching: HashMap<PolicyKey, Vec<String>>,
+    matching: HashMap<PolicyKey, Vec<ServerId>>,
     /// Listings begun so far: the number of the current (or last) one.
     listings_begun: u64,
     /// The number of the last listing that completed.
@@ -77,7 +78,7 @@ struct State {
     seen_by: HashSet<PolicyKey>,
     /// Results learnt from jobs, and when: those newer than a listing's start win
     /// over it, since the listing may have read the server before the job ended.
-    confirmed: HashMap<String, (ObservedPower, Instant)>,
+    confirmed: HashMap<ServerId, (ObservedPower, Instant)>,
 }
 
 impl State {
@@ -110,18 +111,27 @@ impl State {
             .is_none_or(|interest| self.listings_done > interest.since)
     }
 
+    /// The id the inventory holds for `id`, shared; a new one for a server it does
+    /// not hold.
+    fn intern(&self, id: &str) -> ServerId {
+        self.servers
+            .get_key_value(id)
+            .map_or_else(|| id.into(), |(known, _)| known.clone())
+    }
+
     /// Keeps a listed server, filing it with the selectors that match it.
     fn take_listed(&mut self, detail: ServerDetail, power: ObservedPower, listing: u64) {
+        let id = self.intern(&detail.id);
         let name = detail.name.as_deref().unwrap_or_default();
         let tags: Vec<&str> = detail.tags.iter().flatten().map(String::as_str).collect();
         for policy in self.selectors.matching(name, &tags) {
             self.matching
                 .entry(policy.clone())
                 .or_default()
-                .push(detail.id.clone());
+                .push(id.clone());
         }
         // A known server keeps its key: only the value is replaced.
-        self.servers.insert(detail.id, (power, listing));
+        self.servers.insert(id, (power, listing));
     }
 
     fn forget(&mut self, policy: &PolicyKey) {
@@ -164,7 +174,7 @@ impl InventoryCache {
     /// kept make it wait for a listing that begins from now on.
     pub fn register(&self, policy: &PolicyKey, wants: Wants<'_>) {
         let mut state = self.lock();
-        let named: HashSet<String> = wants.named.iter().cloned().collect();
+        let named: HashSet<ServerId> = wants.named.iter().map(|id| state.intern(id)).collect();
         let selector = wants.selector.map(|(spec, _)| spec.clone());
         let old = state.interests.remove(policy);
         let (old_named, old_selector, old_since) = match old {
@@ -213,12 +223,12 @@ impl InventoryCache {
     }
 
     /// The ids `policy`'s selector matched in the last completed listing, sorted.
-    pub fn matched(&self, policy: &PolicyKey) -> Vec<String> {
+    pub fn matched(&self, policy: &PolicyKey) -> Vec<ServerId> {
         self.lock().matched.get(policy).cloned().unwrap_or_default()
     }
 
     /// What a finished job reported for its servers, effective at once.
-    pub fn confirm<'a>(&self, ids: impl IntoIterator<Item = &'a String>, power: ObservedPower) {
+    pub fn confirm<'a>(&self, ids: impl IntoIterator<Item = &'a ServerId>, power: ObservedPower) {
         let now = Instant::now();
         let mut state = self.lock();
         for id in ids {
@@ -268,7 +278,7 @@ impl InventoryCache {
                 );
                 // A job result newer than this listing's start wins: the page may
                 // have been read before the job ended.
-                let power = match state.confirmed.get(&detail.id) {
+                let power = match state.confirmed.get(detail.id.as_str()) {
                     Some((power, at)) if *at > fetched_at => *power,
                     _ => listed,
                 };
@@ -294,7 +304,7 @@ impl InventoryCache {
     }
 
     /// Whether every one of `ids` (at least one) is listed as stopped.
-    pub fn all_stopped<'a>(&self, mut ids: impl Iterator<Item = &'a String>) -> bool {
+    pub fn all_stopped<'a>(&self, mut ids: impl Iterator<Item = &'a ServerId>) -> bool {
         let state = self.lock();
         let mut any = false;
         let all = ids.all(|id| {
@@ -307,9 +317,16 @@ impl InventoryCache {
         any && all
     }
 
+    /// The inventory's shared id for each of `ids`: a server named by several
+    /// policies, queues and jobs is held once.
+    pub fn intern(&self, ids: &[String]) -> Vec<ServerId> {
+        let state = self.lock();
+        ids.iter().map(|id| state.intern(id)).collect()
+    }
+
     /// The asked-for servers as last listed (or confirmed by a job since). Call
     /// [`Self::refresh`] first.
-    pub fn observe(&self, policy: &PolicyKey, ids: &[String]) -> Observation {
+    pub fn observe(&self, policy: &PolicyKey, ids: &[ServerId]) -> Observation {
         let mut state = self.lock();
         if !state.seen_by.contains(policy) {
             state.seen_by.insert(policy.clone());
@@ -330,8 +347,8 @@ mod tests {
     use crate::fleet::fake_listings::Listings;
     use std::sync::Arc;
 
-    fn ids(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| (*n).to_owned()).collect()
+    fn ids(names: &[&str]) -> Vec<ServerId> {
+        names.iter().map(|n| (*n).into()).collect()
     }
 
     fn key(name: &str) -> PolicyKey {
@@ -343,7 +360,7 @@ mod tests {
         cache.register(
             &key(policy),
             Wants {
-                named: &ids(names),
+                named: &names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
                 selector: None,
             },
         );
@@ -367,7 +384,11 @@ mod tests {
         );
     }
 
-    fn seen(cache: &InventoryCache, policy: &str, names: &[&str]) -> Vec<(String, ObservedPower)> {
+    fn seen(
+        cache: &InventoryCache,
+        policy: &str,
+        names: &[&str],
+    ) -> Vec<(ServerId, ObservedPower)> {
         let mut servers: Vec<_> = cache
             .observe(&key(policy), &ids(names))
             .servers
@@ -403,8 +424,8 @@ mod tests {
         assert_eq!(
             seen(&cache, "p", &["a", "b", "c", "d"]),
             [
-                ("a".to_owned(), ObservedPower::Stopped),
-                ("d".to_owned(), ObservedPower::Running)
+                ("a".into(), ObservedPower::Stopped),
+                ("d".into(), ObservedPower::Running)
             ]
         );
     }
@@ -431,8 +452,8 @@ mod tests {
         assert_eq!(
             seen(&cache, "p", &["a", "b"]),
             [
-                ("a".to_owned(), ObservedPower::Running),
-                ("b".to_owned(), ObservedPower::Stopped)
+                ("a".into(), ObservedPower::Running),
+                ("b".into(), ObservedPower::Stopped)
             ]
         );
         assert!(cache.all_stopped(ids(&["b"]).iter()));

@@ -6,6 +6,7 @@ use super::state::Now;
 use crate::ecs::error::cut_cloud_text;
 use crate::ecs::wire::{Job, JobStatus, SubJob};
 use crate::policy::JobAction;
+use crate::server_id::ServerId;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -17,11 +18,11 @@ pub struct TrackedJob {
     /// Each server and its sub-job's last status. Known at submission; for a job
     /// adopted from a policy's status, learnt from its sub-jobs. Only this is kept of
     /// the job's answers: a job of 1000 sub-jobs is far bigger.
-    servers: Vec<(String, JobStatus)>,
+    servers: Vec<(ServerId, JobStatus)>,
     /// For a job adopted from a policy's status whose sub-jobs do not name its
     /// servers yet (still INIT): every server of its policies that could be in it,
     /// held until the sub-jobs name them or the job is given up on.
-    candidates: HashSet<String>,
+    candidates: HashSet<ServerId>,
     pub policies: BTreeSet<PolicyKey>,
     pub submitted_at: jiff::Timestamp,
     status: JobStatus,
@@ -31,9 +32,9 @@ pub struct TrackedJob {
 /// What a job's first observation as finished taught: processed exactly once.
 #[derive(Debug, Default)]
 pub struct JobOutcome {
-    pub succeeded: Vec<String>,
+    pub succeeded: Vec<ServerId>,
     /// Server id, the cloud's code and message.
-    pub failed: Vec<(String, String, String)>,
+    pub failed: Vec<(ServerId, String, String)>,
 }
 
 /// One job as one policy's status shows it: counted over that policy's servers only,
@@ -65,7 +66,7 @@ impl TrackedJob {
     /// (answered then), or by an earlier one (see [`Self::inherited`]).
     pub fn submitted(
         job_id: String,
-        ids: Vec<String>,
+        ids: Vec<ServerId>,
         policies: BTreeSet<PolicyKey>,
         action: JobAction,
         submitted_at: jiff::Timestamp,
@@ -87,7 +88,7 @@ impl TrackedJob {
     pub fn inherited(job: &InheritedJob) -> Self {
         Self::submitted(
             job.job_id.clone(),
-            job.call.ids.clone(),
+            job.call.ids.iter().map(ServerId::from).collect(),
             job.call.policies.iter().cloned().collect(),
             job.call.action,
             job.call.sent_at,
@@ -110,7 +111,7 @@ impl TrackedJob {
     }
 
     /// `ids` may be in the job as long as its sub-jobs name no server.
-    pub fn may_hold(&mut self, ids: &[String]) {
+    pub fn may_hold(&mut self, ids: &[ServerId]) {
         if self.servers.is_empty() {
             self.candidates.extend(ids.iter().cloned());
         }
@@ -118,7 +119,7 @@ impl TrackedJob {
 
     /// The servers the job keeps out of planning: those its sub-jobs name, or, while
     /// they name none, every one that could be in it.
-    pub fn held_ids(&self) -> Box<dyn Iterator<Item = &String> + '_> {
+    pub fn held_ids(&self) -> Box<dyn Iterator<Item = &ServerId> + '_> {
         if self.servers.is_empty() {
             Box::new(self.candidates.iter())
         } else {
@@ -160,12 +161,12 @@ impl TrackedJob {
         }
     }
 
-    pub fn server_ids(&self) -> impl Iterator<Item = &String> {
+    pub fn server_ids(&self) -> impl Iterator<Item = &ServerId> {
         self.servers.iter().map(|(id, _)| id)
     }
 
     /// Each server the job names, with its sub-job's last status.
-    pub fn sub_job_statuses(&self) -> impl Iterator<Item = (&String, JobStatus)> {
+    pub fn sub_job_statuses(&self) -> impl Iterator<Item = (&ServerId, JobStatus)> {
         self.servers.iter().map(|(id, status)| (id, *status))
     }
 
@@ -179,7 +180,7 @@ impl TrackedJob {
         if self.servers.is_empty() && !by_server.is_empty() {
             self.servers = by_server
                 .keys()
-                .map(|id| ((*id).to_owned(), JobStatus::Init))
+                .map(|id| ((*id).into(), JobStatus::Init))
                 .collect();
             self.candidates = HashSet::new();
         }
@@ -193,12 +194,19 @@ impl TrackedJob {
             return None;
         }
         self.completed = Some((now.wall, now.at));
+        // The ids the fleet already holds, shared rather than copied.
+        let held: HashMap<&str, &ServerId> = self
+            .servers
+            .iter()
+            .map(|(id, _)| (id.as_str(), id))
+            .collect();
+        let id_of = |id: &str| held.get(id).map_or_else(|| id.into(), |id| (*id).clone());
         let mut outcome = JobOutcome::default();
         for (id, sub) in &by_server {
             match sub.status {
-                JobStatus::Success => outcome.succeeded.push((*id).to_owned()),
+                JobStatus::Success => outcome.succeeded.push(id_of(id)),
                 _ => outcome.failed.push((
-                    (*id).to_owned(),
+                    id_of(id),
                     sub.error_code
                         .as_deref()
                         .map_or_else(|| "unknown".into(), cut_cloud_text),
@@ -231,7 +239,7 @@ impl TrackedJob {
         Some(outcome)
     }
 
-    pub fn view(&self, desired: &HashSet<String>) -> Option<JobView> {
+    pub fn view(&self, desired: &HashSet<ServerId>) -> Option<JobView> {
         let mine = self.servers.iter().filter(|(id, _)| desired.contains(id));
         let (mut servers, mut succeeded, mut failed) = (0, 0, 0);
         for (_, status) in mine {
@@ -315,7 +323,7 @@ pub(super) mod tests {
 
     #[test]
     fn outcome_is_reported_once_when_the_job_finishes() {
-        let ids = vec!["a".to_string(), "b".to_string()];
+        let ids = vec!["a".into(), "b".into()];
         let mut tracked = TrackedJob::submitted(
             "j".into(),
             ids,
@@ -349,12 +357,12 @@ pub(super) mod tests {
     fn adopted_job_holds_every_candidate_until_its_sub_jobs_name_its_servers() {
         let mut tracked =
             TrackedJob::adopted("j".into(), jiff::Timestamp::UNIX_EPOCH, JobAction::Stop);
-        tracked.may_hold(&["a".to_owned(), "b".to_owned()]);
+        tracked.may_hold(&["a".into(), "b".into()]);
         tracked.update(job(JobStatus::Init, Vec::new()), now());
-        let mut held: Vec<&String> = tracked.held_ids().collect();
+        let mut held: Vec<&ServerId> = tracked.held_ids().collect();
         held.sort();
         assert_eq!(held, ["a", "b"], "INIT without sub-jobs: both may be in it");
-        let all: HashSet<String> = ["a", "b"].map(String::from).into();
+        let all: HashSet<ServerId> = ["a", "b"].map(ServerId::from).into();
         assert_eq!(tracked.view(&all).unwrap().servers, 2);
         tracked.update(
             job(JobStatus::Running, vec![sub("a", JobStatus::Running, None)]),
@@ -366,7 +374,7 @@ pub(super) mod tests {
             vec!["a"],
             "named: only a"
         );
-        tracked.may_hold(&["c".to_owned()]);
+        tracked.may_hold(&["c".into()]);
         assert_eq!(
             tracked.held_ids().count(),
             1,
@@ -377,7 +385,7 @@ pub(super) mod tests {
 
     #[test]
     fn view_counts_only_the_policys_servers() {
-        let ids = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let ids = vec!["a".into(), "b".into(), "c".into()];
         let mut tracked = TrackedJob::submitted(
             "j".into(),
             ids,
@@ -396,10 +404,10 @@ pub(super) mod tests {
             ),
             now(),
         );
-        let mine: HashSet<String> = ["a", "b"].map(String::from).into();
+        let mine: HashSet<ServerId> = ["a", "b"].map(ServerId::from).into();
         let view = tracked.view(&mine).unwrap();
         assert_eq!((view.servers, view.succeeded, view.failed), (2, 1, 1));
-        let none: HashSet<String> = ["z"].map(String::from).into();
+        let none: HashSet<ServerId> = ["z"].map(ServerId::from).into();
         assert!(tracked.view(&none).is_none());
     }
 }

@@ -354,8 +354,8 @@ impl Fleet {
         };
         let exclude = request.exclude.iter().map(String::as_str).collect();
         select(
-            request.named.iter().map(String::as_str),
-            matched.iter().map(String::as_str),
+            &self.inventory.intern(request.named),
+            &matched,
             &exclude,
             request.selector.map(|s| s.max_servers),
         )

@@ -325,6 +325,7 @@ mod tests {
     use crate::ecs::{Credentials, EcsClientConfig, HttpEcsClient};
     use crate::fleet::journal::MemoryJournals;
     use crate::plan::{Backoff, Mode};
+    use crate::server_id::ServerId;
 
     /// Real clients of an endpoint nobody listens on: these tests never call it.
     struct Unreachable;
@@ -375,8 +376,8 @@ mod tests {
 
     /// Queues `id` for `policy` the way a sync does, without a listing.
     fn queue(fleet: &Fleet, policy: &PolicyKey, id: &str) {
-        let desired = [id.to_owned()];
-        let servers = HashMap::from([(id.to_owned(), crate::plan::ObservedPower::Running)]);
+        let desired = [ServerId::from(id)];
+        let servers = HashMap::from([(desired[0].clone(), crate::plan::ObservedPower::Running)]);
         let now = super::super::state::Now::current();
         fleet.lock().sync(
             &super::super::state::SyncRequest {

@@ -25,6 +25,7 @@ use crate::plan::{
     plan_starts, plan_stops,
 };
 use crate::policy::JobAction;
+use crate::server_id::ServerId;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio::time::Instant;
 use unknown_stops::UnknownStops;
@@ -80,7 +81,7 @@ struct Call {
 pub struct DueCall {
     pub id: CallId,
     pub lane: Lane,
-    pub ids: Vec<String>,
+    pub ids: Vec<ServerId>,
     /// Every policy that wants one of its ids.
     pub policies: Vec<PolicyKey>,
 }
@@ -151,7 +152,7 @@ fn still_wanted(entries: Entries) -> Entries {
 pub struct SyncRequest<'a> {
     pub policy: &'a PolicyKey,
     /// Server ids of the spec, in order.
-    pub desired: &'a [String],
+    pub desired: &'a [ServerId],
     pub mode: Mode,
     pub lane: Lane,
     pub backoff: Backoff,
@@ -166,7 +167,7 @@ pub struct SyncRequest<'a> {
 /// What the inventory showed a sync.
 #[derive(Debug, Clone, Copy)]
 pub struct Observed<'a> {
-    pub servers: &'a HashMap<String, ObservedPower>,
+    pub servers: &'a HashMap<ServerId, ObservedPower>,
     /// When the listing behind it began.
     pub listed_at: Instant,
 }
@@ -178,7 +179,7 @@ pub struct FleetView {
     /// Jobs with the policy's servers, newest first, counted over them only.
     pub jobs: Vec<JobView>,
     /// Retry state of the policy's servers that are not stopped.
-    pub failing: HashMap<String, RetryState>,
+    pub failing: HashMap<ServerId, RetryState>,
     /// Jobs of the policy given up on recently.
     pub lost: Vec<LostJob>,
     pub submit_failure: Option<SubmitFailure>,
@@ -194,7 +195,7 @@ pub struct FleetView {
     pub queued: bool,
     /// Its servers that its own stop jobs stopped, and that no later job of it has
     /// started again: what `afterWindow: Start` records.
-    pub stopped: Vec<String>,
+    pub stopped: Vec<ServerId>,
     /// Of [`SyncRequest::start`]: queued now, or nothing left to start.
     pub starts: StartPlan,
 }
@@ -219,14 +220,14 @@ pub struct FleetState {
     /// when a listing may settle them: in flight until one that began later shows
     /// them. Not at once: a busy cloud leaves a new job's servers untouched for a
     /// while, and a listing then would show them as if the call had never come.
-    unknown: HashMap<String, Instant>,
+    unknown: HashMap<ServerId, Instant>,
     /// Of those, the servers of stop calls, with the policies they were for.
     unknown_stops: UnknownStops,
     jobs: HashMap<String, TrackedJob>,
     lost: Vec<LostJob>,
     /// Why each job given up on since [`Self::expire`] last said so: for the metric.
     newly_lost: Vec<LostReason>,
-    retry: HashMap<String, RetryState>,
+    retry: HashMap<ServerId, RetryState>,
     last_submit_failure: Option<SubmitFailure>,
     journal_failure: Option<String>,
     throttled_until: Option<Instant>,
@@ -271,19 +272,18 @@ impl FleetState {
         } else {
             request.mode
         };
-        let desired: HashSet<String> = request.desired.iter().cloned().collect();
+        let desired: HashSet<ServerId> = request.desired.iter().cloned().collect();
         let wanted = if mode == Mode::Act {
             desired.clone()
         } else {
             HashSet::new()
         };
         // Never for a suspended, deleted or dry-run policy, nor inside a window.
-        let start: Vec<String> = match mode {
+        let start: Vec<ServerId> = match mode {
             Mode::Idle => request
                 .start
                 .iter()
-                .filter(|id| desired.contains(*id))
-                .cloned()
+                .filter_map(|id| desired.get(id.as_str()).cloned())
                 .collect(),
             _ => Vec::new(),
         };
@@ -301,7 +301,7 @@ impl FleetState {
         self.unknown_stops
             .settle(observed.servers, observed.listed_at);
         let in_flight = self.in_flight(policy, request.lane, request.desired, observed.listed_at);
-        let retries: HashMap<String, RetryState> = self
+        let retries: HashMap<ServerId, RetryState> = self
             .retry
             .iter()
             .filter(|(id, _)| desired.contains(*id))
@@ -356,7 +356,7 @@ impl FleetState {
     fn plan_starts(
         &self,
         policy: &PolicyKey,
-        start: &[String],
+        start: &[ServerId],
         backoff: Backoff,
         observed: &Observed<'_>,
         now: Now,
@@ -380,7 +380,7 @@ impl FleetState {
     /// listing then showed shut off. A finished stop job stays tracked for its
     /// retention: a start job sent after it hides its servers, so they are not
     /// counted as stopped again.
-    fn stopped_by(&self, policy: &PolicyKey, desired: &HashSet<String>) -> Vec<String> {
+    fn stopped_by(&self, policy: &PolicyKey, desired: &HashSet<ServerId>) -> Vec<ServerId> {
         let jobs = self
             .jobs
             .values()
@@ -395,7 +395,7 @@ impl FleetState {
             .unknown_stops
             .stopped_by(policy)
             .map(|(id, sent_at)| (id, sent_at, true));
-        let mut newest: HashMap<&String, (jiff::Timestamp, bool)> = HashMap::new();
+        let mut newest: HashMap<&ServerId, (jiff::Timestamp, bool)> = HashMap::new();
         for (id, at, stopped) in jobs.chain(presumed) {
             if !desired.contains(id) {
                 continue;
@@ -405,7 +405,7 @@ impl FleetState {
                 *entry = (at, stopped);
             }
         }
-        let mut stopped: Vec<String> = newest
+        let mut stopped: Vec<ServerId> = newest
             .into_iter()
             .filter(|(_, (_, stopped))| *stopped)
             .map(|(id, _)| id.clone())
@@ -421,12 +421,12 @@ impl FleetState {
         &self,
         policy: &PolicyKey,
         lane: Lane,
-        ids: &[String],
+        ids: &[ServerId],
         listed_at: Instant,
-    ) -> HashSet<String> {
-        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        let mut found: HashSet<String> = HashSet::new();
-        let mut take = |id: &String| {
+    ) -> HashSet<ServerId> {
+        let wanted: HashSet<&str> = ids.iter().map(ServerId::as_str).collect();
+        let mut found: HashSet<ServerId> = HashSet::new();
+        let mut take = |id: &ServerId| {
             if wanted.contains(id.as_str()) {
                 found.insert(id.clone());
             }
@@ -467,16 +467,16 @@ impl FleetState {
         &self,
         policy: &PolicyKey,
         lane: Lane,
-        ids: &[String],
+        ids: &[ServerId],
         now: Instant,
     ) -> bool {
-        let distinct: HashSet<&String> = ids.iter().collect();
+        let distinct: HashSet<&ServerId> = ids.iter().collect();
         !ids.is_empty() && self.in_flight(policy, lane, ids, now).len() == distinct.len()
     }
 
     /// Whether all `policy` waits for is its queued stops: none of `ids` in a call
     /// under way, an unknown outcome or an unfinished job.
-    fn only_queued(&self, policy: &PolicyKey, lane: Lane, ids: &[String]) -> bool {
+    fn only_queued(&self, policy: &PolicyKey, lane: Lane, ids: &[ServerId]) -> bool {
         let queued = self
             .lanes
             .get(&lane)
@@ -484,7 +484,7 @@ impl FleetState {
         if !queued {
             return false;
         }
-        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let wanted: HashSet<&str> = ids.iter().map(ServerId::as_str).collect();
         let under_way = self
             .calls
             .values()
@@ -514,7 +514,7 @@ impl FleetState {
         &mut self,
         policy: &PolicyKey,
         lane: Lane,
-        ids: impl IntoIterator<Item = String>,
+        ids: impl IntoIterator<Item = ServerId>,
         now: Instant,
     ) -> bool {
         let state = self.lanes.entry(lane).or_default();
@@ -541,7 +541,7 @@ impl FleetState {
         &mut self,
         policy: &PolicyKey,
         lane: Option<Lane>,
-        wanted: &HashSet<String>,
+        wanted: &HashSet<ServerId>,
     ) {
         let none = HashSet::new();
         let mut withdrawn = 0;
@@ -682,7 +682,7 @@ impl FleetState {
                 state.halves.push_front(wanted);
             }
         } else {
-            let mut by_policy: Vec<(PolicyKey, Vec<String>)> = Vec::new();
+            let mut by_policy: Vec<(PolicyKey, Vec<ServerId>)> = Vec::new();
             for entry in wanted {
                 for policy in entry.policies {
                     match by_policy.iter_mut().find(|(p, _)| *p == policy) {
@@ -804,7 +804,7 @@ impl FleetState {
     fn fail_server_with(&mut self, id: &str, code: String, message: String, at: jiff::Timestamp) {
         let attempts = self.retry.get(id).map_or(0, |r| r.attempts) + 1;
         self.retry.insert(
-            id.to_owned(),
+            id.into(),
             RetryState {
                 attempts,
                 last_failure_at: at,
@@ -822,7 +822,7 @@ impl FleetState {
         &mut self,
         policy: &PolicyKey,
         jobs: impl IntoIterator<Item = (String, jiff::Timestamp, JobAction)>,
-        desired: &[String],
+        desired: &[ServerId],
     ) {
         for (job_id, submitted_at, action) in jobs {
             if self.lost.iter().any(|lost| lost.job.job_id == job_id) {
@@ -860,7 +860,7 @@ impl FleetState {
         for call in &inherited.unknown {
             for id in &call.ids {
                 let stop = (call.policies.clone(), call.sent_at);
-                self.hold_unknown(id.clone(), call.action, stop, settles_at);
+                self.hold_unknown(id.into(), call.action, stop, settles_at);
             }
         }
     }
@@ -870,7 +870,7 @@ impl FleetState {
     /// for, at the time it was sent (`stop`), in case it stopped the server.
     fn hold_unknown(
         &mut self,
-        id: String,
+        id: ServerId,
         action: JobAction,
         (policies, sent_at): (Vec<PolicyKey>, jiff::Timestamp),
         settles_at: Instant,
@@ -901,7 +901,7 @@ impl FleetState {
         job_id: &str,
         answer: Result<Job, EcsError>,
         now: Now,
-    ) -> Option<(JobAction, Vec<String>)> {
+    ) -> Option<(JobAction, Vec<ServerId>)> {
         let job = match answer {
             Ok(job) => job,
             Err(error) if error.is_retryable() || error.kind() == ErrorKind::OutcomeUnknown => {
@@ -971,7 +971,7 @@ impl FleetState {
 
     /// The jobs that touch `desired`, newest first, counted over `desired` only; jobs
     /// given up on included, marked so.
-    fn jobs_of(&self, policy: &PolicyKey, desired: &HashSet<String>) -> Vec<JobView> {
+    fn jobs_of(&self, policy: &PolicyKey, desired: &HashSet<ServerId>) -> Vec<JobView> {
         let followed = self
             .jobs
             .values()

@@ -10,6 +10,7 @@
 use super::Fleet;
 use super::state::{Due, DueCall, Lane, Now};
 use crate::policy::JobAction;
+use crate::server_id::ServerId;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -51,13 +52,14 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
 
 async fn send(fleet: &Fleet, call: DueCall) {
     let action = call.lane.action();
+    let ids: Vec<String> = call.ids.iter().map(ServerId::to_string).collect();
     // Written before it goes: a process killed from here on leaves its successor
     // this call's budget and servers, whatever happens to the answer.
     let seq = match fleet
         .journal
         .begin(
             call.lane.job_action(),
-            call.ids.clone(),
+            ids.clone(),
             call.policies.clone(),
             Now::current(),
         )
@@ -81,7 +83,7 @@ async fn send(fleet: &Fleet, call: DueCall) {
         fleet.lock().not_sent(call.id, Instant::now());
         return;
     }
-    let answer = fleet.api.power(&call.ids, action).await;
+    let answer = fleet.api.power(&ids, action).await;
     let answered = answer.as_ref().map(String::as_str);
     // The job id is durable before the next call goes: a kill loses at most this
     // one round trip. Not written, it goes with the next call's record.

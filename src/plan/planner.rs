@@ -5,6 +5,7 @@ use jiff::Timestamp;
 
 use super::ObservedPower;
 use crate::policy::{Phase, Summary};
+use crate::server_id::ServerId;
 
 /// Why a server's last stop attempt failed, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,13 +59,13 @@ impl Backoff {
 #[derive(Clone, Copy, Debug)]
 pub struct PlanInput<'a> {
     /// Server ids the policy names, in spec order.
-    pub desired: &'a [String],
+    pub desired: &'a [ServerId],
     /// What the project's full listing says of each server; an absent id is NotFound.
-    pub observed: &'a HashMap<String, ObservedPower>,
+    pub observed: &'a HashMap<ServerId, ObservedPower>,
     /// Ids queued for a stop call or in a stop job still INIT or RUNNING.
-    pub in_flight: &'a HashSet<String>,
+    pub in_flight: &'a HashSet<ServerId>,
     /// Servers whose last stop attempt failed.
-    pub retries: &'a HashMap<String, RetryState>,
+    pub retries: &'a HashMap<ServerId, RetryState>,
     /// The time of the observation.
     pub now: Timestamp,
     /// Act, dry run or suspend.
@@ -77,12 +78,12 @@ pub struct PlanInput<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanOutcome {
     /// Ids to enqueue for stopping now, distinct, in spec order; empty unless Act.
-    pub to_stop: Vec<String>,
+    pub to_stop: Vec<ServerId>,
     /// What Act would stop now, in every mode (for the dry-run report).
-    pub would_stop: Vec<String>,
+    pub would_stop: Vec<ServerId>,
     /// Running servers that are locked: ECS refuses to stop them until unlocked, so
     /// they are not sent at all (and counted as failed).
-    pub locked: Vec<String>,
+    pub locked: Vec<ServerId>,
     /// Counts by state; see [`plan_stops`] for how each server is counted.
     pub summary: Summary,
     /// Time until the soonest backoff ends, so the caller can requeue then.
@@ -245,13 +246,13 @@ mod tests {
         }
 
         fn plan(&self) -> PlanOutcome {
-            let desired: Vec<String> = self.servers.iter().map(|(id, _)| id.to_string()).collect();
+            let desired: Vec<ServerId> = self.servers.iter().map(|(id, _)| (*id).into()).collect();
             let observed = self
                 .servers
                 .iter()
-                .filter_map(|(id, p)| p.map(|p| (id.to_string(), p)))
+                .filter_map(|(id, p)| p.map(|p| ((*id).into(), p)))
                 .collect();
-            let in_flight = self.in_flight.iter().map(|s| s.to_string()).collect();
+            let in_flight = self.in_flight.iter().map(|s| (*s).into()).collect();
             let retries = self
                 .retries
                 .iter()
@@ -262,7 +263,7 @@ mod tests {
                         code: "Ecs.0100".into(),
                         message: "boom".into(),
                     };
-                    (id.to_string(), state)
+                    (id.into(), state)
                 })
                 .collect();
             plan_stops(&PlanInput {

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::ecs::wire::MAX_SERVERS_PER_ACTION;
+use crate::server_id::ServerId;
 
 fn power() -> impl Strategy<Value = Option<ObservedPower>> {
     prop_oneof![
@@ -46,10 +47,10 @@ fn mode() -> impl Strategy<Value = Mode> {
 }
 
 struct Owned {
-    desired: Vec<String>,
-    observed: HashMap<String, ObservedPower>,
-    in_flight: HashSet<String>,
-    retries: HashMap<String, RetryState>,
+    desired: Vec<ServerId>,
+    observed: HashMap<ServerId, ObservedPower>,
+    in_flight: HashSet<ServerId>,
+    retries: HashMap<ServerId, RetryState>,
     now: Timestamp,
     backoff: Backoff,
 }
@@ -70,7 +71,7 @@ impl Owned {
             },
         };
         for (i, (power, in_flight, retry)) in cases.iter().enumerate() {
-            let id = format!("00000000-0000-4000-8000-{i:012x}");
+            let id: ServerId = format!("00000000-0000-4000-8000-{i:012x}").into();
             owned.desired.push(id.clone());
             if dup_every > 0 && i % dup_every == 0 {
                 owned.desired.push(id.clone());
@@ -130,7 +131,7 @@ proptest! {
     fn every_running_server_not_in_flight_nor_backing_off_is_planned(cases in servers(), dup in 0usize..4) {
         let input = Owned::new(&cases, dup);
         let out = input.plan(Mode::Act);
-        let planned: HashSet<&String> = out.to_stop.iter().collect();
+        let planned: HashSet<&ServerId> = out.to_stop.iter().collect();
         prop_assert_eq!(planned.len(), out.to_stop.len(), "to_stop has duplicates");
         for id in &input.desired {
             let eligible = input.observed.get(id) == Some(&ObservedPower::Running)
@@ -139,7 +140,7 @@ proptest! {
             prop_assert_eq!(planned.contains(id), eligible, "{}", id);
         }
         // Spec order is kept.
-        let order: Vec<&String> = {
+        let order: Vec<&ServerId> = {
             let mut seen = HashSet::new();
             input.desired.iter().filter(|id| planned.contains(id) && seen.insert(*id)).collect()
         };
@@ -189,8 +190,8 @@ fn queues() -> impl Strategy<Value = Vec<Vec<u16>>> {
     prop::collection::vec(prop::collection::vec(0u16..3000, 0..2500), 1..5)
 }
 
-fn id(n: u16) -> String {
-    format!("srv-{n}")
+fn id(n: u16) -> ServerId {
+    format!("srv-{n}").into()
 }
 
 fn filled(queues: &[Vec<u16>]) -> StopQueue<usize> {
@@ -226,7 +227,7 @@ proptest! {
     fn draining_sends_every_id_once_and_credits_every_policy(queues in queues(), budget in 1usize..1500) {
         let mut q = filled(&queues);
         let mut sent = HashSet::new();
-        let mut credited: HashSet<(usize, String)> = HashSet::new();
+        let mut credited: HashSet<(usize, ServerId)> = HashSet::new();
         let mut calls = 0;
         while !q.is_empty() {
             let batch = q.take_batch(budget);
@@ -240,7 +241,7 @@ proptest! {
             calls += 1;
             prop_assert!(calls <= 20_000);
         }
-        let expected: HashSet<(usize, String)> = queues
+        let expected: HashSet<(usize, ServerId)> = queues
             .iter()
             .enumerate()
             .flat_map(|(p, ids)| ids.iter().map(move |&n| (p, id(n))))
@@ -256,8 +257,8 @@ proptest! {
         small_first in any::<bool>(),
     ) {
         let mut q = StopQueue::new();
-        let big_ids = (0..big).map(|i| format!("big-{i}"));
-        let small_ids = (0..small).map(|i| format!("small-{i}"));
+        let big_ids = (0..big).map(|i| ServerId::from(format!("big-{i}")));
+        let small_ids = (0..small).map(|i| ServerId::from(format!("small-{i}")));
         if small_first {
             q.push("small", small_ids);
             q.push("big", big_ids);

@@ -1,6 +1,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::ecs::wire::MAX_SERVERS_PER_ACTION;
+use crate::server_id::ServerId;
 
 /// Most new ids one policy adds to a batch before the next policy's turn.
 pub const IDS_PER_TURN: usize = 100;
@@ -25,9 +26,9 @@ pub struct StopQueue<K> {
 #[derive(Clone, Debug)]
 struct PolicyQueue<K> {
     key: K,
-    ids: VecDeque<String>,
+    ids: VecDeque<ServerId>,
     // Mirrors `ids`, so pushing the same plan twice does not queue an id twice.
-    members: HashSet<String>,
+    members: HashSet<ServerId>,
 }
 
 /// One stop call's worth of ids.
@@ -41,7 +42,7 @@ pub struct Batch<K> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchEntry<K> {
     /// The server id.
-    pub id: String,
+    pub id: ServerId,
     /// The policies whose queues held it, in turn order, each once.
     pub policies: Vec<K>,
 }
@@ -79,7 +80,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
 
     /// Appends ids to the policy's FIFO, skipping those it already holds. A new policy
     /// takes its turn after those already queued.
-    pub fn push(&mut self, policy: K, ids: impl IntoIterator<Item = String>) {
+    pub fn push(&mut self, policy: K, ids: impl IntoIterator<Item = ServerId>) {
         let index = match self.policies.iter().position(|q| q.key == policy) {
             Some(index) => index,
             None => {
@@ -102,7 +103,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
 
     /// Puts ids taken in a batch that was not sent back at the front of the policy's
     /// FIFO, so they go first in its next turn.
-    pub fn put_back(&mut self, policy: K, ids: impl IntoIterator<Item = String>) {
+    pub fn put_back(&mut self, policy: K, ids: impl IntoIterator<Item = ServerId>) {
         let index = match self.policies.iter().position(|q| q.key == policy) {
             Some(index) => index,
             None => {
@@ -119,7 +120,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
             }
         };
         let queue = &mut self.policies[index];
-        let returned: Vec<String> = ids
+        let returned: Vec<ServerId> = ids
             .into_iter()
             .filter(|id| queue.members.insert(id.clone()))
             .collect();
@@ -132,7 +133,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
     /// Keeps, of the ids the policy queued, only those in `wanted` (the others it
     /// no longer asks for: it was deleted or suspended, or a server left its list);
     /// returns how many ids were dropped.
-    pub fn keep_only(&mut self, policy: &K, wanted: &HashSet<String>) -> usize {
+    pub fn keep_only(&mut self, policy: &K, wanted: &HashSet<ServerId>) -> usize {
         let Some(queue) = self.policies.iter_mut().find(|q| q.key == *policy) else {
             return 0;
         };
@@ -155,12 +156,12 @@ impl<K: Clone + PartialEq> StopQueue<K> {
     }
 
     /// Every queued id, once per policy that queued it.
-    pub fn ids(&self) -> impl Iterator<Item = &String> {
+    pub fn ids(&self) -> impl Iterator<Item = &ServerId> {
         self.policies.iter().flat_map(|q| q.ids.iter())
     }
 
     /// The ids the policy has queued.
-    pub fn queued_ids(&self, policy: &K) -> Option<&HashSet<String>> {
+    pub fn queued_ids(&self, policy: &K) -> Option<&HashSet<ServerId>> {
         self.policies
             .iter()
             .find(|q| q.key == *policy)
@@ -178,7 +179,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
     pub fn take_batch(&mut self, budget: usize) -> Batch<K> {
         let limit = budget.min(MAX_SERVERS_PER_ACTION);
         let mut entries: Vec<BatchEntry<K>> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut index: HashMap<ServerId, usize> = HashMap::new();
 
         'turns: while entries.len() < limit && !self.is_empty() {
             let mut took_any = false;
@@ -283,8 +284,8 @@ fn attribute<K: Clone + PartialEq>(entry: &mut BatchEntry<K>, policy: &K) {
 mod tests {
     use super::*;
 
-    fn ids(prefix: &str, n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("{prefix}{i}")).collect()
+    fn ids(prefix: &str, n: usize) -> Vec<ServerId> {
+        (0..n).map(|i| format!("{prefix}{i}").into()).collect()
     }
 
     #[test]
@@ -361,8 +362,8 @@ mod tests {
     #[test]
     fn shared_id_is_sent_once_for_both_policies() {
         let mut q = StopQueue::new();
-        q.push("a", vec!["x".to_string(), "y".to_string()]);
-        q.push("b", vec!["z".to_string(), "w".to_string(), "x".to_string()]);
+        q.push("a", vec!["x".into(), "y".into()]);
+        q.push("b", vec!["z".into(), "w".into(), "x".into()]);
         let batch = q.take_batch(3);
         assert_eq!(batch.ids().collect::<Vec<_>>(), ["x", "y", "z"]);
         assert_eq!(batch.entries[0].policies, ["a", "b"]);
@@ -385,7 +386,7 @@ mod tests {
         let mut q = StopQueue::new();
         q.push("a", ids("a", 3));
         q.push("b", ids("b", 2));
-        let still_wanted: HashSet<String> = ["a1".to_string()].into();
+        let still_wanted: HashSet<ServerId> = ["a1".into()].into();
         assert_eq!(q.keep_only(&"a", &still_wanted), 2);
         assert_eq!(q.keep_only(&"a", &still_wanted), 0);
         assert_eq!(q.keep_only(&"z", &HashSet::new()), 0);
@@ -403,7 +404,7 @@ mod tests {
     fn ids_put_back_go_first_in_the_policys_next_turn() {
         let mut q = StopQueue::new();
         q.push("a", ids("a", 4));
-        let taken: Vec<String> = q.take_batch(2).ids().map(str::to_owned).collect();
+        let taken: Vec<ServerId> = q.take_batch(2).ids().map(ServerId::from).collect();
         q.put_back("a", taken);
         q.put_back("b", ids("b", 1));
         assert_eq!(

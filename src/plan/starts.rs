@@ -3,6 +3,7 @@
 
 use super::planner::backoff_remaining;
 use super::{Backoff, ObservedPower, RetryState};
+use crate::server_id::ServerId;
 use jiff::Timestamp;
 use std::collections::{HashMap, HashSet};
 
@@ -11,11 +12,11 @@ use std::collections::{HashMap, HashSet};
 pub struct StartInput<'a> {
     /// The servers the policy stopped and has not started again, and that it still
     /// names: nothing else is ever started.
-    pub stopped_by_policy: &'a [String],
-    pub observed: &'a HashMap<String, ObservedPower>,
+    pub stopped_by_policy: &'a [ServerId],
+    pub observed: &'a HashMap<ServerId, ObservedPower>,
     /// Ids queued, in a call or a job, or of unknown outcome, in any lane.
-    pub in_flight: &'a HashSet<String>,
-    pub retries: &'a HashMap<String, RetryState>,
+    pub in_flight: &'a HashSet<ServerId>,
+    pub retries: &'a HashMap<ServerId, RetryState>,
     pub backoff: Backoff,
     pub now: Timestamp,
 }
@@ -23,10 +24,10 @@ pub struct StartInput<'a> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct StartPlan {
     /// Shut off, nothing in flight for them, no backoff running: to queue now.
-    pub to_start: Vec<String>,
+    pub to_start: Vec<ServerId>,
     /// Running again (started by this policy's job or by someone) or gone from the
     /// project: nothing left to start, so out of the policy's record.
-    pub settled: Vec<String>,
+    pub settled: Vec<ServerId>,
 }
 
 /// Starts what is shut off and not in flight; leaves busy, powering-off and ERROR
@@ -66,8 +67,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn ids(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| (*n).to_owned()).collect()
+    fn ids(names: &[&str]) -> Vec<ServerId> {
+        names.iter().map(|n| (*n).into()).collect()
     }
 
     fn plan(
@@ -77,10 +78,7 @@ mod tests {
         retries: &[(&str, i64)],
     ) -> StartPlan {
         let now = Timestamp::from_second(1000).unwrap();
-        let observed = observed
-            .iter()
-            .map(|(id, p)| ((*id).to_owned(), *p))
-            .collect();
+        let observed = observed.iter().map(|(id, p)| ((*id).into(), *p)).collect();
         let retries = retries
             .iter()
             .map(|(id, at)| {
@@ -90,7 +88,7 @@ mod tests {
                     code: "Ecs.0001".into(),
                     message: "refused".into(),
                 };
-                ((*id).to_owned(), retry)
+                ((*id).into(), retry)
             })
             .collect();
         plan_starts(&StartInput {

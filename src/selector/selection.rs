@@ -1,6 +1,7 @@
 //! What a policy wants from its named servers and its selector's matches.
 
 use super::SAMPLE_SIZE;
+use crate::server_id::ServerId;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashSet};
 
@@ -9,7 +10,7 @@ pub struct Selection {
     /// The servers the policy wants stopped, each once: named ones in spec order, then
     /// matched ones not named, sorted; less the excluded; none at all when the selector
     /// matched more than `maxServers`.
-    pub wanted: Vec<String>,
+    pub wanted: Vec<ServerId>,
     /// Servers the selector matched, the excluded ones not counted.
     pub matched: usize,
     /// `matched` is over the cap: the policy stops nothing.
@@ -22,14 +23,14 @@ pub struct Selection {
 }
 
 pub fn select<'a>(
-    named: impl IntoIterator<Item = &'a str>,
-    matched: impl IntoIterator<Item = &'a str>,
+    named: impl IntoIterator<Item = &'a ServerId>,
+    matched: impl IntoIterator<Item = &'a ServerId>,
     exclude: &HashSet<&str>,
     max_servers: Option<usize>,
 ) -> Selection {
-    let matched: BTreeSet<&str> = matched
+    let matched: BTreeSet<&ServerId> = matched
         .into_iter()
-        .filter(|id| !exclude.contains(id))
+        .filter(|id| !exclude.contains(id.as_str()))
         .collect();
     let exceeded = max_servers.is_some_and(|max| matched.len() > max);
     let mut hasher = Sha256::new();
@@ -41,7 +42,7 @@ pub fn select<'a>(
     let sample = matched
         .iter()
         .take(SAMPLE_SIZE)
-        .map(|id| (*id).to_owned())
+        .map(|id| id.to_string())
         .collect();
     let wanted = if exceeded {
         Vec::new()
@@ -50,8 +51,8 @@ pub fn select<'a>(
         named
             .into_iter()
             .chain(matched.iter().copied())
-            .filter(|id| !exclude.contains(id) && seen.insert(*id))
-            .map(str::to_owned)
+            .filter(|id| !exclude.contains(id.as_str()) && seen.insert(*id))
+            .cloned()
             .collect()
     };
     Selection {

@@ -1,5 +1,6 @@
 use super::spec::SelectorSpec;
 use super::*;
+use crate::server_id::ServerId;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashSet};
 
@@ -100,20 +101,24 @@ fn bad_selectors_name_the_field() {
 #[test]
 fn the_cap_stops_nothing_and_exclude_wins() {
     let exclude = HashSet::from(["b"]);
-    let fits = select(["n", "c"], ["c", "b", "a"], &exclude, Some(2));
+    let ids = |names: &[&str]| -> Vec<ServerId> { names.iter().map(|n| (*n).into()).collect() };
+    let select = |named: &[&str], matched: &[&str], exclude, max| {
+        select(&ids(named), &ids(matched), exclude, max)
+    };
+    let fits = select(&["n", "c"], &["c", "b", "a"], &exclude, Some(2));
     // Named first, in spec order, then the matched ones not named, sorted; each once.
     assert_eq!(fits.wanted, ["n", "c", "a"]);
     assert_eq!((fits.matched, fits.exceeded), (2, false));
     assert_eq!(fits.sample, ["a", "c"]);
     // Excluded servers are not wanted even when named.
-    let named_excluded = select(["b"], [], &exclude, Some(2));
+    let named_excluded = select(&["b"], &[], &exclude, Some(2));
     assert!(named_excluded.wanted.is_empty());
     // Over the cap: nothing at all is wanted, named servers included.
-    let over = select(["n"], ["a", "c", "d"], &exclude, Some(2));
+    let over = select(&["n"], &["a", "c", "d"], &exclude, Some(2));
     assert!(over.wanted.is_empty());
     assert_eq!((over.matched, over.exceeded), (3, true));
     // The digest follows the matched set, whatever the order it came in.
-    assert_eq!(select([], ["c", "a"], &exclude, None).digest, fits.digest);
+    assert_eq!(select(&[], &["c", "a"], &exclude, None).digest, fits.digest);
     assert_ne!(over.digest, fits.digest);
     assert_eq!(fits.digest.len(), 16);
 }
@@ -203,7 +208,8 @@ proptest! {
         max in prop::option::of(0usize..5),
     ) {
         let exclude: HashSet<&str> = excluded.iter().copied().collect();
-        let selection = select(named.iter().copied(), matched.iter().copied(), &exclude, max);
+        let ids = |names: &[&str]| -> Vec<ServerId> { names.iter().map(|n| (*n).into()).collect() };
+        let selection = select(&ids(&named), &ids(&matched), &exclude, max);
         let counted: HashSet<&str> =
             matched.iter().copied().filter(|id| !exclude.contains(id)).collect();
         prop_assert_eq!(selection.matched, counted.len());
@@ -217,7 +223,7 @@ proptest! {
                 .filter(|id| !exclude.contains(id))
                 .chain(counted.iter().copied())
                 .collect();
-            let wanted: HashSet<&str> = selection.wanted.iter().map(String::as_str).collect();
+            let wanted: HashSet<&str> = selection.wanted.iter().map(ServerId::as_str).collect();
             prop_assert_eq!(wanted.len(), selection.wanted.len(), "each id once");
             prop_assert_eq!(wanted, expected);
         }

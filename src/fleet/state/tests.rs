@@ -17,11 +17,16 @@ fn key(name: &str) -> PolicyKey {
     PolicyKey::new("ns", name)
 }
 
-fn ids(names: &[&str]) -> Vec<String> {
+fn ids(names: &[&str]) -> Vec<ServerId> {
+    names.iter().map(|n| (*n).into()).collect()
+}
+
+/// Ids as a policy's status and the call journal write them.
+fn texts(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| (*n).to_owned()).collect()
 }
 
-fn set(names: &[&str]) -> HashSet<String> {
+fn set(names: &[&str]) -> HashSet<ServerId> {
     ids(names).into_iter().collect()
 }
 
@@ -105,12 +110,12 @@ impl World {
         (listed_ms, now_ms): (u64, u64),
     ) -> FleetView {
         let desired = ids(desired);
-        let mut servers: HashMap<String, ObservedPower> = desired
+        let mut servers: HashMap<ServerId, ObservedPower> = desired
             .iter()
             .map(|id| (id.clone(), ObservedPower::Running))
             .collect();
         for (id, p) in power {
-            servers.insert((*id).to_owned(), *p);
+            servers.insert((*id).into(), *p);
         }
         let policy = key(policy);
         self.state.sync(
@@ -196,7 +201,7 @@ fn a_suspended_dry_run_idle_or_deleted_policy_queues_nothing_and_withdraws_what_
     }
     let mut w = World::new();
     let desired = ids(&["a"]);
-    let servers = HashMap::from([("a".to_owned(), ObservedPower::Running)]);
+    let servers = HashMap::from([(ServerId::from("a"), ObservedPower::Running)]);
     let now = w.clock.at(0);
     let view = w.state.sync(
         &SyncRequest {
@@ -237,7 +242,7 @@ fn one_server_has_one_action_in_flight_across_lanes() {
     assert_eq!(hard.outcome.summary.stopping, 1);
     // In a call, it is in flight for every lane and policy.
     let call = w.due(Lane::SoftStop, 500).unwrap();
-    assert!(call.ids.contains(&"x".to_owned()));
+    assert!(call.ids.contains(&"x".into()));
     let other = w.sync_with(
         "hard2",
         &["x"],
@@ -320,7 +325,7 @@ fn a_refusal_because_of_some_servers_is_bisected_down_to_them() {
     let mut t = 500;
     while let Some(call) = w.due(Lane::SoftStop, t) {
         sent.push(call.ids.clone());
-        let answer = if call.ids.contains(&"locked".to_owned()) {
+        let answer = if call.ids.contains(&"locked".into()) {
             Err(&locked)
         } else {
             Ok("job")
@@ -540,10 +545,10 @@ mod properties {
             let mut w = World::new();
             let mut t: u64 = 1_000;
             // The model: what each policy wants now, in which lane.
-            let mut wants: HashMap<usize, (Lane, HashSet<String>)> = HashMap::new();
+            let mut wants: HashMap<usize, (Lane, HashSet<ServerId>)> = HashMap::new();
             let mut under_way: Vec<DueCall> = Vec::new();
-            let mut in_jobs: HashSet<String> = HashSet::new();
-            let mut unknown_since: HashMap<String, u64> = HashMap::new();
+            let mut in_jobs: HashSet<ServerId> = HashSet::new();
+            let mut unknown_since: HashMap<ServerId, u64> = HashMap::new();
             let throttled = error(ErrorKind::Throttled, Some(429), None);
             let lost = error(ErrorKind::OutcomeUnknown, Some(504), None);
             let locked = error(ErrorKind::Invalid, Some(400), Some("Ecs.0605"));
@@ -558,7 +563,7 @@ mod properties {
                         let listed = t - listing_lag_ms;
                         w.sync_with(&format!("p{policy}"), &desired, (mode, lane), &[], (listed, t));
                         unknown_since.retain(|_, since| listed <= *since);
-                        let wanted = if act { names.into_iter().collect() } else { HashSet::new() };
+                        let wanted = if act { names.iter().map(ServerId::from).collect() } else { HashSet::new() };
                         wants.insert(policy, (lane, wanted));
                     }
                     Op::Withdraw(policy) => {
@@ -570,7 +575,7 @@ mod properties {
                         // Late enough for any linger and throttle back-off.
                         t += 3_000;
                         if let Some(call) = w.due(lane, t) {
-                            let distinct: HashSet<&String> = call.ids.iter().collect();
+                            let distinct: HashSet<&ServerId> = call.ids.iter().collect();
                             prop_assert_eq!(distinct.len(), call.ids.len(), "an id twice in one call");
                             for id in &call.ids {
                                 prop_assert!(
@@ -704,14 +709,14 @@ fn what_the_journal_hands_over_holds_exactly_its_servers_once() {
             job_id: "j".into(),
             call: InheritedCall {
                 action: JobAction::Stop,
-                ids: ids(&["a", "b"]),
+                ids: texts(&["a", "b"]),
                 policies: vec![key("p")],
                 sent_at: w.clock.wall0,
             },
         }],
         unknown: vec![InheritedCall {
             action: JobAction::Stop,
-            ids: ids(&["u"]),
+            ids: texts(&["u"]),
             policies: vec![key("p")],
             sent_at: w.clock.wall0,
         }],
@@ -893,9 +898,9 @@ impl World {
         deleted: bool,
     ) -> FleetView {
         let desired = ids(desired);
-        let start = ids(start);
-        let servers: HashMap<String, ObservedPower> =
-            power.iter().map(|(id, p)| ((*id).to_owned(), *p)).collect();
+        let start = texts(start);
+        let servers: HashMap<ServerId, ObservedPower> =
+            power.iter().map(|(id, p)| ((*id).into(), *p)).collect();
         let policy = key(policy);
         let now = self.clock.at(now_ms);
         self.state.sync(
@@ -920,7 +925,7 @@ impl World {
     }
 
     /// Sends the call due in `lane` and has its job succeed for every server.
-    fn run_job(&mut self, lane: Lane, job_id: &str, now_ms: u64) -> Vec<String> {
+    fn run_job(&mut self, lane: Lane, job_id: &str, now_ms: u64) -> Vec<ServerId> {
         let call = self.due(lane, now_ms).expect("a call is due");
         self.state
             .record_call(call.id, Ok(job_id), self.clock.at(now_ms));
@@ -1029,7 +1034,7 @@ fn a_stop_call_an_earlier_process_left_unanswered_counts_as_its_policys_stop_onc
     let mut w = World::new();
     let call = |action, id: &str| InheritedCall {
         action,
-        ids: ids(&[id]),
+        ids: texts(&[id]),
         policies: vec![key("p")],
         sent_at: w.clock.wall0,
     };

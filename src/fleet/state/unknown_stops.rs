@@ -9,6 +9,7 @@
 
 use crate::fleet::PolicyKey;
 use crate::plan::ObservedPower;
+use crate::server_id::ServerId;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -30,8 +31,8 @@ struct Presumed {
 
 #[derive(Debug, Default)]
 pub(super) struct UnknownStops {
-    pending: HashMap<String, Pending>,
-    presumed: HashMap<String, Presumed>,
+    pending: HashMap<ServerId, Pending>,
+    presumed: HashMap<ServerId, Presumed>,
 }
 
 impl UnknownStops {
@@ -39,7 +40,7 @@ impl UnknownStops {
     /// a listing that begins after `settles_at` decides.
     pub(super) fn add(
         &mut self,
-        id: String,
+        id: ServerId,
         policies: Vec<PolicyKey>,
         sent_at: jiff::Timestamp,
         settles_at: Instant,
@@ -57,7 +58,11 @@ impl UnknownStops {
 
     /// Decides the pending servers that a listing begun at `listed_at` shows in
     /// `observed` and could show the call's effect for.
-    pub(super) fn settle(&mut self, observed: &HashMap<String, ObservedPower>, listed_at: Instant) {
+    pub(super) fn settle(
+        &mut self,
+        observed: &HashMap<ServerId, ObservedPower>,
+        listed_at: Instant,
+    ) {
         let presumed = &mut self.presumed;
         self.pending.retain(|id, pending| {
             let Some(power) = observed.get(id) else {
@@ -94,7 +99,7 @@ impl UnknownStops {
     pub(super) fn stopped_by<'a>(
         &'a self,
         policy: &'a PolicyKey,
-    ) -> impl Iterator<Item = (&'a String, jiff::Timestamp)> + 'a {
+    ) -> impl Iterator<Item = (&'a ServerId, jiff::Timestamp)> + 'a {
         self.presumed
             .iter()
             .filter(move |(_, presumed)| presumed.policies.contains(policy))
@@ -119,15 +124,15 @@ mod tests {
         PolicyKey::new("ns", name)
     }
 
-    fn observed(power: &[(&str, ObservedPower)]) -> HashMap<String, ObservedPower> {
-        power.iter().map(|(id, p)| ((*id).to_owned(), *p)).collect()
+    fn observed(power: &[(&str, ObservedPower)]) -> HashMap<ServerId, ObservedPower> {
+        power.iter().map(|(id, p)| ((*id).into(), *p)).collect()
     }
 
     fn stopped_by(stops: &UnknownStops, policy: &str) -> Vec<String> {
         let policy = key(policy);
         let mut ids: Vec<String> = stops
             .stopped_by(&policy)
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.to_string())
             .collect();
         ids.sort();
         ids
