@@ -447,12 +447,24 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
         .stopped_by_policy
         .as_ref()
         .map_or(0, |record| record.servers.len());
+    let gained = next
+        .stopped_by_policy
+        .as_ref()
+        .is_some_and(|record| stopped_record::gained(previous.stopped_by_policy.as_ref(), record));
     write_status(policy, ctx, key, &previous, next).await?;
     ctx.synced(key);
     // Its stops all wait for budget: it is synced when they go out (the worker says
     // so), not every few seconds for as long as the budget makes it wait.
     let waiting = !powering_off && view.waiting_for_budget;
     let due = next_sync_in(ctx, &view, waiting);
+    // Servers recorded after the window's end (a stop call's outcome decided late, a
+    // stop job that finished late) are started by the next sync, and nothing else
+    // syncs the policy before the drift interval: soon.
+    let due = if gained && timing.starts_now(policy.spec.suspend, policy.spec.dry_run) {
+        due.min(ctx.config.active_requeue)
+    } else {
+        due
+    };
     // At the next window edge or override expiry, not a drift interval later.
     // The Auto lead the requeue waits for counts what this sync recorded: the record
     // it read may lack the servers of the stop jobs it just took in, and a lead for
@@ -467,14 +479,12 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
     Ok(Action::requeue(edge.map_or(due, |edge| edge.min(due))))
 }
 
-/// Soon while something of the policy's is under way or undecided (an unknown
-/// outcome's listing may add to what it stopped, which its window's end must start);
-/// a drift interval later once all is settled.
+/// Soon while something of the policy's is under way; a drift interval later once
+/// all is settled.
 fn next_sync_in(ctx: &Context, view: &FleetView, waiting_for_budget: bool) -> std::time::Duration {
     let outcome = &view.outcome;
     let active = !outcome.to_stop.is_empty()
         || outcome.summary.stopping > 0
-        || view.undecided_stops
         || view.jobs.iter().any(|job| !job.status.is_terminal());
     let base = if active && !waiting_for_budget {
         ctx.config.active_requeue

@@ -49,6 +49,16 @@ pub fn next(
     }
 }
 
+/// Whether `next` records a server `previous` did not: one the sync learnt it
+/// stopped, which the next sync starts if the window has ended.
+pub fn gained(previous: Option<&StoppedByPolicy>, next: &StoppedByPolicy) -> bool {
+    let before = previous.map_or(&[][..], |record| &record.servers[..]);
+    // Both are sorted (see [`next`]).
+    next.servers
+        .iter()
+        .any(|id| before.binary_search(id).is_err())
+}
+
 /// A record that could not hold every server the policy stopped: those are left
 /// stopped when the window ends, and a person should know.
 pub fn problem(record: &StoppedByPolicy) -> Option<Problem> {
@@ -80,6 +90,18 @@ mod tests {
     fn stopped_servers_are_added_and_settled_ones_removed() {
         let next = next(Some(&record(&["a", "b"])), &ids(&["c", "a"]), &ids(&["b"]));
         assert_eq!(next, record(&["a", "c"]));
+    }
+
+    #[test]
+    fn a_record_gains_only_servers_it_did_not_hold() {
+        let before = record(&["a", "c"]);
+        assert!(gained(Some(&before), &record(&["a", "b", "c"])));
+        assert!(gained(None, &record(&["a"])));
+        assert!(
+            !gained(Some(&before), &record(&["c"])),
+            "one settled, none new"
+        );
+        assert!(!gained(Some(&before), &before));
     }
 
     #[test]

@@ -188,9 +188,6 @@ pub struct FleetView {
     pub journal_failure: Option<String>,
     /// All it waits for is its queued stops: nothing changes for it until they go out.
     pub waiting_for_budget: bool,
-    /// A stop call of the policy with an unknown outcome waits for a listing to
-    /// decide it: what it stopped (see `stopped`) may still grow.
-    pub undecided_stops: bool,
     /// The sync queued new ids: the worker has something to look at.
     pub queued: bool,
     /// Its servers that its own stop jobs stopped, and that no later job of it has
@@ -341,7 +338,6 @@ impl FleetState {
                 .cloned()
                 .collect(),
             waiting_for_budget: self.only_queued(policy, request.lane, request.desired),
-            undecided_stops: self.unknown_stops.undecided_for(policy),
             submit_failure: self.last_submit_failure.clone(),
             journal_failure: self.journal_failure.clone(),
             failing,

@@ -86,15 +86,6 @@ impl UnknownStops {
         });
     }
 
-    /// Whether a call of `policy` waits to be decided: its status record may still
-    /// grow, so its sync must come back soon (after its window, to start what the
-    /// call stopped), not a drift interval later.
-    pub(super) fn undecided_for(&self, policy: &PolicyKey) -> bool {
-        self.pending
-            .values()
-            .any(|pending| pending.policies.contains(policy))
-    }
-
     /// The servers presumed stopped by `policy`'s calls, each with its call's time.
     pub(super) fn stopped_by<'a>(
         &'a self,
@@ -181,23 +172,19 @@ mod tests {
     }
 
     #[test]
-    fn a_server_still_powering_off_waits_for_the_next_listing_and_keeps_its_policy_undecided() {
+    fn a_server_still_powering_off_waits_for_the_next_listing() {
         let t0 = Instant::now();
         let wall = jiff::Timestamp::from_second(1_800_000_000).unwrap();
         let mut stops = UnknownStops::default();
         stops.add("a".into(), vec![key("p")], wall, t0);
-        assert!(stops.undecided_for(&key("p")));
-        assert!(!stops.undecided_for(&key("q")), "not q's call");
         let later = t0 + Duration::from_secs(1);
         stops.settle(&observed(&[("a", ObservedPower::Stopping)]), later);
-        assert!(stopped_by(&stops, "p").is_empty());
         assert!(
-            stops.undecided_for(&key("p")),
+            stopped_by(&stops, "p").is_empty(),
             "powering off decides nothing"
         );
         stops.settle(&observed(&[("a", ObservedPower::Stopped)]), later);
         assert_eq!(stopped_by(&stops, "p"), vec!["a".to_owned()]);
-        assert!(!stops.undecided_for(&key("p")));
     }
 
     #[test]
