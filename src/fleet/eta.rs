@@ -82,14 +82,10 @@ impl CallPace {
         self.round_trips.push_back(took);
     }
 
-    /// The mean time recent calls held the worker; zero before any was answered.
+    /// The longest time a recent call held the worker (the safe side for a lead:
+    /// starting a little early, never late); zero before any was answered.
     pub(super) fn round_trip(&self) -> Duration {
-        let n = u32::try_from(self.round_trips.len()).unwrap_or(u32::MAX);
-        self.round_trips
-            .iter()
-            .sum::<Duration>()
-            .checked_div(n)
-            .unwrap_or_default()
+        self.round_trips.iter().max().copied().unwrap_or_default()
     }
 
     /// When the last call went out and the mean of the recent gaps, once there is one.
@@ -239,13 +235,13 @@ mod tests {
     }
 
     #[test]
-    fn the_round_trip_is_the_mean_of_the_recent_answers() {
+    fn the_round_trip_is_the_longest_of_the_recent_answers() {
         let mut pace = CallPace::default();
         assert_eq!(pace.round_trip(), Duration::ZERO, "none answered yet");
-        for ms in [100, 300] {
+        for ms in [100, 300, 200] {
             pace.answered(Duration::from_millis(ms));
         }
-        assert_eq!(pace.round_trip(), Duration::from_millis(200));
+        assert_eq!(pace.round_trip(), Duration::from_millis(300));
         // Only the last PACE_CALLS count.
         for _ in 0..PACE_CALLS {
             pace.answered(Duration::from_millis(50));
