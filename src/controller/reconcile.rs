@@ -240,7 +240,9 @@ async fn prepare(
     // until the window's end, so nothing it started is stopped again.
     let lead = match timing.start_lead() {
         Some(StartLead::Fixed(lead)) => lead,
-        Some(StartLead::Auto) if !recorded.is_empty() => fleet.start_lead(key, recorded.len()),
+        Some(StartLead::Auto) if !recorded.is_empty() => {
+            fleet.start_lead(key, recorded.len(), timing.starts_pending_until())
+        }
         _ => std::time::Duration::ZERO,
     };
     let timing = timing.with_start_lead(lead, starting_until);
@@ -470,9 +472,11 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
     // it read may lack the servers of the stop jobs it just took in, and a lead for
     // fewer servers would begin starting too late.
     let timing = match timing.start_lead() {
-        Some(StartLead::Auto) if recorded > 0 => {
-            timing.with_lead_at_least(fleet.start_lead(key, recorded))
-        }
+        Some(StartLead::Auto) if recorded > 0 => timing.with_lead_at_least(fleet.start_lead(
+            key,
+            recorded,
+            timing.starts_pending_until(),
+        )),
         _ => timing,
     };
     let edge = timing.next_change_in(jiff::Timestamp::now());

@@ -128,6 +128,16 @@ impl Timing {
             && (begun || (!self.lead.is_zero() && self.at + self.lead >= end))
     }
 
+    /// The end of the window whose servers the policy will start, while it is inside
+    /// it and has not begun: other policies' `Auto` leads count those starts.
+    pub fn starts_pending_until(&self) -> Option<Timestamp> {
+        let pending = self.records_stops()
+            && self.verdict.stop
+            && self.verdict.window_active
+            && !self.starting_early();
+        pending.then_some(self.verdict.next_start).flatten()
+    }
+
     /// The window end the status records while starting early, for the next sync.
     pub fn starting_until(&self) -> Option<Timestamp> {
         self.starting_early()

@@ -339,10 +339,17 @@ impl Fleet {
     }
 
     /// How long before its window's end `policy` must begin starting `servers`
-    /// (`startLeadTime: Auto`), from this project's budget and queue now.
-    pub fn start_lead(&self, policy: &PolicyKey, servers: usize) -> Duration {
+    /// (`startLeadTime: Auto`), from this project's budget and queue now and the
+    /// starts other policies will queue for windows that end no later than `until`
+    /// (its window's end, while it has not begun starting).
+    pub fn start_lead(
+        &self,
+        policy: &PolicyKey,
+        servers: usize,
+        until: Option<jiff::Timestamp>,
+    ) -> Duration {
         self.lock()
-            .start_lead(policy, servers, &self.budget, Instant::now())
+            .start_lead(policy, (servers, until), &self.budget, Now::current())
     }
 
     /// What the policy wants: its named servers and its selector's matches in the last

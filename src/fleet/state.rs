@@ -230,6 +230,9 @@ pub struct FleetState {
     throttled_until: Option<Instant>,
     /// How far apart the recent calls went out, for the forecast.
     pace: CallPace,
+    /// Policies with `startLeadTime: Auto` inside a window, before they begin
+    /// starting: its end and the servers they will start (see [`Self::start_lead`]).
+    pending_starts: HashMap<PolicyKey, (jiff::Timestamp, usize)>,
     /// What the project's call journal handed over has been taken in.
     inherited: bool,
 }
@@ -251,6 +254,7 @@ impl FleetState {
             journal_failure: None,
             throttled_until: None,
             pace: CallPace::default(),
+            pending_starts: HashMap::new(),
             inherited: false,
         }
     }
@@ -1016,19 +1020,38 @@ impl FleetState {
     }
 
     /// How long before a window's end `policy` must begin starting `servers` for the
-    /// last start call to go out by then, given `budget` and everything else queued
-    /// in the project (its own queued starts are among `servers`).
+    /// last start call to go out by then, given `budget`, everything else queued in
+    /// the project (its own queued starts are among `servers`) and, while `until`
+    /// (its window's end) is ahead and it has not begun, the starts other policies
+    /// of the project have yet to queue for windows that end no later: policies
+    /// sharing a window end each plan for all of them, not only their own servers.
     pub fn start_lead(
-        &self,
+        &mut self,
         policy: &PolicyKey,
-        servers: usize,
+        (servers, until): (usize, Option<jiff::Timestamp>),
         budget: &ActionBudget,
-        now: Instant,
+        now: Now,
     ) -> std::time::Duration {
-        let own = self
-            .lanes
-            .get(&Lane::Start)
-            .map_or(0, |state| state.queue.queued(policy));
+        self.pending_starts.retain(|_, (end, _)| *end > now.wall);
+        match until {
+            Some(end) => self.pending_starts.insert(policy.clone(), (end, servers)),
+            None => self.pending_starts.remove(policy),
+        };
+        let queued_starts = |p: &PolicyKey| {
+            self.lanes
+                .get(&Lane::Start)
+                .map_or(0, |state| state.queue.queued(p))
+        };
+        let own = queued_starts(policy);
+        let others: usize = match until {
+            None => 0,
+            Some(until) => self
+                .pending_starts
+                .iter()
+                .filter(|(other, (end, _))| *other != policy && *end <= until)
+                .map(|(other, (_, n))| n.saturating_sub(queued_starts(other)))
+                .sum(),
+        };
         let queued: usize = self
             .lanes
             .values()
@@ -1038,13 +1061,13 @@ impl FleetState {
             .config
             .max_per_call
             .min(budget.limits().servers_per_window);
-        let ahead = queued.saturating_sub(own);
+        let ahead = queued.saturating_sub(own) + others;
         eta::start_lead(
             budget,
             full_call,
             (ahead, servers),
             self.pace.round_trip(),
-            now,
+            now.at,
         )
     }
 

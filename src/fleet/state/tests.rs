@@ -1156,3 +1156,31 @@ fn starts_and_stops_share_the_projects_budget() {
         other => panic!("the start waits for the budget the stops spent: {other:?}"),
     }
 }
+
+#[test]
+fn policies_sharing_a_window_end_each_lead_for_all_their_starts() {
+    let mut w = World::new();
+    let minute = Duration::from_secs(60);
+    let now = w.clock.at(0);
+    let end = now.wall + Duration::from_secs(3600);
+    let lead = |w: &mut World, policy: &str, until, at: Now| {
+        w.state
+            .start_lead(&key(policy), (5000, until), &w.budget, at)
+    };
+    // Alone: 5 calls at 1000 a minute, the first 4 minutes before the end.
+    assert_eq!(lead(&mut w, "p", Some(end), now), 4 * minute);
+    // q's window ends then too: both plan for 10 calls.
+    assert_eq!(lead(&mut w, "q", Some(end), now), 9 * minute);
+    assert_eq!(lead(&mut w, "p", Some(end), now), 9 * minute);
+    // A window that ends later does not count for one that ends earlier.
+    let later = end + Duration::from_secs(600);
+    lead(&mut w, "r", Some(later), now);
+    assert_eq!(lead(&mut w, "p", Some(end), now), 9 * minute);
+    // q has begun (its starts are queued, or it left): p counts only its own again.
+    lead(&mut w, "q", None, now);
+    assert_eq!(lead(&mut w, "p", Some(end), now), 4 * minute);
+    // Past q's window end its entry is gone whatever q did.
+    lead(&mut w, "q", Some(end), now);
+    let after = w.clock.at(3_600_001);
+    assert_eq!(lead(&mut w, "p", Some(later), after), 9 * minute, "r's still counts");
+}
