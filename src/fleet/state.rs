@@ -230,8 +230,8 @@ pub struct FleetState {
     throttled_until: Option<Instant>,
     /// How far apart the recent calls went out, for the forecast.
     pace: CallPace,
-    /// Policies with `startLeadTime: Auto` inside a window, before they begin
-    /// starting: its end and the servers they will start (see [`Self::start_lead`]).
+    /// Policies with `startLeadTime: Auto` with a window's servers to start: its end,
+    /// and the servers they recorded before they began (see [`Self::start_lead`]).
     pending_starts: HashMap<PolicyKey, (jiff::Timestamp, usize)>,
     /// What the project's call journal handed over has been taken in.
     inherited: bool,
@@ -1022,9 +1022,11 @@ impl FleetState {
     /// How long before a window's end `policy` must begin starting `servers` for the
     /// last start call to go out by then, given `budget`, everything else queued in
     /// the project (its own queued starts are among `servers`) and, while `until`
-    /// (its window's end) is ahead and it has not begun, the starts other policies
-    /// of the project have yet to queue for windows that end no later: policies
-    /// sharing a window end each plan for all of them, not only their own servers.
+    /// (its window's end) is ahead and it has not begun, the starts of the other
+    /// policies of the project whose windows end no later, until their windows end:
+    /// policies sharing a window end plan for all of them, so once one begins the
+    /// others do too and their calls share the turns (the starts one already sent
+    /// still count, the safe side).
     pub fn start_lead(
         &mut self,
         policy: &PolicyKey,
@@ -1033,10 +1035,9 @@ impl FleetState {
         now: Now,
     ) -> std::time::Duration {
         self.pending_starts.retain(|_, (end, _)| *end > now.wall);
-        match until {
-            Some(end) => self.pending_starts.insert(policy.clone(), (end, servers)),
-            None => self.pending_starts.remove(policy),
-        };
+        if let Some(end) = until {
+            self.pending_starts.insert(policy.clone(), (end, servers));
+        }
         let queued_starts = |p: &PolicyKey| {
             self.lanes
                 .get(&Lane::Start)

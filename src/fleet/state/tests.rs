@@ -1176,11 +1176,15 @@ fn policies_sharing_a_window_end_each_lead_for_all_their_starts() {
     let later = end + Duration::from_secs(600);
     lead(&mut w, "r", Some(later), now);
     assert_eq!(lead(&mut w, "p", Some(end), now), 9 * minute);
-    // q has begun (its starts are queued, or it left): p counts only its own again.
+    // q has begun (or left): its starts still count until its window's end, so p
+    // begins too.
     lead(&mut w, "q", None, now);
-    assert_eq!(lead(&mut w, "p", Some(end), now), 4 * minute);
-    // Past q's window end its entry is gone whatever q did.
-    lead(&mut w, "q", Some(end), now);
+    assert_eq!(lead(&mut w, "p", Some(end), now), 9 * minute);
+    // Past q's window end its entry is gone.
     let after = w.clock.at(3_600_001);
-    assert_eq!(lead(&mut w, "p", Some(later), after), 9 * minute, "r's still counts");
+    assert_eq!(
+        lead(&mut w, "p", Some(later), after),
+        9 * minute,
+        "r's still counts"
+    );
 }
