@@ -454,6 +454,7 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
         .as_ref()
         .is_some_and(|record| stopped_record::gained(previous.stopped_by_policy.as_ref(), record));
     write_status(policy, ctx, key, &previous, next).await?;
+    fleet.recorded(key, &view.jobs);
     ctx.synced(key);
     // Its stops all wait for budget: it is synced when they go out (the worker says
     // so), not every few seconds for as long as the budget makes it wait.

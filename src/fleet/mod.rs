@@ -338,6 +338,15 @@ impl Fleet {
         }
     }
 
+    /// `policy` wrote a status showing `jobs` (or found it unchanged): the finished
+    /// ones it shows leave the call journal once all their policies have.
+    pub fn recorded(&self, policy: &PolicyKey, jobs: &[JobView]) {
+        let done = self.lock().recorded(policy, jobs);
+        for job_id in &done {
+            self.journal.job_over(job_id);
+        }
+    }
+
     /// How long before its window's end `policy` must begin starting `servers`
     /// (`startLeadTime: Auto`), from this project's budget and queue now and the
     /// starts other policies will queue for windows that end no later than `until`
@@ -393,10 +402,13 @@ impl Fleet {
             if let Err(error) = &answer {
                 tracing::debug!(%job_id, %error, "job poll failed");
             }
+            // A finished job stays in the journal until its policies have recorded it
+            // (see [`Self::recorded`]).
             let (finished, over) = {
                 let mut state = self.lock();
                 let finished = state.record_poll(&job_id, answer, Now::current());
-                (finished, !state.is_unfinished(&job_id))
+                let over = !state.is_unfinished(&job_id) && !state.awaits_record(&job_id);
+                (finished, over)
             };
             if over {
                 self.journal.job_over(&job_id);
@@ -412,11 +424,14 @@ impl Fleet {
                 None => {}
             }
         }
-        let (lost, unfinished) = {
+        let (expired, unfinished) = {
             let mut state = self.lock();
             (state.expire(Now::current()), state.unfinished_count())
         };
-        for reason in lost {
+        for job_id in &expired.forgotten {
+            self.journal.job_over(job_id);
+        }
+        for reason in expired.lost {
             self.metrics.job_lost(reason);
         }
         self.metrics.jobs_in_flight.set(unfinished as i64);

@@ -123,6 +123,15 @@ impl LostReason {
     }
 }
 
+/// What [`FleetState::expire`] ended.
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// Why each job given up on since the last call was.
+    pub lost: Vec<LostReason>,
+    /// Finished jobs forgotten before every policy of theirs recorded them.
+    pub forgotten: Vec<String>,
+}
+
 /// A job the fleet stopped following; its servers are re-observed by the next listing.
 #[derive(Debug, Clone)]
 pub struct LostJob {
@@ -230,6 +239,10 @@ pub struct FleetState {
     throttled_until: Option<Instant>,
     /// How far apart the recent calls went out, for the forecast.
     pace: CallPace,
+    /// Finished jobs, each with the policies that have not written a status since:
+    /// the call journal keeps such a job, so that a process killed before those
+    /// writes leaves its successor the job (and the servers it stopped) to record.
+    unrecorded: HashMap<String, BTreeSet<PolicyKey>>,
     /// Policies with `startLeadTime: Auto` with a window's servers to start: its end,
     /// and the servers they recorded before they began (see [`Self::start_lead`]).
     pending_starts: HashMap<PolicyKey, (jiff::Timestamp, usize)>,
@@ -255,6 +268,7 @@ impl FleetState {
             throttled_until: None,
             pace: CallPace::default(),
             pending_starts: HashMap::new(),
+            unrecorded: HashMap::new(),
             inherited: false,
         }
     }
@@ -915,6 +929,10 @@ impl FleetState {
         let tracked = self.jobs.get_mut(job_id)?;
         let action = tracked.action;
         let outcome = tracked.update(job, now)?;
+        if !tracked.policies.is_empty() {
+            self.unrecorded
+                .insert(job_id.to_owned(), tracked.policies.clone());
+        }
         for server in &outcome.succeeded {
             self.retry.remove(server);
         }
@@ -943,9 +961,32 @@ impl FleetState {
         });
     }
 
+    /// Whether finished job `job_id` waits for a policy's status to record it.
+    pub fn awaits_record(&self, job_id: &str) -> bool {
+        self.unrecorded.contains_key(job_id)
+    }
+
+    /// `policy` wrote a status showing `jobs`: the finished ones are recorded for
+    /// it. Returns the jobs every policy of theirs has now recorded.
+    pub fn recorded(&mut self, policy: &PolicyKey, jobs: &[JobView]) -> Vec<String> {
+        let mut done = Vec::new();
+        for job in jobs.iter().filter(|job| job.status.is_terminal()) {
+            let Some(waiting) = self.unrecorded.get_mut(&job.job_id) else {
+                continue;
+            };
+            waiting.remove(policy);
+            if waiting.is_empty() {
+                self.unrecorded.remove(&job.job_id);
+                done.push(job.job_id.clone());
+            }
+        }
+        done
+    }
+
     /// Gives up on jobs past the deadline and forgets finished and lost jobs past
-    /// their retention; returns why each job given up on since the last call was.
-    pub fn expire(&mut self, now: Now) -> Vec<LostReason> {
+    /// their retention (a finished one that some policy never recorded, deleted
+    /// meanwhile say, among them).
+    pub fn expire(&mut self, now: Now) -> Expired {
         let overdue: Vec<String> = self
             .jobs
             .values()
@@ -963,10 +1004,22 @@ impl FleetState {
         let retention = self.config.finished_job_retention;
         self.jobs
             .retain(|_, job| !job.finished_before(retention, now.at));
+        let forgotten: Vec<String> = self
+            .unrecorded
+            .keys()
+            .filter(|job_id| !self.jobs.contains_key(*job_id))
+            .cloned()
+            .collect();
+        for job_id in &forgotten {
+            self.unrecorded.remove(job_id);
+        }
         self.unknown_stops.expire(retention, now.at);
         self.lost
             .retain(|lost| now.at.saturating_duration_since(lost.at.1) < retention);
-        std::mem::take(&mut self.newly_lost)
+        Expired {
+            lost: std::mem::take(&mut self.newly_lost),
+            forgotten,
+        }
     }
 
     /// The jobs that touch `desired`, newest first, counted over `desired` only; jobs

@@ -389,7 +389,10 @@ fn a_job_whose_poll_fails_for_good_is_lost_and_its_servers_re_observed() {
     let gone = error(ErrorKind::Invalid, Some(400), Some("Common.0011"));
     w.state.record_poll("j", Err(gone), w.clock.at(800));
     assert_eq!(w.state.unfinished_count(), 0);
-    assert_eq!(w.state.expire(w.clock.at(800)), [LostReason::PollFailed]);
+    assert_eq!(
+        w.state.expire(w.clock.at(800)).lost,
+        [LostReason::PollFailed]
+    );
     let view = w.sync_with("p", &["a"], (Mode::Act, Lane::SoftStop), &[], (700, 900));
     assert_eq!(view.lost.len(), 1);
     assert_eq!(view.lost[0].reason, LostReason::PollFailed);
@@ -418,10 +421,13 @@ fn a_job_unfinished_past_the_deadline_is_lost_and_retention_forgets_it() {
         [("j".to_owned(), w.clock.wall0, JobAction::Stop)],
         &ids(&["a"]),
     );
-    assert!(w.state.expire(w.clock.at(59_000)).is_empty());
+    assert!(w.state.expire(w.clock.at(59_000)).lost.is_empty());
     let running = job(JobStatus::Running, Vec::new());
     w.state.record_poll("j", Ok(running), w.clock.at(59_500));
-    assert_eq!(w.state.expire(w.clock.at(60_000)), [LostReason::Deadline]);
+    assert_eq!(
+        w.state.expire(w.clock.at(60_000)).lost,
+        [LostReason::Deadline]
+    );
     assert_eq!(w.sync("p", &["a"], 60_100).lost.len(), 1);
     let retention = config().finished_job_retention.as_millis() as u64;
     w.state.expire(w.clock.at(60_000 + retention));
@@ -683,7 +689,10 @@ fn an_adopted_job_that_never_names_its_servers_holds_them_until_its_deadline() {
         &ids(&["a"]),
     );
     assert!(w.sync("p", &["a"], 59_000).outcome.to_stop.is_empty());
-    assert_eq!(w.state.expire(w.clock.at(60_000)), [LostReason::Deadline]);
+    assert_eq!(
+        w.state.expire(w.clock.at(60_000)).lost,
+        [LostReason::Deadline]
+    );
     // Re-observed by a listing begun after it was given up on, then stopped.
     assert!(
         w.sync_with(
@@ -1187,4 +1196,48 @@ fn policies_sharing_a_window_end_each_lead_for_all_their_starts() {
         9 * minute,
         "r's still counts"
     );
+}
+
+#[test]
+fn a_finished_job_stays_in_the_journal_until_each_of_its_policies_has_recorded_it() {
+    let mut w = World::new();
+    w.sync("p", &["a"], 0);
+    w.sync("q", &["b"], 0);
+    let call = w.due(Lane::SoftStop, 600).expect("one call for both");
+    w.state.record_call(call.id, Ok("j"), w.clock.at(600));
+    w.state
+        .record_poll("j", Ok(succeeded_on("a")), w.clock.at(1_000));
+    assert!(!w.state.is_unfinished("j"));
+    assert!(
+        w.state.awaits_record("j"),
+        "p and q have not written it yet"
+    );
+    let view = w.sync("p", &["a"], 1_100);
+    assert!(w.state.recorded(&key("p"), &view.jobs).is_empty());
+    // p has written it; q's write is the last one the job waited for.
+    let view = w.sync("q", &["b"], 1_200);
+    assert_eq!(w.state.recorded(&key("q"), &view.jobs), ["j"]);
+    assert!(!w.state.awaits_record("j"));
+}
+
+#[test]
+fn a_finished_job_a_policy_never_recorded_leaves_the_journal_with_its_retention() {
+    let mut w = World::new();
+    w.sync("p", &["a"], 0);
+    let call = w.due(Lane::SoftStop, 600).expect("a call");
+    w.state.record_call(call.id, Ok("j"), w.clock.at(600));
+    w.state
+        .record_poll("j", Ok(succeeded_on("a")), w.clock.at(1_000));
+    let retention = config().finished_job_retention.as_millis() as u64;
+    assert!(
+        w.state
+            .expire(w.clock.at(1_000 + retention - 1))
+            .forgotten
+            .is_empty()
+    );
+    assert_eq!(
+        w.state.expire(w.clock.at(1_000 + retention)).forgotten,
+        ["j"]
+    );
+    assert!(!w.state.awaits_record("j"));
 }
