@@ -235,18 +235,36 @@ async fn prepare(
         .as_ref()
         .and_then(|status| status.stopped_by_policy.as_ref());
     let recorded: &[String] = record.map_or(&[], |record| &record.servers);
-    let starting_until = record.and_then(|r| r.starting_until.as_ref()).map(|t| t.0);
+    // The status, or this process's memory of the sync that began it: the status
+    // read may be older than the one that recorded it.
+    let starting_until = record
+        .and_then(|r| r.starting_until.as_ref())
+        .map(|t| t.0)
+        .or_else(|| fleet.starting_until(key));
     // Applied even with nothing left to start: starting that began early goes on
     // until the window's end, so nothing it started is stopped again.
     let lead = match timing.start_lead() {
         Some(StartLead::Fixed(lead)) => lead,
         Some(StartLead::Auto) if !recorded.is_empty() => {
-            fleet.start_lead(key, recorded.len(), timing.starts_pending_until())
+            let pending = timing
+                .with_start_lead(std::time::Duration::ZERO, starting_until)
+                .starts_pending_until();
+            fleet.start_lead(key, recorded.len(), pending)
         }
         _ => std::time::Duration::ZERO,
     };
     let timing = timing.with_start_lead(lead, starting_until);
+    if let Some(until) = timing.starting_until() {
+        fleet.began_starting(key, until);
+    }
     let mode = timing.mode(policy.spec.suspend, policy.spec.dry_run);
+    tracing::debug!(
+        lead_ms = u64::try_from(lead.as_millis()).unwrap_or(u64::MAX),
+        ?starting_until,
+        recorded = recorded.len(),
+        ?mode,
+        "schedule timing"
+    );
     let start = if timing.starts_now(policy.spec.suspend, policy.spec.dry_run) {
         recorded
     } else {

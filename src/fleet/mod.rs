@@ -338,6 +338,17 @@ impl Fleet {
         }
     }
 
+    /// The window end `policy` began starting early for in this process (see
+    /// [`FleetState::began_starting`]), while it is ahead.
+    pub fn starting_until(&self, policy: &PolicyKey) -> Option<jiff::Timestamp> {
+        self.lock().starting_until(policy, jiff::Timestamp::now())
+    }
+
+    /// `policy` began starting early for the window that ends at `until`.
+    pub fn began_starting(&self, policy: &PolicyKey, until: jiff::Timestamp) {
+        self.lock().began_starting(policy, until);
+    }
+
     /// `policy` wrote a status showing `jobs` (or found it unchanged): the finished
     /// ones it shows leave the call journal once all their policies have.
     pub fn recorded(&self, policy: &PolicyKey, jobs: &[JobView]) {

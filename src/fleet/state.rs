@@ -239,6 +239,11 @@ pub struct FleetState {
     throttled_until: Option<Instant>,
     /// How far apart the recent calls went out, for the forecast.
     pace: CallPace,
+    /// The window end each policy began starting early for, as this process saw it
+    /// begin: a sync may read a status older than the one that recorded it, and
+    /// must not take the policy for one that has not begun (it would stop again
+    /// what it started).
+    began_starting: HashMap<PolicyKey, jiff::Timestamp>,
     /// Finished jobs, each with the policies that have not written a status since:
     /// the call journal keeps such a job, so that a process killed before those
     /// writes leaves its successor the job (and the servers it stopped) to record.
@@ -269,6 +274,7 @@ impl FleetState {
             pace: CallPace::default(),
             pending_starts: HashMap::new(),
             unrecorded: HashMap::new(),
+            began_starting: HashMap::new(),
             inherited: false,
         }
     }
@@ -959,6 +965,21 @@ impl FleetState {
             detail,
             at: (now.wall, now.at),
         });
+    }
+
+    /// `policy` began starting early for the window that ends at `until`.
+    pub fn began_starting(&mut self, policy: &PolicyKey, until: jiff::Timestamp) {
+        self.began_starting.insert(policy.clone(), until);
+    }
+
+    /// The window end `policy` began starting early for, while that end is ahead.
+    pub fn starting_until(
+        &mut self,
+        policy: &PolicyKey,
+        now: jiff::Timestamp,
+    ) -> Option<jiff::Timestamp> {
+        self.began_starting.retain(|_, until| *until > now);
+        self.began_starting.get(policy).copied()
     }
 
     /// Whether finished job `job_id` waits for a policy's status to record it.

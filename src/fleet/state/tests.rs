@@ -1241,3 +1241,20 @@ fn a_finished_job_a_policy_never_recorded_leaves_the_journal_with_its_retention(
     );
     assert!(!w.state.awaits_record("j"));
 }
+
+#[test]
+fn a_policy_that_began_starting_early_is_remembered_until_its_window_ends() {
+    let mut w = World::new();
+    let now = w.clock.at(0).wall;
+    let end = now + Duration::from_secs(60);
+    assert_eq!(w.state.starting_until(&key("p"), now), None);
+    w.state.began_starting(&key("p"), end);
+    // A later sync that read an older status still knows.
+    assert_eq!(w.state.starting_until(&key("p"), now), Some(end));
+    assert_eq!(w.state.starting_until(&key("q"), now), None);
+    assert_eq!(
+        w.state.starting_until(&key("p"), end),
+        None,
+        "the window ended"
+    );
+}
