@@ -31,12 +31,6 @@ impl Borrow<str> for ServerId {
     }
 }
 
-impl AsRef<str> for ServerId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 impl From<&str> for ServerId {
     fn from(id: &str) -> Self {
         Self(Arc::from(id))
@@ -52,12 +46,6 @@ impl From<String> for ServerId {
 impl From<&String> for ServerId {
     fn from(id: &String) -> Self {
         Self::from(id.as_str())
-    }
-}
-
-impl From<ServerId> for String {
-    fn from(id: ServerId) -> Self {
-        id.0.as_ref().to_owned()
     }
 }
 
