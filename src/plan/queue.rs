@@ -1,4 +1,3 @@
-use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::ecs::wire::MAX_SERVERS_PER_ACTION;
@@ -22,9 +21,6 @@ pub const IDS_PER_TURN: usize = 100;
 pub struct StopQueue<K> {
     /// In turn order: the first goes first in the next batch.
     policies: Vec<PolicyQueue<K>>,
-    /// How many distinct ids are queued, counted when first asked after a change
-    /// (the forecast asks at every sync, the queue changes about once a call).
-    distinct: OnceCell<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -72,7 +68,6 @@ impl<K> Default for StopQueue<K> {
     fn default() -> Self {
         Self {
             policies: Vec::new(),
-            distinct: OnceCell::new(),
         }
     }
 }
@@ -98,14 +93,10 @@ impl<K: Clone + PartialEq> StopQueue<K> {
             }
         };
         let queue = &mut self.policies[index];
-        let before = queue.ids.len();
         for id in ids {
             if queue.members.insert(id.clone()) {
                 queue.ids.push_back(id);
             }
-        }
-        if queue.ids.len() != before {
-            self.distinct = OnceCell::new();
         }
         self.policies.retain(|q| !q.ids.is_empty());
     }
@@ -136,7 +127,6 @@ impl<K: Clone + PartialEq> StopQueue<K> {
         for id in returned.into_iter().rev() {
             queue.ids.push_front(id);
         }
-        self.distinct = OnceCell::new();
         self.policies.retain(|q| !q.ids.is_empty());
     }
 
@@ -151,9 +141,6 @@ impl<K: Clone + PartialEq> StopQueue<K> {
         queue.ids.retain(|id| wanted.contains(id));
         queue.members.retain(|id| wanted.contains(id));
         let removed = before - queue.ids.len();
-        if removed > 0 {
-            self.distinct = OnceCell::new();
-        }
         self.policies.retain(|q| !q.ids.is_empty());
         removed
     }
@@ -238,7 +225,6 @@ impl<K: Clone + PartialEq> StopQueue<K> {
                     None => true,
                 });
             }
-            self.distinct = OnceCell::new();
             // Whoever went first this time goes last next time.
             self.policies.rotate_left(1);
             self.policies.retain(|q| !q.ids.is_empty());
@@ -248,31 +234,13 @@ impl<K: Clone + PartialEq> StopQueue<K> {
 }
 
 impl<K: PartialEq> StopQueue<K> {
-    /// Queued ids, each once however many policies queued it: what the calls carry.
-    pub fn distinct(&self) -> usize {
-        *self
-            .distinct
-            .get_or_init(|| match self.policies.as_slice() {
-                [] => 0,
-                [only] => only.ids.len(),
-                _ => self
-                    .policies
-                    .iter()
-                    .flat_map(|q| q.ids.iter())
-                    .collect::<HashSet<_>>()
-                    .len(),
-            })
-    }
-
     /// The sizes of the calls [`StopQueue::take_batch`] would make with `call_size`
     /// up to and including the one that carries the policy's last queued id, if
     /// nothing joins or leaves the queue meanwhile; `None` when it has nothing queued.
     ///
     /// It replays take_batch's turns on counts alone, so that a sync can ask at
     /// 100,000 queued ids without copying them. An id queued by several policies is
-    /// counted for each in the turns (take_batch sends it once), so the replay never
-    /// comes out short; and since the calls that carry every distinct id carry the
-    /// policy's last, it is never longer than those.
+    /// counted for each (take_batch sends it once): the forecast never comes out short.
     pub fn calls_until_last(&self, policy: &K, call_size: usize) -> Option<Vec<usize>> {
         let limit = call_size.min(MAX_SERVERS_PER_ACTION);
         let mut turns: Vec<(bool, usize)> = self
@@ -298,13 +266,6 @@ impl<K: PartialEq> StopQueue<K> {
             }
             calls.push(size);
             if !turns.iter().any(|&(mine, left)| mine && left > 0) {
-                // What goes beyond the distinct ids was counted twice.
-                let mut unsent = self.distinct();
-                calls.retain_mut(|size| {
-                    *size = (*size).min(unsent);
-                    unsent -= *size;
-                    *size > 0
-                });
                 return Some(calls);
             }
             turns.rotate_left(1);
@@ -505,15 +466,8 @@ mod tests {
         let mut q = StopQueue::new();
         q.push("a", ids("x", 600));
         q.push("b", ids("x", 600));
-        // take_batch sends the 600 once, in one call: so does the forecast.
-        assert_eq!(q.calls_until_last(&"b", 1000), Some(vec![600]));
-        // Shared and own ids: never more calls than the distinct ids need.
-        q.push("a", ids("a", 1000));
-        assert_eq!(q.distinct(), 1600);
-        assert_eq!(q.calls_until_last(&"b", 1000), Some(vec![1000, 600]));
-        // Counted again after a change.
-        q.take_batch(1000);
-        assert_eq!(q.distinct(), 600);
+        // take_batch sends the 600 once; the forecast says 1000 then 200: never short.
+        assert_eq!(q.calls_until_last(&"b", 1000), Some(vec![1000, 200]));
     }
 
     #[test]
