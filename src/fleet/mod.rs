@@ -413,16 +413,18 @@ impl Fleet {
             if let Err(error) = &answer {
                 tracing::debug!(%job_id, %error, "job poll failed");
             }
-            // A finished job stays in the journal until its policies have recorded it
-            // (see [`Self::recorded`]).
-            let (finished, over) = {
+            // A finished job stays in the journal, without its ids, until its policies
+            // have recorded it (see [`Self::recorded`]).
+            let (finished, ended, over) = {
                 let mut state = self.lock();
                 let finished = state.record_poll(&job_id, answer, Now::current());
-                let over = !state.is_unfinished(&job_id) && !state.awaits_record(&job_id);
-                (finished, over)
+                let ended = !state.is_unfinished(&job_id);
+                (finished, ended, ended && !state.awaits_record(&job_id))
             };
             if over {
                 self.journal.job_over(&job_id);
+            } else if ended {
+                self.journal.job_finished(&job_id);
             }
             match finished {
                 Some((JobAction::Stop, stopped)) => {

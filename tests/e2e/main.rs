@@ -99,6 +99,10 @@ fn trials() -> Vec<Trial> {
             scenarios::schedule::unknown_outcome_start,
         ),
         scenario(
+            "schedule_killed_before_record",
+            scenarios::schedule::killed_before_record,
+        ),
+        scenario(
             "schedule_override_exceptions",
             scenarios::schedule::override_and_exceptions,
         ),

@@ -162,9 +162,16 @@ impl CallJournal {
         self.write(now).await
     }
 
-    /// Job `job_id` finished or was given up on; written with the next call.
-    pub fn job_over(&self, job_id: &str) {
+    /// Job `job_id` finished, and some of its policies have yet to record it;
+    /// written with the next call.
+    pub fn job_finished(&self, job_id: &str) {
         self.lock().job_finished(job_id);
+    }
+
+    /// Job `job_id` finished and all its policies recorded it, or it was given up on;
+    /// written with the next call.
+    pub fn job_over(&self, job_id: &str) {
+        self.lock().job_over(job_id);
     }
 
     async fn write(&self, now: Now) -> Result<(), JournalError> {

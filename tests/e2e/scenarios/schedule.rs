@@ -3,7 +3,8 @@
 //! started by hand inside it stopped again, nothing done after it; the keep-running
 //! override holds stopping off and expires by itself; exception days decide the day;
 //! an unknown zone or an unreadable override is Stalled and stops nothing; removing a
-//! schedule or deleting a policy starts nothing.
+//! schedule or deleting a policy starts nothing; a stop job seen finished by a process
+//! killed before any status recorded it is still started at the window's end.
 
 use crate::ensure_eq;
 use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, wait_until};
@@ -652,5 +653,185 @@ pub async fn unknown_outcome_start(ctx: Ctx) -> Result<()> {
     ensure_eq!(stats.stop_ids_redundant, 0, "ids stopped twice");
     ensure_eq!(stats.start_ids_redundant, 0, "ids started twice");
     ensure_eq!(stats.start_ids_accepted, 10, "ids started");
+    Ok(())
+}
+
+/// A ValidatingAdmissionPolicy (and its binding, both named `name`) that refuses
+/// every write of a policy's status in namespace `ns`.
+fn refuse_status_writes(name: &str, ns: &str) -> String {
+    format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: {name}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: ["ecspower.dev"]
+        apiVersions: ["*"]
+        operations: ["UPDATE"]
+        resources: ["ecspowerpolicies/status"]
+  validations:
+    - expression: "false"
+      message: status writes refused by the e2e scenario
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: {name}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: {ns}
+"#
+    )
+}
+
+/// `afterWindow: Start` when the process that saw the stop job finish is killed -9
+/// before any status recorded it (the API server refuses the policies' status writes
+/// meanwhile) and after another call rewrote the journal: the next process finds the
+/// finished job in the call journal, records the servers it stopped and starts them
+/// at the window's end; nothing twice, nothing of the other policy's.
+pub async fn killed_before_record(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let sim = start_sim(11, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let mut first = ctx.operator("first", ns, &[]).await?;
+    let ids = sim.server_ids();
+    let from = Timestamp::from_second(Timestamp::now().as_second() + 10)?;
+    let to = from + Duration::from_secs(20);
+    let mut p = Policy::new(ns, "unrecorded", &sim, &ids[..10]);
+    p.extra_spec = one_window(from, to, "    afterWindow: Start\n");
+    ctx.k.apply_ok(&p.yaml()).await?;
+    ctx.wait_status(
+        ns,
+        "unrecorded",
+        Duration::from_secs(10),
+        "a first status, before the window",
+        |s| s["phase"].is_string(),
+    )
+    .await?;
+
+    let refusal = format!("refuse-status-{ns}");
+    ctx.k.apply_ok(&refuse_status_writes(&refusal, ns)).await?;
+    let probe = [
+        "patch",
+        "ecspowerpolicy",
+        "unrecorded",
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Idle"}}"#,
+        "--dry-run=server",
+    ];
+    wait_until(
+        left_until(from),
+        "the API server refusing status writes before the window begins",
+        || async { Ok(!ctx.k.run(&probe, None).await?.ok()) },
+    )
+    .await?;
+
+    wait_until(
+        left_until(to),
+        "the stop job finished inside the window",
+        || async {
+            Ok(sim
+                .control()
+                .jobs()
+                .iter()
+                .any(|job| job.job_type == "batchStopServers" && job.status.is_terminal()))
+        },
+    )
+    .await?;
+    // Four job polls: the first process has seen the job end.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = first.metrics().await?;
+    ensure_eq!(
+        crate::operator::metric_sum(&metrics, "ecs_power_operator_jobs_in_flight"),
+        Some(0.0),
+        "jobs the first process still follows"
+    );
+    let unrecorded = ctx.status(ns, "unrecorded").await?;
+    ensure!(
+        unrecorded["jobs"]
+            .as_array()
+            .is_none_or(|jobs| jobs.is_empty())
+            && unrecorded["stoppedByPolicy"]["servers"]
+                .as_array()
+                .is_none_or(|servers| servers.is_empty()),
+        "a status was written despite the refusal: {unrecorded}"
+    );
+    // Another call, whose journal write is the first since the job's end.
+    ctx.k
+        .apply_ok(&Policy::new(ns, "later", &sim, &ids[10..]).yaml())
+        .await?;
+    wait_until(left_until(to), "a second stop call, done", || async {
+        let stats = sim.stats().await;
+        Ok(stats.stop_calls == 2 && shutoff(&stats) == 11)
+    })
+    .await?;
+    first.kill9();
+    ctx.k
+        .run(
+            &["delete", "validatingadmissionpolicybinding", &refusal],
+            None,
+        )
+        .await?
+        .check()?;
+    wait_until(
+        left_until(to),
+        "the API server taking status writes again",
+        || async { Ok(ctx.k.run(&probe, None).await?.ok()) },
+    )
+    .await?;
+    ensure_eq!(
+        shutoff(&sim.stats().await),
+        11,
+        "servers SHUTOFF at the kill"
+    );
+
+    let _second = ctx.operator("second", ns, &[]).await?;
+    let inside = ctx
+        .wait_status(
+            ns,
+            "unrecorded",
+            left_until(to),
+            "the 10 servers the first process stopped recorded by the second",
+            |s| {
+                s["stoppedByPolicy"]["servers"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 10)
+            },
+        )
+        .await?;
+    ensure!(
+        inside["jobs"]
+            .as_array()
+            .is_some_and(|jobs| jobs.iter().any(|j| j["action"] == "Stop")),
+        "the stop job recorded in status.jobs: {inside}"
+    );
+    sleep_until(to).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the 10 servers started after the window, the other policy's left stopped",
+        || async { Ok(shutoff(&sim.stats().await) == 1) },
+    )
+    .await?;
+    let stats = sim.stats().await;
+    ensure_eq!(stats.stop_calls, 2, "stop calls");
+    ensure_eq!(stats.stop_ids_redundant, 0, "ids stopped twice");
+    ensure_eq!(stats.start_ids_redundant, 0, "ids started twice");
+    ensure_eq!(stats.start_ids_accepted, 10, "ids started");
+    ctx.k
+        .run(&["delete", "validatingadmissionpolicy", &refusal], None)
+        .await?
+        .check()?;
     Ok(())
 }
