@@ -202,6 +202,8 @@ async fn wait_policies_stopped(
                 .filter(|p| p.phase == Some(Phase::Stopped))
                 .count();
             if stopped == count {
+                let estimated = seen.values().filter(|p| p.first_estimate.is_some()).count();
+                eprintln!("bench: {estimated} of {count} policies showed an estimate");
                 let last = seen
                     .iter()
                     .filter_map(|(name, p)| Some((name, p.stopped_s?, p.first_estimate)))

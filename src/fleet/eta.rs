@@ -5,11 +5,13 @@
 //! The forecast replays what the worker will do if nothing joins the queue: lanes in
 //! the worker's order (the halves of refused calls first in each), the policy's own
 //! lane turn by turn up to the call that carries its last id (see
-//! [`StopQueue::calls_until_last`]), each call as soon as the budget covers it,
-//! then as long as the fleet's recent jobs took to finish. When the worker has been
-//! sending calls further apart than the budget asks (each waits for its journal
-//! writes and its answer, and an API server or a cloud under load makes those slow),
-//! the forecast spaces the calls ahead at that recent pace instead.
+//! [`StopQueue::calls_until_last`]), each call as soon as the budget covers it and
+//! the one before has been answered (the budget counts a call from its answer, so
+//! each call ahead adds the median time recent calls held the worker), then as long
+//! as the fleet's recent jobs took to finish. When the worker has been sending calls
+//! further apart than that (each waits for its journal writes and its answer, and an
+//! API server or a cloud under load makes those slow), the forecast spaces the calls
+//! ahead at the median of their recent gaps instead.
 //!
 //! [`StopQueue::calls_until_last`]: crate::plan::StopQueue::calls_until_last
 
@@ -40,8 +42,10 @@ pub(super) struct Forecast<'a> {
     pub not_before: Option<Instant>,
     /// How long a stop job takes, from its submission until a poll sees it finished.
     pub job_time: Duration,
-    /// When the last call went out, and the mean gap between recent calls.
+    /// When the last call went out, and the median gap between recent calls.
     pub pace: Option<(Instant, Duration)>,
+    /// How long a call typically holds the worker (see [`CallPace::typical_round_trip`]).
+    pub round_trip: Duration,
 }
 
 /// Gaps of this many recent calls make the pace.
@@ -88,12 +92,24 @@ impl CallPace {
         self.round_trips.iter().max().copied().unwrap_or_default()
     }
 
-    /// When the last call went out and the mean of the recent gaps, once there is one.
-    pub(super) fn pace(&self) -> Option<(Instant, Duration)> {
-        let n = u32::try_from(self.gaps.len()).ok().filter(|&n| n > 0)?;
-        let mean = self.gaps.iter().sum::<Duration>() / n;
-        Some((self.last_sent?, mean))
+    /// The median time a recent call held the worker (what a forecast expects of the
+    /// next ones); zero before any was answered.
+    pub(super) fn typical_round_trip(&self) -> Duration {
+        median(&self.round_trips).unwrap_or_default()
     }
+
+    /// When the last call went out and the median of the recent gaps, once there is
+    /// one: a call held up once (a listing of the whole fleet loading the machine,
+    /// a slow write) does not stretch the forecast of all those after it.
+    pub(super) fn pace(&self) -> Option<(Instant, Duration)> {
+        Some((self.last_sent?, median(&self.gaps)?))
+    }
+}
+
+fn median(of: &VecDeque<Duration>) -> Option<Duration> {
+    let mut sorted: Vec<Duration> = of.iter().copied().collect();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied()
 }
 
 /// The sizes of the calls that go out before and with the policy's last queued id in
@@ -108,7 +124,7 @@ fn calls_ahead(forecast: &Forecast<'_>, policy: &PolicyKey, lane: Lane) -> Optio
     for earlier in Lane::ALL.iter().take_while(|l| **l != lane) {
         if let Some(state) = forecast.lanes.get(earlier) {
             calls.extend(state.halves.iter().map(Vec::len));
-            calls.extend(full_calls(state.queue.len(), forecast.full_call));
+            calls.extend(full_calls(state.queue.distinct_len(), forecast.full_call));
         }
     }
     if let Some(state) = forecast.lanes.get(&lane) {
@@ -163,12 +179,13 @@ pub(super) fn standing(
     let calls = calls_ahead(forecast, policy, lane)?;
     let waiting = forecast.lanes.get(&lane)?.queue.queued(policy);
     let start = forecast.not_before.map_or(now.at, |at| at.max(now.at));
-    let by_budget = forecast.budget.last_fits_at(&calls, start);
+    // The budget counts a call from its answer, so each call ahead also shifts the
+    // next by its round trip.
+    let ahead = u32::try_from(calls.len()).unwrap_or(u32::MAX);
+    let by_budget =
+        forecast.budget.last_fits_at(&calls, start) + forecast.round_trip.saturating_mul(ahead);
     let last_call = match forecast.pace {
-        Some((last_sent, gap)) => {
-            let ahead = u32::try_from(calls.len()).unwrap_or(u32::MAX);
-            by_budget.max(last_sent + gap.saturating_mul(ahead))
-        }
+        Some((last_sent, gap)) => by_budget.max(last_sent + gap.saturating_mul(ahead)),
         None => by_budget,
     };
     let done_in = last_call.saturating_duration_since(now.at) + forecast.job_time;
@@ -247,6 +264,26 @@ mod tests {
             pace.answered(Duration::from_millis(50));
         }
         assert_eq!(pace.round_trip(), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn one_slow_call_does_not_set_the_pace() {
+        let mut pace = CallPace::default();
+        assert_eq!(pace.pace(), None, "no call yet");
+        let t0 = Instant::now();
+        let sent_at = [0, 1000, 2000, 7000, 8000];
+        for ms in sent_at {
+            pace.sent(t0 + Duration::from_millis(ms), true);
+        }
+        let last = t0 + Duration::from_millis(8000);
+        assert_eq!(pace.pace(), Some((last, Duration::from_secs(1))));
+        // A gap that began with nothing queued says nothing of the pace.
+        pace.sent(last + Duration::from_secs(1), false);
+        pace.sent(last + Duration::from_secs(60), true);
+        assert_eq!(
+            pace.pace(),
+            Some((last + Duration::from_secs(60), Duration::from_secs(1)))
+        );
     }
 
     #[test]

@@ -621,7 +621,7 @@ impl FleetState {
             let entries = state.halves.pop_front().expect("a front half");
             return Due::Call(self.start_call(lane, entries, true, now));
         }
-        let queued = state.queue.len();
+        let queued = state.queue.distinct_len();
         if queued == 0 {
             return Due::Nothing;
         }
@@ -1089,6 +1089,7 @@ impl FleetState {
                 self.config.job_poll_interval,
             ),
             pace: self.pace.pace(),
+            round_trip: self.pace.typical_round_trip(),
         };
         eta::standing(&forecast, policy, lane, now)
     }
@@ -1130,7 +1131,9 @@ impl FleetState {
         let queued: usize = self
             .lanes
             .values()
-            .map(|state| state.queue.len() + state.halves.iter().map(Vec::len).sum::<usize>())
+            .map(|state| {
+                state.queue.distinct_len() + state.halves.iter().map(Vec::len).sum::<usize>()
+            })
             .sum();
         let full_call = self
             .config

@@ -230,6 +230,8 @@ proptest! {
         let mut credited: HashSet<(usize, ServerId)> = HashSet::new();
         let mut calls = 0;
         while !q.is_empty() {
+            let queued: HashSet<&ServerId> = q.ids().collect();
+            prop_assert_eq!(q.distinct_len(), queued.len());
             let batch = q.take_batch(budget);
             prop_assert!(!batch.is_empty());
             for entry in batch.entries {
