@@ -1089,7 +1089,6 @@ impl FleetState {
                 self.config.job_poll_interval,
             ),
             pace: self.pace.pace(),
-            round_trip: self.pace.typical_round_trip(),
         };
         eta::standing(&forecast, policy, lane, now)
     }

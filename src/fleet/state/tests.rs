@@ -881,18 +881,6 @@ fn calls_slower_than_the_budget_set_the_pace_of_the_estimate() {
 }
 
 #[test]
-fn each_call_ahead_adds_the_time_calls_take_to_be_answered() {
-    let mut w = World::new();
-    w.sync("p", &refs(&names("s", 3000)), 0);
-    let call = w.due(Lane::SoftStop, 500).expect("a full call");
-    // Answered 2 s after it was taken.
-    w.state.record_call(call.id, Ok("j0"), w.clock.at(2_500));
-    // Two calls left, a window apart (this ledger holds no call): 62.5 s, plus 2 s
-    // for each, then a job poll (1 s).
-    assert_eq!(w.eta_s("p", Lane::SoftStop, 2_500), Some((2000, 67.5)));
-}
-
-#[test]
 fn a_gap_after_an_empty_queue_is_no_pace() {
     let mut w = World::new();
     w.sync("p", &refs(&names("a", 1000)), 0);
