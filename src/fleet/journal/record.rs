@@ -334,12 +334,18 @@ mod tests {
         assert_eq!(journal.len(), 0);
     }
 
-    #[test]
-    fn a_finished_job_is_handed_over_without_its_ids_until_it_is_over() {
+    /// Job "job-1" of server "a", sent at 0 s, answered at 1 s, seen finished.
+    fn finished_job() -> Journal {
         let mut journal = Journal::default();
         let seq = journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0));
         journal.accepted(seq, "job-1", at(1));
         journal.job_finished("job-1");
+        journal
+    }
+
+    #[test]
+    fn a_finished_job_is_handed_over_without_its_ids_until_it_is_over() {
+        let mut journal = finished_job();
         let text = journal.encode();
         assert!(!text.contains("\"a\""), "no ids once finished: {text}");
         // Past the budget's window it is still handed over, to be recorded.
@@ -365,20 +371,14 @@ mod tests {
 
     #[test]
     fn an_unrecorded_job_past_the_deadline_is_handed_over_no_more() {
-        let mut journal = Journal::default();
-        let seq = journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0));
-        journal.accepted(seq, "job-1", at(1));
-        journal.job_finished("job-1");
+        let mut journal = finished_job();
         journal.prune(RETENTION, at(1800));
         assert_eq!(journal.len(), 0);
     }
 
     #[test]
     fn a_job_over_keeps_only_its_budget_and_then_nothing() {
-        let mut journal = Journal::default();
-        let seq = journal.begin(JobAction::Stop, ids(&["a"]), policy(), at(0));
-        journal.accepted(seq, "job-1", at(1));
-        journal.job_finished("job-1");
+        let mut journal = finished_job();
         journal.job_over("job-1");
         journal.prune(RETENTION, at(30));
         let inherited = journal.clone().inherit(RETENTION, at(30));
