@@ -287,18 +287,7 @@ mod tests {
         let mut read = Journal::decode(&text).unwrap();
         let inherited = read.inherit(RETENTION, at(30));
         assert_eq!(inherited.spent, vec![(at(2) + CLOCK_MARGIN, 2)]);
-        assert_eq!(
-            inherited.jobs,
-            vec![InheritedJob {
-                job_id: "job-1".into(),
-                call: InheritedCall {
-                    action: JobAction::Stop,
-                    ids: ids(&["a", "b"]),
-                    policies: policy(),
-                    sent_at: at(0),
-                },
-            }]
-        );
+        assert_eq!(inherited.jobs, vec![stop_job_1(ids(&["a", "b"]))]);
         assert!(inherited.unknown.is_empty());
     }
 
@@ -334,6 +323,19 @@ mod tests {
         assert_eq!(journal.len(), 0);
     }
 
+    /// Stop job "job-1" of `policy()`, sent at 0 s, as taken over with `ids`.
+    fn stop_job_1(ids: Vec<String>) -> InheritedJob {
+        InheritedJob {
+            job_id: "job-1".into(),
+            call: InheritedCall {
+                action: JobAction::Stop,
+                ids,
+                policies: policy(),
+                sent_at: at(0),
+            },
+        }
+    }
+
     /// Job "job-1" of server "a", sent at 0 s, answered at 1 s, seen finished.
     fn finished_job() -> Journal {
         let mut journal = Journal::default();
@@ -351,18 +353,7 @@ mod tests {
         // Past the budget's window it is still handed over, to be recorded.
         journal.prune(RETENTION, at(600));
         let inherited = Journal::decode(&text).unwrap().inherit(RETENTION, at(600));
-        assert_eq!(
-            inherited.jobs,
-            vec![InheritedJob {
-                job_id: "job-1".into(),
-                call: InheritedCall {
-                    action: JobAction::Stop,
-                    ids: Vec::new(),
-                    policies: policy(),
-                    sent_at: at(0),
-                },
-            }]
-        );
+        assert_eq!(inherited.jobs, vec![stop_job_1(Vec::new())]);
         assert!(inherited.spent.is_empty());
         journal.job_over("job-1");
         journal.prune(RETENTION, at(600));
