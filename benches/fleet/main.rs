@@ -14,10 +14,9 @@
 //!
 //! Under `cargo test --all-targets` (no `--bench` argument) it runs small cells, the
 //! baseline on 3 servers and a small start cell (3000 servers, 1 policy, a 2 s budget
-//! window), and fails
-//! if the call-count or start targets are missed, so the benchmark itself is known to
-//! work and a start sent twice, for a server stopped by hand or late fails the suite;
-//! figures from that run mean nothing.
+//! window), and fails if the call-count or start targets are missed, so the benchmark
+//! itself is known to work and a start sent twice, for a server stopped by hand or
+//! late fails the suite; figures from that run mean nothing.
 
 #[allow(dead_code)] // the e2e helpers: the benchmark uses only part of them
 #[path = "../../tests/e2e/cluster.rs"]

@@ -56,6 +56,12 @@ impl CallRecord {
     fn held_until(&self, gone: jiff::Timestamp, window: Duration) -> jiff::Timestamp {
         self.answered_at.unwrap_or(gone) + CLOCK_MARGIN + window
     }
+
+    /// Whether a process taking over is handed the call: its servers may still be
+    /// acted on under it, or its job's policies have yet to record it.
+    fn handed_over(&self) -> bool {
+        !self.ids.is_empty() || self.unrecorded
+    }
 }
 
 /// A call an earlier process sent whose servers may still be acted on under it.
@@ -185,12 +191,6 @@ impl Journal {
             .filter(move |call| call.job_id.as_deref() == Some(job_id))
     }
 
-    /// Whether the call is handed over: its servers may still be acted on under it,
-    /// or its job's policies have yet to record it.
-    fn handed_over(call: &CallRecord) -> bool {
-        !call.ids.is_empty() || call.unrecorded
-    }
-
     /// Forgets what no longer matters at `now`: the servers of an unknown outcome
     /// once it has had time to show, of a job once it is past the deadline, and a call
     /// with no servers left once the cloud no longer counts it.
@@ -206,7 +206,7 @@ impl Journal {
                 call.ids = Vec::new();
                 call.unrecorded = false;
             }
-            Self::handed_over(call) || call.held_until(now, retention.window) > now
+            call.handed_over() || call.held_until(now, retention.window) > now
         });
     }
 
@@ -227,7 +227,7 @@ impl Journal {
                     .spent
                     .push((held_until - retention.window, call.servers));
             }
-            if !Self::handed_over(call) {
+            if !call.handed_over() {
                 continue;
             }
             let inherited_call = InheritedCall {

@@ -18,6 +18,14 @@ fn shutoff(stats: &SimStats) -> u64 {
     stats.servers_by_status.get("SHUTOFF").copied().unwrap_or(0)
 }
 
+/// No server stopped or started twice, and `started` started.
+fn nothing_twice(stats: &SimStats, started: u64) -> Result<()> {
+    ensure_eq!(stats.stop_ids_redundant, 0, "ids stopped twice");
+    ensure_eq!(stats.start_ids_redundant, 0, "ids started twice");
+    ensure_eq!(stats.start_ids_accepted, started, "ids started");
+    Ok(())
+}
+
 fn ready_because(s: &Value, reason: &str) -> bool {
     condition(s, "Ready").is_some_and(|c| c["status"] == "True" && c["reason"] == reason)
 }
@@ -650,9 +658,7 @@ pub async fn unknown_outcome_start(ctx: Ctx) -> Result<()> {
     let stats = sim.stats().await;
     ensure_eq!(stats.accepted_then_dropped, 1, "stop calls never answered");
     ensure_eq!(stats.stop_calls, 1, "stop calls: the unanswered one did it");
-    ensure_eq!(stats.stop_ids_redundant, 0, "ids stopped twice");
-    ensure_eq!(stats.start_ids_redundant, 0, "ids started twice");
-    ensure_eq!(stats.start_ids_accepted, 10, "ids started");
+    nothing_twice(&stats, 10)?;
     Ok(())
 }
 
@@ -826,9 +832,7 @@ pub async fn killed_before_record(ctx: Ctx) -> Result<()> {
     .await?;
     let stats = sim.stats().await;
     ensure_eq!(stats.stop_calls, 2, "stop calls");
-    ensure_eq!(stats.stop_ids_redundant, 0, "ids stopped twice");
-    ensure_eq!(stats.start_ids_redundant, 0, "ids started twice");
-    ensure_eq!(stats.start_ids_accepted, 10, "ids started");
+    nothing_twice(&stats, 10)?;
     ctx.k
         .run(&["delete", "validatingadmissionpolicy", &refusal], None)
         .await?
