@@ -57,8 +57,8 @@ pub struct RunArgs {
     pub budget_servers: u64,
     #[arg(long, default_value_t = 60_000)]
     pub budget_window_ms: u64,
-    /// Policies synced at once.
-    #[arg(long, default_value_t = 16)]
+    /// Policies synced at once (at least 1); the others wait their turn in order.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// Requeue interval while stops run.
     #[arg(long, default_value_t = 2_000)]

@@ -20,7 +20,7 @@ use crate::selector::{CappedSelector, Selection};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,9 +52,28 @@ impl Error {
     }
 }
 
-pub async fn reconcile(policy: Arc<EcsPowerPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Syncs `policy` once one of the sync slots is free, as the store holds it then.
+/// Gives up the wait, syncing nothing, when `stopping` resolves.
+pub async fn reconcile(
+    policy: Arc<EcsPowerPolicy>,
+    ctx: Arc<Context>,
+    store: Store<EcsPowerPolicy>,
+    stopping: impl std::future::Future<Output = ()>,
+) -> Result<Action, Error> {
     // The first round may be planning this very policy: one plan at a time.
     ctx.fleets.first_round_done().await;
+    let _slot = tokio::select! {
+        slot = ctx.sync_slots.acquire() => slot.expect("the sync slots are never closed"),
+        // Stopping (SIGTERM, leadership lost) waits for the syncs under way, not for
+        // every policy that waits for a slot.
+        () = stopping => return Ok(Action::await_change()),
+    };
+    // The runner handed over the policy as it was when the sync was asked for; a
+    // suspend or a new spec may have come since. Deleted meanwhile: its watch event
+    // withdrew what it had queued.
+    let Some(policy) = store.get(&ObjectRef::from_obj(&*policy)) else {
+        return Ok(Action::await_change());
+    };
     let key = PolicyKey::of(&policy);
     let started = Instant::now();
     let span = tracing::info_span!("reconcile", policy = %key);

@@ -70,6 +70,7 @@ fn trials() -> Vec<Trial> {
         scenario("hostile_tenant", hostile::hostile_tenant),
         scenario("tenants", tenants::run),
         scenario("allowed_endpoints", hostile::allowed_endpoints),
+        scenario("tarpits_take_turns", hostile::tarpits_take_turns),
         scenario("large_policies", large::run),
         scenario("many_secrets", many_secrets::run),
         scenario("rbac", rbac::run),

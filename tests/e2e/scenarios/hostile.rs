@@ -10,7 +10,7 @@
 #[path = "../../hostile_support/mod.rs"]
 mod hostile_support;
 
-use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim};
+use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, wait_until};
 use anyhow::{Result, bail};
 use hostile_support::{HostileEndpoint, Hostility};
 use std::time::{Duration, Instant};
@@ -103,6 +103,63 @@ pub async fn hostile_tenant(ctx: Ctx) -> Result<()> {
             alone.as_secs_f64()
         );
     }
+    Ok(())
+}
+
+/// Tarpit policies beside a good one (`--concurrency=1`): every tarpit sync holds
+/// the one slot for the listing wait (1 s) and asks again 0.5 s later (their
+/// listings never answer), so some
+/// tarpit always waits when the slot frees. Slots go first come, first served, so
+/// the good policy's syncs wait at most one round of the tarpits each. Taken in
+/// hash order (kube-runtime's runner at its limit), the two tarpits first in that
+/// order took the slot in turn for good and the others waited forever: the good
+/// policy among them with a chance of 1 - 2/(TARPITS + 1).
+pub async fn tarpits_take_turns(ctx: Ctx) -> Result<()> {
+    const TARPITS: usize = 8;
+    let ns = &ctx.ns;
+    let sim = start_sim(5, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    // The tarpits' listings must not time out within the scenario: timed out, their
+    // policies would be Degraded and retried with backoff, not synced every 1.5 s.
+    let _op = ctx
+        .operator(
+            "operator",
+            ns,
+            &["--concurrency=1", "--request-timeout-ms=300000"],
+        )
+        .await?;
+    let tarpit = HostileEndpoint::start(Hostility::Tarpit).await;
+    for i in 0..TARPITS {
+        let mut policy =
+            Policy::with_endpoint(ns, &format!("tarpit-{i}"), &tarpit.url(), &uuids(5));
+        policy.project_id = format!("{i:032x}");
+        ctx.k.apply_ok(&policy.yaml()).await?;
+    }
+    // Every tarpit synced once: from here on they take the slot in turns.
+    for i in 0..TARPITS {
+        let name = format!("tarpit-{i}");
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{name} synced"),
+            || async {
+                // Written by its first sync, which then gives the slot back unlisted.
+                Ok(ctx.status(ns, &name).await?["summary"].is_object())
+            },
+        )
+        .await?;
+    }
+    let started = Instant::now();
+    let good = Policy::new(ns, "good", &sim, &sim.server_ids());
+    ctx.k.apply_ok(&good.yaml()).await?;
+    // About three syncs of the good policy (plan, submitted, done), each behind at
+    // most one round of the tarpits: about 30 s.
+    ctx.wait_phase(ns, "good", "Stopped", Duration::from_secs(75))
+        .await?;
+    eprintln!(
+        "e2e tarpits_take_turns: Stopped {:.1}s after it was applied, beside {TARPITS} tarpit policies sharing one sync slot",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
