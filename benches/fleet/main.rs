@@ -102,10 +102,11 @@ impl Args {
     }
 }
 
-/// The self-check's start cell: three start calls of one policy, ...
+/// The self-check's start cell: three start calls for two policies with the same
+/// window, which must share the second, ...
 const SELF_CHECK_STARTS: starts::Shape = starts::Shape {
     servers: 3000,
-    policies: 1,
+    policies: 2,
 };
 /// ... 2 s apart: a debug build's calls came up to 1.1 s after their plan, and the
 /// cell allows one budget window.

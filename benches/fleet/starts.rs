@@ -73,8 +73,9 @@ pub struct StartFigures {
 
 impl StartFigures {
     /// What the cell must not miss: a 429, a server started that a policy did not
-    /// stop (or one started twice, or more ids than it stopped), or the last start
-    /// call more than one budget window after the window's end.
+    /// stop (or one started twice, or more ids than it stopped), more start calls
+    /// than full ones would take, or the last start call more than one budget window
+    /// after the window's end.
     pub fn missed(&self) -> Vec<String> {
         let at = format!("starts N={} P={}", self.servers, self.policies);
         let mut missed = Vec::new();
@@ -92,6 +93,20 @@ impl StartFigures {
             missed.push(format!(
                 "{at}: {} start ids sent ({} redundant) for {stopped} servers stopped",
                 self.start_ids_sent, self.start_ids_redundant
+            ));
+        }
+        // Policies sharing a window end share its calls: partial ones only at the end.
+        let calls_needed = stopped.div_ceil(MAX_PER_CALL as u64) as usize;
+        if self.start_calls.len() > calls_needed {
+            let sizes: Vec<String> = self
+                .start_calls
+                .iter()
+                .map(|c| c.servers.to_string())
+                .collect();
+            missed.push(format!(
+                "{at}: {} start calls ({}) where {calls_needed} carry them",
+                self.start_calls.len(),
+                sizes.join(", ")
             ));
         }
         if self.last_call_after_end_s > self.window_s {

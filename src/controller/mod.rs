@@ -271,8 +271,9 @@ pub async fn run(
             predicates::generation.combine(keep_running_until),
             Default::default(),
         );
-    // A policy whose stops wait in the queue is synced when they go out, not polled.
-    let batches_sent = futures::stream::unfold(ctx.fleets.take_submitted(), |rx| async move {
+    // A policy whose stops wait in the queue is synced when they go out, not polled;
+    // one whose start lead grew, when the policy that made it grow begins starting.
+    let fleets_ask = futures::stream::unfold(ctx.fleets.take_to_sync(), |rx| async move {
         let mut rx = rx?;
         let policy = rx.recv().await?;
         Some((policy, Some(rx)))
@@ -285,7 +286,7 @@ pub async fn run(
     // `Context::sync_slots` (first come, first served), taken inside the sync.
     let controller = Controller::for_stream(policy_changes, store.clone())
         .with_config(controller::Config::default())
-        .reconcile_on(batches_sent);
+        .reconcile_on(fleets_ask);
     let controller = match ctx.config.secret_changes {
         SecretChanges::Watch => controller.watches(
             // A fixed Secret should not wait for the error backoff: reconcile every

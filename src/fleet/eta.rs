@@ -132,11 +132,13 @@ fn full_calls(ids: usize, full_call: usize) -> impl Iterator<Item = usize> {
     (0..ids.div_ceil(full_call)).map(move |i| (ids - i * full_call).min(full_call))
 }
 
-/// `startLeadTime: Auto`: how long before a window's end the first of `servers`
-/// starts must go out for the last to be sent by the end. The `ahead` ids queued in
-/// the project go first (the worker serves the stop lanes first, and the start lane
-/// in turns: counting all of them before ours is the safe side), then ours, each call
-/// as soon as `budget` covers it from `now` on; what its window already spent counts.
+/// `startLeadTime: Auto`: how long before a window's end the first of a policy's
+/// starts must go out for the last to be sent by the end. First go the ids that
+/// make calls of their own: each of `apart` (a stop lane's queue, a half of a
+/// refused call; the worker serves the stop lanes first, and counting them all before
+/// ours is the safe side), then `starts`, the starts of the policies whose windows
+/// end no later than ours with ours last, sharing calls. Each call goes as soon as
+/// `budget` covers it from `now` on; what its window already spent counts.
 ///
 /// Each call also holds the worker for a `round_trip` (its journal writes and the
 /// request), and the budget counts a call from its answer, so every call shifts the
@@ -145,14 +147,16 @@ fn full_calls(ids: usize, full_call: usize) -> impl Iterator<Item = usize> {
 pub(super) fn start_lead(
     budget: &ActionBudget,
     full_call: usize,
-    (ahead, servers): (usize, usize),
+    (apart, starts): (&[usize], usize),
     round_trip: Duration,
     now: Instant,
 ) -> Duration {
-    let calls: Vec<usize> = full_calls(ahead, full_call)
-        .chain(full_calls(servers, full_call))
+    let calls: Vec<usize> = apart
+        .iter()
+        .flat_map(|&ids| full_calls(ids, full_call))
+        .chain(full_calls(starts, full_call))
         .collect();
-    if calls.is_empty() {
+    if starts == 0 {
         return Duration::ZERO;
     }
     let by_budget = budget
@@ -210,7 +214,7 @@ mod tests {
     fn lead(
         budget: &ActionBudget,
         full_call: usize,
-        queue: (usize, usize),
+        queue: (&[usize], usize),
         now: Instant,
     ) -> Duration {
         start_lead(budget, full_call, queue, Duration::ZERO, now)
@@ -219,11 +223,25 @@ mod tests {
     #[test]
     fn ten_thousand_starts_at_1000_a_minute_begin_nine_windows_before_the_end() {
         let now = Instant::now();
-        assert_eq!(lead(&budget(), 1000, (0, 10_000), now), 9 * MINUTE);
-        assert_eq!(lead(&budget(), 1000, (0, 1000), now), Duration::ZERO);
-        assert_eq!(lead(&budget(), 1000, (0, 0), now), Duration::ZERO);
+        assert_eq!(lead(&budget(), 1000, (&[], 10_000), now), 9 * MINUTE);
+        assert_eq!(lead(&budget(), 1000, (&[], 1000), now), Duration::ZERO);
+        assert_eq!(lead(&budget(), 1000, (&[], 0), now), Duration::ZERO);
         // 1001 servers: two calls, the second a window later.
-        assert_eq!(lead(&budget(), 1000, (0, 1001), now), MINUTE);
+        assert_eq!(lead(&budget(), 1000, (&[], 1001), now), MINUTE);
+    }
+
+    #[test]
+    fn starts_share_calls_and_what_goes_apart_takes_calls_of_its_own() {
+        let now = Instant::now();
+        // Two policies' 1485 starts each: 1000, 1000 and 970, not 1000, 485, 1000, 485.
+        assert_eq!(lead(&budget(), 1000, (&[], 2970), now), 2 * MINUTE);
+        // Stops queued in each stop lane go in calls of their own: 500 and 500 in the
+        // first window, then 1000 and 500 starts.
+        assert_eq!(lead(&budget(), 1000, (&[500, 500], 1500), now), 2 * MINUTE);
+        // 500 stops, then 700 (or a half of 700) that no longer fit the first window.
+        assert_eq!(lead(&budget(), 1000, (&[500, 700], 1500), now), 3 * MINUTE);
+        // Nothing of ours to start: no lead, whatever is queued.
+        assert_eq!(lead(&budget(), 1000, (&[5000], 0), now), Duration::ZERO);
     }
 
     #[test]
@@ -232,11 +250,11 @@ mod tests {
         let half = Duration::from_millis(500);
         // Ten calls: each answer shifts the next; one more for the first's way out.
         assert_eq!(
-            start_lead(&budget(), 1000, (0, 10_000), half, now),
+            start_lead(&budget(), 1000, (&[], 10_000), half, now),
             9 * MINUTE + 10 * half
         );
         assert_eq!(
-            start_lead(&budget(), 1000, (0, 0), half, now),
+            start_lead(&budget(), 1000, (&[], 0), half, now),
             Duration::ZERO
         );
     }
@@ -280,13 +298,13 @@ mod tests {
     fn what_else_is_queued_and_what_the_window_spent_make_it_earlier() {
         let now = Instant::now();
         // 3000 stops queued ahead: three more windows.
-        assert_eq!(lead(&budget(), 1000, (3000, 10_000), now), 12 * MINUTE);
+        assert_eq!(lead(&budget(), 1000, (&[3000], 10_000), now), 12 * MINUTE);
         // The window spent 1000 half a minute ago: the first call waits 30 s more.
         let spent = budget();
         assert!(spent.try_take_at(1000, now));
         let later = now + MINUTE / 2;
         assert_eq!(
-            lead(&spent, 1000, (0, 10_000), later),
+            lead(&spent, 1000, (&[], 10_000), later),
             MINUTE / 2 + 9 * MINUTE
         );
         // A budget smaller than a call makes smaller calls.
@@ -294,6 +312,6 @@ mod tests {
             servers_per_window: 100,
             window: MINUTE,
         });
-        assert_eq!(lead(&small, 100, (0, 1000), now), 9 * MINUTE);
+        assert_eq!(lead(&small, 100, (&[], 1000), now), 9 * MINUTE);
     }
 }

@@ -156,8 +156,9 @@ pub struct Fleet {
     first_round: Arc<FirstRound>,
     /// Policies deleted recently, shared by every fleet.
     deleted: Arc<Deleted>,
-    /// Policies whose ids just went out in a stop call, for the controller to sync.
-    submitted: UnboundedSender<PolicyKey>,
+    /// Policies for the controller to sync: their ids just went out in a call, or
+    /// their start lead may have grown.
+    to_sync: UnboundedSender<PolicyKey>,
     wake: Notify,
     shutdown: CancellationToken,
 }
@@ -168,7 +169,7 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub first_round: Arc<FirstRound>,
     pub deleted: Arc<Deleted>,
-    pub submitted: UnboundedSender<PolicyKey>,
+    pub to_sync: UnboundedSender<PolicyKey>,
 }
 
 impl Fleet {
@@ -192,7 +193,7 @@ impl Fleet {
             job_poll: tokio::sync::Mutex::new(None),
             first_round: shared.first_round,
             deleted: shared.deleted,
-            submitted: shared.submitted,
+            to_sync: shared.to_sync,
             wake: Notify::new(),
             shutdown,
         });
@@ -344,9 +345,13 @@ impl Fleet {
         self.lock().starting_until(policy, jiff::Timestamp::now())
     }
 
-    /// `policy` began starting early for the window that ends at `until`.
+    /// `policy` began starting early for the window that ends at `until`: the
+    /// policies whose lead may have counted without its starts are synced again.
     pub fn began_starting(&self, policy: &PolicyKey, until: jiff::Timestamp) {
-        self.lock().began_starting(policy, until);
+        let behind = self.lock().began_starting(policy, until);
+        for other in behind {
+            let _ = self.to_sync.send(other);
+        }
     }
 
     /// `policy` wrote a status showing `jobs` (or found it unchanged): the finished
@@ -504,7 +509,7 @@ mod tests {
                 metrics: Arc::default(),
                 first_round: Arc::default(),
                 deleted: Arc::default(),
-                submitted: tokio::sync::mpsc::unbounded_channel().0,
+                to_sync: tokio::sync::mpsc::unbounded_channel().0,
             },
             CancellationToken::new(),
         )

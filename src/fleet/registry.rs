@@ -106,8 +106,8 @@ pub struct FleetRegistry {
     journal_stores: Box<dyn JournalStores>,
     /// One per (endpoint origin, project), as the budget.
     journals: Mutex<HashMap<(String, String), Arc<CallJournal>>>,
-    submitted: UnboundedSender<PolicyKey>,
-    batches_sent: Mutex<Option<UnboundedReceiver<PolicyKey>>>,
+    to_sync: UnboundedSender<PolicyKey>,
+    to_sync_rx: Mutex<Option<UnboundedReceiver<PolicyKey>>>,
     fleets: Mutex<Fleets>,
 }
 
@@ -173,7 +173,7 @@ impl FleetRegistry {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
-        let (submitted, batches_sent) = tokio::sync::mpsc::unbounded_channel();
+        let (to_sync, to_sync_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
             connector,
             config,
@@ -185,16 +185,16 @@ impl FleetRegistry {
             budget_limits,
             journal_stores,
             journals: Mutex::default(),
-            submitted,
-            batches_sent: Mutex::new(Some(batches_sent)),
+            to_sync,
+            to_sync_rx: Mutex::new(Some(to_sync_rx)),
             fleets: Mutex::default(),
         }
     }
 
-    /// The policies whose ids every fleet's worker sends in a stop call, as it sends
-    /// them; for the one controller (later calls get `None`).
-    pub fn take_submitted(&self) -> Option<UnboundedReceiver<PolicyKey>> {
-        self.batches_sent
+    /// The policies every fleet asks the controller to sync (see `Fleet::to_sync`);
+    /// for the one controller (later calls get `None`).
+    pub fn take_to_sync(&self) -> Option<UnboundedReceiver<PolicyKey>> {
+        self.to_sync_rx
             .lock()
             .expect("fleet registry lock poisoned")
             .take()
@@ -299,7 +299,7 @@ impl FleetRegistry {
                         metrics: Arc::clone(&self.metrics),
                         first_round: Arc::clone(&self.first_round),
                         deleted: Arc::clone(&self.deleted),
-                        submitted: self.submitted.clone(),
+                        to_sync: self.to_sync.clone(),
                     },
                     self.shutdown.child_token(),
                 );

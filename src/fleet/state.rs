@@ -968,8 +968,22 @@ impl FleetState {
     }
 
     /// `policy` began starting early for the window that ends at `until`.
-    pub fn began_starting(&mut self, policy: &PolicyKey, until: jiff::Timestamp) {
-        self.began_starting.insert(policy.clone(), until);
+    /// Returns, the first time for that end, the other policies with `Auto` starts
+    /// pending for a window that ends no earlier and that have not begun: a lead one
+    /// of them worked out before this policy's starts counted is short, and synced
+    /// now it counts them (and, sharing the end, begins too, its starts filling the
+    /// same calls).
+    pub fn began_starting(&mut self, policy: &PolicyKey, until: jiff::Timestamp) -> Vec<PolicyKey> {
+        if self.began_starting.insert(policy.clone(), until) == Some(until) {
+            return Vec::new();
+        }
+        self.pending_starts
+            .iter()
+            .filter(|(other, (end, _))| {
+                *other != policy && *end >= until && self.began_starting.get(*other) != Some(end)
+            })
+            .map(|(other, _)| other.clone())
+            .collect()
     }
 
     /// The window end `policy` began starting early for, while that end is ahead.
@@ -1127,22 +1141,23 @@ impl FleetState {
                 .map(|(other, (_, n))| n.saturating_sub(queued_starts(other)))
                 .sum(),
         };
-        let queued: usize = self
-            .lanes
-            .values()
-            .map(|state| {
-                state.queue.distinct_len() + state.halves.iter().map(Vec::len).sum::<usize>()
-            })
-            .sum();
+        let mut apart = Vec::new();
+        let mut starts = others + servers;
+        for (lane, state) in &self.lanes {
+            apart.extend(state.halves.iter().map(Vec::len));
+            match lane {
+                Lane::Start => starts += state.queue.distinct_len().saturating_sub(own),
+                Lane::SoftStop | Lane::HardStop => apart.push(state.queue.distinct_len()),
+            }
+        }
         let full_call = self
             .config
             .max_per_call
             .min(budget.limits().servers_per_window);
-        let ahead = queued.saturating_sub(own) + others;
         eta::start_lead(
             budget,
             full_call,
-            (ahead, servers),
+            (&apart, starts),
             self.pace.round_trip(),
             now.at,
         )

@@ -110,7 +110,7 @@ async fn send(fleet: &Fleet, call: DueCall) {
     // Whatever the answer, these policies' status has news: a job, or a failure.
     for policy in recorded.policies {
         // Nobody listening (no controller, or it stopped): nothing to tell.
-        let _ = fleet.submitted.send(policy);
+        let _ = fleet.to_sync.send(policy);
     }
 }
 

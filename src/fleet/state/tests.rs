@@ -1199,6 +1199,33 @@ fn policies_sharing_a_window_end_each_lead_for_all_their_starts() {
 }
 
 #[test]
+fn a_policy_that_begins_starting_has_those_whose_lead_may_lack_its_starts_synced() {
+    let mut w = World::new();
+    let now = w.clock.at(0);
+    let end = now.wall + Duration::from_secs(3600);
+    let mut lead = |policy: &str, until| {
+        w.state
+            .start_lead(&key(policy), (1500, Some(until)), &w.budget, now)
+    };
+    // p worked out its lead before q's starts counted: 1 minute, not q's 2.
+    let short = lead("p", end);
+    let joint = lead("q", end);
+    assert!(short < joint, "{short:?} against {joint:?}");
+    lead("r", end + Duration::from_secs(600));
+    lead("o", end - Duration::from_secs(600));
+    let mut behind = w.state.began_starting(&key("q"), end);
+    behind.sort();
+    // Not o, whose window ends first: its lead never counts q's starts.
+    assert_eq!(behind, [key("p"), key("r")]);
+    assert!(
+        w.state.began_starting(&key("q"), end).is_empty(),
+        "told once per window end"
+    );
+    // p begins too: not q again, which has begun.
+    assert_eq!(w.state.began_starting(&key("p"), end), [key("r")]);
+}
+
+#[test]
 fn a_finished_job_stays_in_the_journal_until_each_of_its_policies_has_recorded_it() {
     let mut w = World::new();
     w.sync("p", &["a"], 0);
