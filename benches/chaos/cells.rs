@@ -60,6 +60,11 @@ const STOPPED_BY_HAND_EVERY: usize = 100;
 /// finished its first round (with the faults' latency) when the window begins.
 const WINDOW_LEAD_IN: Duration = Duration::from_secs(6);
 
+/// Cell (d): from the window's end and its `Auto` lead until every server the
+/// policies stopped must run again: a process killed at the end comes back, lists
+/// and syncs well within it.
+const RESTART_ALLOWANCE: Duration = Duration::from_secs(30);
+
 /// Cell (d): a UTC window of whole seconds, `afterWindow: Start`, `startLeadTime: Auto`.
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -204,6 +209,8 @@ impl World {
                 to_s: since_start(window.to),
                 stopped_by_hand: by_hand.len(),
                 all_running_s: running.as_secs_f64(),
+                running_target_s: since_start(window.to)
+                    + (window.lead + RESTART_ALLOWANCE).as_secs_f64(),
                 start_calls: stats.start_calls,
                 start_ids_sent: stats.start_ids_total,
                 start_ids_accepted: stats.start_ids_accepted,

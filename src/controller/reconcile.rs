@@ -527,6 +527,7 @@ fn next_sync_in(ctx: &Context, view: &FleetView, waiting_for_budget: bool) -> st
     let outcome = &view.outcome;
     let active = !outcome.to_stop.is_empty()
         || outcome.summary.stopping > 0
+        || !view.starts.waiting.is_empty()
         || view.jobs.iter().any(|job| !job.status.is_terminal());
     let base = if active && !waiting_for_budget {
         ctx.config.active_requeue

@@ -385,9 +385,16 @@ impl FleetState {
             return StartPlan::default();
         }
         let in_flight = self.in_flight(policy, Lane::Start, start, observed.listed_at);
+        let no_ids = HashSet::new();
+        let queued = self
+            .lanes
+            .get(&Lane::Start)
+            .and_then(|state| state.queue.queued_ids(policy))
+            .unwrap_or(&no_ids);
         plan_starts(&StartInput {
             stopped_by_policy: start,
             observed: observed.servers,
+            queued,
             in_flight: &in_flight,
             retries: &self.retry,
             backoff,

@@ -14,7 +14,10 @@ pub struct StartInput<'a> {
     /// names: nothing else is ever started.
     pub stopped_by_policy: &'a [ServerId],
     pub observed: &'a HashMap<ServerId, ObservedPower>,
-    /// Ids queued, in a call or a job, or of unknown outcome, in any lane.
+    /// The policy's starts already queued: they go when the budget has room.
+    pub queued: &'a HashSet<ServerId>,
+    /// Ids queued in another lane or by another policy, in a call or a job, or of
+    /// unknown outcome.
     pub in_flight: &'a HashSet<ServerId>,
     pub retries: &'a HashMap<ServerId, RetryState>,
     pub backoff: Backoff,
@@ -28,6 +31,11 @@ pub struct StartPlan {
     /// Running again (started by this policy's job or by someone) or gone from the
     /// project: nothing left to start, so out of the policy's record.
     pub settled: Vec<ServerId>,
+    /// Still to start, held back for a moment: in flight, powering off, busy, or
+    /// waiting out a failed start's backoff. Nothing tells the policy when that
+    /// passes, so its next sync must come soon. (A server in ERROR waits for a
+    /// person, and is not among them.)
+    pub waiting: Vec<ServerId>,
 }
 
 /// Starts what is shut off and not in flight; leaves busy, powering-off and ERROR
@@ -35,7 +43,11 @@ pub struct StartPlan {
 pub fn plan_starts(input: &StartInput<'_>) -> StartPlan {
     let mut plan = StartPlan::default();
     for id in input.stopped_by_policy {
+        if input.queued.contains(id) {
+            continue;
+        }
         if input.in_flight.contains(id) {
+            plan.waiting.push(id.clone());
             continue;
         }
         let power = input
@@ -49,14 +61,16 @@ pub fn plan_starts(input: &StartInput<'_>) -> StartPlan {
                     .retries
                     .get(id)
                     .and_then(|retry| backoff_remaining(retry, input.backoff, input.now));
-                if waiting.is_none() {
-                    plan.to_start.push(id.clone());
+                match waiting {
+                    None => plan.to_start.push(id.clone()),
+                    Some(_) => plan.waiting.push(id.clone()),
                 }
             }
             ObservedPower::Running | ObservedPower::Locked | ObservedPower::NotFound => {
                 plan.settled.push(id.clone())
             }
-            ObservedPower::Stopping | ObservedPower::Busy | ObservedPower::Error => {}
+            ObservedPower::Stopping | ObservedPower::Busy => plan.waiting.push(id.clone()),
+            ObservedPower::Error => {}
         }
     }
     plan
@@ -74,7 +88,7 @@ mod tests {
     fn plan(
         record: &[&str],
         observed: &[(&str, ObservedPower)],
-        in_flight: &[&str],
+        (queued, in_flight): (&[&str], &[&str]),
         retries: &[(&str, i64)],
     ) -> StartPlan {
         let now = Timestamp::from_second(1000).unwrap();
@@ -94,6 +108,7 @@ mod tests {
         plan_starts(&StartInput {
             stopped_by_policy: &ids(record),
             observed: &observed,
+            queued: &ids(queued).into_iter().collect(),
             in_flight: &ids(in_flight).into_iter().collect(),
             retries: &retries,
             backoff: Backoff {
@@ -108,25 +123,35 @@ mod tests {
     fn only_recorded_shut_off_servers_with_nothing_in_flight_are_started() {
         use ObservedPower::*;
         let out = plan(
-            &["a", "b", "c", "d", "e", "f"],
+            &["a", "b", "c", "d", "e", "f", "g", "h"],
             &[
                 ("a", Stopped),
                 ("b", Stopped),
                 ("c", Running),
                 ("d", Busy),
                 ("e", Stopped),
+                ("g", Error),
+                ("h", Stopped),
                 ("x", Stopped),
             ],
-            &["b"],
+            (&["h"], &["b"]),
             &[("e", 995)],
         );
         assert_eq!(out.to_start, ids(&["a"]), "x is not the policy's to start");
         assert_eq!(out.settled, ids(&["c", "f"]), "running, and gone");
+        // In flight, busy, in backoff: soon. Not the queued one (the call going out
+        // syncs the policy) nor the one in ERROR (a person must see to it).
+        assert_eq!(out.waiting, ids(&["b", "d", "e"]));
     }
 
     #[test]
     fn a_failed_start_is_retried_after_its_backoff() {
-        let out = plan(&["e"], &[("e", ObservedPower::Stopped)], &[], &[("e", 990)]);
+        let out = plan(
+            &["e"],
+            &[("e", ObservedPower::Stopped)],
+            (&[], &[]),
+            &[("e", 990)],
+        );
         assert_eq!(out.to_start, ids(&["e"]));
     }
 }

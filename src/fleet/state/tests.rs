@@ -1078,6 +1078,27 @@ fn a_start_goes_only_for_a_named_shut_off_server_of_an_idle_policy() {
 }
 
 #[test]
+fn a_start_held_back_by_a_stop_job_the_listing_predates_waits_for_a_sync_soon() {
+    let mut w = World::new();
+    w.sync("p", &["a"], 0);
+    // The stop job ends at 600; a listing from 550 may not show it.
+    assert_eq!(w.run_job(Lane::SoftStop, "jp", 500), ids(&["a"]));
+    let idle = (Mode::Idle, &["a"][..]);
+    let view = w.sync_starting("p", &["a"], idle, &SHUT_OFF, 550, false);
+    assert!(view.starts.to_start.is_empty());
+    assert_eq!(
+        view.starts.waiting,
+        ids(&["a"]),
+        "to start once listed again"
+    );
+    let view = w.sync_starting("p", &["a"], idle, &SHUT_OFF, 700, false);
+    assert_eq!(view.starts.to_start, ids(&["a"]));
+    // Queued: its call going out syncs the policy.
+    let view = w.sync_starting("p", &["a"], idle, &SHUT_OFF, 750, false);
+    assert!(view.starts.to_start.is_empty() && view.starts.waiting.is_empty());
+}
+
+#[test]
 fn a_suspended_dry_run_deleted_or_window_policy_starts_nothing() {
     for mode in [Mode::Suspend, Mode::DryRun, Mode::Act] {
         let mut w = World::new();
