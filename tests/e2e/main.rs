@@ -96,6 +96,10 @@ fn trials() -> Vec<Trial> {
         scenario("schedule_window_start", scenarios::schedule::window_start),
         scenario("schedule_start_lead", scenarios::schedule::start_lead),
         scenario(
+            "schedule_killed_while_starting",
+            scenarios::schedule::killed_while_starting,
+        ),
+        scenario(
             "schedule_unknown_outcome_start",
             scenarios::schedule::unknown_outcome_start,
         ),

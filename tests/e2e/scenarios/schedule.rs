@@ -599,6 +599,85 @@ pub async fn start_lead(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
+/// The operator SIGKILLed while it starts early (`startLeadTime: Auto`, 9 servers,
+/// 3 per 4 s, so starting begins 8 s before the end), once its record holds only
+/// the 6 servers still to start: the next process goes on, within the budget the
+/// first one spent. Nothing is stopped or started twice; all run by the window's
+/// end plus the restart and a job's time. (Whether the next process reads that
+/// starting began from `status.stoppedByPolicy.startingUntil` does not show here:
+/// the starts fill the budget up to the end, so a stop it wanted could not go out
+/// before the window ends. Unit tests and the start cell cover that.)
+pub async fn killed_while_starting(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let sim = start_sim(9, |_| {}).await?;
+    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+        .await?;
+    let flags = [
+        "--budget-servers=3",
+        "--budget-window-ms=4000",
+        "--drift-interval-ms=1000",
+    ];
+    let mut first = ctx.operator("first", ns, &flags).await?;
+    let ids = sim.server_ids();
+    let from = Timestamp::from_second(Timestamp::now().as_second() + 6)?;
+    let to = from + Duration::from_secs(24);
+    let mut p = Policy::new(ns, "early", &sim, &ids);
+    p.extra_spec = one_window(
+        from,
+        to,
+        "    afterWindow: Start\n    startLeadTime: Auto\n",
+    );
+    ctx.k.apply_ok(&p.yaml()).await?;
+    wait_until(
+        left_until(to - Duration::from_secs(8)),
+        "all 9 servers SHUTOFF inside the window",
+        || async { Ok(shutoff(&sim.stats().await) == 9) },
+    )
+    .await?;
+    ctx.wait_status(
+        ns,
+        "early",
+        left_until(to),
+        "starting early, latched in status, the first 3 started and out of the record",
+        |s| {
+            s["stoppedByPolicy"]["startingUntil"].is_string()
+                && s["stoppedByPolicy"]["servers"]
+                    .as_array()
+                    .is_some_and(|servers| servers.len() == 6)
+        },
+    )
+    .await?;
+    first.kill9();
+    let killed = Timestamp::now();
+    ensure!(
+        killed + Duration::from_secs(2) < to,
+        "killed only {:.1}s before the window's end: the next process would begin after it",
+        to.duration_since(killed).as_secs_f64()
+    );
+    let _second = ctx.operator("second", ns, &flags).await?;
+    wait_until(
+        left_until(to + Duration::from_secs(6)),
+        "all 9 servers running after the window's end",
+        || async { Ok(shutoff(&sim.stats().await) == 0) },
+    )
+    .await?;
+    // A few drift intervals past the end: nothing stopped again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = sim.stats().await;
+    ensure_eq!(
+        stats.stop_calls,
+        3,
+        "stop calls: nothing stopped again across the restart"
+    );
+    ensure_eq!(shutoff(&stats), 0, "servers SHUTOFF after the window");
+    ensure_eq!(
+        stats.responses_429,
+        0,
+        "429s: the budget the first process spent"
+    );
+    nothing_twice(&stats, 9)
+}
+
 /// `afterWindow: Start` when the stop call's answer never came (the connection
 /// reset after the cloud took it) and the listing that decides its outcome comes
 /// only after the window's end: the 10 servers the call stopped count as the
