@@ -96,6 +96,13 @@ impl Ctx {
         Ok((ctx, dedicated))
     }
 
+    /// The Secret `otc-credentials` that `Policy` names, with the simulator's keys,
+    /// in the scenario's namespace.
+    pub async fn credentials(&self) -> Result<()> {
+        self.secret(&self.ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
+            .await
+    }
+
     pub async fn secret(
         &self,
         ns: &str,
@@ -279,8 +286,7 @@ pub async fn with_budget_window(
         tweak(c);
     })
     .await?;
-    ctx.secret(&ctx.ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let window_flag = format!("--budget-window-ms={}", window.as_millis());
     let mut flags = vec![window_flag.as_str()];
     flags.extend_from_slice(extra);

@@ -118,8 +118,7 @@ pub async fn tarpits_take_turns(ctx: Ctx) -> Result<()> {
     const TARPITS: usize = 8;
     let ns = &ctx.ns;
     let sim = start_sim(5, |_| {}).await?;
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     // The tarpits' listings must not time out within the scenario: timed out, their
     // policies would be Degraded and retried with backoff, not synced every 1.5 s.
     let _op = ctx
@@ -170,8 +169,7 @@ pub async fn allowed_endpoints(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let listed = start_sim(10, |_| {}).await?;
     let unlisted = start_sim(10, |_| {}).await?;
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let _op = ctx
         .operator("operator", ns, &["--allowed-endpoints=localhost"])
         .await?;

@@ -3,7 +3,7 @@
 
 use crate::cluster::OPERATOR_NS;
 use crate::ensure_eq;
-use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, start_sim, summary, wait_until};
+use crate::harness::{Ctx, Policy, start_sim, summary, wait_until};
 use crate::operator::{Operator, metric_sum};
 use anyhow::{Result, bail};
 use std::time::{Duration, Instant};
@@ -33,8 +33,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(100, |_| {}).await?;
     let ids = sim.server_ids();
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let args = |id: &str| {
         vec![
             "--leader-election".to_string(),

@@ -66,8 +66,7 @@ pub async fn missing_secret(ctx: Ctx) -> Result<()> {
     );
 
     let t0 = Instant::now();
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     ctx.wait_status(
         ns,
         "no-secret",
@@ -170,8 +169,7 @@ pub async fn bad_credentials(ctx: Ctx) -> Result<()> {
 
     // Rotating the Secret to the right key: the credentials the operator kept are
     // dropped with the change, and the policy recovers without a restart.
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     ctx.wait_phase(ns, "bad-creds", "Stopped", Duration::from_secs(30))
         .await?;
     // The fleet of the rejected key has no policy left: it is dropped, not kept forever.
@@ -240,8 +238,7 @@ pub async fn two_namespaces(ctx: Ctx) -> Result<()> {
 pub async fn journal_unavailable(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(20, |_| {}).await?;
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let elsewhere = format!("--lease-namespace={ns}-nowhere");
     let _op = ctx.operator("operator", ns, &[elsewhere.as_str()]).await?;
     ctx.k

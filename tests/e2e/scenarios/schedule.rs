@@ -7,9 +7,9 @@
 //! killed before any status recorded it is still started at the window's end.
 
 use crate::ensure_eq;
-use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, wait_until};
+use crate::harness::{Ctx, Policy, condition, start_sim, wait_until};
 use anyhow::{Result, ensure};
-use ecs_power_operator::sim::{FaultsPatch, SimStats, Status};
+use ecs_power_operator::sim::{FaultsPatch, RunningSim, SimStats, Status};
 use jiff::Timestamp;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -83,8 +83,7 @@ fn status_time(s: &Value, field: &str) -> Option<Timestamp> {
 pub async fn window(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(10, |_| {}).await?;
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     // Drift checked every 2 s, so that a hand-started server is seen within the window.
     let _op = ctx
         .operator("operator", ns, &["--drift-interval-ms=2000"])
@@ -202,8 +201,7 @@ pub async fn window(ctx: Ctx) -> Result<()> {
 pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(15, |_| {}).await?;
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let _op = ctx.operator("operator", ns, &[]).await?;
     let ids = sim.server_ids();
     let now = Timestamp::now();
@@ -420,8 +418,7 @@ pub async fn override_and_exceptions(ctx: Ctx) -> Result<()> {
 pub async fn window_start(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(10, |_| {}).await?;
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let _op = ctx
         .operator("operator", ns, &["--drift-interval-ms=2000"])
         .await?;
@@ -522,14 +519,42 @@ pub async fn window_start(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Applies the policy `early` for every server of `sim`: one UTC window that begins
+/// in 6 s and lasts `length`, `afterWindow: Start`, `startLeadTime: Auto`; waits
+/// until all of them are SHUTOFF, `lead` before the window's end at the latest (when
+/// starting is to begin). Returns the window's end.
+async fn start_early(
+    ctx: &Ctx,
+    sim: &RunningSim,
+    length: Duration,
+    lead: Duration,
+) -> Result<Timestamp> {
+    let from = Timestamp::from_second(Timestamp::now().as_second() + 6)?;
+    let to = from + length;
+    let mut p = Policy::new(&ctx.ns, "early", sim, &sim.server_ids());
+    p.extra_spec = one_window(
+        from,
+        to,
+        "    afterWindow: Start\n    startLeadTime: Auto\n",
+    );
+    ctx.k.apply_ok(&p.yaml()).await?;
+    let servers = sim.server_ids().len() as u64;
+    wait_until(
+        left_until(to - lead),
+        &format!("all {servers} servers SHUTOFF inside the window"),
+        || async { Ok(shutoff(&sim.stats().await) == servers) },
+    )
+    .await?;
+    Ok(to)
+}
+
 /// `startLeadTime: Auto` under a budget of 3 servers per 2 s: the 9 servers the
 /// policy stopped take 3 start calls, 2 s apart, so the first goes about 4 s before
 /// the window ends and the last by its end; nothing is stopped again meanwhile.
 pub async fn start_lead(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(9, |_| {}).await?;
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let _op = ctx
         .operator(
             "operator",
@@ -541,23 +566,7 @@ pub async fn start_lead(ctx: Ctx) -> Result<()> {
             ],
         )
         .await?;
-    let ids = sim.server_ids();
-    let from = Timestamp::from_second(Timestamp::now().as_second() + 6)?;
-    let to = from + Duration::from_secs(14);
-    let mut p = Policy::new(ns, "early", &sim, &ids);
-    p.extra_spec = one_window(
-        from,
-        to,
-        "    afterWindow: Start\n    startLeadTime: Auto\n",
-    );
-    ctx.k.apply_ok(&p.yaml()).await?;
-
-    wait_until(
-        Duration::from_secs(20),
-        "all 9 servers SHUTOFF inside the window",
-        || async { Ok(shutoff(&sim.stats().await) == 9) },
-    )
-    .await?;
+    let to = start_early(&ctx, &sim, Duration::from_secs(14), Duration::from_secs(4)).await?;
     wait_until(
         left_until(to - Duration::from_secs(1)),
         "the first start call before the window's end",
@@ -610,30 +619,14 @@ pub async fn start_lead(ctx: Ctx) -> Result<()> {
 pub async fn killed_while_starting(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(9, |_| {}).await?;
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let flags = [
         "--budget-servers=3",
         "--budget-window-ms=4000",
         "--drift-interval-ms=1000",
     ];
     let mut first = ctx.operator("first", ns, &flags).await?;
-    let ids = sim.server_ids();
-    let from = Timestamp::from_second(Timestamp::now().as_second() + 6)?;
-    let to = from + Duration::from_secs(24);
-    let mut p = Policy::new(ns, "early", &sim, &ids);
-    p.extra_spec = one_window(
-        from,
-        to,
-        "    afterWindow: Start\n    startLeadTime: Auto\n",
-    );
-    ctx.k.apply_ok(&p.yaml()).await?;
-    wait_until(
-        left_until(to - Duration::from_secs(8)),
-        "all 9 servers SHUTOFF inside the window",
-        || async { Ok(shutoff(&sim.stats().await) == 9) },
-    )
-    .await?;
+    let to = start_early(&ctx, &sim, Duration::from_secs(24), Duration::from_secs(8)).await?;
     ctx.wait_status(
         ns,
         "early",
@@ -687,8 +680,7 @@ pub async fn unknown_outcome_start(ctx: Ctx) -> Result<()> {
     const SETTLE: Duration = Duration::from_secs(5);
     let ns = &ctx.ns;
     let sim = start_sim(10, |_| {}).await?;
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let settle = format!("--unknown-outcome-settle-ms={}", SETTLE.as_millis());
     let _op = ctx
         .operator("operator", ns, &[&settle, "--drift-interval-ms=60000"])
@@ -784,8 +776,7 @@ spec:
 pub async fn killed_before_record(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(11, |_| {}).await?;
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let mut first = ctx.operator("first", ns, &[]).await?;
     let ids = sim.server_ids();
     let from = Timestamp::from_second(Timestamp::now().as_second() + 10)?;

@@ -4,7 +4,7 @@
 //! same servers stop each of them once.
 
 use crate::ensure_eq;
-use crate::harness::{ACCESS_KEY, Ctx, Policy, SECRET_KEY, condition, start_sim, summary};
+use crate::harness::{Ctx, Policy, condition, start_sim, summary};
 use anyhow::{Result, bail};
 use ecs_power_operator::sim::SimStats;
 use serde_json::Value;
@@ -39,8 +39,7 @@ pub async fn run(ctx: Ctx) -> Result<()> {
     for i in 6..12 {
         tag(i, &["big=yes"])?;
     }
-    ctx.secret(ns, "otc-credentials", ACCESS_KEY, SECRET_KEY)
-        .await?;
+    ctx.credentials().await?;
     let _op = ctx.operator("operator", ns, &[]).await?;
 
     let selecting = |name: &str, extra: String| {
