@@ -467,8 +467,7 @@ impl Fleet {
     /// `policy` no longer uses this fleet (deleted, moved to other credentials,
     /// cannot be synced): none of its stops goes out here any more.
     fn withdraw_all(&self, policy: &PolicyKey) {
-        self.lock()
-            .withdraw_unwanted(policy, None, &std::collections::HashSet::new());
+        self.lock().left(policy);
         self.inventory.forget(policy);
     }
 

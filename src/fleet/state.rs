@@ -560,6 +560,15 @@ impl FleetState {
         grew
     }
 
+    /// `policy` left the fleet (deleted, or moved to other credentials or another
+    /// project): everything of it is withdrawn, and its recorded starts no longer
+    /// count in the other policies' leads. Whether it began starting is kept until
+    /// the window's end, should it come back.
+    pub fn left(&mut self, policy: &PolicyKey) {
+        self.withdraw_unwanted(policy, None, &HashSet::new());
+        self.pending_starts.remove(policy);
+    }
+
     /// Drops every claim of `policy` on ids outside `wanted`: in `lane` (every lane
     /// when `None`) whatever it does not want, in other lanes everything, and its name
     /// from the calls under way and the halves waiting to be sent, so that nothing

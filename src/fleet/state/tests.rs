@@ -1138,8 +1138,23 @@ fn queued_starts_are_withdrawn_when_the_policy_leaves_or_its_window_begins_again
     // Deleted: everything of it is withdrawn.
     let mut w = World::new();
     w.sync_starting("p", &["a", "b"], idle, &SHUT_OFF, 0, false);
-    w.state.withdraw_unwanted(&key("p"), None, &HashSet::new());
+    w.state.left(&key("p"));
     assert!(w.state.is_idle());
+}
+
+#[test]
+fn the_starts_of_a_policy_that_left_no_longer_count_in_the_others_leads() {
+    let mut w = World::new();
+    let now = w.clock.at(0);
+    let end = now.wall + Duration::from_secs(3600);
+    let lead = |w: &mut World, policy: &str| {
+        w.state
+            .start_lead(&key(policy), (1500, Some(end)), &w.budget, now)
+    };
+    let alone = lead(&mut w, "p");
+    assert!(lead(&mut w, "q") > alone, "q counts p's starts");
+    w.state.left(&key("p"));
+    assert_eq!(lead(&mut w, "q"), alone, "p was deleted");
 }
 
 #[test]
