@@ -151,14 +151,14 @@ pub(super) fn start_lead(
     round_trip: Duration,
     now: Instant,
 ) -> Duration {
+    if starts == 0 {
+        return Duration::ZERO;
+    }
     let calls: Vec<usize> = apart
         .iter()
         .flat_map(|&ids| full_calls(ids, full_call))
         .chain(full_calls(starts, full_call))
         .collect();
-    if starts == 0 {
-        return Duration::ZERO;
-    }
     let by_budget = budget
         .last_fits_at(&calls, now)
         .saturating_duration_since(now);

@@ -14,9 +14,10 @@ pub struct StartInput<'a> {
     /// names: nothing else is ever started.
     pub stopped_by_policy: &'a [ServerId],
     pub observed: &'a HashMap<ServerId, ObservedPower>,
-    /// The policy's starts already queued: they go when the budget has room.
+    /// The policy's starts already queued: they go when the budget has room (the
+    /// call that carries them syncs the policy).
     pub queued: &'a HashSet<ServerId>,
-    /// Ids queued in another lane or by another policy, in a call or a job, or of
+    /// Ids queued in any lane (`queued` among them), in a call or a job, or of
     /// unknown outcome.
     pub in_flight: &'a HashSet<ServerId>,
     pub retries: &'a HashMap<ServerId, RetryState>,
