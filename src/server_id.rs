@@ -3,8 +3,18 @@
 //! selected by 4 policies, copies of the id strings were half of the operator's heap.
 
 use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
+
+/// How sets and maps of server ids hash. Every sync builds sets of its policy's
+/// servers and looks each of the fleet's jobs' servers up in them: at 100,000
+/// servers over 100 overlapping policies SipHash took a fifth of the operator's CPU.
+/// foldhash is several times faster and still seeded per process, so ids an
+/// endpoint chooses cannot be made to collide in advance.
+pub type IdHasher = foldhash::fast::RandomState;
+pub type IdSet = HashSet<ServerId, IdHasher>;
+pub type IdMap<V> = HashMap<ServerId, V, IdHasher>;
 
 /// Cloning shares the string. Hashes, compares and borrows as the `str` it holds, so
 /// maps keyed by it are looked up with a `&str`.
@@ -88,14 +98,13 @@ impl fmt::Debug for ServerId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn a_clone_shares_the_string_and_a_map_is_looked_up_by_str() {
         let id = ServerId::from("a1");
         let copy = id.clone();
         assert!(std::ptr::eq(id.as_str(), copy.as_str()));
-        let map: HashMap<ServerId, u8> = [(id, 1)].into();
+        let map: IdMap<u8> = [(id, 1)].into_iter().collect();
         assert_eq!(map.get("a1"), Some(&1));
         assert_eq!(copy, "a1");
         assert_eq!(copy, "a1".to_owned());

@@ -11,7 +11,7 @@ use crate::policy::{
     ServerFailure, StoppedByPolicy, status_time,
 };
 use crate::selector::Selection;
-use crate::server_id::ServerId;
+use crate::server_id::{IdMap, ServerId};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub struct SyncReport<'a> {
     pub outcome: &'a PlanOutcome,
     pub jobs: &'a [JobView],
     /// Retry state of the policy's servers that are not stopped.
-    pub failing: &'a HashMap<ServerId, RetryState>,
+    pub failing: &'a IdMap<RetryState>,
     /// How the conditions read the sync's mode (act, dry run, held off by the schedule).
     pub intent: Intent,
     /// Where the schedule and the override stand, if the policy has either.
@@ -151,7 +151,7 @@ pub const LOCKED: &str = "Locked";
 /// since the sync that first saw them locked).
 fn failures(
     previous: &[ServerFailure],
-    failing: &HashMap<ServerId, RetryState>,
+    failing: &IdMap<RetryState>,
     locked: &[ServerId],
     now: jiff::Timestamp,
 ) -> Vec<ServerFailure> {
@@ -411,9 +411,9 @@ mod tests {
 
     #[test]
     fn a_locked_server_is_a_failure_dated_from_when_it_was_first_seen() {
-        let first = failures(&[], &HashMap::new(), &["l".into()], ts(10));
+        let first = failures(&[], &IdMap::default(), &["l".into()], ts(10));
         assert_eq!((first[0].code.as_str(), first[0].attempts), (LOCKED, 0));
-        let later = failures(&first, &HashMap::new(), &["l".into()], ts(20));
+        let later = failures(&first, &IdMap::default(), &["l".into()], ts(20));
         assert_eq!(later, first, "unchanged: no status write per sync");
     }
 
@@ -431,7 +431,7 @@ mod tests {
     /// A sync of generation 1 that found `plan`, no jobs, no problem, nothing queued.
     fn report_of<'a>(
         plan: &'a PlanOutcome,
-        failing: &'a HashMap<ServerId, RetryState>,
+        failing: &'a IdMap<RetryState>,
         now: jiff::Timestamp,
     ) -> SyncReport<'a> {
         SyncReport {
@@ -457,7 +457,7 @@ mod tests {
             ..Summary::default()
         };
         let plan = outcome(Phase::Stopped, summary);
-        let no_failures = HashMap::new();
+        let no_failures = IdMap::default();
         let report = report_of(&plan, &no_failures, ts(100));
         let first = from_sync(&EcsPowerPolicyStatus::default(), &report);
         assert_eq!(first.last_sync_time, Some(Time(ts(100))));
@@ -507,7 +507,7 @@ mod tests {
             ..Summary::default()
         };
         let plan = outcome(Phase::Stopping, summary);
-        let no_failures = HashMap::new();
+        let no_failures = IdMap::default();
         let waiting = SyncReport {
             queue: Some(standing(2, 160_000)),
             ..report_of(&plan, &no_failures, ts(100))
@@ -629,7 +629,7 @@ mod tests {
 
     #[test]
     fn failures_are_newest_first_and_bounded() {
-        let failing: HashMap<ServerId, RetryState> = (0..60)
+        let failing: IdMap<RetryState> = (0..60)
             .map(|i| {
                 (
                     format!("s{i:02}").into(),

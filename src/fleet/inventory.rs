@@ -24,7 +24,7 @@ use crate::ecs::wire::ServerDetail;
 use crate::plan::ObservedPower;
 use crate::selector::spec::SelectorSpec;
 use crate::selector::{Selector, SelectorIndex};
-use crate::server_id::ServerId;
+use crate::server_id::{IdMap, IdSet, ServerId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,13 +36,13 @@ pub struct Observation {
     /// When the listing behind it started: anything that finished later may be missing.
     pub fetched_at: Instant,
     /// The asked-for servers that exist; an id absent here does not exist.
-    pub servers: HashMap<ServerId, ObservedPower>,
+    pub servers: IdMap<ObservedPower>,
 }
 
 /// What one policy asks the inventory about.
 #[derive(Debug)]
 struct Interest {
-    named: HashSet<ServerId>,
+    named: IdSet,
     selector: Option<SelectorSpec>,
     /// The number of the listing begun last when the ids or selector last changed:
     /// only a later one that completed has seen every server the policy may want.
@@ -59,7 +59,7 @@ pub struct Wants<'a> {
 #[derive(Default)]
 struct State {
     /// Each listed server: its power state, and the listing that last saw it.
-    servers: HashMap<ServerId, (ObservedPower, u64)>,
+    servers: IdMap<(ObservedPower, u64)>,
     interests: HashMap<PolicyKey, Interest>,
     selectors: SelectorIndex<PolicyKey>,
     /// The ids each selector matched in the last completed listing, sorted.
@@ -78,7 +78,7 @@ struct State {
     seen_by: HashSet<PolicyKey>,
     /// Results learnt from jobs, and when: those newer than a listing's start win
     /// over it, since the listing may have read the server before the job ended.
-    confirmed: HashMap<ServerId, (ObservedPower, Instant)>,
+    confirmed: IdMap<(ObservedPower, Instant)>,
 }
 
 impl State {
@@ -174,12 +174,12 @@ impl InventoryCache {
     /// kept make it wait for a listing that begins from now on.
     pub fn register(&self, policy: &PolicyKey, wants: Wants<'_>) {
         let mut state = self.lock();
-        let named: HashSet<ServerId> = wants.named.iter().map(|id| state.intern(id)).collect();
+        let named: IdSet = wants.named.iter().map(|id| state.intern(id)).collect();
         let selector = wants.selector.map(|(spec, _)| spec.clone());
         let old = state.interests.remove(policy);
         let (old_named, old_selector, old_since) = match old {
             Some(old) => (old.named, old.selector, Some(old.since)),
-            None => (HashSet::new(), None, None),
+            None => (IdSet::default(), None, None),
         };
         // Ids it gave up need no listing; new ones the inventory does not hold do.
         let unseen = named

@@ -6,8 +6,8 @@ use super::state::Now;
 use crate::ecs::error::cut_cloud_text;
 use crate::ecs::wire::{Job, JobStatus, SubJob};
 use crate::policy::JobAction;
-use crate::server_id::ServerId;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use crate::server_id::{IdSet, ServerId};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -22,7 +22,7 @@ pub struct TrackedJob {
     /// For a job adopted from a policy's status whose sub-jobs do not name its
     /// servers yet (still INIT): every server of its policies that could be in it,
     /// held until the sub-jobs name them or the job is given up on.
-    candidates: HashSet<ServerId>,
+    candidates: IdSet,
     pub policies: BTreeSet<PolicyKey>,
     pub submitted_at: jiff::Timestamp,
     status: JobStatus,
@@ -75,7 +75,7 @@ impl TrackedJob {
             job_id,
             action,
             servers: ids.into_iter().map(|id| (id, JobStatus::Init)).collect(),
-            candidates: HashSet::new(),
+            candidates: IdSet::default(),
             policies,
             submitted_at,
             status: JobStatus::Init,
@@ -102,7 +102,7 @@ impl TrackedJob {
             job_id,
             action,
             servers: Vec::new(),
-            candidates: HashSet::new(),
+            candidates: IdSet::default(),
             policies: BTreeSet::new(),
             submitted_at,
             status: JobStatus::Init,
@@ -182,7 +182,7 @@ impl TrackedJob {
                 .keys()
                 .map(|id| ((*id).into(), JobStatus::Init))
                 .collect();
-            self.candidates = HashSet::new();
+            self.candidates = IdSet::default();
         }
         for (id, status) in &mut self.servers {
             if let Some(sub) = by_server.get(id.as_str()) {
@@ -239,7 +239,7 @@ impl TrackedJob {
         Some(outcome)
     }
 
-    pub fn view(&self, desired: &HashSet<ServerId>) -> Option<JobView> {
+    pub fn view(&self, desired: &IdSet) -> Option<JobView> {
         let mine = self.servers.iter().filter(|(id, _)| desired.contains(id));
         let (mut servers, mut succeeded, mut failed) = (0, 0, 0);
         for (_, status) in mine {
@@ -362,7 +362,7 @@ pub(super) mod tests {
         let mut held: Vec<&ServerId> = tracked.held_ids().collect();
         held.sort();
         assert_eq!(held, ["a", "b"], "INIT without sub-jobs: both may be in it");
-        let all: HashSet<ServerId> = ["a", "b"].map(ServerId::from).into();
+        let all: IdSet = ["a", "b"].map(ServerId::from).into_iter().collect();
         assert_eq!(tracked.view(&all).unwrap().servers, 2);
         tracked.update(
             job(JobStatus::Running, vec![sub("a", JobStatus::Running, None)]),
@@ -404,10 +404,10 @@ pub(super) mod tests {
             ),
             now(),
         );
-        let mine: HashSet<ServerId> = ["a", "b"].map(ServerId::from).into();
+        let mine: IdSet = ["a", "b"].map(ServerId::from).into_iter().collect();
         let view = tracked.view(&mine).unwrap();
         assert_eq!((view.servers, view.succeeded, view.failed), (2, 1, 1));
-        let none: HashSet<ServerId> = ["z"].map(ServerId::from).into();
+        let none: IdSet = ["z"].map(ServerId::from).into_iter().collect();
         assert!(tracked.view(&none).is_none());
     }
 }

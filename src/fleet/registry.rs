@@ -377,7 +377,10 @@ mod tests {
     /// Queues `id` for `policy` the way a sync does, without a listing.
     fn queue(fleet: &Fleet, policy: &PolicyKey, id: &str) {
         let desired = [ServerId::from(id)];
-        let servers = HashMap::from([(desired[0].clone(), crate::plan::ObservedPower::Running)]);
+        let servers: crate::server_id::IdMap<_> =
+            [(desired[0].clone(), crate::plan::ObservedPower::Running)]
+                .into_iter()
+                .collect();
         let now = super::super::state::Now::current();
         fleet.lock().sync(
             &super::super::state::SyncRequest {

@@ -25,7 +25,7 @@ use crate::plan::{
     plan_starts, plan_stops,
 };
 use crate::policy::JobAction;
-use crate::server_id::ServerId;
+use crate::server_id::{IdHasher, IdMap, IdSet, ServerId};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio::time::Instant;
 use unknown_stops::UnknownStops;
@@ -176,7 +176,7 @@ pub struct SyncRequest<'a> {
 /// What the inventory showed a sync.
 #[derive(Debug, Clone, Copy)]
 pub struct Observed<'a> {
-    pub servers: &'a HashMap<ServerId, ObservedPower>,
+    pub servers: &'a IdMap<ObservedPower>,
     /// When the listing behind it began.
     pub listed_at: Instant,
 }
@@ -188,7 +188,7 @@ pub struct FleetView {
     /// Jobs with the policy's servers, newest first, counted over them only.
     pub jobs: Vec<JobView>,
     /// Retry state of the policy's servers that are not stopped.
-    pub failing: HashMap<ServerId, RetryState>,
+    pub failing: IdMap<RetryState>,
     /// Jobs of the policy given up on recently.
     pub lost: Vec<LostJob>,
     pub submit_failure: Option<SubmitFailure>,
@@ -226,14 +226,14 @@ pub struct FleetState {
     /// when a listing may settle them: in flight until one that began later shows
     /// them. Not at once: a busy cloud leaves a new job's servers untouched for a
     /// while, and a listing then would show them as if the call had never come.
-    unknown: HashMap<ServerId, Instant>,
+    unknown: IdMap<Instant>,
     /// Of those, the servers of stop calls, with the policies they were for.
     unknown_stops: UnknownStops,
     jobs: HashMap<String, TrackedJob>,
     lost: Vec<LostJob>,
     /// Why each job given up on since [`Self::expire`] last said so: for the metric.
     newly_lost: Vec<LostReason>,
-    retry: HashMap<ServerId, RetryState>,
+    retry: IdMap<RetryState>,
     last_submit_failure: Option<SubmitFailure>,
     journal_failure: Option<String>,
     throttled_until: Option<Instant>,
@@ -262,12 +262,12 @@ impl FleetState {
             lanes: HashMap::new(),
             calls: HashMap::new(),
             next_call: 0,
-            unknown: HashMap::new(),
+            unknown: IdMap::default(),
             unknown_stops: UnknownStops::default(),
             jobs: HashMap::new(),
             lost: Vec::new(),
             newly_lost: Vec::new(),
-            retry: HashMap::new(),
+            retry: IdMap::default(),
             last_submit_failure: None,
             journal_failure: None,
             throttled_until: None,
@@ -293,11 +293,11 @@ impl FleetState {
         } else {
             request.mode
         };
-        let desired: HashSet<ServerId> = request.desired.iter().cloned().collect();
+        let desired: IdSet = request.desired.iter().cloned().collect();
         let wanted = if mode == Mode::Act {
             desired.clone()
         } else {
-            HashSet::new()
+            IdSet::default()
         };
         // Never for a suspended, deleted or dry-run policy, nor inside a window.
         let start: Vec<ServerId> = match mode {
@@ -322,7 +322,7 @@ impl FleetState {
         self.unknown_stops
             .settle(observed.servers, observed.listed_at);
         let in_flight = self.in_flight(policy, request.lane, request.desired, observed.listed_at);
-        let retries: HashMap<ServerId, RetryState> = self
+        let retries: IdMap<RetryState> = self
             .retry
             .iter()
             .filter(|(id, _)| desired.contains(*id))
@@ -385,7 +385,7 @@ impl FleetState {
             return StartPlan::default();
         }
         let in_flight = self.in_flight(policy, Lane::Start, start, observed.listed_at);
-        let no_ids = HashSet::new();
+        let no_ids = IdSet::default();
         let queued = self
             .lanes
             .get(&Lane::Start)
@@ -407,7 +407,7 @@ impl FleetState {
     /// listing then showed shut off. A finished stop job stays tracked for its
     /// retention: a start job sent after it hides its servers, so they are not
     /// counted as stopped again.
-    fn stopped_by(&self, policy: &PolicyKey, desired: &HashSet<ServerId>) -> Vec<ServerId> {
+    fn stopped_by(&self, policy: &PolicyKey, desired: &IdSet) -> Vec<ServerId> {
         let jobs = self
             .jobs
             .values()
@@ -422,7 +422,7 @@ impl FleetState {
             .unknown_stops
             .stopped_by(policy)
             .map(|(id, sent_at)| (id, sent_at, true));
-        let mut newest: HashMap<&ServerId, (jiff::Timestamp, bool)> = HashMap::new();
+        let mut newest: HashMap<&ServerId, (jiff::Timestamp, bool), IdHasher> = HashMap::default();
         for (id, at, stopped) in jobs.chain(presumed) {
             if !desired.contains(id) {
                 continue;
@@ -450,9 +450,9 @@ impl FleetState {
         lane: Lane,
         ids: &[ServerId],
         listed_at: Instant,
-    ) -> HashSet<ServerId> {
-        let wanted: HashSet<&str> = ids.iter().map(ServerId::as_str).collect();
-        let mut found: HashSet<ServerId> = HashSet::new();
+    ) -> IdSet {
+        let wanted: HashSet<&str, IdHasher> = ids.iter().map(ServerId::as_str).collect();
+        let mut found: IdSet = IdSet::default();
         let mut take = |id: &ServerId| {
             if wanted.contains(id.as_str()) {
                 found.insert(id.clone());
@@ -497,7 +497,7 @@ impl FleetState {
         ids: &[ServerId],
         now: Instant,
     ) -> bool {
-        let distinct: HashSet<&ServerId> = ids.iter().collect();
+        let distinct: HashSet<&ServerId, IdHasher> = ids.iter().collect();
         !ids.is_empty() && self.in_flight(policy, lane, ids, now).len() == distinct.len()
     }
 
@@ -511,7 +511,7 @@ impl FleetState {
         if !queued {
             return false;
         }
-        let wanted: HashSet<&str> = ids.iter().map(ServerId::as_str).collect();
+        let wanted: HashSet<&str, IdHasher> = ids.iter().map(ServerId::as_str).collect();
         let under_way = self
             .calls
             .values()
@@ -565,7 +565,7 @@ impl FleetState {
     /// count in the other policies' leads. Whether it began starting is kept until
     /// the window's end, should it come back.
     pub fn left(&mut self, policy: &PolicyKey) {
-        self.withdraw_unwanted(policy, None, &HashSet::new());
+        self.withdraw_unwanted(policy, None, &IdSet::default());
         self.pending_starts.remove(policy);
     }
 
@@ -573,13 +573,8 @@ impl FleetState {
     /// when `None`) whatever it does not want, in other lanes everything, and its name
     /// from the calls under way and the halves waiting to be sent, so that nothing
     /// refused later goes back in its name. The one way a stop is withdrawn.
-    pub fn withdraw_unwanted(
-        &mut self,
-        policy: &PolicyKey,
-        lane: Option<Lane>,
-        wanted: &HashSet<ServerId>,
-    ) {
-        let none = HashSet::new();
+    pub fn withdraw_unwanted(&mut self, policy: &PolicyKey, lane: Option<Lane>, wanted: &IdSet) {
+        let none = IdSet::default();
         let mut withdrawn = 0;
         for (l, state) in &mut self.lanes {
             let keep = if lane.is_none_or(|lane| lane == *l) {
@@ -1075,7 +1070,7 @@ impl FleetState {
 
     /// The jobs that touch `desired`, newest first, counted over `desired` only; jobs
     /// given up on included, marked so.
-    fn jobs_of(&self, policy: &PolicyKey, desired: &HashSet<ServerId>) -> Vec<JobView> {
+    fn jobs_of(&self, policy: &PolicyKey, desired: &IdSet) -> Vec<JobView> {
         let followed = self
             .jobs
             .values()

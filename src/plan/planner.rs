@@ -1,11 +1,11 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
 
 use super::ObservedPower;
 use crate::policy::{Phase, Summary};
-use crate::server_id::ServerId;
+use crate::server_id::{IdMap, IdSet, ServerId};
 
 /// Why a server's last stop attempt failed, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,11 +61,11 @@ pub struct PlanInput<'a> {
     /// Server ids the policy names, in spec order.
     pub desired: &'a [ServerId],
     /// What the project's full listing says of each server; an absent id is NotFound.
-    pub observed: &'a HashMap<ServerId, ObservedPower>,
+    pub observed: &'a IdMap<ObservedPower>,
     /// Ids queued for a stop call or in a stop job still INIT or RUNNING.
-    pub in_flight: &'a HashSet<ServerId>,
+    pub in_flight: &'a IdSet,
     /// Servers whose last stop attempt failed.
-    pub retries: &'a HashMap<ServerId, RetryState>,
+    pub retries: &'a IdMap<RetryState>,
     /// The time of the observation.
     pub now: Timestamp,
     /// Act, dry run or suspend.

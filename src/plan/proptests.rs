@@ -1,6 +1,6 @@
 //! Properties of the planner and the stop queue over generated inputs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::ecs::wire::MAX_SERVERS_PER_ACTION;
-use crate::server_id::ServerId;
+use crate::server_id::{IdMap, IdSet, ServerId};
 
 fn power() -> impl Strategy<Value = Option<ObservedPower>> {
     prop_oneof![
@@ -48,9 +48,9 @@ fn mode() -> impl Strategy<Value = Mode> {
 
 struct Owned {
     desired: Vec<ServerId>,
-    observed: HashMap<ServerId, ObservedPower>,
-    in_flight: HashSet<ServerId>,
-    retries: HashMap<ServerId, RetryState>,
+    observed: IdMap<ObservedPower>,
+    in_flight: IdSet,
+    retries: IdMap<RetryState>,
     now: Timestamp,
     backoff: Backoff,
 }
@@ -61,9 +61,9 @@ impl Owned {
         let now = Timestamp::from_second(1_700_000_000).unwrap();
         let mut owned = Owned {
             desired: Vec::new(),
-            observed: HashMap::new(),
-            in_flight: HashSet::new(),
-            retries: HashMap::new(),
+            observed: IdMap::default(),
+            in_flight: IdSet::default(),
+            retries: IdMap::default(),
             now,
             backoff: Backoff {
                 base: Duration::from_secs(10),

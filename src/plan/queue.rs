@@ -1,7 +1,7 @@
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use crate::ecs::wire::MAX_SERVERS_PER_ACTION;
-use crate::server_id::ServerId;
+use crate::server_id::{IdMap, IdSet, ServerId};
 
 /// Most new ids one policy adds to a batch before the next policy's turn.
 pub const IDS_PER_TURN: usize = 100;
@@ -23,7 +23,7 @@ pub struct StopQueue<K> {
     policies: Vec<PolicyQueue<K>>,
     /// How many of the policies queue each id; its keys are the distinct queued ids.
     /// Kept as ids come and go, so the forecast never has to count them.
-    holders: HashMap<ServerId, u32>,
+    holders: IdMap<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -31,7 +31,7 @@ struct PolicyQueue<K> {
     key: K,
     ids: VecDeque<ServerId>,
     // Mirrors `ids`, so pushing the same plan twice does not queue an id twice.
-    members: HashSet<ServerId>,
+    members: IdSet,
 }
 
 /// One stop call's worth of ids.
@@ -71,7 +71,7 @@ impl<K> Default for StopQueue<K> {
     fn default() -> Self {
         Self {
             policies: Vec::new(),
-            holders: HashMap::new(),
+            holders: IdMap::default(),
         }
     }
 }
@@ -113,7 +113,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
                 self.policies.push(PolicyQueue {
                     key: policy,
                     ids: VecDeque::new(),
-                    members: HashSet::new(),
+                    members: IdSet::default(),
                 });
                 self.policies.len() - 1
             }
@@ -140,7 +140,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
                     PolicyQueue {
                         key: policy,
                         ids: VecDeque::new(),
-                        members: HashSet::new(),
+                        members: IdSet::default(),
                     },
                 );
                 0
@@ -163,7 +163,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
     /// Keeps, of the ids the policy queued, only those in `wanted` (the others it
     /// no longer asks for: it was deleted or suspended, or a server left its list);
     /// returns how many ids were dropped.
-    pub fn keep_only(&mut self, policy: &K, wanted: &HashSet<ServerId>) -> usize {
+    pub fn keep_only(&mut self, policy: &K, wanted: &IdSet) -> usize {
         let Some(queue) = self.policies.iter_mut().find(|q| q.key == *policy) else {
             return 0;
         };
@@ -183,7 +183,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
     }
 
     /// The ids the policy has queued.
-    pub fn queued_ids(&self, policy: &K) -> Option<&HashSet<ServerId>> {
+    pub fn queued_ids(&self, policy: &K) -> Option<&IdSet> {
         self.policies
             .iter()
             .find(|q| q.key == *policy)
@@ -201,7 +201,7 @@ impl<K: Clone + PartialEq> StopQueue<K> {
     pub fn take_batch(&mut self, budget: usize) -> Batch<K> {
         let limit = budget.min(MAX_SERVERS_PER_ACTION);
         let mut entries: Vec<BatchEntry<K>> = Vec::new();
-        let mut index: HashMap<ServerId, usize> = HashMap::new();
+        let mut index: IdMap<usize> = IdMap::default();
 
         'turns: while entries.len() < limit && !self.is_empty() {
             let mut took_any = false;
@@ -308,11 +308,11 @@ impl<K: PartialEq> StopQueue<K> {
     }
 }
 
-fn hold(holders: &mut HashMap<ServerId, u32>, id: &ServerId) {
+fn hold(holders: &mut IdMap<u32>, id: &ServerId) {
     *holders.entry(id.clone()).or_default() += 1;
 }
 
-fn release(holders: &mut HashMap<ServerId, u32>, id: &ServerId) {
+fn release(holders: &mut IdMap<u32>, id: &ServerId) {
     if let Some(count) = holders.get_mut(id) {
         *count -= 1;
         if *count == 0 {
@@ -433,17 +433,17 @@ mod tests {
         let mut q = StopQueue::new();
         q.push("a", ids("a", 3));
         q.push("b", ids("b", 2));
-        let still_wanted: HashSet<ServerId> = ["a1".into()].into();
+        let still_wanted: IdSet = ["a1".into()].into_iter().collect();
         assert_eq!(q.keep_only(&"a", &still_wanted), 2);
         assert_eq!(q.keep_only(&"a", &still_wanted), 0);
-        assert_eq!(q.keep_only(&"z", &HashSet::new()), 0);
+        assert_eq!(q.keep_only(&"z", &IdSet::default()), 0);
         assert_eq!(q.len(), 3);
         assert_eq!(
             q.take_batch(10).ids().collect::<Vec<_>>(),
             ["a1", "b0", "b1"]
         );
         q.push("a", ids("a", 1));
-        assert_eq!(q.keep_only(&"a", &HashSet::new()), 1);
+        assert_eq!(q.keep_only(&"a", &IdSet::default()), 1);
         assert!(q.is_empty());
     }
 
@@ -562,7 +562,7 @@ mod tests {
         let taken: Vec<ServerId> = batch.ids().map(ServerId::from).collect();
         q.put_back("b", taken);
         assert_eq!((q.len(), q.distinct_len()), (17, 15));
-        let keep: HashSet<ServerId> = ids("x", 2).into_iter().collect();
+        let keep: IdSet = ids("x", 2).into_iter().collect();
         q.keep_only(&"a", &keep);
         assert_eq!((q.len(), q.distinct_len()), (10, 10));
         while !q.take_batch(4).is_empty() {}

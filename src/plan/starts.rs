@@ -3,9 +3,8 @@
 
 use super::planner::backoff_remaining;
 use super::{Backoff, ObservedPower, RetryState};
-use crate::server_id::ServerId;
+use crate::server_id::{IdMap, IdSet, ServerId};
 use jiff::Timestamp;
-use std::collections::{HashMap, HashSet};
 
 /// Everything the start planner looks at.
 #[derive(Clone, Copy, Debug)]
@@ -13,14 +12,14 @@ pub struct StartInput<'a> {
     /// The servers the policy stopped and has not started again, and that it still
     /// names: nothing else is ever started.
     pub stopped_by_policy: &'a [ServerId],
-    pub observed: &'a HashMap<ServerId, ObservedPower>,
+    pub observed: &'a IdMap<ObservedPower>,
     /// The policy's starts already queued: they go when the budget has room (the
     /// call that carries them syncs the policy).
-    pub queued: &'a HashSet<ServerId>,
+    pub queued: &'a IdSet,
     /// Ids queued in any lane (`queued` among them), in a call or a job, or of
     /// unknown outcome.
-    pub in_flight: &'a HashSet<ServerId>,
-    pub retries: &'a HashMap<ServerId, RetryState>,
+    pub in_flight: &'a IdSet,
+    pub retries: &'a IdMap<RetryState>,
     pub backoff: Backoff,
     pub now: Timestamp,
 }

@@ -26,7 +26,7 @@ fn texts(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| (*n).to_owned()).collect()
 }
 
-fn set(names: &[&str]) -> HashSet<ServerId> {
+fn set(names: &[&str]) -> IdSet {
     ids(names).into_iter().collect()
 }
 
@@ -110,7 +110,7 @@ impl World {
         (listed_ms, now_ms): (u64, u64),
     ) -> FleetView {
         let desired = ids(desired);
-        let mut servers: HashMap<ServerId, ObservedPower> = desired
+        let mut servers: IdMap<ObservedPower> = desired
             .iter()
             .map(|id| (id.clone(), ObservedPower::Running))
             .collect();
@@ -176,7 +176,8 @@ fn withdrawn_ids_are_not_put_back_when_their_call_is_refused() {
     let call = w.due(Lane::SoftStop, 500).unwrap();
     assert_eq!(call.ids.len(), 3);
     // While the call is under way p is deleted and q drops "c".
-    w.state.withdraw_unwanted(&key("p"), None, &HashSet::new());
+    w.state
+        .withdraw_unwanted(&key("p"), None, &IdSet::default());
     w.sync("q", &["b"], 600);
     let throttled = error(ErrorKind::Throttled, Some(429), Some("APIGW.0308"));
     let recorded = w
@@ -201,7 +202,9 @@ fn a_suspended_dry_run_idle_or_deleted_policy_queues_nothing_and_withdraws_what_
     }
     let mut w = World::new();
     let desired = ids(&["a"]);
-    let servers = HashMap::from([(ServerId::from("a"), ObservedPower::Running)]);
+    let servers: IdMap<_> = [(ServerId::from("a"), ObservedPower::Running)]
+        .into_iter()
+        .collect();
     let now = w.clock.at(0);
     let view = w.state.sync(
         &SyncRequest {
@@ -551,10 +554,10 @@ mod properties {
             let mut w = World::new();
             let mut t: u64 = 1_000;
             // The model: what each policy wants now, in which lane.
-            let mut wants: HashMap<usize, (Lane, HashSet<ServerId>)> = HashMap::new();
+            let mut wants: HashMap<usize, (Lane, IdSet)> = HashMap::new();
             let mut under_way: Vec<DueCall> = Vec::new();
-            let mut in_jobs: HashSet<ServerId> = HashSet::new();
-            let mut unknown_since: HashMap<ServerId, u64> = HashMap::new();
+            let mut in_jobs: IdSet = IdSet::default();
+            let mut unknown_since: IdMap<u64> = IdMap::default();
             let throttled = error(ErrorKind::Throttled, Some(429), None);
             let lost = error(ErrorKind::OutcomeUnknown, Some(504), None);
             let locked = error(ErrorKind::Invalid, Some(400), Some("Ecs.0605"));
@@ -569,11 +572,11 @@ mod properties {
                         let listed = t - listing_lag_ms;
                         w.sync_with(&format!("p{policy}"), &desired, (mode, lane), &[], (listed, t));
                         unknown_since.retain(|_, since| listed <= *since);
-                        let wanted = if act { names.iter().map(ServerId::from).collect() } else { HashSet::new() };
+                        let wanted = if act { names.iter().map(ServerId::from).collect() } else { IdSet::default() };
                         wants.insert(policy, (lane, wanted));
                     }
                     Op::Withdraw(policy) => {
-                        w.state.withdraw_unwanted(&key(&format!("p{policy}")), None, &HashSet::new());
+                        w.state.withdraw_unwanted(&key(&format!("p{policy}")), None, &IdSet::default());
                         wants.remove(&policy);
                     }
                     Op::Due(hard) => {
@@ -908,7 +911,7 @@ impl World {
     ) -> FleetView {
         let desired = ids(desired);
         let start = texts(start);
-        let servers: HashMap<ServerId, ObservedPower> =
+        let servers: IdMap<ObservedPower> =
             power.iter().map(|(id, p)| ((*id).into(), *p)).collect();
         let policy = key(policy);
         let now = self.clock.at(now_ms);

@@ -9,8 +9,7 @@
 
 use crate::fleet::PolicyKey;
 use crate::plan::ObservedPower;
-use crate::server_id::ServerId;
-use std::collections::HashMap;
+use crate::server_id::{IdMap, ServerId};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -31,8 +30,8 @@ struct Presumed {
 
 #[derive(Debug, Default)]
 pub(super) struct UnknownStops {
-    pending: HashMap<ServerId, Pending>,
-    presumed: HashMap<ServerId, Presumed>,
+    pending: IdMap<Pending>,
+    presumed: IdMap<Presumed>,
 }
 
 impl UnknownStops {
@@ -58,11 +57,7 @@ impl UnknownStops {
 
     /// Decides the pending servers that a listing begun at `listed_at` shows in
     /// `observed` and could show the call's effect for.
-    pub(super) fn settle(
-        &mut self,
-        observed: &HashMap<ServerId, ObservedPower>,
-        listed_at: Instant,
-    ) {
+    pub(super) fn settle(&mut self, observed: &IdMap<ObservedPower>, listed_at: Instant) {
         let presumed = &mut self.presumed;
         self.pending.retain(|id, pending| {
             let Some(power) = observed.get(id) else {
@@ -115,7 +110,7 @@ mod tests {
         PolicyKey::new("ns", name)
     }
 
-    fn observed(power: &[(&str, ObservedPower)]) -> HashMap<ServerId, ObservedPower> {
+    fn observed(power: &[(&str, ObservedPower)]) -> IdMap<ObservedPower> {
         power.iter().map(|(id, p)| ((*id).into(), *p)).collect()
     }
 
