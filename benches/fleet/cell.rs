@@ -163,14 +163,14 @@ fn tag_servers(sim: &RunningSim, shape: Shape) -> Result<()> {
 #[derive(Default)]
 struct Seen {
     phase: Option<Phase>,
-    /// Its first estimate, and when it was seen, in seconds from the start.
-    first_estimate: Option<(f64, f64)>,
+    /// Each status seen, in seconds from the start, and the estimate it showed.
+    shown: Vec<(f64, Option<f64>)>,
     stopped_s: Option<f64>,
 }
 
 /// Time from `since` until every one of `count` policies has phase Stopped, from a
 /// watch (polling a list of 1000 policies would load the control plane under test),
-/// and the first estimate of the policy that became Stopped last against its finish.
+/// and the estimates of the policy that became Stopped last against its finish.
 async fn wait_policies_stopped(
     api: Api<EcsPowerPolicy>,
     count: usize,
@@ -188,11 +188,12 @@ async fn wait_policies_stopped(
                 .entry(kube::ResourceExt::name_any(&policy))
                 .or_default();
             entry.phase = status.and_then(|s| s.phase);
-            if let Some(queue) = status.and_then(|s| s.queue.as_ref())
-                && entry.first_estimate.is_none()
-            {
-                let estimate = queue.estimated_completion_time.0.duration_since(since_wall);
-                entry.first_estimate = Some((estimate.as_secs_f64(), now_s));
+            if entry.stopped_s.is_none() {
+                let estimate = status.and_then(|s| s.queue.as_ref()).map(|queue| {
+                    let at = queue.estimated_completion_time.0;
+                    at.duration_since(since_wall).as_secs_f64()
+                });
+                entry.shown.push((now_s, estimate));
             }
             if entry.phase == Some(Phase::Stopped) {
                 entry.stopped_s.get_or_insert(now_s);
@@ -202,20 +203,17 @@ async fn wait_policies_stopped(
                 .filter(|p| p.phase == Some(Phase::Stopped))
                 .count();
             if stopped == count {
-                let estimated = seen.values().filter(|p| p.first_estimate.is_some()).count();
+                let estimated = seen
+                    .values()
+                    .filter(|p| p.shown.iter().any(|(_, estimate)| estimate.is_some()))
+                    .count();
                 eprintln!("bench: {estimated} of {count} policies showed an estimate");
                 let last = seen
                     .iter()
-                    .filter_map(|(name, p)| Some((name, p.stopped_s?, p.first_estimate)))
+                    .filter_map(|(name, p)| Some((name, p.stopped_s?, &p.shown)))
                     .max_by(|a, b| a.1.total_cmp(&b.1));
-                let eta = last.and_then(|(name, stopped_s, estimate)| {
-                    let (estimate_s, estimated_at_s) = estimate?;
-                    Some(EtaFigures::new(
-                        name.clone(),
-                        estimated_at_s,
-                        estimate_s,
-                        stopped_s,
-                    ))
+                let eta = last.and_then(|(name, stopped_s, shown)| {
+                    EtaFigures::new(name.clone(), shown, stopped_s)
                 });
                 return Ok((since.elapsed(), eta));
             }

@@ -65,8 +65,8 @@ pub struct CellFigures {
     pub last_policy_eta: Option<EtaFigures>,
 }
 
-/// One policy's first estimate against its real completion, in seconds from the
-/// operator's start.
+/// One policy's estimates against its real completion, in seconds from the
+/// operator's start: the first, and how long those shown after it were right.
 #[derive(Debug, Clone, Serialize)]
 pub struct EtaFigures {
     pub policy: String,
@@ -79,24 +79,50 @@ pub struct EtaFigures {
     /// How far the estimate was off, in percent of the wait it forecast
     /// (stopped_s - estimated_at_s); negative: it came early.
     pub off_pct: f64,
+    /// Of the time its status showed an estimate, the share (percent) during which
+    /// the one shown was within 10 % of that whole wait of the real completion: what
+    /// someone glancing at `kubectl get` at any moment of the wait would see.
+    pub shown_within_10pct: f64,
 }
 
 impl EtaFigures {
-    pub fn new(policy: String, estimated_at_s: f64, estimate_s: f64, stopped_s: f64) -> Self {
+    /// `shown`: each status the watch saw, in order: when, and the estimate it
+    /// showed (none once nothing of the policy's waited). `None` if none showed one.
+    pub fn new(policy: String, shown: &[(f64, Option<f64>)], stopped_s: f64) -> Option<Self> {
+        let first = shown.iter().position(|(_, estimate)| estimate.is_some())?;
+        let (estimated_at_s, estimate_s) = (shown[first].0, shown[first].1?);
         let waited = (stopped_s - estimated_at_s).max(f64::EPSILON);
-        Self {
+        let (mut showing, mut right) = (0.0, 0.0);
+        let until = shown[first + 1..]
+            .iter()
+            .map(|(at, _)| *at)
+            .chain([stopped_s]);
+        for (&(at, estimate), until) in shown[first..].iter().zip(until) {
+            let Some(estimate) = estimate else { continue };
+            let lasted = (until.min(stopped_s) - at).max(0.0);
+            showing += lasted;
+            if (estimate - stopped_s).abs() <= 0.1 * waited {
+                right += lasted;
+            }
+        }
+        Some(Self {
             off_pct: (estimate_s - stopped_s) / waited * 100.0,
+            shown_within_10pct: right / showing.max(f64::EPSILON) * 100.0,
             policy,
             estimated_at_s,
             estimate_s,
             stopped_s,
-        }
+        })
     }
 
     fn cell(&self) -> String {
         format!(
-            "{:.1} at {:.1} ({:.1}, {:+.1}%)",
-            self.estimate_s, self.estimated_at_s, self.stopped_s, self.off_pct
+            "{:.1} at {:.1} ({:.1}, {:+.1}%); within 10% {:.0}% of the time",
+            self.estimate_s,
+            self.estimated_at_s,
+            self.stopped_s,
+            self.off_pct,
+            self.shown_within_10pct
         )
     }
 }
@@ -217,7 +243,7 @@ impl Report {
 
     fn stop_table(&self) -> String {
         let mut out = String::from(
-            "| N | P | by | stop calls (bound) | ids sent | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s | API server + etcd CPU s | last policy's ETA s, estimated at s (Stopped s, off) |\n",
+            "| N | P | by | stop calls (bound) | ids sent | listings / sync round | ECS requests | 429 | all stopped s (bound) | over bound | policies Stopped s | status writes | peak RSS MiB | CPU s | API server + etcd CPU s | last policy's first ETA s, estimated at s (Stopped s, off); share of its wait the ETA shown was within 10% |\n",
         );
         out += "|---:|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|\n";
         for cell in &self.cells {

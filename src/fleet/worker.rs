@@ -51,6 +51,7 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
 }
 
 async fn send(fleet: &Fleet, call: DueCall) {
+    let taken_at = Instant::now();
     let action = call.lane.action();
     let ids: Vec<String> = call.ids.iter().map(ServerId::to_string).collect();
     // Written before it goes: a process killed from here on leaves its successor
@@ -84,24 +85,31 @@ async fn send(fleet: &Fleet, call: DueCall) {
         return;
     }
     let answer = fleet.api.power(&ids, action).await;
+    let answered_at = Now::current();
+    // Its journal record and the request: what holds the next call back beyond the
+    // budget's window.
+    let took_ms =
+        u64::try_from(answered_at.at.duration_since(taken_at).as_millis()).unwrap_or(u64::MAX);
     let answered = answer.as_ref().map(String::as_str);
     // The job id is durable before the next call goes: a kill loses at most this
     // one round trip. Not written, it goes with the next call's record.
-    if let Err(error) = fleet.journal.answered(seq, answered, Now::current()).await {
+    if let Err(error) = fleet.journal.answered(seq, answered, answered_at).await {
         fleet.metrics.error("journal");
         tracing::warn!(%error, "a call's answer was not written to its journal");
     }
-    let recorded = fleet.lock().record_call(call.id, answered, Now::current());
+    // As of the answer: the budget counts the call from then, and the write of the
+    // answer overlaps the wait for the next call's budget.
+    let recorded = fleet.lock().record_call(call.id, answered, answered_at);
     match &answer {
         Ok(job_id) => {
             if call.lane.job_action() == JobAction::Stop {
                 fleet.metrics.stop_calls.inc();
             }
-            tracing::info!(%job_id, servers = call.ids.len(), ?action, "job submitted");
+            tracing::info!(%job_id, servers = call.ids.len(), ?action, took_ms, "job submitted");
         }
         Err(error) => {
             fleet.metrics.error(error.kind().as_str());
-            tracing::warn!(%error, servers = call.ids.len(), ?action, kind = %error.kind(), "call failed");
+            tracing::warn!(%error, servers = call.ids.len(), ?action, kind = %error.kind(), took_ms, "call failed");
         }
     }
     if recorded.relist {
