@@ -83,6 +83,9 @@ pub struct EtaFigures {
     /// the one shown was within 10 % of that whole wait of the real completion: what
     /// someone glancing at `kubectl get` at any moment of the wait would see.
     pub shown_within_10pct: f64,
+    /// Every status the watch saw until Stopped: seconds from the start, and the
+    /// estimate it showed.
+    pub shown: Vec<(f64, Option<f64>)>,
 }
 
 impl EtaFigures {
@@ -108,6 +111,7 @@ impl EtaFigures {
         Some(Self {
             off_pct: (estimate_s - stopped_s) / waited * 100.0,
             shown_within_10pct: right / showing.max(f64::EPSILON) * 100.0,
+            shown: shown.to_vec(),
             policy,
             estimated_at_s,
             estimate_s,

@@ -1169,7 +1169,7 @@ impl FleetState {
             budget,
             full_call,
             (&apart, starts),
-            self.pace.round_trip(),
+            self.pace.round_trips(),
             now.at,
         )
     }
