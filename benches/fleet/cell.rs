@@ -118,7 +118,7 @@ pub async fn run(
     let reconciles = metric("ecs_power_operator_reconciles_total") as u64;
     let sync_rounds = reconciles as f64 / policies as f64;
     let bound = settings.bound(servers);
-    Ok(Cell::Measured(CellFigures {
+    Ok(Cell::Measured(Box::new(CellFigures {
         servers,
         policies,
         targeting,
@@ -142,7 +142,7 @@ pub async fn run(
         cpu_s: usage.cpu_s,
         control_plane_cpu_s: control_plane_cpu,
         last_policy_eta,
-    }))
+    })))
 }
 
 /// The tags a selector cell's policies select by (an id cell's servers keep the

@@ -134,7 +134,7 @@ impl EtaFigures {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Cell {
-    Measured(CellFigures),
+    Measured(Box<CellFigures>),
     NotApplicable {
         servers: usize,
         policies: usize,

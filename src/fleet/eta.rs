@@ -50,6 +50,12 @@ pub(super) struct Forecast<'a> {
 /// Gaps of this many recent calls make the pace.
 const PACE_CALLS: usize = 10;
 
+/// Fewer gaps than this make no pace: the first calls go while the first round's
+/// status writes load the API server (at 100,000 servers over 100 policies, 1 s
+/// budget window: 0.25–0.9 s each for the first five, about 15 ms from then on), and
+/// their median would stretch every call after them.
+const PACE_MIN_GAPS: usize = 5;
+
 /// The gaps between the worker's recent calls, counted only while ids kept waiting
 /// from one call to the next (a gap that began with an empty queue says nothing of
 /// the pace).
@@ -62,6 +68,9 @@ pub(super) struct CallPace {
     /// How long recent calls held the worker, from its taking them to their answer
     /// (the journal record written before each, and the request itself).
     round_trips: VecDeque<Duration>,
+    /// How long recent syncs that queued something took to get there (a listing,
+    /// mostly).
+    syncs: VecDeque<Duration>,
 }
 
 impl CallPace {
@@ -79,35 +88,58 @@ impl CallPace {
 
     /// A call the worker took was answered (or failed) `took` later.
     pub(super) fn answered(&mut self, took: Duration) {
-        if self.round_trips.len() == PACE_CALLS {
-            self.round_trips.pop_front();
-        }
-        self.round_trips.push_back(took);
+        push_recent(&mut self.round_trips, took);
     }
 
-    /// How long recent calls held the worker; zero before any was answered.
+    /// A sync queued servers `took` after it began.
+    pub(super) fn queued_after(&mut self, took: Duration) {
+        push_recent(&mut self.syncs, took);
+    }
+
+    /// How long recent calls held the worker, and syncs took to queue; zero before
+    /// any did.
     pub(super) fn round_trips(&self) -> RoundTrips {
-        let n = u32::try_from(self.round_trips.len()).unwrap_or(u32::MAX);
-        let sum: Duration = self.round_trips.iter().sum();
         RoundTrips {
-            mean: sum.checked_div(n).unwrap_or_default(),
+            mean: mean(&self.round_trips),
             longest: self.round_trips.iter().max().copied().unwrap_or_default(),
+            sync: mean(&self.syncs),
         }
     }
 
-    /// When the last call went out and the median of the recent gaps, once there is
-    /// one: a call held up once (a listing of the whole fleet loading the machine,
-    /// a slow write) does not stretch the forecast of all those after it.
+    /// When the last call went out and the median of the recent gaps, once there are
+    /// [`PACE_MIN_GAPS`]: a call held up once (a listing of the whole fleet loading
+    /// the machine, a slow write) does not stretch the forecast of all those after it.
     pub(super) fn pace(&self) -> Option<(Instant, Duration)> {
+        if self.gaps.len() < PACE_MIN_GAPS {
+            return None;
+        }
         Some((self.last_sent?, median(&self.gaps)?))
     }
 }
 
-/// How long recent calls held the worker, from its taking each to its answer.
+/// How long recent calls held the worker, from its taking each to its answer, and
+/// how long recent syncs took from their start to queueing what they planned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct RoundTrips {
     pub mean: Duration,
     pub longest: Duration,
+    pub sync: Duration,
+}
+
+/// Keeps the last [`PACE_CALLS`].
+fn push_recent(recent: &mut VecDeque<Duration>, took: Duration) {
+    if recent.len() == PACE_CALLS {
+        recent.pop_front();
+    }
+    recent.push_back(took);
+}
+
+fn mean(of: &VecDeque<Duration>) -> Duration {
+    let n = u32::try_from(of.len()).unwrap_or(u32::MAX);
+    of.iter()
+        .sum::<Duration>()
+        .checked_div(n)
+        .unwrap_or_default()
 }
 
 fn median(of: &VecDeque<Duration>) -> Option<Duration> {
@@ -153,11 +185,12 @@ fn full_calls(ids: usize, full_call: usize) -> impl Iterator<Item = usize> {
 ///
 /// Each call also holds the worker for a round trip (its journal record and the
 /// request), and the budget counts a call from its answer, so every call shifts the
-/// next by that much; one more covers the sync that queues the first and its own
-/// journal write. What the lead needs is their sum: the mean for each but one, the
-/// longest for that one, so one slow call does not make it late. (The longest for
-/// all, set by one call the first listings held up for 372 ms, made ten start calls
-/// begin 3.3 s early; the mean for all left the last 0.01 s before the end.)
+/// next by that much. What the lead needs is their sum: the mean for each but one,
+/// the longest for that one, so one slow call does not make it late. (The longest
+/// for all, set by one call the first listings held up for 372 ms, made ten start
+/// calls begin 3.3 s early.) Before the first goes, the sync that begins starting
+/// takes as long as recent syncs took to queue (a listing, mostly: without it, one
+/// policy's last call went 0.15 s after the end).
 pub(super) fn start_lead(
     budget: &ActionBudget,
     full_call: usize,
@@ -177,7 +210,7 @@ pub(super) fn start_lead(
         .last_fits_at(&calls, now)
         .saturating_duration_since(now);
     let others = u32::try_from(calls.len() - 1).unwrap_or(u32::MAX);
-    by_budget + round_trips.mean.saturating_mul(others) + round_trips.longest
+    by_budget + round_trips.mean.saturating_mul(others) + round_trips.longest + round_trips.sync
 }
 
 /// The policy's standing in `lane`, or `None` when none of its servers is queued.
@@ -264,12 +297,13 @@ mod tests {
         let trips = RoundTrips {
             mean: Duration::from_millis(50),
             longest: Duration::from_millis(400),
+            sync: Duration::from_millis(200),
         };
-        // Ten calls: each answer shifts the next; one more for the first's way out,
-        // and one of them may take the longest.
+        // Ten calls: each answer shifts the next, one of them may take the longest,
+        // and the sync that queues them comes first.
         assert_eq!(
             start_lead(&budget(), 1000, (&[], 10_000), trips, now),
-            9 * MINUTE + 9 * trips.mean + trips.longest
+            9 * MINUTE + 9 * trips.mean + trips.longest + trips.sync
         );
         assert_eq!(
             start_lead(&budget(), 1000, (&[], 0), trips, now),
@@ -278,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_are_the_mean_and_the_longest_of_the_recent_answers() {
+    fn round_trips_are_the_mean_and_the_longest_of_the_recent_answers_and_the_mean_sync() {
         let mut pace = CallPace::default();
         assert_eq!(
             pace.round_trips(),
@@ -288,9 +322,11 @@ mod tests {
         for ms in [100, 300, 200] {
             pace.answered(Duration::from_millis(ms));
         }
+        pace.queued_after(Duration::from_millis(120));
         let trips = pace.round_trips();
         assert_eq!(trips.mean, Duration::from_millis(200));
         assert_eq!(trips.longest, Duration::from_millis(300));
+        assert_eq!(trips.sync, Duration::from_millis(120));
         // Only the last PACE_CALLS count.
         for _ in 0..PACE_CALLS {
             pace.answered(Duration::from_millis(50));
@@ -307,7 +343,9 @@ mod tests {
         for ms in sent_at {
             pace.sent(t0 + Duration::from_millis(ms), true);
         }
-        let last = t0 + Duration::from_millis(8000);
+        assert_eq!(pace.pace(), None, "four gaps are not a pace yet");
+        pace.sent(t0 + Duration::from_millis(9000), true);
+        let last = t0 + Duration::from_millis(9000);
         assert_eq!(pace.pace(), Some((last, Duration::from_secs(1))));
         // A gap that began with nothing queued says nothing of the pace.
         pace.sent(last + Duration::from_secs(1), false);

@@ -211,6 +211,7 @@ impl Fleet {
     /// fleet's listing is still under way after [`FleetRequest::listing_wait`];
     /// nothing was planned, sync again soon.
     pub async fn sync(&self, request: FleetRequest<'_>) -> Result<Option<Synced>, SyncError> {
+        let began = Instant::now();
         // Nothing is planned before what earlier processes left is known: their jobs
         // and unknown outcomes hold servers.
         self.inherit().await?;
@@ -290,6 +291,9 @@ impl Fleet {
                 },
                 now,
             );
+            if view.queued {
+                state.queued_after(now.at.saturating_duration_since(began));
+            }
             let queue = state.queue_standing(request.policy, request.lane, &self.budget, now);
             (view, queue, deleted)
         };

@@ -688,6 +688,12 @@ impl FleetState {
         }
     }
 
+    /// A sync queued what it planned `took` after it began: the `Auto` lead counts
+    /// on the sync that begins starting taking as long.
+    pub fn queued_after(&mut self, took: std::time::Duration) {
+        self.pace.queued_after(took);
+    }
+
     /// Whether the last call's journal record was written: `Err` says why not, for
     /// every policy's status until a record is.
     pub fn journal_written(&mut self, written: Result<(), String>) {

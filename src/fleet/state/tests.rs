@@ -869,18 +869,24 @@ fn an_estimate_includes_how_long_recent_jobs_took() {
 #[test]
 fn calls_slower_than_the_budget_set_the_pace_of_the_estimate() {
     let mut w = World::new();
-    let ids = names("s", 5000);
+    let ids = names("s", 8000);
     w.sync("p", &refs(&ids), 0);
     // Each call goes 100 s after the last (the cloud's answers, or the journal, are
     // slow), though the budget frees up every 60 s.
-    for (n, at) in [500u64, 100_500, 200_500].into_iter().enumerate() {
+    for n in 0..6u64 {
+        let at = 500 + n * 100_000;
         let call = w.due(Lane::SoftStop, at).expect("a full call");
         let job = format!("j{n}");
         w.state.record_call(call.id, Ok(&job), w.clock.at(at));
+        if n == 4 {
+            // Four gaps are no pace yet: the budget's, a call a minute (this ledger
+            // holds no call, so the first of three goes now).
+            assert_eq!(w.eta_s("p", Lane::SoftStop, at), Some((3000, 520.5 + 1.0)));
+        }
     }
-    // Two calls left, 100 s apart from the last: 400.5 s, then a job poll (1 s). At
-    // the budget's pace it would have said 320.5 + 1.
-    assert_eq!(w.eta_s("p", Lane::SoftStop, 200_500), Some((2000, 401.5)));
+    // Two calls left, 100 s apart from the last: 700.5 s, then a job poll (1 s). At
+    // the budget's pace it would have said 620.5 + 1.
+    assert_eq!(w.eta_s("p", Lane::SoftStop, 500_500), Some((2000, 701.5)));
 }
 
 #[test]
