@@ -497,6 +497,11 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
     // so), not every few seconds for as long as the budget makes it wait.
     let waiting = !powering_off && view.waiting_for_budget;
     let due = next_sync_in(ctx, &view, waiting);
+    // ... but often enough that the estimate it shows follows the calls' real pace.
+    let due = match &queue {
+        Some(standing) if waiting => due.min(status::estimate_refresh_in(standing, now)),
+        _ => due,
+    };
     // Servers recorded after the window's end (a stop call's outcome decided late, a
     // stop job that finished late) are started by the next sync, and nothing else
     // syncs the policy before the drift interval: soon.

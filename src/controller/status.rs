@@ -113,6 +113,21 @@ const ESTIMATE_MOVES_AT_LEAST: Duration = Duration::from_secs(3);
 /// hours away is no news either.
 const ESTIMATE_MOVES_AT_LEAST_PER_MILLE: u32 = 20;
 
+/// A waiting policy's estimate is worked out again at least this often...
+const ESTIMATE_REFRESH_AT_MOST: u32 = 10;
+/// ... but never sooner than this.
+const ESTIMATE_REFRESH_MIN: Duration = Duration::from_secs(10);
+
+/// When a policy whose servers wait for budget should sync again to rework its
+/// estimate: a tenth of the time it still waits, at least 10 s. Without it the
+/// estimate is reworked only when a call carries its servers, and at 100,000 servers
+/// one worked out from the first calls' pace (40 % late) stood for a minute.
+pub fn estimate_refresh_in(standing: &QueueStanding, now: jiff::Timestamp) -> Duration {
+    let still_to_wait =
+        Duration::try_from(standing.estimated_completion.duration_since(now)).unwrap_or_default();
+    (still_to_wait / ESTIMATE_REFRESH_AT_MOST).max(ESTIMATE_REFRESH_MIN)
+}
+
 fn queue_status(
     previous: Option<&QueueStatus>,
     standing: Option<&QueueStanding>,
@@ -473,6 +488,25 @@ mod tests {
             waiting,
             estimated_completion: jiff::Timestamp::from_millisecond(at_ms).unwrap(),
         }
+    }
+
+    #[test]
+    fn a_waiting_policy_reworks_its_estimate_a_tenth_of_its_wait_later() {
+        let now = ts(1000);
+        // 100 minutes to wait: again in 10 minutes.
+        assert_eq!(
+            estimate_refresh_in(&standing(9, 7_000_000), now),
+            Duration::from_secs(600)
+        );
+        // Close to the end, or past the estimate: 10 s.
+        assert_eq!(
+            estimate_refresh_in(&standing(9, 1_050_000), now),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            estimate_refresh_in(&standing(9, 900_000), now),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]
