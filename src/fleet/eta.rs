@@ -10,6 +10,8 @@
 //! sending calls further apart than the budget asks (each waits for its journal
 //! writes and its answer, and an API server or a cloud under load makes those slow),
 //! the forecast spaces the calls ahead at the median of their recent gaps instead.
+//! The end is when the policy's status says so: the job's time, then as long as
+//! recent finished jobs took to reach their policies' statuses.
 //! (Adding the median answer time to each call at the budget's pace was measured
 //! too: at 100,000 servers its first estimates, made while the first listings load
 //! the machine, came 25–92 % late.)
@@ -41,7 +43,8 @@ pub(super) struct Forecast<'a> {
     pub budget: &'a ActionBudget,
     /// No call goes out before this (the API throttled the last one).
     pub not_before: Option<Instant>,
-    /// How long a stop job takes, from its submission until a poll sees it finished.
+    /// How long a stop job takes, from its submission until its policy's status
+    /// shows it finished (a poll, then a sync that waits for a slot and writes).
     pub job_time: Duration,
     /// When the last call went out, and the median gap between recent calls.
     pub pace: Option<(Instant, Duration)>,
@@ -71,6 +74,8 @@ pub(super) struct CallPace {
     /// How long recent syncs that queued something took to get there (a listing,
     /// mostly).
     syncs: VecDeque<Duration>,
+    /// How long after recent jobs finished their policies' statuses recorded them.
+    records: VecDeque<Duration>,
 }
 
 impl CallPace {
@@ -94,6 +99,17 @@ impl CallPace {
     /// A sync queued servers `took` after it began.
     pub(super) fn queued_after(&mut self, took: Duration) {
         push_recent(&mut self.syncs, took);
+    }
+
+    /// A policy's status recorded a finished job `took` after it finished.
+    pub(super) fn recorded_after(&mut self, took: Duration) {
+        push_recent(&mut self.records, took);
+    }
+
+    /// How long after recent jobs finished a policy's status showed it, on average;
+    /// zero before any did.
+    pub(super) fn record_lag(&self) -> Duration {
+        mean(&self.records)
     }
 
     /// How long recent calls held the worker, and syncs took to queue; zero before

@@ -138,6 +138,11 @@ impl TrackedJob {
         Duration::try_from(completed.duration_since(self.submitted_at)).ok()
     }
 
+    /// When a poll first saw it finished.
+    pub fn finished_at(&self) -> Option<Instant> {
+        self.completed.map(|(_, at)| at)
+    }
+
     /// Finished at least `age` before `now`.
     pub fn finished_before(&self, age: Duration, now: Instant) -> bool {
         self.completed

@@ -361,7 +361,7 @@ impl Fleet {
     /// `policy` wrote a status showing `jobs` (or found it unchanged): the finished
     /// ones it shows leave the call journal once all their policies have.
     pub fn recorded(&self, policy: &PolicyKey, jobs: &[JobView]) {
-        let done = self.lock().recorded(policy, jobs);
+        let done = self.lock().recorded(policy, jobs, Instant::now());
         for job_id in &done {
             self.journal.job_over(job_id);
         }

@@ -1018,15 +1018,19 @@ impl FleetState {
         self.unrecorded.contains_key(job_id)
     }
 
-    /// `policy` wrote a status showing `jobs`: the finished ones are recorded for
-    /// it. Returns the jobs every policy of theirs has now recorded.
-    pub fn recorded(&mut self, policy: &PolicyKey, jobs: &[JobView]) -> Vec<String> {
+    /// `policy` wrote a status showing `jobs` at `now`: the finished ones are
+    /// recorded for it. Returns the jobs every policy of theirs has now recorded.
+    pub fn recorded(&mut self, policy: &PolicyKey, jobs: &[JobView], now: Instant) -> Vec<String> {
         let mut done = Vec::new();
         for job in jobs.iter().filter(|job| job.status.is_terminal()) {
             let Some(waiting) = self.unrecorded.get_mut(&job.job_id) else {
                 continue;
             };
-            waiting.remove(policy);
+            let finished_at = self.jobs.get(&job.job_id).and_then(TrackedJob::finished_at);
+            if let Some(finished_at) = finished_at.filter(|_| waiting.remove(policy)) {
+                self.pace
+                    .recorded_after(now.saturating_duration_since(finished_at));
+            }
             if waiting.is_empty() {
                 self.unrecorded.remove(&job.job_id);
                 done.push(job.job_id.clone());
@@ -1118,7 +1122,7 @@ impl FleetState {
             job_time: eta::job_time(
                 self.jobs.values().filter_map(TrackedJob::took),
                 self.config.job_poll_interval,
-            ),
+            ) + self.pace.record_lag(),
             pace: self.pace.pace(),
         };
         eta::standing(&forecast, policy, lane, now)

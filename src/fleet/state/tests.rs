@@ -867,6 +867,27 @@ fn an_estimate_includes_how_long_recent_jobs_took() {
 }
 
 #[test]
+fn an_estimate_includes_how_long_finished_jobs_took_to_reach_their_statuses() {
+    let mut w = World::new();
+    w.sync("p", &["a"], 0);
+    let call = w.due(Lane::SoftStop, 500).unwrap();
+    w.state.record_call(call.id, Ok("job-1"), w.clock.at(500));
+    let done = job(JobStatus::Success, Vec::new());
+    w.state.record_poll("job-1", Ok(done), w.clock.at(30_500));
+    // p's status shows it 2 s after the poll did (its sync waited for a slot).
+    let view = w.sync("p", &["a"], 32_500);
+    w.state
+        .recorded(&key("p"), &view.jobs, w.clock.at(32_500).at);
+    let ids = names("s", 200);
+    w.sync("q", &refs(&ids), 40_000);
+    assert_eq!(w.eta_s("q", Lane::SoftStop, 40_000), Some((200, 72.0)));
+    // A second write of the same job is not a record.
+    w.state
+        .recorded(&key("p"), &view.jobs, w.clock.at(39_000).at);
+    assert_eq!(w.eta_s("q", Lane::SoftStop, 40_000), Some((200, 72.0)));
+}
+
+#[test]
 fn calls_slower_than_the_budget_set_the_pace_of_the_estimate() {
     let mut w = World::new();
     let ids = names("s", 8000);
@@ -1285,10 +1306,16 @@ fn a_finished_job_stays_in_the_journal_until_each_of_its_policies_has_recorded_i
         "p and q have not written it yet"
     );
     let view = w.sync("p", &["a"], 1_100);
-    assert!(w.state.recorded(&key("p"), &view.jobs).is_empty());
+    let recorded = w
+        .state
+        .recorded(&key("p"), &view.jobs, w.clock.at(1_100).at);
+    assert!(recorded.is_empty());
     // p has written it; q's write is the last one the job waited for.
     let view = w.sync("q", &["b"], 1_200);
-    assert_eq!(w.state.recorded(&key("q"), &view.jobs), ["j"]);
+    let recorded = w
+        .state
+        .recorded(&key("q"), &view.jobs, w.clock.at(1_200).at);
+    assert_eq!(recorded, ["j"]);
     assert!(!w.state.awaits_record("j"));
 }
 
