@@ -59,9 +59,10 @@ const PACE_CALLS: usize = 10;
 /// their median would stretch every call after them.
 const PACE_MIN_GAPS: usize = 5;
 
-/// The gaps between the worker's recent calls, counted only while ids kept waiting
-/// from one call to the next (a gap that began with an empty queue says nothing of
-/// the pace).
+/// How long the fleet's recent work took, for its forecasts: the gaps between the
+/// worker's calls (counted only while ids kept waiting from one call to the next: a
+/// gap that began with an empty queue says nothing of the pace), each call's round
+/// trip, each sync's way to the queue, each finished job's way to a status.
 #[derive(Debug, Default)]
 pub(super) struct CallPace {
     last_sent: Option<Instant>,
