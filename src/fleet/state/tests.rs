@@ -853,14 +853,20 @@ fn a_later_policy_sharing_the_fleet_is_done_after_the_earlier_one() {
     assert_eq!(w.eta_s("r", Lane::HardStop, 0), Some((800, 241.0)));
 }
 
-#[test]
-fn an_estimate_includes_how_long_recent_jobs_took() {
+/// p's stop of "a", sent at 0.5 s as job-1, seen finished by a poll at 30.5 s.
+fn world_with_a_job_of_30_s() -> World {
     let mut w = World::new();
     w.sync("p", &["a"], 0);
     let call = w.due(Lane::SoftStop, 500).unwrap();
     w.state.record_call(call.id, Ok("job-1"), w.clock.at(500));
     let done = job(JobStatus::Success, Vec::new());
     w.state.record_poll("job-1", Ok(done), w.clock.at(30_500));
+    w
+}
+
+#[test]
+fn an_estimate_includes_how_long_recent_jobs_took() {
+    let mut w = world_with_a_job_of_30_s();
     let ids = names("s", 200);
     w.sync("q", &refs(&ids), 40_000);
     assert_eq!(w.eta_s("q", Lane::SoftStop, 40_000), Some((200, 70.0)));
@@ -868,12 +874,7 @@ fn an_estimate_includes_how_long_recent_jobs_took() {
 
 #[test]
 fn an_estimate_includes_how_long_finished_jobs_took_to_reach_their_statuses() {
-    let mut w = World::new();
-    w.sync("p", &["a"], 0);
-    let call = w.due(Lane::SoftStop, 500).unwrap();
-    w.state.record_call(call.id, Ok("job-1"), w.clock.at(500));
-    let done = job(JobStatus::Success, Vec::new());
-    w.state.record_poll("job-1", Ok(done), w.clock.at(30_500));
+    let mut w = world_with_a_job_of_30_s();
     // p's status shows it 2 s after the poll did (its sync waited for a slot).
     let view = w.sync("p", &["a"], 32_500);
     w.state
