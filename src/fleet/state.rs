@@ -1026,8 +1026,9 @@ impl FleetState {
             let Some(waiting) = self.unrecorded.get_mut(&job.job_id) else {
                 continue;
             };
+            let first_record = waiting.remove(policy);
             let finished_at = self.jobs.get(&job.job_id).and_then(TrackedJob::finished_at);
-            if let Some(finished_at) = finished_at.filter(|_| waiting.remove(policy)) {
+            if let Some(finished_at) = finished_at.filter(|_| first_record) {
                 self.pace
                     .recorded_after(now.saturating_duration_since(finished_at));
             }
