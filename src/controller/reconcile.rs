@@ -494,14 +494,16 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
     fleet.recorded(key, &view.jobs);
     ctx.synced(key);
     // Its stops all wait for budget: it is synced when they go out (the worker says
-    // so), not every few seconds for as long as the budget makes it wait.
-    let waiting = !powering_off && view.waiting_for_budget;
+    // so), not every few seconds for as long as the budget makes it wait, but often
+    // enough that the estimate it shows follows the calls' real pace.
+    let waiting = (!powering_off && view.waiting_for_budget).then(|| {
+        queue
+            .as_ref()
+            .map_or(ctx.config.drift_interval, |standing| {
+                status::estimate_refresh_in(standing, now)
+            })
+    });
     let due = next_sync_in(ctx, &view, waiting);
-    // ... but often enough that the estimate it shows follows the calls' real pace.
-    let due = match &queue {
-        Some(standing) if waiting => due.min(status::estimate_refresh_in(standing, now)),
-        _ => due,
-    };
     // Servers recorded after the window's end (a stop call's outcome decided late, a
     // stop job that finished late) are started by the next sync, and nothing else
     // syncs the policy before the drift interval: soon.
@@ -527,17 +529,22 @@ async fn sync(policy: &EcsPowerPolicy, ctx: &Context, key: &PolicyKey) -> Result
 }
 
 /// Soon while something of the policy's is under way; a drift interval later once
-/// all is settled.
-fn next_sync_in(ctx: &Context, view: &FleetView, waiting_for_budget: bool) -> std::time::Duration {
+/// all is settled; while all it waits for is budget (`waiting_for_budget`: when its
+/// estimate should be reworked), then or a drift interval later, whichever is first.
+fn next_sync_in(
+    ctx: &Context,
+    view: &FleetView,
+    waiting_for_budget: Option<std::time::Duration>,
+) -> std::time::Duration {
     let outcome = &view.outcome;
     let active = !outcome.to_stop.is_empty()
         || outcome.summary.stopping > 0
         || !view.starts.waiting.is_empty()
         || view.jobs.iter().any(|job| !job.status.is_terminal());
-    let base = if active && !waiting_for_budget {
-        ctx.config.active_requeue
-    } else {
-        ctx.config.drift_interval
+    let base = match waiting_for_budget {
+        Some(refresh) => ctx.config.drift_interval.min(refresh),
+        None if active => ctx.config.active_requeue,
+        None => ctx.config.drift_interval,
     };
     outcome.next_retry_in.map_or(base, |retry| retry.min(base))
 }

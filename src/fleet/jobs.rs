@@ -145,8 +145,8 @@ impl TrackedJob {
 
     /// Finished at least `age` before `now`.
     pub fn finished_before(&self, age: Duration, now: Instant) -> bool {
-        self.completed
-            .is_some_and(|(_, completed)| now.saturating_duration_since(completed) >= age)
+        self.finished_at()
+            .is_some_and(|completed| now.saturating_duration_since(completed) >= age)
     }
 
     /// Unfinished `deadline` after it was submitted (by the wall clock: an adopted

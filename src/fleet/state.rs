@@ -213,6 +213,8 @@ pub struct Recorded {
     pub policies: BTreeSet<PolicyKey>,
     /// The outcome is unknown: only a new listing tells what happened.
     pub relist: bool,
+    /// How long the call held the worker, from its taking it to the answer.
+    pub took: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -752,8 +754,8 @@ impl FleetState {
         let Some(call) = self.calls.remove(&id) else {
             return Recorded::default();
         };
-        self.pace
-            .answered(now.at.saturating_duration_since(call.taken_at));
+        let took = now.at.saturating_duration_since(call.taken_at);
+        self.pace.answered(took);
         let policies: BTreeSet<PolicyKey> = call
             .entries
             .iter()
@@ -762,6 +764,7 @@ impl FleetState {
         let mut recorded = Recorded {
             policies: policies.clone(),
             relist: false,
+            took,
         };
         let error = match answer {
             Ok(job_id) => {

@@ -51,7 +51,6 @@ pub(super) async fn run(fleet: Arc<Fleet>) {
 }
 
 async fn send(fleet: &Fleet, call: DueCall) {
-    let taken_at = Instant::now();
     let action = call.lane.action();
     let ids: Vec<String> = call.ids.iter().map(ServerId::to_string).collect();
     // Written before it goes: a process killed from here on leaves its successor
@@ -86,10 +85,6 @@ async fn send(fleet: &Fleet, call: DueCall) {
     }
     let answer = fleet.api.power(&ids, action).await;
     let answered_at = Now::current();
-    // Its journal record and the request: what holds the next call back beyond the
-    // budget's window.
-    let took_ms =
-        u64::try_from(answered_at.at.duration_since(taken_at).as_millis()).unwrap_or(u64::MAX);
     let answered = answer.as_ref().map(String::as_str);
     // The job id is durable before the next call goes: a kill loses at most this
     // one round trip. Not written, it goes with the next call's record.
@@ -100,6 +95,9 @@ async fn send(fleet: &Fleet, call: DueCall) {
     // As of the answer: the budget counts the call from then, and the write of the
     // answer overlaps the wait for the next call's budget.
     let recorded = fleet.lock().record_call(call.id, answered, answered_at);
+    // Its journal record and the request: what holds the next call back beyond the
+    // budget's window.
+    let took_ms = u64::try_from(recorded.took.as_millis()).unwrap_or(u64::MAX);
     match &answer {
         Ok(job_id) => {
             if call.lane.job_action() == JobAction::Stop {
