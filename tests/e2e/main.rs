@@ -100,6 +100,10 @@ fn trials() -> Vec<Trial> {
             scenarios::schedule::killed_while_starting,
         ),
         scenario(
+            "schedule_restart_keeps_starting",
+            scenarios::schedule::restart_keeps_starting,
+        ),
+        scenario(
             "schedule_unknown_outcome_start",
             scenarios::schedule::unknown_outcome_start,
         ),

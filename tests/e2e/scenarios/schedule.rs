@@ -615,7 +615,7 @@ pub async fn start_lead(ctx: Ctx) -> Result<()> {
 /// end plus the restart and a job's time. (Whether the next process reads that
 /// starting began from `status.stoppedByPolicy.startingUntil` does not show here:
 /// the starts fill the budget up to the end, so a stop it wanted could not go out
-/// before the window ends. Unit tests and the start cell cover that.)
+/// before the window ends; [`restart_keeps_starting`] shows it.)
 pub async fn killed_while_starting(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(9, |_| {}).await?;
@@ -669,6 +669,97 @@ pub async fn killed_while_starting(ctx: Ctx) -> Result<()> {
         "429s: the budget the first process spent"
     );
     nothing_twice(&stats, 9)
+}
+
+/// Starting that began early goes on across a restart even when the next process
+/// would plan no lead: policy `early` (3 servers) begins starting long before its
+/// window's end because 30 stops of policy `other` (10 calls at 3 per 4 s) are queued
+/// ahead of its start call; the operator is SIGKILLed before that call goes, `other`
+/// is suspended while it is down, and the next process, with nothing queued ahead,
+/// reads from `status.stoppedByPolicy.startingUntil` that starting began: the start
+/// goes out at once, not at the window's end (as a lead of zero would have it), and
+/// nothing is stopped or started twice.
+pub async fn restart_keeps_starting(ctx: Ctx) -> Result<()> {
+    let ns = &ctx.ns;
+    let sim = start_sim(33, |_| {}).await?;
+    ctx.credentials().await?;
+    let flags = [
+        "--budget-servers=3",
+        "--budget-window-ms=4000",
+        "--drift-interval-ms=1000",
+    ];
+    let mut first = ctx.operator("first", ns, &flags).await?;
+    let ids = sim.server_ids();
+    let from = Timestamp::from_second(Timestamp::now().as_second() + 6)?;
+    let to = from + Duration::from_secs(36);
+    let mut early = Policy::new(ns, "early", &sim, &ids[..3]);
+    early.extra_spec = one_window(
+        from,
+        to,
+        "    afterWindow: Start\n    startLeadTime: Auto\n",
+    );
+    ctx.k.apply_ok(&early.yaml()).await?;
+    ctx.wait_status(
+        ns,
+        "early",
+        left_until(from + Duration::from_secs(8)),
+        "the 3 servers early stopped at the window's start recorded",
+        |s| {
+            s["stoppedByPolicy"]["servers"]
+                .as_array()
+                .is_some_and(|servers| servers.len() == 3)
+        },
+    )
+    .await?;
+    let mut other = Policy::new(ns, "other", &sim, &ids[3..]);
+    ctx.k.apply_ok(&other.yaml()).await?;
+    ctx.wait_status(
+        ns,
+        "early",
+        left_until(to - Duration::from_secs(24)),
+        "early starting early behind the stops queued ahead of it, latched in status",
+        |s| s["stoppedByPolicy"]["startingUntil"].is_string(),
+    )
+    .await?;
+    first.kill9();
+    let stats = sim.stats().await;
+    ensure_eq!(
+        stats.start_calls,
+        0,
+        "start calls before the kill (the stops queued ahead go first)"
+    );
+    ensure!(
+        stats.stop_calls < 11,
+        "all of other's stops went before the kill ({} calls): nothing was queued ahead",
+        stats.stop_calls
+    );
+    other.suspend = true;
+    ctx.k.apply_ok(&other.yaml()).await?;
+    let _second = ctx.operator("second", ns, &flags).await?;
+    wait_until(
+        left_until(to - Duration::from_secs(10)),
+        "early's 3 servers started 10 s before the window's end",
+        || async { Ok(sim.stats().await.start_ids_accepted == 3) },
+    )
+    .await
+    .map_err(|e| {
+        e.context("the next process did not go on starting early: with nothing queued ahead, only the status says starting began")
+    })?;
+    eprintln!(
+        "e2e schedule_restart_keeps_starting: started {:.1}s before the window's end",
+        to.duration_since(Timestamp::now()).as_secs_f64()
+    );
+    let stops = sim.stats().await.stop_calls;
+    sleep_until(to + Duration::from_secs(3)).await;
+    let stats = sim.stats().await;
+    ensure_eq!(
+        stats.stop_calls,
+        stops,
+        "stop calls after the restart (other is suspended, early's servers run)"
+    );
+    ensure_eq!(stats.start_calls, 1, "start calls");
+    ensure_eq!(stats.responses_429, 0, "429s");
+    nothing_twice(&stats, 3)
 }
 
 /// `afterWindow: Start` when the stop call's answer never came (the connection
