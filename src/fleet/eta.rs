@@ -115,10 +115,10 @@ impl CallPace {
 
     /// How long recent calls held the worker, and syncs took to queue; zero before
     /// any did.
-    pub(super) fn round_trips(&self) -> RoundTrips {
-        RoundTrips {
-            mean: mean(&self.round_trips),
-            longest: self.round_trips.iter().max().copied().unwrap_or_default(),
+    pub(super) fn recent_times(&self) -> RecentTimes {
+        RecentTimes {
+            call_mean: mean(&self.round_trips),
+            call_longest: self.round_trips.iter().max().copied().unwrap_or_default(),
             sync: mean(&self.syncs),
         }
     }
@@ -137,9 +137,9 @@ impl CallPace {
 /// How long recent calls held the worker, from its taking each to its answer, and
 /// how long recent syncs took from their start to queueing what they planned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct RoundTrips {
-    pub mean: Duration,
-    pub longest: Duration,
+pub(super) struct RecentTimes {
+    pub call_mean: Duration,
+    pub call_longest: Duration,
     pub sync: Duration,
 }
 
@@ -212,7 +212,7 @@ pub(super) fn start_lead(
     budget: &ActionBudget,
     full_call: usize,
     (apart, starts): (&[usize], usize),
-    round_trips: RoundTrips,
+    recent: RecentTimes,
     now: Instant,
 ) -> Duration {
     if starts == 0 {
@@ -227,7 +227,7 @@ pub(super) fn start_lead(
         .last_fits_at(&calls, now)
         .saturating_duration_since(now);
     let others = u32::try_from(calls.len() - 1).unwrap_or(u32::MAX);
-    by_budget + round_trips.mean.saturating_mul(others) + round_trips.longest + round_trips.sync
+    by_budget + recent.call_mean.saturating_mul(others) + recent.call_longest + recent.sync
 }
 
 /// The policy's standing in `lane`, or `None` when none of its servers is queued.
@@ -281,7 +281,7 @@ mod tests {
         queue: (&[usize], usize),
         now: Instant,
     ) -> Duration {
-        start_lead(budget, full_call, queue, RoundTrips::default(), now)
+        start_lead(budget, full_call, queue, RecentTimes::default(), now)
     }
 
     #[test]
@@ -311,16 +311,16 @@ mod tests {
     #[test]
     fn each_call_adds_the_time_a_call_holds_the_worker() {
         let now = Instant::now();
-        let trips = RoundTrips {
-            mean: Duration::from_millis(50),
-            longest: Duration::from_millis(400),
+        let trips = RecentTimes {
+            call_mean: Duration::from_millis(50),
+            call_longest: Duration::from_millis(400),
             sync: Duration::from_millis(200),
         };
         // Ten calls: each answer shifts the next, one of them may take the longest,
         // and the sync that queues them comes first.
         assert_eq!(
             start_lead(&budget(), 1000, (&[], 10_000), trips, now),
-            9 * MINUTE + 9 * trips.mean + trips.longest + trips.sync
+            9 * MINUTE + 9 * trips.call_mean + trips.call_longest + trips.sync
         );
         assert_eq!(
             start_lead(&budget(), 1000, (&[], 0), trips, now),
@@ -329,26 +329,26 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_are_the_mean_and_the_longest_of_the_recent_answers_and_the_mean_sync() {
+    fn recent_times_are_the_mean_and_the_longest_of_the_recent_answers_and_the_mean_sync() {
         let mut pace = CallPace::default();
         assert_eq!(
-            pace.round_trips(),
-            RoundTrips::default(),
+            pace.recent_times(),
+            RecentTimes::default(),
             "none answered yet"
         );
         for ms in [100, 300, 200] {
             pace.answered(Duration::from_millis(ms));
         }
         pace.queued_after(Duration::from_millis(120));
-        let trips = pace.round_trips();
-        assert_eq!(trips.mean, Duration::from_millis(200));
-        assert_eq!(trips.longest, Duration::from_millis(300));
+        let trips = pace.recent_times();
+        assert_eq!(trips.call_mean, Duration::from_millis(200));
+        assert_eq!(trips.call_longest, Duration::from_millis(300));
         assert_eq!(trips.sync, Duration::from_millis(120));
         // Only the last PACE_CALLS count.
         for _ in 0..PACE_CALLS {
             pace.answered(Duration::from_millis(50));
         }
-        assert_eq!(pace.round_trips().longest, Duration::from_millis(50));
+        assert_eq!(pace.recent_times().call_longest, Duration::from_millis(50));
     }
 
     #[test]

@@ -1183,7 +1183,7 @@ impl FleetState {
             budget,
             full_call,
             (&apart, starts),
-            self.pace.round_trips(),
+            self.pace.recent_times(),
             now.at,
         )
     }
