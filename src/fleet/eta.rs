@@ -9,7 +9,9 @@
 //! as long as the fleet's recent jobs took to finish. When the worker has been
 //! sending calls further apart than the budget asks (each waits for its journal
 //! writes and its answer, and an API server or a cloud under load makes those slow),
-//! the forecast spaces the calls ahead at the median of their recent gaps instead.
+//! the forecast spaces the calls ahead at the shortest of their recent gaps instead:
+//! load that passes (a listing of the whole fleet, a burst of status writes) slows
+//! some calls, not every call ahead, while a pace that lasts slows them all.
 //! The end is when the policy's status says so: the job's time, then as long as
 //! recent finished jobs took to reach their policies' statuses.
 //! (Adding the median answer time to each call at the budget's pace was measured
@@ -46,7 +48,7 @@ pub(super) struct Forecast<'a> {
     /// How long a stop job takes, from its submission until its policy's status
     /// shows it finished (a poll, then a sync that waits for a slot and writes).
     pub job_time: Duration,
-    /// When the last call went out, and the median gap between recent calls.
+    /// When the last call went out, and the shortest gap between recent calls.
     pub pace: Option<(Instant, Duration)>,
 }
 
@@ -55,8 +57,8 @@ const PACE_CALLS: usize = 10;
 
 /// Fewer gaps than this make no pace: the first calls go while the first round's
 /// status writes load the API server (at 100,000 servers over 100 policies, 1 s
-/// budget window: 0.25–0.9 s each for the first five, about 15 ms from then on), and
-/// their median would stretch every call after them.
+/// budget window: 0.25–0.9 s each for the first five, about 15 ms from then on), so
+/// even the shortest of the first gaps would stretch every call after them.
 const PACE_MIN_GAPS: usize = 5;
 
 /// How long the fleet's recent work took, for its forecasts: the gaps between the
@@ -123,14 +125,18 @@ impl CallPace {
         }
     }
 
-    /// When the last call went out and the median of the recent gaps, once there are
-    /// [`PACE_MIN_GAPS`]: a call held up once (a listing of the whole fleet loading
-    /// the machine, a slow write) does not stretch the forecast of all those after it.
+    /// When the last call went out and the shortest of the recent gaps, once there
+    /// are [`PACE_MIN_GAPS`]: calls held up a while (a listing of the whole fleet
+    /// loading the machine, slow writes) do not stretch the forecast of all those
+    /// after them. (The median did: replayed on the call times of 16 kept runs at
+    /// 100,000 servers, with the time from the last call to the last status, the
+    /// median's forecast was up to 53 % late and within 10 % for 84–100 % of the
+    /// wait; the shortest gap's for 96–100 %, −10.5 % to +7.9 %.)
     pub(super) fn pace(&self) -> Option<(Instant, Duration)> {
         if self.gaps.len() < PACE_MIN_GAPS {
             return None;
         }
-        Some((self.last_sent?, median(&self.gaps)?))
+        Some((self.last_sent?, self.gaps.iter().min().copied()?))
     }
 }
 
@@ -157,12 +163,6 @@ fn mean(of: &VecDeque<Duration>) -> Duration {
         .sum::<Duration>()
         .checked_div(n)
         .unwrap_or_default()
-}
-
-fn median(of: &VecDeque<Duration>) -> Option<Duration> {
-    let mut sorted: Vec<Duration> = of.iter().copied().collect();
-    sorted.sort_unstable();
-    sorted.get(sorted.len() / 2).copied()
 }
 
 /// The sizes of the calls that go out before and with the policy's last queued id in
@@ -371,6 +371,25 @@ mod tests {
             pace.pace(),
             Some((last + Duration::from_secs(60), Duration::from_secs(1)))
         );
+    }
+
+    #[test]
+    fn calls_held_up_a_while_do_not_set_the_pace() {
+        let mut pace = CallPace::default();
+        let t0 = Instant::now();
+        // Gaps of 1.3, 1.2, 1.4, 1.1 and 1.25 s (a loaded API server), then of 1 s.
+        let mut at = t0;
+        pace.sent(at, true);
+        for ms in [1300, 1200, 1400, 1100, 1250] {
+            at += Duration::from_millis(ms);
+            pace.sent(at, true);
+        }
+        assert_eq!(pace.pace(), Some((at, Duration::from_millis(1100))));
+        for _ in 0..3 {
+            at += Duration::from_secs(1);
+            pace.sent(at, true);
+        }
+        assert_eq!(pace.pace(), Some((at, Duration::from_secs(1))));
     }
 
     #[test]
