@@ -14,6 +14,14 @@ use jiff::Timestamp;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
+/// The operators of the restart scenarios: a budget of 3 servers per 4 s, so
+/// starting early takes seconds, and a sync every second.
+const THREE_PER_4_S: [&str; 3] = [
+    "--budget-servers=3",
+    "--budget-window-ms=4000",
+    "--drift-interval-ms=1000",
+];
+
 fn shutoff(stats: &SimStats) -> u64 {
     stats.servers_by_status.get("SHUTOFF").copied().unwrap_or(0)
 }
@@ -620,12 +628,7 @@ pub async fn killed_while_starting(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(9, |_| {}).await?;
     ctx.credentials().await?;
-    let flags = [
-        "--budget-servers=3",
-        "--budget-window-ms=4000",
-        "--drift-interval-ms=1000",
-    ];
-    let mut first = ctx.operator("first", ns, &flags).await?;
+    let mut first = ctx.operator("first", ns, &THREE_PER_4_S).await?;
     let to = start_early(&ctx, &sim, Duration::from_secs(24), Duration::from_secs(8)).await?;
     ctx.wait_status(
         ns,
@@ -647,7 +650,7 @@ pub async fn killed_while_starting(ctx: Ctx) -> Result<()> {
         "killed only {:.1}s before the window's end: the next process would begin after it",
         to.duration_since(killed).as_secs_f64()
     );
-    let _second = ctx.operator("second", ns, &flags).await?;
+    let _second = ctx.operator("second", ns, &THREE_PER_4_S).await?;
     wait_until(
         left_until(to + Duration::from_secs(6)),
         "all 9 servers running after the window's end",
@@ -683,12 +686,7 @@ pub async fn restart_keeps_starting(ctx: Ctx) -> Result<()> {
     let ns = &ctx.ns;
     let sim = start_sim(33, |_| {}).await?;
     ctx.credentials().await?;
-    let flags = [
-        "--budget-servers=3",
-        "--budget-window-ms=4000",
-        "--drift-interval-ms=1000",
-    ];
-    let mut first = ctx.operator("first", ns, &flags).await?;
+    let mut first = ctx.operator("first", ns, &THREE_PER_4_S).await?;
     let ids = sim.server_ids();
     let from = Timestamp::from_second(Timestamp::now().as_second() + 6)?;
     let to = from + Duration::from_secs(36);
@@ -735,7 +733,7 @@ pub async fn restart_keeps_starting(ctx: Ctx) -> Result<()> {
     );
     other.suspend = true;
     ctx.k.apply_ok(&other.yaml()).await?;
-    let _second = ctx.operator("second", ns, &flags).await?;
+    let _second = ctx.operator("second", ns, &THREE_PER_4_S).await?;
     wait_until(
         left_until(to - Duration::from_secs(10)),
         "early's 3 servers started 10 s before the window's end",
