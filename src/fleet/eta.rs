@@ -85,10 +85,7 @@ impl CallPace {
     /// A call went out at `at`; `still_queued`: ids wait for later calls.
     pub(super) fn sent(&mut self, at: Instant, still_queued: bool) {
         if let (Some(last), true) = (self.last_sent, self.busy) {
-            if self.gaps.len() == PACE_CALLS {
-                self.gaps.pop_front();
-            }
-            self.gaps.push_back(at.saturating_duration_since(last));
+            push_recent(&mut self.gaps, at.saturating_duration_since(last));
         }
         self.last_sent = Some(at);
         self.busy = still_queued;
