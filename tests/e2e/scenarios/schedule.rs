@@ -34,6 +34,13 @@ fn nothing_twice(stats: &SimStats, started: u64) -> Result<()> {
     Ok(())
 }
 
+/// How many servers `status.stoppedByPolicy` records (none when it is absent).
+fn recorded_servers(s: &Value) -> usize {
+    s["stoppedByPolicy"]["servers"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
 fn ready_because(s: &Value, reason: &str) -> bool {
     condition(s, "Ready").is_some_and(|c| c["status"] == "True" && c["reason"] == reason)
 }
@@ -445,12 +452,7 @@ pub async fn window_start(ctx: Ctx) -> Result<()> {
             "workday",
             Duration::from_secs(15),
             "Stopped inside the window, with the 9 servers it stopped recorded",
-            |s| {
-                s["phase"] == "Stopped"
-                    && s["stoppedByPolicy"]["servers"]
-                        .as_array()
-                        .is_some_and(|a| a.len() == 9)
-            },
+            |s| s["phase"] == "Stopped" && recorded_servers(s) == 9,
         )
         .await?;
     ensure!(
@@ -491,9 +493,7 @@ pub async fn window_start(ctx: Ctx) -> Result<()> {
             "a finished Start job in status.jobs and an empty stoppedByPolicy",
             |s| {
                 s["phase"] == "Idle"
-                    && s["stoppedByPolicy"]["servers"]
-                        .as_array()
-                        .is_none_or(|a| a.is_empty())
+                    && recorded_servers(s) == 0
                     && s["jobs"].as_array().is_some_and(|jobs| {
                         jobs.iter()
                             .any(|j| j["action"] == "Start" && j["status"] == "SUCCESS")
@@ -635,12 +635,7 @@ pub async fn killed_while_starting(ctx: Ctx) -> Result<()> {
         "early",
         left_until(to),
         "starting early, latched in status, the first 3 started and out of the record",
-        |s| {
-            s["stoppedByPolicy"]["startingUntil"].is_string()
-                && s["stoppedByPolicy"]["servers"]
-                    .as_array()
-                    .is_some_and(|servers| servers.len() == 6)
-        },
+        |s| s["stoppedByPolicy"]["startingUntil"].is_string() && recorded_servers(s) == 6,
     )
     .await?;
     first.kill9();
@@ -702,11 +697,7 @@ pub async fn restart_keeps_starting(ctx: Ctx) -> Result<()> {
         "early",
         left_until(from + Duration::from_secs(8)),
         "the 3 servers early stopped at the window's start recorded",
-        |s| {
-            s["stoppedByPolicy"]["servers"]
-                .as_array()
-                .is_some_and(|servers| servers.len() == 3)
-        },
+        |s| recorded_servers(s) == 3,
     )
     .await?;
     let mut other = Policy::new(ns, "other", &sim, &ids[3..]);
@@ -928,9 +919,7 @@ pub async fn killed_before_record(ctx: Ctx) -> Result<()> {
         unrecorded["jobs"]
             .as_array()
             .is_none_or(|jobs| jobs.is_empty())
-            && unrecorded["stoppedByPolicy"]["servers"]
-                .as_array()
-                .is_none_or(|servers| servers.is_empty()),
+            && recorded_servers(&unrecorded) == 0,
         "a status was written despite the refusal: {unrecorded}"
     );
     // Another call, whose journal write is the first since the job's end.
@@ -969,11 +958,7 @@ pub async fn killed_before_record(ctx: Ctx) -> Result<()> {
             "unrecorded",
             left_until(to),
             "the 10 servers the first process stopped recorded by the second",
-            |s| {
-                s["stoppedByPolicy"]["servers"]
-                    .as_array()
-                    .is_some_and(|a| a.len() == 10)
-            },
+            |s| recorded_servers(s) == 10,
         )
         .await?;
     ensure!(
