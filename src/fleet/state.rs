@@ -71,8 +71,9 @@ struct Call {
     entries: Entries,
     /// Taken from a half of a refused call: if refused for now, it goes back there.
     half: bool,
-    /// When the worker took it: its answer tells how long a call holds the worker.
-    taken_at: Instant,
+    /// When the worker took it, or when the budget covered it if the worker slept
+    /// until then: its answer tells how long a call holds the worker.
+    held_from: Instant,
 }
 
 /// A stop call due now: the worker sends it and hands the answer to
@@ -213,7 +214,8 @@ pub struct Recorded {
     pub policies: BTreeSet<PolicyKey>,
     /// The outcome is unknown: only a new listing tells what happened.
     pub relist: bool,
-    /// How long the call held the worker, from its taking it to the answer.
+    /// How long the call held the worker, from its taking it (or from when the
+    /// budget covered it, if the worker slept until then) to the answer.
     pub took: std::time::Duration,
 }
 
@@ -241,6 +243,10 @@ pub struct FleetState {
     throttled_until: Option<Instant>,
     /// How far apart the recent calls went out, for the forecast.
     pace: CallPace,
+    /// When the budget said each lane's next call would fit, as the worker last
+    /// asked: it sleeps until then and wakes a little later, and that wake-up holds
+    /// the call as much as its round trip does.
+    budget_due: HashMap<Lane, Instant>,
     /// The window end each policy began starting early for, as this process saw it
     /// begin: a sync may read a status older than the one that recorded it, and
     /// must not take the policy for one that has not begun (it would stop again
@@ -274,6 +280,7 @@ impl FleetState {
             journal_failure: None,
             throttled_until: None,
             pace: CallPace::default(),
+            budget_due: HashMap::new(),
             pending_starts: HashMap::new(),
             unrecorded: HashMap::new(),
             began_starting: HashMap::new(),
@@ -620,6 +627,28 @@ impl FleetState {
     /// Nothing goes while the first round runs (`gate` closed): the budget and jobs
     /// carried over in the statuses of policies not planned yet must be known first.
     pub fn take_due(&mut self, lane: Lane, gate: Gate, budget: &ActionBudget, now: Instant) -> Due {
+        // Only the worker's last answer for the lane counts: any other it had since
+        // (nothing due, a call) ends that wait.
+        let held_from = self
+            .budget_due
+            .remove(&lane)
+            .map_or(now, |due| due.min(now));
+        let due = self.due_call(lane, gate, budget, (held_from, now));
+        if let Due::BudgetAt(at) = due {
+            self.budget_due.insert(lane, at);
+        }
+        due
+    }
+
+    /// What [`Self::take_due`] decides; a call taken counts as holding the worker
+    /// from `held_from` (when the budget covered it, if the worker waited for that).
+    fn due_call(
+        &mut self,
+        lane: Lane,
+        gate: Gate,
+        budget: &ActionBudget,
+        (held_from, now): (Instant, Instant),
+    ) -> Due {
         if self.throttled_until.is_some_and(|until| until > now) || gate == Gate::Closed {
             return Due::Nothing;
         }
@@ -632,7 +661,7 @@ impl FleetState {
                 return Due::BudgetAt(fits_at);
             }
             let entries = state.halves.pop_front().expect("a front half");
-            return Due::Call(self.start_call(lane, entries, true, now));
+            return Due::Call(self.start_call(lane, entries, true, (held_from, now)));
         }
         let queued = state.queue.distinct_len();
         if queued == 0 {
@@ -660,10 +689,16 @@ impl FleetState {
         if state.is_empty() {
             self.lanes.remove(&lane);
         }
-        Due::Call(self.start_call(lane, batch.entries, false, now))
+        Due::Call(self.start_call(lane, batch.entries, false, (held_from, now)))
     }
 
-    fn start_call(&mut self, lane: Lane, entries: Entries, half: bool, now: Instant) -> DueCall {
+    fn start_call(
+        &mut self,
+        lane: Lane,
+        entries: Entries,
+        half: bool,
+        (held_from, now): (Instant, Instant),
+    ) -> DueCall {
         let still_queued = self.lanes.values().any(|lane| !lane.is_empty());
         self.pace.sent(now, still_queued);
         let id = CallId(self.next_call);
@@ -679,7 +714,7 @@ impl FleetState {
                 lane,
                 entries,
                 half,
-                taken_at: now,
+                held_from,
             },
         );
         DueCall {
@@ -754,7 +789,7 @@ impl FleetState {
         let Some(call) = self.calls.remove(&id) else {
             return Recorded::default();
         };
-        let took = now.at.saturating_duration_since(call.taken_at);
+        let took = now.at.saturating_duration_since(call.held_from);
         self.pace.answered(took);
         let policies: BTreeSet<PolicyKey> = call
             .entries

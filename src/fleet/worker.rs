@@ -55,6 +55,7 @@ async fn send(fleet: &Fleet, call: DueCall) {
     let ids: Vec<String> = call.ids.iter().map(ServerId::to_string).collect();
     // Written before it goes: a process killed from here on leaves its successor
     // this call's budget and servers, whatever happens to the answer.
+    let recording = Instant::now();
     let seq = match fleet
         .journal
         .begin(
@@ -83,6 +84,7 @@ async fn send(fleet: &Fleet, call: DueCall) {
         fleet.lock().not_sent(call.id, Instant::now());
         return;
     }
+    let journal_ms = u64::try_from(recording.elapsed().as_millis()).unwrap_or(u64::MAX);
     let answer = fleet.api.power(&ids, action).await;
     let answered_at = Now::current();
     let answered = answer.as_ref().map(String::as_str);
@@ -95,19 +97,19 @@ async fn send(fleet: &Fleet, call: DueCall) {
     // As of the answer: the budget counts the call from then, and the write of the
     // answer overlaps the wait for the next call's budget.
     let recorded = fleet.lock().record_call(call.id, answered, answered_at);
-    // Its journal record and the request: what holds the next call back beyond the
-    // budget's window.
+    // The worker's wake-up for the budget, its journal record and the request: what
+    // holds the next call back beyond the budget's window.
     let took_ms = u64::try_from(recorded.took.as_millis()).unwrap_or(u64::MAX);
     match &answer {
         Ok(job_id) => {
             if call.lane.job_action() == JobAction::Stop {
                 fleet.metrics.stop_calls.inc();
             }
-            tracing::info!(%job_id, servers = call.ids.len(), ?action, took_ms, "job submitted");
+            tracing::info!(%job_id, servers = call.ids.len(), ?action, took_ms, journal_ms, "job submitted");
         }
         Err(error) => {
             fleet.metrics.error(error.kind().as_str());
-            tracing::warn!(%error, servers = call.ids.len(), ?action, kind = %error.kind(), took_ms, "call failed");
+            tracing::warn!(%error, servers = call.ids.len(), ?action, kind = %error.kind(), took_ms, journal_ms, "call failed");
         }
     }
     if recorded.relist {

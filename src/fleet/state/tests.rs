@@ -4,6 +4,7 @@ use super::*;
 use crate::ecs::budget::BudgetLimits;
 use crate::ecs::error::ApiFailure;
 use crate::ecs::wire::JobStatus;
+use crate::fleet::eta::START_MARGIN;
 use crate::fleet::jobs::tests::job;
 use crate::fleet::journal::{InheritedCall, InheritedJob};
 use crate::fleet::lane::MAX_LINGERS;
@@ -452,6 +453,57 @@ fn waiting_for_budget_means_only_queued() {
         !w.sync("p", &["a", "b", "d"], 800).waiting_for_budget,
         "a job runs"
     );
+}
+
+#[test]
+fn a_call_the_worker_slept_for_holds_it_from_when_the_budget_covered_it() {
+    let mut w = World::new();
+    let window_ms = u64::try_from(w.budget.limits().window.as_millis()).unwrap();
+    let many: Vec<String> = (0..3000).map(|i| format!("s{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    w.sync("p", &many, 0);
+    let first = w.due(Lane::SoftStop, 0).expect("a full call");
+    // The budget counts a call from its answer.
+    assert!(w.budget.try_take_at(first.ids.len(), w.clock.at(10).at));
+    let recorded = w.state.record_call(first.id, Ok("j1"), w.clock.at(10));
+    assert_eq!(recorded.took, Duration::from_millis(10));
+    let covered = window_ms + 10;
+    assert!(w.due(Lane::SoftStop, 20).is_none(), "the budget is spent");
+    // Woken 3 ms after the budget covers the next call, answered 10 ms after that.
+    let second = w.due(Lane::SoftStop, covered + 3).expect("the next call");
+    assert!(
+        w.budget
+            .try_take_at(second.ids.len(), w.clock.at(covered + 13).at)
+    );
+    let recorded = w
+        .state
+        .record_call(second.id, Ok("j2"), w.clock.at(covered + 13));
+    assert_eq!(
+        recorded.took,
+        Duration::from_millis(13),
+        "the wake-up counts"
+    );
+    // A wait for the budget that something else ended does not count: here the
+    // policy was suspended, and queued its servers again later.
+    assert!(w.due(Lane::SoftStop, covered + 20).is_none());
+    w.sync_with(
+        "p",
+        &many,
+        (Mode::Idle, Lane::SoftStop),
+        &[],
+        (covered + 30, covered + 30),
+    );
+    assert!(
+        w.due(Lane::SoftStop, covered + 40).is_none(),
+        "nothing queued"
+    );
+    let later = 2 * window_ms + 500;
+    w.sync("p", &many, later);
+    let third = w.due(Lane::SoftStop, later + 5).expect("the last call");
+    let recorded = w
+        .state
+        .record_call(third.id, Ok("j3"), w.clock.at(later + 15));
+    assert_eq!(recorded.took, Duration::from_millis(10), "from its taking");
 }
 
 #[test]
@@ -1239,9 +1291,11 @@ fn policies_sharing_a_window_end_each_lead_for_all_their_starts() {
     let minute = Duration::from_secs(60);
     let now = w.clock.at(0);
     let end = now.wall + Duration::from_secs(3600);
+    // Whole windows, the margin aside.
     let lead = |w: &mut World, policy: &str, until, at: Now| {
         w.state
             .start_lead(&key(policy), (5000, until), &w.budget, at)
+            - START_MARGIN
     };
     // Alone: 5 calls at 1000 a minute, the first 4 minutes before the end.
     assert_eq!(lead(&mut w, "p", Some(end), now), 4 * minute);
