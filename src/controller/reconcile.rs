@@ -622,6 +622,9 @@ async fn write_status(
             .policy_conditions(&namespace, &policy.name_any(), &next.conditions);
         return Ok(());
     }
+    let _writing = ctx
+        .status_write_permit(policy.spec.servers.len() + policy.spec.exclude.len())
+        .await;
     let api: Api<EcsPowerPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     api.patch_status(
         &policy.name_any(),

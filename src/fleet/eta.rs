@@ -12,11 +12,13 @@
 //! the forecast spaces the calls ahead at the shortest of their recent gaps instead:
 //! load that passes (a listing of the whole fleet, a burst of status writes) slows
 //! some calls, not every call ahead, while a pace that lasts slows them all.
+//! Until that pace is known, each call ahead also counts the mean time recent calls
+//! held the worker (the budget counts a call from its answer). (While status writes
+//! were not bounded by the size of their policies, the first calls at 100,000 servers
+//! took 0.25–0.9 s each, against about 15 ms later, and first estimates that added
+//! the median of those came 25–92 % late; with the bound they took 50–180 ms.)
 //! The end is when the policy's status says so: the job's time, then as long as
 //! recent finished jobs took to reach their policies' statuses.
-//! (Adding the median answer time to each call at the budget's pace was measured
-//! too: at 100,000 servers its first estimates, made while the first listings load
-//! the machine, came 25–92 % late.)
 //!
 //! [`StopQueue::calls_until_last`]: crate::plan::StopQueue::calls_until_last
 
@@ -50,6 +52,8 @@ pub(super) struct Forecast<'a> {
     pub job_time: Duration,
     /// When the last call went out, and the shortest gap between recent calls.
     pub pace: Option<(Instant, Duration)>,
+    /// How long recent calls held the worker, on average (see [`RecentTimes`]).
+    pub call_time: Duration,
 }
 
 /// Gaps of this many recent calls make the pace.
@@ -57,8 +61,9 @@ const PACE_CALLS: usize = 10;
 
 /// Fewer gaps than this make no pace: the first calls go while the first round's
 /// status writes load the API server (at 100,000 servers over 100 policies, 1 s
-/// budget window: 0.25–0.9 s each for the first five, about 15 ms from then on), so
-/// even the shortest of the first gaps would stretch every call after them.
+/// budget window, before status writes were bounded: 0.25–0.9 s each for the first
+/// five, about 15 ms from then on), so even the shortest of the first gaps could
+/// stretch every call after them.
 const PACE_MIN_GAPS: usize = 5;
 
 /// How long the fleet's recent work took, for its forecasts: the gaps between the
@@ -253,7 +258,9 @@ pub(super) fn standing(
     let by_budget = forecast.budget.last_fits_at(&calls, start);
     let last_call = match forecast.pace {
         Some((last_sent, gap)) => by_budget.max(last_sent + gap.saturating_mul(ahead)),
-        None => by_budget,
+        // The budget counts a call from its answer: each call ahead shifts the ones
+        // after it by its round trip, as in the start lead.
+        None => by_budget + forecast.call_time.saturating_mul(ahead),
     };
     let done_in = last_call.saturating_duration_since(now.at) + forecast.job_time;
     Some(QueueStanding {

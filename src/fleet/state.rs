@@ -1163,6 +1163,7 @@ impl FleetState {
                 self.config.job_poll_interval,
             ) + self.pace.record_lag(),
             pace: self.pace.pace(),
+            call_time: self.pace.recent_times().call_mean,
         };
         eta::standing(&forecast, policy, lane, now)
     }

@@ -941,6 +941,26 @@ fn an_estimate_includes_how_long_finished_jobs_took_to_reach_their_statuses() {
 }
 
 #[test]
+fn before_the_pace_is_known_each_call_ahead_adds_the_mean_round_trip() {
+    let mut w = World::new();
+    let ids = names("s", 4000);
+    w.sync("p", &refs(&ids), 0);
+    // Two calls, each answered 2 s after the worker took it.
+    for (n, at) in [500, 70_000].into_iter().enumerate() {
+        let call = w.due(Lane::SoftStop, at).expect("a full call");
+        let job = format!("j{n}");
+        w.state
+            .record_call(call.id, Ok(&job), w.clock.at(at + 2_000));
+    }
+    // Two calls ahead: one now, one a window later (this ledger holds no call), each
+    // 2 s more; then a job poll (no job has finished).
+    assert_eq!(
+        w.eta_s("p", Lane::SoftStop, 72_000),
+        Some((2000, 72.0 + 60.0 + 2.0 * 2.0 + 1.0))
+    );
+}
+
+#[test]
 fn calls_slower_than_the_budget_set_the_pace_of_the_estimate() {
     let mut w = World::new();
     let ids = names("s", 8000);
