@@ -205,12 +205,13 @@ fn full_calls(ids: usize, full_call: usize) -> impl Iterator<Item = usize> {
 ///
 /// Each call also holds the worker for a round trip (its wake-up for the budget, its
 /// journal record and the request), and the budget counts a call from its answer, so
-/// every call shifts the next by that much. What the lead needs is their sum: the mean for each but one,
-/// the longest for that one, so one slow call does not make it late. (The longest
-/// for all, set by one call the first listings held up for 372 ms, made ten start
-/// calls begin 3.3 s early.) Before the first goes, the sync that begins starting
-/// takes as long as recent syncs took to queue (a listing, mostly: without it, one
-/// policy's last call went 0.15 s after the end). Last, [`START_MARGIN`].
+/// every call shifts the next by that much. What the lead needs is their sum: the
+/// mean for each but one, the longest for that one, so one slow call does not make it
+/// late. (The longest for all, set by one call the first listings held up for 372 ms,
+/// made ten start calls begin 3.3 s early.) Before the first goes, the sync that
+/// begins starting takes as long as recent syncs took to queue (a listing, mostly:
+/// without it, one policy's last call went 0.15 s after the end). Last,
+/// [`START_MARGIN`].
 pub(super) fn start_lead(
     budget: &ActionBudget,
     full_call: usize,
