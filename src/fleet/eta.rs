@@ -298,8 +298,8 @@ mod tests {
         queue: (&[usize], usize),
         now: Instant,
     ) -> Duration {
-        let lead = start_lead(budget, full_call, queue, RecentTimes::default(), now);
-        lead.checked_sub(START_MARGIN).unwrap_or(lead)
+        start_lead(budget, full_call, queue, RecentTimes::default(), now)
+            .saturating_sub(START_MARGIN)
     }
 
     #[test]
